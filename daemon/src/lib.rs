@@ -1,0 +1,14 @@
+//! What every cutover daemon (node, proxy, orchestrator) shares: structured logging, the
+//! process-wide metrics recorder, the `/metrics`, `/healthz` and `/readyz` endpoints, and the
+//! root cancellation token with signal handling and a grace period.
+//!
+//! Library crates take an already-bound listener and a `CancellationToken`; only the binary
+//! calls [`logging::init`], [`metrics::install`] and [`shutdown::Shutdown::install`].
+
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod shutdown;
+
+pub use ops::Readiness;
+pub use shutdown::Shutdown;

@@ -1,0 +1,146 @@
+//! The `cutover` command line (clap derive): the daemons (`node`, `proxy`, `orchestrator`),
+//! the operator commands (`upgrade …`) and `demo`.
+
+mod daemons;
+mod demo;
+mod exit;
+mod upgrade;
+mod values;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cutover_daemon::logging::{self, LogFormat};
+
+pub use daemons::{NodeArgs, OrchestratorArgs, ProxyArgs};
+pub use demo::DemoArgs;
+pub use exit::{CliError, codes};
+pub use upgrade::{OutputFormat, UpgradeArgs, UpgradeCommand};
+
+/// Upgrade a stateful service from blue to green with no downtime and no lost write.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about,
+    long_about = "Upgrade a stateful service from its old version (blue) to its new one (green) \
+                  with no downtime and no lost write: copy its state in shrinking cycles, hold \
+                  traffic for a short pause, fence blue, copy the last delta, verify, switch.",
+    after_help = "Example:\n  cutover demo                 # the whole story in one process\n  \
+                  cutover upgrade start --plan plan.toml",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log line format on standard error (the level comes from RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "CUTOVER_LOG_FORMAT")]
+    pub log_format: LogFormatArg,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// The roles of the one `cutover` binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a reference stateful node (document store, HTTP API, gRPC Source/Sink/NodeAdmin).
+    Node(NodeArgs),
+    /// Run a cutover proxy in front of the service (routes, holds, drains, switches).
+    Proxy(ProxyArgs),
+    /// Run the orchestrator daemon that drives upgrades (gRPC Orchestrator service).
+    Orchestrator(OrchestratorArgs),
+    /// Operate an upgrade: start, status, proceed, abort, rollback.
+    Upgrade(UpgradeArgs),
+    /// Run the whole upgrade story in one process on loopback, with a live load.
+    Demo(DemoArgs),
+}
+
+/// Runs a parsed command line to completion and maps the outcome to an exit status
+/// (see [`codes`]). Errors are printed to standard error with what to do about them.
+pub fn run(cli: Cli) -> ExitCode {
+    if let Err(error) = logging::init(cli.log_format.into()) {
+        eprintln!("error: {error}");
+        return ExitCode::from(codes::USAGE);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(codes::FAILED);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Node(args) => daemons::node(args).await,
+        Command::Proxy(args) => daemons::proxy(args).await,
+        Command::Orchestrator(args) => daemons::orchestrator(args).await,
+        Command::Upgrade(args) => upgrade::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_help_has_an_example() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        let mut stack: Vec<(String, clap::Command)> = cli
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .map(|c| (c.get_name().to_owned(), c.clone()))
+            .collect();
+        while let Some((path, command)) = stack.pop() {
+            let help = command.get_after_help().map(|h| h.to_string());
+            if !help.is_some_and(|h| h.contains("Example")) {
+                missing.push(path.clone());
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() != "help" {
+                    stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no example in --help of: {missing:?}");
+    }
+}

@@ -1,0 +1,98 @@
+//! The command line surface: help, version, usage errors, and honest "not implemented".
+
+use crate::cluster;
+
+const SUBCOMMANDS: &[&str] = &["node", "proxy", "orchestrator", "upgrade", "demo"];
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = cluster().run(["--help"]).expect("cutover --help runs");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for name in SUBCOMMANDS {
+        assert!(
+            out.stdout.lines().any(|l| l.trim_start().starts_with(name)),
+            "--help does not list `{name}`:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn every_subcommand_help_shows_a_purpose_and_an_example() {
+    let cluster = cluster();
+    let mut commands: Vec<Vec<&str>> = SUBCOMMANDS.iter().map(|c| vec![*c]).collect();
+    for op in ["start", "status", "proceed", "abort", "rollback"] {
+        commands.push(vec!["upgrade", op]);
+    }
+    for command in commands {
+        let mut args = command.clone();
+        args.push("--help");
+        let out = cluster.run(&args).expect("help runs");
+        assert_eq!(out.code, Some(0), "{command:?}: {}", out.stderr);
+        let first = out.stdout.lines().next().unwrap_or_default();
+        assert!(
+            !first.trim().is_empty(),
+            "{command:?} --help has no purpose line"
+        );
+        assert!(
+            out.stdout.contains("Example:\n  cutover "),
+            "{command:?} --help has no example:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = cluster()
+        .run(["--version"])
+        .expect("cutover --version runs");
+    assert_eq!(out.code, Some(0));
+    assert_eq!(
+        out.stdout.trim(),
+        format!("cutover {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_clap_message() {
+    let cluster = cluster();
+    let out = cluster.run(["frobnicate"]).expect("runs");
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("unrecognized subcommand 'frobnicate'"),
+        "{}",
+        out.stderr
+    );
+
+    let out = cluster
+        .run(["node", "--data-dir", "d", "--http", "not-an-address"])
+        .expect("runs");
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("not-an-address"), "{}", out.stderr);
+
+    let out = cluster
+        .run([
+            "proxy",
+            "--blue",
+            "http://a",
+            "--green",
+            "http://b",
+            "--state-file",
+            "s",
+            "--max-held-bytes",
+            "3 parsecs",
+        ])
+        .expect("runs");
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("parsecs"), "{}", out.stderr);
+}
+
+#[test]
+fn unimplemented_commands_say_so_and_fail() {
+    let cluster = cluster();
+    let out = cluster.run(["demo", "--docs", "10"]).expect("runs");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("not implemented"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "prints no result: {}", out.stdout);
+}

@@ -1,0 +1,68 @@
+//! A cluster under test: one temporary root with a folder per process, loopback addresses,
+//! and the binary to run.
+
+use std::{
+    ffi::OsStr,
+    net::{SocketAddr, TcpListener},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::Context;
+use tempfile::TempDir;
+
+use super::{Binary, Daemon, RunOutput};
+
+/// How long a one-shot command may run before the harness kills it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A set of processes under test. Dropping it kills the processes (through their handles,
+/// which the test holds) and removes every folder.
+#[derive(Debug)]
+pub struct Cluster {
+    root: TempDir,
+    binary: Binary,
+}
+
+impl Cluster {
+    /// A cluster that runs `binary`, rooted in a fresh temporary folder.
+    pub fn new(binary: Binary) -> anyhow::Result<Self> {
+        let root = tempfile::Builder::new()
+            .prefix("cutover-test-")
+            .tempdir()
+            .context("creating the cluster's temporary root")?;
+        Ok(Self { root, binary })
+    }
+
+    /// The folder of process `name` (created on first use).
+    pub fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.root.path().join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// A loopback address that was free a moment ago: bound on `127.0.0.1:0`, read, released,
+    /// so a child process can bind it. (A child cannot inherit the listener without `unsafe`.)
+    pub fn free_addr(&self) -> anyhow::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        Ok(listener.local_addr()?)
+    }
+
+    /// Starts a daemon `cutover ARGS` in its own folder, killed when the handle drops.
+    pub fn spawn<I, S>(&self, name: &str, args: I) -> anyhow::Result<Daemon>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.binary.spawn(name, &self.dir(name)?, args)
+    }
+
+    /// Runs a one-shot `cutover ARGS` to completion in the root folder.
+    pub fn run<I, S>(&self, args: I) -> anyhow::Result<RunOutput>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.binary.run(self.root.path(), args, RUN_TIMEOUT)
+    }
+}
