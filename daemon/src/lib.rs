@@ -5,10 +5,14 @@
 //! Library crates take an already-bound listener and a `CancellationToken`; only the binary
 //! calls [`logging::init`], [`metrics::install`] and [`shutdown::Shutdown::install`].
 
+pub mod auth;
+pub mod code;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod serve;
 pub mod shutdown;
 
+pub use code::{Classify, ErrorCode};
 pub use ops::Readiness;
 pub use shutdown::Shutdown;

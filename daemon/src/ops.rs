@@ -16,11 +16,7 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -116,31 +112,10 @@ async fn handle(
 /// Serves the operational endpoints on `listener` (HTTP/1.1 and h2c) until `cancel` fires,
 /// then lets open connections finish their current request and returns.
 pub async fn serve(listener: TcpListener, readiness: Readiness, cancel: CancellationToken) {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let stream = tokio::select! {
-            () = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Accept errors (EMFILE, a reset before accept) are per-connection.
-                    tracing::warn!(%error, "ops listener accept failed");
-                    continue;
-                }
-            },
-        };
-        let readiness = readiness.clone();
-        let service = service_fn(move |request| handle(request, readiness.clone()));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "ops connection ended with an error");
-            }
-        });
-    }
-    graceful.shutdown().await;
+    crate::serve::serve_http(listener, cancel, move |request| {
+        handle(request, readiness.clone())
+    })
+    .await;
 }
 
 #[cfg(test)]

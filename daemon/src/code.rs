@@ -1,0 +1,86 @@
+//! One error classification for every boundary, mapped once to both an HTTP status and a gRPC
+//! code, so no handler builds a status by hand and HTTP and gRPC callers see the same answer.
+
+/// What kind of failure an error is, independent of the protocol that reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request is malformed: bad JSON, a bad name, an out-of-range value.
+    InvalidArgument,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// A condition of the request does not hold (`If-Match`, a stale epoch).
+    PreconditionFailed,
+    /// The request body is larger than allowed.
+    PayloadTooLarge,
+    /// The method is not supported on this path.
+    MethodNotAllowed,
+    /// The node refuses client writes because it is fenced; retry elsewhere or later.
+    Fenced,
+    /// A position beyond what exists (a `since` above the head).
+    OutOfRange,
+    /// Credentials are missing or wrong.
+    Unauthenticated,
+    /// Temporarily unable to serve; retry.
+    Unavailable,
+    /// A bug or a broken store: nothing the caller can fix.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The short machine-readable name used in JSON error bodies and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidArgument => "invalid_argument",
+            Self::NotFound => "not_found",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Fenced => "fenced",
+            Self::OutOfRange => "out_of_range",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status that reports this code.
+    pub fn http_status(self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::InvalidArgument | Self::OutOfRange => S::BAD_REQUEST,
+            Self::NotFound => S::NOT_FOUND,
+            Self::PreconditionFailed => S::PRECONDITION_FAILED,
+            Self::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+            Self::Fenced | Self::Unavailable => S::SERVICE_UNAVAILABLE,
+            Self::Unauthenticated => S::UNAUTHORIZED,
+            Self::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC code that reports this code.
+    pub fn grpc_code(self) -> tonic::Code {
+        use tonic::Code as C;
+        match self {
+            Self::InvalidArgument | Self::PayloadTooLarge => C::InvalidArgument,
+            Self::NotFound => C::NotFound,
+            Self::PreconditionFailed | Self::Fenced => C::FailedPrecondition,
+            Self::MethodNotAllowed => C::Unimplemented,
+            Self::OutOfRange => C::OutOfRange,
+            Self::Unauthenticated => C::Unauthenticated,
+            Self::Unavailable => C::Unavailable,
+            Self::Internal => C::Internal,
+        }
+    }
+}
+
+/// An error that knows its [`ErrorCode`].
+pub trait Classify: std::error::Error {
+    /// The classification of this error.
+    fn code(&self) -> ErrorCode;
+
+    /// The error as a gRPC status whose message is the error's display text.
+    fn to_status(&self) -> tonic::Status {
+        tonic::Status::new(self.code().grpc_code(), self.to_string())
+    }
+}

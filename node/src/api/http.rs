@@ -1,0 +1,448 @@
+//! The HTTP document API (hyper 1.x):
+//!
+//! - `PUT /v1/{collection}/{id}` → 201 created / 200 updated, `{"collection","id","version","seq"}`
+//! - `GET /v1/{collection}/{id}` → 200 with exactly the stored JSON, or 404
+//! - `DELETE /v1/{collection}/{id}` → 200 `{"version","seq"}`, or 404
+//! - `GET /v1/{collection}?after={id}&limit={n}` → a page in id order
+//! - `GET /healthz`, `/readyz`, `/metrics`
+//!
+//! `ETag: "<version>"` on every document response; `If-Match` and `If-None-Match: *` honoured.
+//! Errors are `{"error": "<code>", "detail": "<text>"}`.
+
+use std::{convert::Infallible, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use cutover_daemon::{Classify, ErrorCode, Readiness, ops};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::blocking;
+use crate::{
+    metrics as m,
+    store::{Precondition, Store, StoreError},
+};
+
+/// Default largest request body.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+/// Default page size of a listing.
+const DEFAULT_LIMIT: usize = 100;
+/// Largest page size of a listing.
+const MAX_LIMIT: usize = 1_000;
+
+/// The document API over a store.
+#[derive(Debug, Clone)]
+pub struct HttpApi {
+    store: Store,
+    max_body: u64,
+    readiness: Readiness,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// An error answered to an HTTP client.
+#[derive(Debug)]
+struct ApiError {
+    code: ErrorCode,
+    name: &'static str,
+    detail: String,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            name,
+            detail: detail.into(),
+        }
+    }
+
+    fn reply(self) -> Reply {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            detail: &'a str,
+        }
+        let mut reply = json(
+            self.code.http_status(),
+            &Body {
+                error: self.name,
+                detail: &self.detail,
+            },
+        );
+        if self.code == ErrorCode::Fenced {
+            reply
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        reply
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        let name = match &error {
+            StoreError::BadCollection { .. } => "bad_collection",
+            StoreError::BadId { .. } => "bad_id",
+            other => other.code().as_str(),
+        };
+        if error.code() == ErrorCode::Internal {
+            tracing::error!(%error, "store failure");
+        }
+        Self::new(error.code(), name, error.to_string())
+    }
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Reply {
+    let bytes = serde_json::to_vec(body).expect("response bodies serialise");
+    let mut reply = Response::new(Full::new(Bytes::from(bytes)));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    reply
+}
+
+fn etag(reply: &mut Reply, version: u64) {
+    let value = HeaderValue::try_from(format!("\"{version}\"")).expect("digits and quotes");
+    reply.headers_mut().insert(header::ETAG, value);
+}
+
+/// Which route a request took, for metrics (low cardinality).
+#[derive(Clone, Copy)]
+enum Route {
+    Document,
+    Collection,
+    Ops,
+    Other,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Document => "document",
+            Self::Collection => "collection",
+            Self::Ops => "ops",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl HttpApi {
+    /// The API for `store`, refusing bodies over `max_body` bytes.
+    pub fn new(store: Store, max_body: u64, readiness: Readiness) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            max_body,
+            readiness,
+        })
+    }
+
+    /// Answers one request; never fails (errors are answered as JSON).
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Reply, Infallible> {
+        let started = Instant::now();
+        let (route, reply) = self.route(request).await;
+        let reply = reply.unwrap_or_else(ApiError::reply);
+        let status = reply.status();
+        metrics::counter!(m::HTTP_REQUESTS, "route" => route.label(), "status" => status.as_str().to_owned())
+            .increment(1);
+        metrics::histogram!(m::HTTP_DURATION, "route" => route.label())
+            .record(started.elapsed().as_secs_f64());
+        Ok(reply)
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> (Route, Result<Reply, ApiError>) {
+        let path = request.uri().path().to_owned();
+        if let Some(reply) = ops::respond(request.method(), &path, &self.readiness) {
+            return (Route::Ops, Ok(reply));
+        }
+        let Some(rest) = path.strip_prefix("/v1/") else {
+            let detail = format!("no route {path}: documents are under /v1/{{collection}}/{{id}}");
+            return (Route::Other, Err(ApiError::new(ErrorCode::NotFound, "not_found", detail)));
+        };
+        match rest.split_once('/') {
+            Some((collection, id)) => (Route::Document, self.document(request, collection, id).await),
+            None => (Route::Collection, self.collection(&request, rest).await),
+        }
+    }
+
+    async fn document(
+        &self,
+        request: Request<Incoming>,
+        collection: &str,
+        id: &str,
+    ) -> Result<Reply, ApiError> {
+        let collection = decode(collection, "bad_collection")?;
+        let id = decode(id, "bad_id")?;
+        let precondition = precondition(request.headers())?;
+        let store = self.store.clone();
+        match *request.method() {
+            Method::GET | Method::HEAD => {
+                let (c, i) = (collection.clone(), id.clone());
+                let doc = blocking(move || store.get(&c, &i)).await?;
+                let doc = doc.ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::NotFound,
+                        "not_found",
+                        format!("no document {collection}/{id}"),
+                    )
+                })?;
+                let mut reply = Response::new(Full::new(Bytes::from(doc.body)));
+                reply.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                etag(&mut reply, doc.version);
+                Ok(reply)
+            }
+            Method::PUT => {
+                let body = self.read_body(request).await?;
+                if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        "invalid_json",
+                        format!("the body is not one JSON value: {error}"),
+                    ));
+                }
+                let (c, i) = (collection.clone(), id.clone());
+                let out = blocking(move || store.put(&c, &i, &body, &precondition)).await?;
+                metrics::counter!(m::DOCUMENTS_WRITTEN).increment(1);
+                #[derive(Serialize)]
+                struct Written<'a> {
+                    collection: &'a str,
+                    id: &'a str,
+                    version: u64,
+                    seq: u64,
+                }
+                let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+                let mut reply = json(
+                    status,
+                    &Written {
+                        collection: &collection,
+                        id: &id,
+                        version: out.version,
+                        seq: out.seq,
+                    },
+                );
+                etag(&mut reply, out.version);
+                Ok(reply)
+            }
+            Method::DELETE => {
+                let out = blocking(move || store.delete(&collection, &id, &precondition)).await?;
+                metrics::counter!(m::DOCUMENTS_DELETED).increment(1);
+                #[derive(Serialize)]
+                struct Deleted {
+                    version: u64,
+                    seq: u64,
+                }
+                let mut reply = json(
+                    StatusCode::OK,
+                    &Deleted {
+                        version: out.version,
+                        seq: out.seq,
+                    },
+                );
+                etag(&mut reply, out.version);
+                Ok(reply)
+            }
+            _ => Err(method_not_allowed("GET, HEAD, PUT, DELETE")),
+        }
+    }
+
+    async fn collection(
+        &self,
+        request: &Request<Incoming>,
+        collection: &str,
+    ) -> Result<Reply, ApiError> {
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return Err(method_not_allowed("GET, HEAD"));
+        }
+        let collection = decode(collection, "bad_collection")?;
+        let (after, limit) = list_query(request.uri().query().unwrap_or_default())?;
+        let store = self.store.clone();
+        let page = blocking(move || store.list(&collection, after.as_deref(), limit)).await?;
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            id: &'a str,
+            version: u64,
+            body: &'a RawValue,
+        }
+        #[derive(Serialize)]
+        struct Page<'a> {
+            documents: Vec<Entry<'a>>,
+            next: Option<&'a str>,
+        }
+        let mut documents = Vec::with_capacity(page.documents.len());
+        for (id, version, body) in &page.documents {
+            // Bodies were validated as JSON on the way in.
+            let body: &RawValue = serde_json::from_slice(body).map_err(|_| {
+                ApiError::new(ErrorCode::Internal, "internal", format!("stored body of {id} is not JSON"))
+            })?;
+            documents.push(Entry { id, version: *version, body });
+        }
+        Ok(json(
+            StatusCode::OK,
+            &Page {
+                documents,
+                next: page.next.as_deref(),
+            },
+        ))
+    }
+
+    /// Reads the body, refusing more than `max_body` bytes (by its length header when it has
+    /// one, before reading anything).
+    async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "body_too_large",
+                format!("the body is larger than the limit of {} bytes", self.max_body),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body) {
+            return Err(too_large());
+        }
+        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+        match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(error) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "bad_body",
+                format!("the body could not be read: {error}"),
+            )),
+        }
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method_not_allowed",
+        format!("allowed here: {allowed}"),
+    )
+}
+
+/// Percent-decodes one path segment into UTF-8.
+fn decode(segment: &str, name: &'static str) -> Result<String, ApiError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                name,
+                format!("{segment:?} does not percent-decode to UTF-8"),
+            )
+        })
+}
+
+/// `If-Match` / `If-None-Match: *` as a store precondition.
+fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    let bad = |what: &str| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            "bad_precondition",
+            format!("{what}: use If-Match: \"<version>\"[, …] or *, or If-None-Match: *"),
+        )
+    };
+    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
+        return match value.to_str().map(str::trim) {
+            Ok("*") => Ok(Precondition::IfAbsent),
+            _ => Err(bad("If-None-Match supports only *")),
+        };
+    }
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(Precondition::Always);
+    };
+    let text = value.to_str().map_err(|_| bad("If-Match is not ASCII"))?.trim();
+    if text == "*" {
+        return Ok(Precondition::IfExists);
+    }
+    text.split(',')
+        .map(|tag| {
+            let tag = tag.trim();
+            tag.strip_prefix("W/")
+                .unwrap_or(tag)
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| bad(&format!("If-Match tag {tag:?} is not a version")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Precondition::IfMatch)
+}
+
+/// `after` and `limit` of a listing query.
+fn list_query(query: &str) -> Result<(Option<String>, usize), ApiError> {
+    let mut after = None;
+    let mut limit = DEFAULT_LIMIT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = decode(&value.replace('+', " "), "bad_query")?;
+        match key {
+            "after" => after = Some(value),
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidArgument,
+                            "bad_query",
+                            format!("limit={value:?}: use a whole number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "bad_query",
+                    format!("unknown query parameter {other:?}: use after and limit"),
+                ));
+            }
+        }
+    }
+    Ok((after, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_preconditions() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(precondition(&headers).ok(), Some(Precondition::Always));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"3\", W/\"5\""));
+        assert_eq!(precondition(&headers).ok(), Some(Precondition::IfMatch(vec![3, 5])));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(precondition(&headers).ok(), Some(Precondition::IfExists));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("3"));
+        assert!(precondition(&headers).is_err(), "unquoted tag");
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(precondition(&headers).ok(), Some(Precondition::IfAbsent));
+    }
+
+    #[test]
+    fn parses_listing_queries() {
+        assert_eq!(list_query("").ok(), Some((None, DEFAULT_LIMIT)));
+        assert_eq!(
+            list_query("after=a%2Fb&limit=5").ok(),
+            Some((Some("a/b".to_owned()), 5))
+        );
+        for bad in ["limit=0", "limit=1001", "limit=x", "colour=blue"] {
+            assert!(list_query(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! What a node is configured with.
+
+use crate::store::StoreConfig;
+
+/// A node's configuration (the CLI builds it from flags and environment).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The store.
+    pub store: StoreConfig,
+    /// Largest accepted HTTP request body, in bytes.
+    pub max_body: u64,
+    /// The bearer token `Sink` and `NodeAdmin` calls must present, if any.
+    pub token: Option<String>,
+}

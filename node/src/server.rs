@@ -1,0 +1,146 @@
+//! A running node: the store, the HTTP document API and the gRPC services on listeners the
+//! caller bound, until cancelled.
+
+use std::{sync::Arc, time::Duration};
+
+use cutover_daemon::{Readiness, auth::BearerAuth, serve::serve_http};
+use cutover_proto::v1::{
+    node_admin_server::NodeAdminServer, sink_server::SinkServer, source_server::SourceServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{admin::AdminService, http::HttpApi, sink::SinkService, source::SourceService},
+    config::NodeConfig,
+    metrics as m,
+    store::{Store, StoreError, now_unix_ms},
+};
+
+/// How often the fence, head and live-document gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest `Sink.Apply` message accepted (batches are far smaller by default).
+const MAX_APPLY_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Why a node stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The store could not be opened or flushed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The reflection service could not load the contract's descriptors.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A node, opened and ready to run.
+#[derive(Debug)]
+pub struct Node {
+    store: Store,
+    config: NodeConfig,
+    readiness: Readiness,
+}
+
+impl Node {
+    /// Opens the store.
+    pub fn open(config: NodeConfig) -> Result<Self, NodeError> {
+        let store = Store::open(&config.store)?;
+        Ok(Self {
+            store,
+            config,
+            readiness: Readiness::new(),
+        })
+    }
+
+    /// The store (for embedding and tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether the node serves; `/readyz` reflects it.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// Serves HTTP on `http` and gRPC on `grpc` until `cancel` fires, then finishes in-flight
+    /// requests and flushes the store.
+    pub async fn run(
+        self,
+        http: TcpListener,
+        grpc: TcpListener,
+        cancel: CancellationToken,
+    ) -> Result<(), NodeError> {
+        m::describe();
+        let store = self.store;
+        let auth = BearerAuth::new(self.config.token.clone());
+        let api = HttpApi::new(store.clone(), self.config.max_body, self.readiness.clone());
+        let http_task = tokio::spawn(serve_http(http, cancel.child_token(), move |request| {
+            Arc::clone(&api).handle(request)
+        }));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<SourceServer<SourceService>>().await;
+        health.set_serving::<SinkServer<SinkService>>().await;
+        health.set_serving::<NodeAdminServer<AdminService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cutover_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let sink = SinkServer::new(SinkService::new(store.clone()))
+            .max_decoding_message_size(MAX_APPLY_MESSAGE_BYTES);
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(SourceServer::new(SourceService::new(store.clone())))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                sink,
+                auth.clone(),
+            ))
+            .add_service(NodeAdminServer::with_interceptor(
+                AdminService::new(store.clone()),
+                auth,
+            ))
+            .add_service(health_service)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc),
+                cancel.clone().cancelled_owned(),
+            );
+        let gauges = tokio::spawn(refresh_gauges(store.clone(), cancel.child_token()));
+
+        self.readiness.set_ready();
+        tracing::info!(node_id = store.node_id(), head_seq = store.head_seq(), "node serving");
+        let grpc_result = grpc_server.await;
+        self.readiness.set_not_ready();
+        // The gRPC server only returns early on error; make the rest stop too.
+        cancel.cancel();
+        let _ = http_task.await;
+        let _ = gauges.await;
+        let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+        grpc_result?;
+        match flushed {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!("flush on shutdown did not complete"),
+        }
+        tracing::info!("node stopped");
+        Ok(())
+    }
+}
+
+async fn refresh_gauges(store: Store, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let fenced = store.fence_state().is_fenced(now_unix_ms());
+        metrics::gauge!(m::FENCED).set(if fenced { 1.0 } else { 0.0 });
+        metrics::gauge!(m::HEAD_SEQ).set(store.head_seq() as f64);
+        let probe = store.clone();
+        if let Ok(Ok(live)) = tokio::task::spawn_blocking(move || probe.live_documents()).await {
+            metrics::gauge!(m::LIVE_DOCUMENTS).set(live as f64);
+        }
+    }
+}

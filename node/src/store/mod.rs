@@ -1,0 +1,357 @@
+//! The document store: RocksDB behind a narrow API (see [`keys`] for every byte layout).
+//!
+//! - Documents by `(collection, id)`, each with a `version` (+1 on every write; a delete is a
+//!   write that leaves a tombstone) and the node-wide `seq` of its latest change.
+//! - A by-sequence index with exactly one entry per document, holding its latest change, so a
+//!   pull `since = W` is one sequential scan from `W + 1` and costs O(changes).
+//! - Per-partition live counts and digests, and per-collection counts, maintained in the same
+//!   `WriteBatch` as the write, so `digest` is O(partitions).
+//!
+//! Every call blocks: async callers run it with `spawn_blocking`.
+
+mod digest;
+mod fence;
+pub mod keys;
+mod locks;
+mod read;
+mod rocks;
+pub mod schema;
+mod seq;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::{path::PathBuf, sync::Arc};
+
+use cutover_daemon::{Classify, ErrorCode};
+pub use digest::{partition_of, term};
+pub use fence::{FenceMode, FenceState, now_unix_ms};
+pub use read::{Changed, Describe, Digest, Doc, Listing, PartitionDigest, PullSpec, PullSummary};
+use rocksdb::{DB, WriteBatch};
+pub use write::{ApplyOutcome, Incoming, Precondition, WriteOutcome};
+
+use self::{fence::FenceGate, locks::KeyLocks, seq::SeqTracker};
+
+/// When an acknowledged write is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// fsync the write-ahead log before acknowledging (concurrent writers share one fsync):
+    /// an acknowledged write survives a power loss. The default.
+    #[default]
+    Always,
+    /// Hand the write-ahead log to the OS before acknowledging: an acknowledged write
+    /// survives the process being killed, not the machine losing power.
+    Os,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The RocksDB directory.
+    pub path: PathBuf,
+    /// Partitions of a new store; for an existing one, must match it when given.
+    pub partitions: Option<u32>,
+    /// Durability of acknowledged writes.
+    pub sync: SyncPolicy,
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB could not open the directory.
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        /// The directory.
+        path: String,
+        /// What RocksDB said.
+        source: rocksdb::Error,
+    },
+    /// The store was written by a newer cutover.
+    #[error(
+        "the store at {path} has layout version {found}, this build knows up to {supported}: \
+         run a newer cutover on it"
+    )]
+    SchemaTooNew {
+        /// The directory.
+        path: String,
+        /// The stored version.
+        found: u32,
+        /// The newest this build reads.
+        supported: u32,
+    },
+    /// The configured partition count differs from the store's.
+    #[error(
+        "the store at {path} has {stored} partitions but {requested} were asked for; \
+         partitions are fixed when a store is created"
+    )]
+    PartitionMismatch {
+        /// The directory.
+        path: String,
+        /// The store's.
+        stored: u32,
+        /// The configuration's.
+        requested: u32,
+    },
+    /// A partition count of 0.
+    #[error("partitions must be at least 1, got {0}")]
+    BadPartitionCount(u32),
+    /// A collection name outside `[A-Za-z0-9_.-]{1,128}`.
+    #[error("bad collection name {name:?}: use 1 to 128 of A-Z a-z 0-9 _ . -")]
+    BadCollection {
+        /// The name (shortened).
+        name: String,
+    },
+    /// An id that is empty or longer than 512 bytes.
+    #[error("bad id {id:?} ({len} bytes): ids are 1 to 512 bytes of UTF-8")]
+    BadId {
+        /// The id (shortened).
+        id: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A replicated document with version 0 or a tombstone with a body.
+    #[error("bad document {collection}/{id}: {problem}")]
+    BadDocument {
+        /// Its collection.
+        collection: String,
+        /// Its id.
+        id: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A partition number outside `[0, partition_count)`.
+    #[error("partition {partition} does not exist: this node has {count} (0 to {last})", last = count - 1)]
+    NoSuchPartition {
+        /// The number asked for.
+        partition: u32,
+        /// The node's partition count.
+        count: u32,
+    },
+    /// The document does not exist (or is deleted).
+    #[error("no document {collection}/{id}")]
+    NotFound {
+        /// Its collection.
+        collection: String,
+        /// Its id.
+        id: String,
+    },
+    /// `If-Match` / `If-None-Match` does not hold.
+    #[error("precondition failed: the current version is {}", .current.map_or("none (absent)".to_owned(), |v| v.to_string()))]
+    PreconditionFailed {
+        /// The document's current version, if it exists.
+        current: Option<u64>,
+    },
+    /// Client writes are refused while the node is fenced.
+    #[error("this node is fenced ({reason}): client writes are refused; retry on the active side")]
+    Fenced {
+        /// Why it was fenced.
+        reason: String,
+    },
+    /// A pull or lag `since` beyond what this node has assigned.
+    #[error("since = {since} is beyond this node's head seq {head}")]
+    BeyondHead {
+        /// The position asked for.
+        since: u64,
+        /// The node's stable head.
+        head: u64,
+    },
+    /// A stored value that does not decode.
+    #[error("the store is corrupt: {what}")]
+    Corrupt {
+        /// What did not decode.
+        what: &'static str,
+    },
+    /// Any other RocksDB failure.
+    #[error("storage error: {0}")]
+    Rocks(#[from] rocksdb::Error),
+}
+
+impl Classify for StoreError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadCollection { .. }
+            | Self::BadId { .. }
+            | Self::BadDocument { .. }
+            | Self::NoSuchPartition { .. }
+            | Self::BadPartitionCount(_) => ErrorCode::InvalidArgument,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
+            Self::Fenced { .. } => ErrorCode::Fenced,
+            Self::BeyondHead { .. } => ErrorCode::OutOfRange,
+            Self::Open { .. }
+            | Self::SchemaTooNew { .. }
+            | Self::PartitionMismatch { .. }
+            | Self::Corrupt { .. }
+            | Self::Rocks(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The store. Cheap to clone: clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DB,
+    node_id: String,
+    partitions: u32,
+    sync: SyncPolicy,
+    seqs: Arc<SeqTracker>,
+    locks: KeyLocks,
+    fence: FenceGate,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("node_id", &self.inner.node_id)
+            .field("partitions", &self.inner.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `config.path`, creating it if missing. Refuses a store of a newer
+    /// layout and a partition count that differs from the store's.
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let path = config.path.display().to_string();
+        if config.partitions == Some(0) {
+            return Err(StoreError::BadPartitionCount(0));
+        }
+        let db = rocks::open(&config.path)?;
+        let partitions = match rocks::meta_u32(&db, rocks::META_SCHEMA_VERSION)? {
+            None => create(&db, config)?,
+            Some(found) if found > schema::SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    path,
+                    found,
+                    supported: schema::SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {
+                let stored = rocks::meta_u32(&db, rocks::META_PARTITIONS)?.ok_or(
+                    StoreError::Corrupt {
+                        what: "partition count missing",
+                    },
+                )?;
+                if let Some(requested) = config.partitions.filter(|r| *r != stored) {
+                    return Err(StoreError::PartitionMismatch {
+                        path,
+                        stored,
+                        requested,
+                    });
+                }
+                stored
+            }
+        };
+        let meta = rocks::cf(&db, rocks::CF_META);
+        let node_id = db
+            .get_cf(meta, rocks::META_NODE_ID)?
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or(StoreError::Corrupt {
+                what: "node id missing",
+            })?;
+        let fence = match db.get_cf(meta, rocks::META_FENCE)? {
+            None => FenceState::default(),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| StoreError::Corrupt {
+                what: "fence state",
+            })?,
+        };
+        let head = read::last_seq(&db)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                node_id,
+                partitions,
+                sync: config.sync,
+                seqs: SeqTracker::new(head),
+                locks: KeyLocks::new(),
+                fence: FenceGate::new(fence),
+            }),
+        })
+    }
+
+    /// The node's stable identifier (made when the store was created).
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The partition count, fixed at creation.
+    pub fn partition_count(&self) -> u32 {
+        self.inner.partitions
+    }
+
+    /// The stable head: every change with a seq up to it has committed.
+    pub fn head_seq(&self) -> u64 {
+        self.inner.seqs.stable()
+    }
+
+    /// The current fence.
+    pub fn fence_state(&self) -> FenceState {
+        self.inner.fence.read().clone()
+    }
+
+    /// Raises the fence (a permanent fence stays permanent) once every client write in
+    /// flight has committed; returns the new state and the head seq at that moment.
+    pub fn fence(&self, mode: FenceMode, reason: String) -> Result<(FenceState, u64), StoreError> {
+        let mut state = self.inner.fence.write();
+        let next = state.raised(mode, reason);
+        self.persist_fence(&next)?;
+        *state = next.clone();
+        Ok((next, self.head_seq()))
+    }
+
+    /// Lowers the fence.
+    pub fn unfence(&self, reason: String) -> Result<(FenceState, u64), StoreError> {
+        let mut state = self.inner.fence.write();
+        let next = FenceState { mode: None, reason };
+        self.persist_fence(&next)?;
+        *state = next.clone();
+        Ok((next, self.head_seq()))
+    }
+
+    /// Syncs the write-ahead log and flushes memtables, so a restart replays nothing.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_wal(true)?;
+        for name in [rocks::CF_DOCS, rocks::CF_CHANGES, rocks::CF_STATS] {
+            self.inner.db.flush_cf(rocks::cf(&self.inner.db, name))?;
+        }
+        Ok(())
+    }
+
+    fn persist_fence(&self, state: &FenceState) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(state).expect("FenceState serialises");
+        let mut batch = WriteBatch::default();
+        batch.put_cf(rocks::cf(&self.inner.db, rocks::CF_META), rocks::META_FENCE, json);
+        self.commit(batch)
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(self.inner.sync == SyncPolicy::Always);
+        Ok(self.inner.db.write_opt(batch, &options)?)
+    }
+}
+
+/// Stamps a new store: layout version, partitions, node id; one synced batch.
+fn create(db: &DB, config: &StoreConfig) -> Result<u32, StoreError> {
+    let partitions = config.partitions.unwrap_or(schema::DEFAULT_PARTITIONS);
+    let node_id = format!(
+        "node-{:016x}",
+        xxhash_rust::xxh3::xxh3_64(
+            format!("{}|{}|{}", config.path.display(), std::process::id(), now_unix_ms()).as_bytes()
+        )
+    );
+    let meta = rocks::cf(db, rocks::CF_META);
+    let mut batch = WriteBatch::default();
+    batch.put_cf(meta, rocks::META_SCHEMA_VERSION, schema::SCHEMA_VERSION.to_be_bytes());
+    batch.put_cf(meta, rocks::META_PARTITIONS, partitions.to_be_bytes());
+    batch.put_cf(meta, rocks::META_NODE_ID, node_id.as_bytes());
+    let mut options = rocksdb::WriteOptions::default();
+    options.set_sync(true);
+    db.write_opt(batch, &options)?;
+    Ok(partitions)
+}

@@ -1,0 +1,290 @@
+//! The store against an in-memory model, over random sequences of puts, deletes, re-creations
+//! and replicated applies.
+
+use std::{collections::BTreeMap, ops::ControlFlow};
+
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+use super::*;
+
+fn open(dir: &TempDir, partitions: u32) -> Store {
+    Store::open(&StoreConfig {
+        path: dir.path().join("db"),
+        partitions: Some(partitions),
+        sync: SyncPolicy::Os,
+    })
+    .expect("open")
+}
+
+/// The model's view of one key: version, seq of the latest change, body (None = tombstone).
+type Model = BTreeMap<(String, String), (u64, u64, Option<Vec<u8>>)>;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(usize, u8),
+    Delete(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0usize..12, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => (0usize..12).prop_map(Op::Delete),
+    ]
+}
+
+fn key(k: usize) -> (String, String) {
+    let collection = if k % 3 == 0 { "users" } else { "orders" };
+    (collection.to_owned(), format!("id/{k}-ü"))
+}
+
+fn pull(store: &Store, since: u64) -> Vec<(u64, String, String, u64, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let summary = store
+        .scan_changes(&PullSpec { since, partitions: vec![] }, |seq, c| {
+            let body = (!c.tombstone).then(|| c.body.to_vec());
+            out.push((seq, c.collection.to_owned(), c.id.to_owned(), c.version, body));
+            ControlFlow::Continue(())
+        })
+        .expect("scan");
+    assert!(summary.complete);
+    assert_eq!(summary.high_watermark, store.head_seq());
+    out
+}
+
+fn expected_digest(model: &Model, partitions: u32) -> Vec<(u64, u64)> {
+    let mut out = vec![(0u64, 0u64); partitions as usize];
+    for ((collection, id), (version, _, body)) in model {
+        if body.is_some() {
+            let slot = &mut out[partition_of(id, partitions) as usize];
+            slot.0 += 1;
+            slot.1 = slot.1.wrapping_add(term(collection, id, *version));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn matches_the_model(ops in proptest::collection::vec(op(), 1..60), cut in 0usize..60) {
+        let dir = TempDir::new().expect("tempdir");
+        let store = open(&dir, 8);
+        let mut model = Model::new();
+        let mut watermark_at_cut = 0;
+        for (i, op) in ops.iter().enumerate() {
+            if i == cut {
+                watermark_at_cut = store.head_seq();
+            }
+            match op {
+                Op::Put(k, v) => {
+                    let (c, id) = key(*k);
+                    let body = format!("{{\"v\":{v}}}").into_bytes();
+                    let out = store.put(&c, &id, &body, &Precondition::Always).expect("put");
+                    let entry = model.entry((c, id)).or_insert((0, 0, None));
+                    prop_assert_eq!(out.created, entry.2.is_none());
+                    prop_assert_eq!(out.version, entry.0 + 1, "re-create continues the version");
+                    *entry = (out.version, out.seq, Some(body));
+                }
+                Op::Delete(k) => {
+                    let (c, id) = key(*k);
+                    let result = store.delete(&c, &id, &Precondition::Always);
+                    match model.get_mut(&(c, id)) {
+                        Some(entry) if entry.2.is_some() => {
+                            let out = result.expect("delete of a live document");
+                            prop_assert_eq!(out.version, entry.0 + 1);
+                            *entry = (out.version, out.seq, None);
+                        }
+                        _ => prop_assert!(matches!(result, Err(StoreError::NotFound { .. }))),
+                    }
+                }
+            }
+        }
+        // Pull(0): the latest state of every key, tombstones included, each once, in seq order.
+        let all = pull(&store, 0);
+        let mut expected: Vec<_> = model
+            .iter()
+            .map(|((c, id), (v, s, b))| (*s, c.clone(), id.clone(), *v, b.clone()))
+            .collect();
+        expected.sort();
+        prop_assert_eq!(&all, &expected);
+        // Pull(W): exactly the keys whose latest change came after W.
+        let delta = pull(&store, watermark_at_cut);
+        let expected_delta: Vec<_> =
+            expected.iter().filter(|e| e.0 > watermark_at_cut).cloned().collect();
+        prop_assert_eq!(delta, expected_delta);
+        prop_assert_eq!(store.lag(watermark_at_cut).expect("lag").1,
+            expected.iter().filter(|e| e.0 > watermark_at_cut).count() as u64);
+        // Digest: the incremental counters equal a recomputation from scratch.
+        let digest = store.digest(&[]).expect("digest");
+        let got: Vec<_> = digest.partitions.iter().map(|p| (p.live_documents, p.digest)).collect();
+        prop_assert_eq!(got, expected_digest(&model, 8));
+        // Reads agree with the model.
+        for ((c, id), (v, _, body)) in &model {
+            let doc = store.get(c, id).expect("get");
+            prop_assert_eq!(doc.as_ref().map(|d| d.version), body.as_ref().map(|_| *v));
+            prop_assert_eq!(doc.map(|d| d.body), body.clone());
+        }
+    }
+
+    #[test]
+    fn applying_a_pull_reproduces_the_source(ops in proptest::collection::vec(op(), 1..60)) {
+        let source_dir = TempDir::new().expect("tempdir");
+        let sink_dir = TempDir::new().expect("tempdir");
+        let source = open(&source_dir, 8);
+        let sink = open(&sink_dir, 8);
+        let mut since = 0;
+        for chunk in ops.chunks(7) {
+            for op in chunk {
+                match op {
+                    Op::Put(k, v) => {
+                        let (c, id) = key(*k);
+                        source.put(&c, &id, format!("[{v}]").as_bytes(), &Precondition::Always).expect("put");
+                    }
+                    Op::Delete(k) => {
+                        let (c, id) = key(*k);
+                        let _ = source.delete(&c, &id, &Precondition::Always);
+                    }
+                }
+            }
+            // One delta cycle, applied twice: redelivery changes nothing.
+            let changes = pull(&source, since);
+            let incoming: Vec<Incoming<'_>> = changes
+                .iter()
+                .map(|(_, c, id, v, body)| Incoming {
+                    collection: c,
+                    id,
+                    version: *v,
+                    tombstone: body.is_none(),
+                    body: body.as_deref().unwrap_or_default(),
+                })
+                .collect();
+            let first = sink.apply(&incoming).expect("apply");
+            prop_assert_eq!(first.applied as usize, incoming.len());
+            let again = sink.apply(&incoming).expect("re-apply");
+            prop_assert_eq!(again.applied, 0);
+            prop_assert_eq!(again.skipped_stale as usize, incoming.len());
+            since = source.head_seq();
+            prop_assert_eq!(source.digest(&[]).expect("d"), Digest {
+                head_seq: source.head_seq(),
+                ..sink.digest(&[]).expect("d")
+            });
+        }
+    }
+}
+
+#[test]
+fn versions_continue_through_a_tombstone() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    let put = |body: &str| store.put("c", "k", body.as_bytes(), &Precondition::Always).expect("put");
+    assert_eq!(put("1").version, 1);
+    assert_eq!(put("2").version, 2);
+    assert_eq!(store.delete("c", "k", &Precondition::Always).expect("delete").version, 3);
+    let again = put("4");
+    assert_eq!((again.version, again.created), (4, true));
+}
+
+#[test]
+fn preconditions_compare_the_live_version() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    let absent = store.put("c", "k", b"1", &Precondition::IfMatch(vec![1]));
+    assert!(matches!(absent, Err(StoreError::PreconditionFailed { current: None })));
+    store.put("c", "k", b"1", &Precondition::IfAbsent).expect("create");
+    let exists = store.put("c", "k", b"2", &Precondition::IfAbsent);
+    assert!(matches!(exists, Err(StoreError::PreconditionFailed { current: Some(1) })));
+    store.put("c", "k", b"2", &Precondition::IfMatch(vec![7, 1])).expect("matches v1");
+    let stale = store.delete("c", "k", &Precondition::IfMatch(vec![1]));
+    assert!(matches!(stale, Err(StoreError::PreconditionFailed { current: Some(2) })));
+}
+
+#[test]
+fn a_fence_refuses_client_writes_but_not_applies_and_survives_restart() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    store.put("c", "k", b"1", &Precondition::Always).expect("put");
+    let (state, head) = store.fence(FenceMode::Permanent, "cutover committed".into()).expect("fence");
+    assert!(state.is_permanent());
+    assert_eq!(head, 1);
+    let refused = store.put("c", "k", b"2", &Precondition::Always);
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
+    let incoming = Incoming { collection: "c", id: "k", version: 5, tombstone: false, body: b"5" };
+    assert_eq!(store.apply(&[incoming]).expect("apply").applied, 1);
+    drop(store);
+    let reopened = open(&dir, 4);
+    assert!(reopened.fence_state().is_permanent());
+    assert_eq!(reopened.head_seq(), 2, "the head survives restart");
+    assert_eq!(reopened.get("c", "k").expect("get").map(|d| d.version), Some(5));
+    reopened.unfence("rollback".into()).expect("unfence");
+    reopened.put("c", "k", b"6", &Precondition::Always).expect("writes again");
+}
+
+#[test]
+fn refuses_a_newer_layout_and_a_different_partition_count() {
+    let dir = TempDir::new().expect("tempdir");
+    drop(open(&dir, 4));
+    let err = Store::open(&StoreConfig {
+        path: dir.path().join("db"),
+        partitions: Some(8),
+        sync: SyncPolicy::Os,
+    })
+    .expect_err("8 != 4");
+    assert!(err.to_string().contains("has 4 partitions but 8"), "{err}");
+    {
+        let db = rocks::open(&dir.path().join("db")).expect("raw open");
+        db.put_cf(rocks::cf(&db, rocks::CF_META), rocks::META_SCHEMA_VERSION, 99u32.to_be_bytes())
+            .expect("stamp");
+    }
+    let err = Store::open(&StoreConfig {
+        path: dir.path().join("db"),
+        partitions: None,
+        sync: SyncPolicy::Os,
+    })
+    .expect_err("newer layout");
+    assert!(err.to_string().contains("layout version 99"), "{err}");
+}
+
+#[test]
+fn listing_pages_in_id_order_and_skips_tombstones() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    for id in ["b", "a", "d", "c", "e"] {
+        store.put("c", id, b"{}", &Precondition::Always).expect("put");
+    }
+    store.put("other", "0", b"{}", &Precondition::Always).expect("put");
+    store.delete("c", "c", &Precondition::Always).expect("delete");
+    let first = store.list("c", None, 2).expect("page 1");
+    let ids: Vec<_> = first.documents.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!((ids, first.next.as_deref()), (vec!["a", "b"], Some("b")));
+    let second = store.list("c", Some("b"), 2).expect("page 2");
+    let ids: Vec<_> = second.documents.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!((ids, second.next.as_deref()), (vec!["d", "e"], None));
+}
+
+#[test]
+fn pulls_filter_by_partition_and_refuse_unknown_ones() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    for i in 0..40 {
+        store.put("c", &i.to_string(), b"1", &Precondition::Always).expect("put");
+    }
+    let mut seen = 0;
+    for partition in 0..4 {
+        let spec = PullSpec { since: 0, partitions: vec![partition] };
+        store
+            .scan_changes(&spec, |_, c| {
+                assert_eq!(partition_of(c.id, 4), partition);
+                seen += 1;
+                ControlFlow::Continue(())
+            })
+            .expect("scan");
+    }
+    assert_eq!(seen, 40);
+    let err = store
+        .scan_changes(&PullSpec { since: 0, partitions: vec![4] }, |_, _| ControlFlow::Continue(()))
+        .expect_err("partition 4 of 4");
+    assert!(matches!(err, StoreError::NoSuchPartition { partition: 4, count: 4 }));
+    assert!(matches!(store.lag(41), Err(StoreError::BeyondHead { since: 41, head: 40 })));
+}

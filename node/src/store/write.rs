@@ -1,0 +1,305 @@
+//! Writes: client puts and deletes (fenced, preconditioned, versioned here) and replicated
+//! applies (keeping the source's version, idempotent). Each is one `WriteBatch` holding the
+//! document pointer, its change in the by-sequence index (and the removal of its previous
+//! one), and the counter deltas.
+
+use std::collections::HashMap;
+
+use rocksdb::WriteBatch;
+
+use super::{
+    Store, StoreError,
+    digest::{partition_of, term},
+    fence::now_unix_ms,
+    keys::{self, Change, Counter, DocPointer},
+    rocks::{CF_CHANGES, CF_DOCS, CF_STATS, cf},
+    schema::{check_collection, check_id},
+};
+
+/// A condition a client write must meet (`If-Match`, `If-None-Match`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Precondition {
+    /// None.
+    #[default]
+    Always,
+    /// The document exists with one of these versions.
+    IfMatch(Vec<u64>),
+    /// The document exists (`If-Match: *`).
+    IfExists,
+    /// The document does not exist (`If-None-Match: *`).
+    IfAbsent,
+}
+
+/// The result of a client write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Whether the document did not exist before (a put that created it).
+    pub created: bool,
+    /// The document's version after the write.
+    pub version: u64,
+    /// The seq of the write.
+    pub seq: u64,
+}
+
+/// A replicated document to apply, with its source's version.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The collection.
+    pub collection: &'a str,
+    /// The id.
+    pub id: &'a str,
+    /// The source's version, kept as is.
+    pub version: u64,
+    /// Whether it is a tombstone.
+    pub tombstone: bool,
+    /// The JSON body; empty for a tombstone.
+    pub body: &'a [u8],
+}
+
+/// The result of applying a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyOutcome {
+    /// Documents written.
+    pub applied: u32,
+    /// Documents skipped because the store already had an equal or newer version.
+    pub skipped_stale: u32,
+    /// Body bytes written.
+    pub bytes: u64,
+}
+
+/// A document's new state, staged into a batch.
+struct Next<'a> {
+    collection: &'a str,
+    id: &'a str,
+    version: u64,
+    tombstone: bool,
+    body: &'a [u8],
+    seq: u64,
+}
+
+impl Store {
+    /// Creates or replaces a live document (a client write: refused while fenced).
+    pub fn put(
+        &self,
+        collection: &str,
+        id: &str,
+        body: &[u8],
+        precondition: &Precondition,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.client_write(collection, id, Some(body), precondition)
+    }
+
+    /// Deletes a live document, leaving a tombstone (a client write: refused while fenced).
+    pub fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        precondition: &Precondition,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.client_write(collection, id, None, precondition)
+    }
+
+    fn client_write(
+        &self,
+        collection: &str,
+        id: &str,
+        body: Option<&[u8]>,
+        precondition: &Precondition,
+    ) -> Result<WriteOutcome, StoreError> {
+        check_collection(collection)?;
+        check_id(id)?;
+        // Held until the commit: raising the fence waits for this write (see fence.rs).
+        let fence = self.inner.fence.read();
+        if fence.is_fenced(now_unix_ms()) {
+            return Err(StoreError::Fenced {
+                reason: fence.reason.clone(),
+            });
+        }
+        let key = keys::doc_key(collection, id);
+        let _held = self.inner.locks.lock_all([&key]);
+        let current = self.pointer(&key)?;
+        let live = current.filter(|p| !p.tombstone).map(|p| p.version);
+        let holds = match precondition {
+            Precondition::Always => true,
+            Precondition::IfMatch(versions) => live.is_some_and(|v| versions.contains(&v)),
+            Precondition::IfExists => live.is_some(),
+            Precondition::IfAbsent => live.is_none(),
+        };
+        if !holds {
+            return Err(StoreError::PreconditionFailed { current: live });
+        }
+        if body.is_none() && live.is_none() {
+            return Err(StoreError::NotFound {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+            });
+        }
+        let version = current.map_or(1, |p| p.version + 1);
+        let range = self.inner.seqs.assign(1);
+        let next = Next {
+            collection,
+            id,
+            version,
+            tombstone: body.is_none(),
+            body: body.unwrap_or_default(),
+            seq: range.first(),
+        };
+        let mut batch = WriteBatch::default();
+        self.stage(&mut batch, &key, current, &next);
+        self.commit(batch)?;
+        Ok(WriteOutcome {
+            created: live.is_none(),
+            version,
+            seq: next.seq,
+        })
+    }
+
+    /// Applies replicated documents in one synced batch, keeping each source version and
+    /// assigning this node's own seqs. A document whose stored version is equal or newer is
+    /// skipped, so redelivery is harmless. Not fenced: this is how reverse sync writes back to
+    /// a fenced blue. The whole batch is checked before any of it is written.
+    pub fn apply(&self, documents: &[Incoming<'_>]) -> Result<ApplyOutcome, StoreError> {
+        for doc in documents {
+            check_collection(doc.collection)?;
+            check_id(doc.id)?;
+            let problem = if doc.version == 0 {
+                Some("version 0: versions start at 1")
+            } else if doc.tombstone && !doc.body.is_empty() {
+                Some("a tombstone carries no body")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(StoreError::BadDocument {
+                    collection: doc.collection.to_owned(),
+                    id: doc.id.to_owned(),
+                    problem,
+                });
+            }
+        }
+        let keys: Vec<Vec<u8>> = documents
+            .iter()
+            .map(|d| keys::doc_key(d.collection, d.id))
+            .collect();
+        let _held = self.inner.locks.lock_all(&keys);
+        // The latest state of each key: the store's, then this batch's earlier entries.
+        let mut latest: HashMap<&[u8], Option<DocPointer>> = HashMap::with_capacity(keys.len());
+        let stored = self.pointers(&keys)?;
+        let mut wanted = Vec::with_capacity(documents.len());
+        for ((doc, key), pointer) in documents.iter().zip(&keys).zip(stored) {
+            let current = *latest.entry(key.as_slice()).or_insert(pointer);
+            if current.is_some_and(|p| p.version >= doc.version) {
+                continue;
+            }
+            latest.insert(key.as_slice(), Some(DocPointer {
+                seq: 0,
+                version: doc.version,
+                tombstone: doc.tombstone,
+            }));
+            wanted.push((doc, key, current));
+        }
+        let mut outcome = ApplyOutcome {
+            skipped_stale: (documents.len() - wanted.len()) as u32,
+            ..ApplyOutcome::default()
+        };
+        if wanted.is_empty() {
+            return Ok(outcome);
+        }
+        let range = self.inner.seqs.assign(wanted.len() as u64);
+        let mut batch = WriteBatch::default();
+        // A key applied twice in one batch: the second change replaces the first, whose seq
+        // must then leave the index too.
+        let mut staged: HashMap<&[u8], DocPointer> = HashMap::new();
+        for (offset, (doc, key, current)) in wanted.into_iter().enumerate() {
+            let previous = staged.get(key.as_slice()).copied().or(current);
+            let next = Next {
+                collection: doc.collection,
+                id: doc.id,
+                version: doc.version,
+                tombstone: doc.tombstone,
+                body: doc.body,
+                seq: range.first() + offset as u64,
+            };
+            self.stage(&mut batch, key, previous, &next);
+            staged.insert(key.as_slice(), DocPointer {
+                seq: next.seq,
+                version: next.version,
+                tombstone: next.tombstone,
+            });
+            outcome.applied += 1;
+            outcome.bytes += doc.body.len() as u64;
+        }
+        self.commit(batch)?;
+        Ok(outcome)
+    }
+
+    /// Adds one document's new state to `batch`: pointer, index entry (replacing the
+    /// previous one) and counter deltas.
+    fn stage(&self, batch: &mut WriteBatch, key: &[u8], previous: Option<DocPointer>, next: &Next<'_>) {
+        let db = &self.inner.db;
+        let pointer = DocPointer {
+            seq: next.seq,
+            version: next.version,
+            tombstone: next.tombstone,
+        };
+        batch.put_cf(cf(db, CF_DOCS), key, pointer.encode());
+        let changes = cf(db, CF_CHANGES);
+        if let Some(previous) = previous {
+            batch.delete_cf(changes, keys::seq_key(previous.seq));
+        }
+        let change = Change {
+            version: next.version,
+            tombstone: next.tombstone,
+            collection: next.collection,
+            id: next.id,
+            body: next.body,
+        };
+        batch.put_cf(changes, keys::seq_key(next.seq), change.encode());
+
+        let old = previous
+            .filter(|p| !p.tombstone)
+            .map(|p| term(next.collection, next.id, p.version));
+        let new = (!next.tombstone).then(|| term(next.collection, next.id, next.version));
+        let delta = Counter {
+            count: u64::from(new.is_some()).wrapping_sub(u64::from(old.is_some())),
+            digest: new.unwrap_or(0).wrapping_sub(old.unwrap_or(0)),
+        };
+        if delta != Counter::default() {
+            let stats = cf(db, CF_STATS);
+            let partition = partition_of(next.id, self.inner.partitions);
+            batch.merge_cf(stats, keys::partition_stats_key(partition), delta.encode());
+            if delta.count != 0 {
+                let collection_delta = Counter {
+                    count: delta.count,
+                    digest: 0,
+                };
+                batch.merge_cf(
+                    stats,
+                    keys::collection_stats_key(next.collection),
+                    collection_delta.encode(),
+                );
+            }
+        }
+    }
+
+    /// The pointer of one document, if it was ever written.
+    fn pointer(&self, key: &[u8]) -> Result<Option<DocPointer>, StoreError> {
+        let db = &self.inner.db;
+        db.get_pinned_cf(cf(db, CF_DOCS), key)?
+            .map(|bytes| DocPointer::decode(&bytes))
+            .transpose()
+    }
+
+    /// The pointers of many documents, in one batched lookup.
+    fn pointers(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<DocPointer>>, StoreError> {
+        let db = &self.inner.db;
+        let docs = cf(db, CF_DOCS);
+        db.batched_multi_get_cf(docs, keys, false)
+            .into_iter()
+            .map(|result| match result? {
+                Some(bytes) => DocPointer::decode(&bytes).map(Some),
+                None => Ok(None),
+            })
+            .collect()
+    }
+}
