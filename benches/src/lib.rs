@@ -2,3 +2,70 @@
 //! and compares against a limit measured in the same run (a raw RocksDB copy, nginx, the
 //! backend reached directly). Results and the machine they ran on go to `benches/RESULTS.md`.
 //! Speed targets live here, never in timed unit tests.
+//!
+//! Every benchmark is a plain program (`harness = false`). `cargo bench` passes `--bench` and
+//! gets the full size; `cargo test` runs the same program without it, at smoke size, so CI
+//! checks that each benchmark still works and computes right without timing anything.
+
+use std::time::Duration;
+
+/// Full size or smoke size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// `cargo bench`: the sizes the targets are stated for.
+    Full,
+    /// `cargo test`: tiny, checks correctness only.
+    Smoke,
+}
+
+impl Size {
+    /// From the process arguments: `--bench` means full size.
+    pub fn from_args() -> Self {
+        if std::env::args().any(|a| a == "--bench") {
+            Self::Full
+        } else {
+            Self::Smoke
+        }
+    }
+
+    /// `full` or `smoke`, whichever applies.
+    pub fn pick<T>(self, full: T, smoke: T) -> T {
+        match self {
+            Self::Full => full,
+            Self::Smoke => smoke,
+        }
+    }
+}
+
+/// Per-second rate of `count` events in `elapsed`.
+pub fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// The median of `samples` (sorted in place); zero when empty.
+pub fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+/// Prints one result line: `name  value unit`, aligned, for copying into RESULTS.md.
+pub fn report(name: &str, value: f64, unit: &str) {
+    println!("{name:<48} {value:>14.2} {unit}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_sample() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(&mut [ms(5), ms(1), ms(3)]), ms(3));
+        assert_eq!(median(&mut []), Duration::ZERO);
+    }
+
+    #[test]
+    fn rate_is_per_second() {
+        assert!((rate(500, Duration::from_millis(250)) - 2000.0).abs() < 1e-6);
+    }
+}

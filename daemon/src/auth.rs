@@ -105,7 +105,12 @@ mod tests {
     fn admits_only_the_right_token() {
         let auth = BearerAuth::new(Some("s3cret".to_owned()));
         assert!(auth.check(&with_header(Some("Bearer s3cret"))).is_ok());
-        for bad in [None, Some("Bearer wrong!"), Some("s3cret"), Some("Bearer s3cre")] {
+        for bad in [
+            None,
+            Some("Bearer wrong!"),
+            Some("s3cret"),
+            Some("Bearer s3cre"),
+        ] {
             let status = auth.check(&with_header(bad)).expect_err("refused");
             assert_eq!(status.code(), tonic::Code::Unauthenticated, "{bad:?}");
         }
@@ -120,8 +125,14 @@ mod tests {
         std::fs::write(&file, "  abc \n").expect("write");
         assert_eq!(read_token_file(&file).expect("token"), "abc");
         std::fs::write(&file, "\n").expect("write");
-        assert!(matches!(read_token_file(&file), Err(TokenError::Empty { .. })));
-        assert!(matches!(read_token_file(&dir.join("missing")), Err(TokenError::Read { .. })));
+        assert!(matches!(
+            read_token_file(&file),
+            Err(TokenError::Empty { .. })
+        ));
+        assert!(matches!(
+            read_token_file(&dir.join("missing")),
+            Err(TokenError::Read { .. })
+        ));
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

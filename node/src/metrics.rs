@@ -29,15 +29,47 @@ pub const LIVE_DOCUMENTS: &str = "cutover_node_live_documents";
 
 /// Registers the descriptions of every node metric with the installed recorder.
 pub fn describe() {
-    describe_counter!(DOCUMENTS_WRITTEN, Unit::Count, "Documents created or updated by clients.");
-    describe_counter!(DOCUMENTS_DELETED, Unit::Count, "Documents deleted by clients.");
-    describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests by route and status.");
-    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration by route.");
-    describe_counter!(PULLED_DOCUMENTS, Unit::Count, "Documents sent by Source.Pull.");
+    describe_counter!(
+        DOCUMENTS_WRITTEN,
+        Unit::Count,
+        "Documents created or updated by clients."
+    );
+    describe_counter!(
+        DOCUMENTS_DELETED,
+        Unit::Count,
+        "Documents deleted by clients."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests by route and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request duration by route."
+    );
+    describe_counter!(
+        PULLED_DOCUMENTS,
+        Unit::Count,
+        "Documents sent by Source.Pull."
+    );
     describe_counter!(PULLED_BYTES, Unit::Bytes, "Body bytes sent by Source.Pull.");
-    describe_counter!(APPLIED_DOCUMENTS, Unit::Count, "Documents written by Sink.Apply.");
-    describe_counter!(APPLIED_BYTES, Unit::Bytes, "Body bytes written by Sink.Apply.");
-    describe_counter!(APPLY_SKIPPED, Unit::Count, "Stale documents skipped by Sink.Apply.");
+    describe_counter!(
+        APPLIED_DOCUMENTS,
+        Unit::Count,
+        "Documents written by Sink.Apply."
+    );
+    describe_counter!(
+        APPLIED_BYTES,
+        Unit::Bytes,
+        "Body bytes written by Sink.Apply."
+    );
+    describe_counter!(
+        APPLY_SKIPPED,
+        Unit::Count,
+        "Stale documents skipped by Sink.Apply."
+    );
     describe_gauge!(FENCED, "1 while client writes are refused.");
     describe_gauge!(HEAD_SEQ, "The stable head sequence number.");
     describe_gauge!(LIVE_DOCUMENTS, Unit::Count, "Live (non-deleted) documents.");

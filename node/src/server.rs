@@ -110,7 +110,11 @@ impl Node {
         let gauges = tokio::spawn(refresh_gauges(store.clone(), cancel.child_token()));
 
         self.readiness.set_ready();
-        tracing::info!(node_id = store.node_id(), head_seq = store.head_seq(), "node serving");
+        tracing::info!(
+            node_id = store.node_id(),
+            head_seq = store.head_seq(),
+            "node serving"
+        );
         let grpc_result = grpc_server.await;
         self.readiness.set_not_ready();
         // The gRPC server only returns early on error; make the rest stop too.

@@ -39,7 +39,10 @@ pub fn fence_state(state: &FenceState) -> cutover_proto::v1::FenceState {
 #[tonic::async_trait]
 impl NodeAdmin for AdminService {
     #[tracing::instrument(skip_all, fields(reason))]
-    async fn fence(&self, request: Request<FenceRequest>) -> Result<Response<FenceResponse>, Status> {
+    async fn fence(
+        &self,
+        request: Request<FenceRequest>,
+    ) -> Result<Response<FenceResponse>, Status> {
         let request = request.into_inner();
         tracing::Span::current().record("reason", request.reason.as_str());
         let mode = match request.mode {
@@ -108,4 +111,3 @@ impl NodeAdmin for AdminService {
         }))
     }
 }
-

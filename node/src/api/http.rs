@@ -162,10 +162,16 @@ impl HttpApi {
         }
         let Some(rest) = path.strip_prefix("/v1/") else {
             let detail = format!("no route {path}: documents are under /v1/{{collection}}/{{id}}");
-            return (Route::Other, Err(ApiError::new(ErrorCode::NotFound, "not_found", detail)));
+            return (
+                Route::Other,
+                Err(ApiError::new(ErrorCode::NotFound, "not_found", detail)),
+            );
         };
         match rest.split_once('/') {
-            Some((collection, id)) => (Route::Document, self.document(request, collection, id).await),
+            Some((collection, id)) => (
+                Route::Document,
+                self.document(request, collection, id).await,
+            ),
             None => (Route::Collection, self.collection(&request, rest).await),
         }
     }
@@ -218,7 +224,11 @@ impl HttpApi {
                     version: u64,
                     seq: u64,
                 }
-                let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+                let status = if out.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
                 let mut reply = json(
                     status,
                     &Written {
@@ -280,9 +290,17 @@ impl HttpApi {
         for (id, version, body) in &page.documents {
             // Bodies were validated as JSON on the way in.
             let body: &RawValue = serde_json::from_slice(body).map_err(|_| {
-                ApiError::new(ErrorCode::Internal, "internal", format!("stored body of {id} is not JSON"))
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "internal",
+                    format!("stored body of {id} is not JSON"),
+                )
             })?;
-            documents.push(Entry { id, version: *version, body });
+            documents.push(Entry {
+                id,
+                version: *version,
+                body,
+            });
         }
         Ok(json(
             StatusCode::OK,
@@ -300,7 +318,10 @@ impl HttpApi {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 "body_too_large",
-                format!("the body is larger than the limit of {} bytes", self.max_body),
+                format!(
+                    "the body is larger than the limit of {} bytes",
+                    self.max_body
+                ),
             )
         };
         let declared = request
@@ -364,7 +385,10 @@ fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(Precondition::Always);
     };
-    let text = value.to_str().map_err(|_| bad("If-Match is not ASCII"))?.trim();
+    let text = value
+        .to_str()
+        .map_err(|_| bad("If-Match is not ASCII"))?
+        .trim();
     if text == "*" {
         return Ok(Precondition::IfExists);
     }
@@ -425,7 +449,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(precondition(&headers).ok(), Some(Precondition::Always));
         headers.insert(header::IF_MATCH, HeaderValue::from_static("\"3\", W/\"5\""));
-        assert_eq!(precondition(&headers).ok(), Some(Precondition::IfMatch(vec![3, 5])));
+        assert_eq!(
+            precondition(&headers).ok(),
+            Some(Precondition::IfMatch(vec![3, 5]))
+        );
         headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
         assert_eq!(precondition(&headers).ok(), Some(Precondition::IfExists));
         headers.insert(header::IF_MATCH, HeaderValue::from_static("3"));

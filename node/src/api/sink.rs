@@ -1,8 +1,6 @@
 //! gRPC `Sink`: apply streamed batches, each acknowledged once durable, in order; digest.
 
-use cutover_proto::v1::{
-    ApplyAck, ApplyRequest, DigestRequest, DigestResponse, sink_server::Sink,
-};
+use cutover_proto::v1::{ApplyAck, ApplyRequest, DigestRequest, DigestResponse, sink_server::Sink};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};

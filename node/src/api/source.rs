@@ -103,7 +103,10 @@ impl Source for SourceService {
     type PullStream = ReceiverStream<Result<PullResponse, Status>>;
 
     #[tracing::instrument(skip_all, fields(since))]
-    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
+    async fn pull(
+        &self,
+        request: Request<PullRequest>,
+    ) -> Result<Response<Self::PullStream>, Status> {
         let request = request.into_inner();
         tracing::Span::current().record("since", request.since);
         let max_documents = match request.max_batch_documents {
@@ -128,7 +131,9 @@ impl Source for SourceService {
         &self,
         request: Request<DigestRequest>,
     ) -> Result<Response<DigestResponse>, Status> {
-        digest(&self.store, request.into_inner()).await.map(Response::new)
+        digest(&self.store, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }
 

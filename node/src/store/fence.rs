@@ -113,7 +113,9 @@ mod tests {
     #[test]
     fn a_lease_lifts_by_itself_and_a_permanent_fence_is_never_downgraded() {
         let lease = FenceState::default().raised(
-            FenceMode::Lease { until_unix_ms: 1_000 },
+            FenceMode::Lease {
+                until_unix_ms: 1_000,
+            },
             "cutover".into(),
         );
         assert!(lease.is_fenced(999));

@@ -147,8 +147,9 @@ impl<'a> Change<'a> {
 
     /// The encoded value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(Self::HEADER + self.collection.len() + self.id.len() + self.body.len());
+        let mut out = Vec::with_capacity(
+            Self::HEADER + self.collection.len() + self.id.len() + self.body.len(),
+        );
         out.extend_from_slice(&self.version.to_be_bytes());
         out.push(if self.tombstone { FLAG_TOMBSTONE } else { 0 });
         // Collections are at most 128 bytes and ids at most 512: both fit a u16.
@@ -222,7 +223,7 @@ impl Counter {
     }
 
     /// Lane-wise wrapping sum.
-    pub fn add(self, other: Self) -> Self {
+    pub fn combine(self, other: Self) -> Self {
         Self {
             count: self.count.wrapping_add(other.count),
             digest: self.digest.wrapping_add(other.digest),
@@ -272,7 +273,13 @@ mod tests {
 
     #[test]
     fn truncated_values_are_corrupt_not_a_panic() {
-        let change = Change { version: 1, tombstone: false, collection: "c", id: "i", body: b"{}" };
+        let change = Change {
+            version: 1,
+            tombstone: false,
+            collection: "c",
+            id: "i",
+            body: b"{}",
+        };
         let encoded = change.encode();
         for len in 0..encoded.len() - 2 {
             assert!(Change::decode(&encoded[..len]).is_err(), "length {len}");
@@ -283,8 +290,14 @@ mod tests {
 
     #[test]
     fn negative_deltas_wrap() {
-        let one = Counter { count: 1, digest: 7 };
-        let minus_one = Counter { count: 1u64.wrapping_neg(), digest: 7u64.wrapping_neg() };
-        assert_eq!(one.add(minus_one), Counter::default());
+        let one = Counter {
+            count: 1,
+            digest: 7,
+        };
+        let minus_one = Counter {
+            count: 1u64.wrapping_neg(),
+            digest: 7u64.wrapping_neg(),
+        };
+        assert_eq!(one.combine(minus_one), Counter::default());
     }
 }

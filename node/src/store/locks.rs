@@ -31,7 +31,9 @@ impl KeyLocks {
 
     fn acquire(&self, stripe: usize) -> MutexGuard<'_, ()> {
         // The guarded value is (): a panic elsewhere cannot leave it inconsistent.
-        self.stripes[stripe].lock().unwrap_or_else(|p| p.into_inner())
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Locks every stripe of `keys`, in stripe order so that two batches never deadlock.

@@ -232,11 +232,10 @@ impl Store {
                 });
             }
             Some(_) => {
-                let stored = rocks::meta_u32(&db, rocks::META_PARTITIONS)?.ok_or(
-                    StoreError::Corrupt {
+                let stored =
+                    rocks::meta_u32(&db, rocks::META_PARTITIONS)?.ok_or(StoreError::Corrupt {
                         what: "partition count missing",
-                    },
-                )?;
+                    })?;
                 if let Some(requested) = config.partitions.filter(|r| *r != stored) {
                     return Err(StoreError::PartitionMismatch {
                         path,
@@ -325,7 +324,11 @@ impl Store {
     fn persist_fence(&self, state: &FenceState) -> Result<(), StoreError> {
         let json = serde_json::to_vec(state).expect("FenceState serialises");
         let mut batch = WriteBatch::default();
-        batch.put_cf(rocks::cf(&self.inner.db, rocks::CF_META), rocks::META_FENCE, json);
+        batch.put_cf(
+            rocks::cf(&self.inner.db, rocks::CF_META),
+            rocks::META_FENCE,
+            json,
+        );
         self.commit(batch)
     }
 
@@ -342,12 +345,22 @@ fn create(db: &DB, config: &StoreConfig) -> Result<u32, StoreError> {
     let node_id = format!(
         "node-{:016x}",
         xxhash_rust::xxh3::xxh3_64(
-            format!("{}|{}|{}", config.path.display(), std::process::id(), now_unix_ms()).as_bytes()
+            format!(
+                "{}|{}|{}",
+                config.path.display(),
+                std::process::id(),
+                now_unix_ms()
+            )
+            .as_bytes()
         )
     );
     let meta = rocks::cf(db, rocks::CF_META);
     let mut batch = WriteBatch::default();
-    batch.put_cf(meta, rocks::META_SCHEMA_VERSION, schema::SCHEMA_VERSION.to_be_bytes());
+    batch.put_cf(
+        meta,
+        rocks::META_SCHEMA_VERSION,
+        schema::SCHEMA_VERSION.to_be_bytes(),
+    );
     batch.put_cf(meta, rocks::META_PARTITIONS, partitions.to_be_bytes());
     batch.put_cf(meta, rocks::META_NODE_ID, node_id.as_bytes());
     let mut options = rocksdb::WriteOptions::default();

@@ -170,7 +170,9 @@ impl Store {
             })?;
             documents.push((id, pointer.version, Change::decode(&bytes)?.body.to_vec()));
         }
-        let next = more.then(|| documents.last().map(|(id, _, _)| id.clone())).flatten();
+        let next = more
+            .then(|| documents.last().map(|(id, _, _)| id.clone()))
+            .flatten();
         Ok(Listing { documents, next })
     }
 
@@ -260,7 +262,10 @@ impl Store {
         let db = &self.inner.db;
         let snapshot = db.snapshot();
         let stats = cf(db, CF_STATS);
-        let stat_keys: Vec<[u8; 5]> = wanted.iter().map(|p| keys::partition_stats_key(*p)).collect();
+        let stat_keys: Vec<[u8; 5]> = wanted
+            .iter()
+            .map(|p| keys::partition_stats_key(*p))
+            .collect();
         let values = snapshot.multi_get_cf(stat_keys.iter().map(|k| (stats, k)));
         let mut out = Vec::with_capacity(wanted.len());
         for (partition, value) in wanted.into_iter().zip(values) {
@@ -345,4 +350,3 @@ pub(super) fn last_seq(db: &DB) -> Result<u64, StoreError> {
     iter.status()?;
     iter.key().map_or(Ok(0), keys::seq_of_key)
 }
-

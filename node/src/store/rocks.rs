@@ -80,7 +80,7 @@ fn add_counters(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) 
         None => Counter::default(),
     };
     for operand in operands {
-        total = total.add(Counter::decode(operand).ok()?);
+        total = total.combine(Counter::decode(operand).ok()?);
     }
     Some(total.encode().to_vec())
 }

@@ -34,18 +34,37 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn key(k: usize) -> (String, String) {
-    let collection = if k % 3 == 0 { "users" } else { "orders" };
+    let collection = if k.is_multiple_of(3) {
+        "users"
+    } else {
+        "orders"
+    };
     (collection.to_owned(), format!("id/{k}-ü"))
 }
 
-fn pull(store: &Store, since: u64) -> Vec<(u64, String, String, u64, Option<Vec<u8>>)> {
+/// `(seq, collection, id, version, body or None for a tombstone)` of one pulled change.
+type Pulled = (u64, String, String, u64, Option<Vec<u8>>);
+
+fn pull(store: &Store, since: u64) -> Vec<Pulled> {
     let mut out = Vec::new();
     let summary = store
-        .scan_changes(&PullSpec { since, partitions: vec![] }, |seq, c| {
-            let body = (!c.tombstone).then(|| c.body.to_vec());
-            out.push((seq, c.collection.to_owned(), c.id.to_owned(), c.version, body));
-            ControlFlow::Continue(())
-        })
+        .scan_changes(
+            &PullSpec {
+                since,
+                partitions: vec![],
+            },
+            |seq, c| {
+                let body = (!c.tombstone).then(|| c.body.to_vec());
+                out.push((
+                    seq,
+                    c.collection.to_owned(),
+                    c.id.to_owned(),
+                    c.version,
+                    body,
+                ));
+                ControlFlow::Continue(())
+            },
+        )
         .expect("scan");
     assert!(summary.complete);
     assert_eq!(summary.high_watermark, store.head_seq());
@@ -96,7 +115,7 @@ proptest! {
                             prop_assert_eq!(out.version, entry.0 + 1);
                             *entry = (out.version, out.seq, None);
                         }
-                        _ => prop_assert!(matches!(result, Err(StoreError::NotFound { .. }))),
+                        _ => prop_assert!(matches!(result, Err(StoreError::NotFound { .. })), "expected NotFound, got {:?}", result),
                     }
                 }
             }
@@ -178,10 +197,20 @@ proptest! {
 fn versions_continue_through_a_tombstone() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir, 4);
-    let put = |body: &str| store.put("c", "k", body.as_bytes(), &Precondition::Always).expect("put");
+    let put = |body: &str| {
+        store
+            .put("c", "k", body.as_bytes(), &Precondition::Always)
+            .expect("put")
+    };
     assert_eq!(put("1").version, 1);
     assert_eq!(put("2").version, 2);
-    assert_eq!(store.delete("c", "k", &Precondition::Always).expect("delete").version, 3);
+    assert_eq!(
+        store
+            .delete("c", "k", &Precondition::Always)
+            .expect("delete")
+            .version,
+        3
+    );
     let again = put("4");
     assert_eq!((again.version, again.created), (4, true));
 }
@@ -191,34 +220,65 @@ fn preconditions_compare_the_live_version() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir, 4);
     let absent = store.put("c", "k", b"1", &Precondition::IfMatch(vec![1]));
-    assert!(matches!(absent, Err(StoreError::PreconditionFailed { current: None })));
-    store.put("c", "k", b"1", &Precondition::IfAbsent).expect("create");
+    assert!(matches!(
+        absent,
+        Err(StoreError::PreconditionFailed { current: None })
+    ));
+    store
+        .put("c", "k", b"1", &Precondition::IfAbsent)
+        .expect("create");
     let exists = store.put("c", "k", b"2", &Precondition::IfAbsent);
-    assert!(matches!(exists, Err(StoreError::PreconditionFailed { current: Some(1) })));
-    store.put("c", "k", b"2", &Precondition::IfMatch(vec![7, 1])).expect("matches v1");
+    assert!(matches!(
+        exists,
+        Err(StoreError::PreconditionFailed { current: Some(1) })
+    ));
+    store
+        .put("c", "k", b"2", &Precondition::IfMatch(vec![7, 1]))
+        .expect("matches v1");
     let stale = store.delete("c", "k", &Precondition::IfMatch(vec![1]));
-    assert!(matches!(stale, Err(StoreError::PreconditionFailed { current: Some(2) })));
+    assert!(matches!(
+        stale,
+        Err(StoreError::PreconditionFailed { current: Some(2) })
+    ));
 }
 
 #[test]
 fn a_fence_refuses_client_writes_but_not_applies_and_survives_restart() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir, 4);
-    store.put("c", "k", b"1", &Precondition::Always).expect("put");
-    let (state, head) = store.fence(FenceMode::Permanent, "cutover committed".into()).expect("fence");
+    store
+        .put("c", "k", b"1", &Precondition::Always)
+        .expect("put");
+    let (state, head) = store
+        .fence(FenceMode::Permanent, "cutover committed".into())
+        .expect("fence");
     assert!(state.is_permanent());
     assert_eq!(head, 1);
     let refused = store.put("c", "k", b"2", &Precondition::Always);
-    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
-    let incoming = Incoming { collection: "c", id: "k", version: 5, tombstone: false, body: b"5" };
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    let incoming = Incoming {
+        collection: "c",
+        id: "k",
+        version: 5,
+        tombstone: false,
+        body: b"5",
+    };
     assert_eq!(store.apply(&[incoming]).expect("apply").applied, 1);
     drop(store);
     let reopened = open(&dir, 4);
     assert!(reopened.fence_state().is_permanent());
     assert_eq!(reopened.head_seq(), 2, "the head survives restart");
-    assert_eq!(reopened.get("c", "k").expect("get").map(|d| d.version), Some(5));
+    assert_eq!(
+        reopened.get("c", "k").expect("get").map(|d| d.version),
+        Some(5)
+    );
     reopened.unfence("rollback".into()).expect("unfence");
-    reopened.put("c", "k", b"6", &Precondition::Always).expect("writes again");
+    reopened
+        .put("c", "k", b"6", &Precondition::Always)
+        .expect("writes again");
 }
 
 #[test]
@@ -234,8 +294,12 @@ fn refuses_a_newer_layout_and_a_different_partition_count() {
     assert!(err.to_string().contains("has 4 partitions but 8"), "{err}");
     {
         let db = rocks::open(&dir.path().join("db")).expect("raw open");
-        db.put_cf(rocks::cf(&db, rocks::CF_META), rocks::META_SCHEMA_VERSION, 99u32.to_be_bytes())
-            .expect("stamp");
+        db.put_cf(
+            rocks::cf(&db, rocks::CF_META),
+            rocks::META_SCHEMA_VERSION,
+            99u32.to_be_bytes(),
+        )
+        .expect("stamp");
     }
     let err = Store::open(&StoreConfig {
         path: dir.path().join("db"),
@@ -251,10 +315,16 @@ fn listing_pages_in_id_order_and_skips_tombstones() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir, 4);
     for id in ["b", "a", "d", "c", "e"] {
-        store.put("c", id, b"{}", &Precondition::Always).expect("put");
+        store
+            .put("c", id, b"{}", &Precondition::Always)
+            .expect("put");
     }
-    store.put("other", "0", b"{}", &Precondition::Always).expect("put");
-    store.delete("c", "c", &Precondition::Always).expect("delete");
+    store
+        .put("other", "0", b"{}", &Precondition::Always)
+        .expect("put");
+    store
+        .delete("c", "c", &Precondition::Always)
+        .expect("delete");
     let first = store.list("c", None, 2).expect("page 1");
     let ids: Vec<_> = first.documents.iter().map(|d| d.0.as_str()).collect();
     assert_eq!((ids, first.next.as_deref()), (vec!["a", "b"], Some("b")));
@@ -268,11 +338,16 @@ fn pulls_filter_by_partition_and_refuse_unknown_ones() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir, 4);
     for i in 0..40 {
-        store.put("c", &i.to_string(), b"1", &Precondition::Always).expect("put");
+        store
+            .put("c", &i.to_string(), b"1", &Precondition::Always)
+            .expect("put");
     }
     let mut seen = 0;
     for partition in 0..4 {
-        let spec = PullSpec { since: 0, partitions: vec![partition] };
+        let spec = PullSpec {
+            since: 0,
+            partitions: vec![partition],
+        };
         store
             .scan_changes(&spec, |_, c| {
                 assert_eq!(partition_of(c.id, 4), partition);
@@ -283,8 +358,26 @@ fn pulls_filter_by_partition_and_refuse_unknown_ones() {
     }
     assert_eq!(seen, 40);
     let err = store
-        .scan_changes(&PullSpec { since: 0, partitions: vec![4] }, |_, _| ControlFlow::Continue(()))
+        .scan_changes(
+            &PullSpec {
+                since: 0,
+                partitions: vec![4],
+            },
+            |_, _| ControlFlow::Continue(()),
+        )
         .expect_err("partition 4 of 4");
-    assert!(matches!(err, StoreError::NoSuchPartition { partition: 4, count: 4 }));
-    assert!(matches!(store.lag(41), Err(StoreError::BeyondHead { since: 41, head: 40 })));
+    assert!(matches!(
+        err,
+        StoreError::NoSuchPartition {
+            partition: 4,
+            count: 4
+        }
+    ));
+    assert!(matches!(
+        store.lag(41),
+        Err(StoreError::BeyondHead {
+            since: 41,
+            head: 40
+        })
+    ));
 }

@@ -191,11 +191,14 @@ impl Store {
             if current.is_some_and(|p| p.version >= doc.version) {
                 continue;
             }
-            latest.insert(key.as_slice(), Some(DocPointer {
-                seq: 0,
-                version: doc.version,
-                tombstone: doc.tombstone,
-            }));
+            latest.insert(
+                key.as_slice(),
+                Some(DocPointer {
+                    seq: 0,
+                    version: doc.version,
+                    tombstone: doc.tombstone,
+                }),
+            );
             wanted.push((doc, key, current));
         }
         let mut outcome = ApplyOutcome {
@@ -221,11 +224,14 @@ impl Store {
                 seq: range.first() + offset as u64,
             };
             self.stage(&mut batch, key, previous, &next);
-            staged.insert(key.as_slice(), DocPointer {
-                seq: next.seq,
-                version: next.version,
-                tombstone: next.tombstone,
-            });
+            staged.insert(
+                key.as_slice(),
+                DocPointer {
+                    seq: next.seq,
+                    version: next.version,
+                    tombstone: next.tombstone,
+                },
+            );
             outcome.applied += 1;
             outcome.bytes += doc.body.len() as u64;
         }
@@ -235,7 +241,13 @@ impl Store {
 
     /// Adds one document's new state to `batch`: pointer, index entry (replacing the
     /// previous one) and counter deltas.
-    fn stage(&self, batch: &mut WriteBatch, key: &[u8], previous: Option<DocPointer>, next: &Next<'_>) {
+    fn stage(
+        &self,
+        batch: &mut WriteBatch,
+        key: &[u8],
+        previous: Option<DocPointer>,
+        next: &Next<'_>,
+    ) {
         let db = &self.inner.db;
         let pointer = DocPointer {
             seq: next.seq,

@@ -2,7 +2,14 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use cutover_daemon::{Shutdown, auth::read_token_file, shutdown::DEFAULT_GRACE};
+use cutover_node::{
+    Node, NodeConfig,
+    store::{StoreConfig, SyncPolicy},
+};
+use tokio::net::TcpListener;
 
 use super::{CliError, values};
 
@@ -23,9 +30,14 @@ pub struct NodeArgs {
     /// File holding the bearer token that NodeAdmin and Sink calls must present.
     #[arg(long, env = "CUTOVER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// Virtual partitions of a new store (fixed once the store exists).
-    #[arg(long, default_value_t = 64)]
-    pub partitions: u32,
+    /// Virtual partitions of a new store (default 64); fixed once the store exists, and an
+    /// existing store refuses a different count.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub partitions: Option<u32>,
+    /// When an acknowledged write is on disk: `always` fsyncs the write-ahead log first
+    /// (survives power loss), `os` hands it to the kernel (survives `kill -9` only).
+    #[arg(long, value_enum, default_value_t = SyncArg::Always, env = "CUTOVER_SYNC")]
+    pub sync: SyncArg,
     /// Largest accepted request body, e.g. 1MiB.
     #[arg(long, default_value = "1MiB", value_parser = values::bytes)]
     pub max_body: u64,
@@ -35,6 +47,24 @@ pub struct NodeArgs {
     /// Directory of the orchestrator journal, with --orchestrate.
     #[arg(long)]
     pub journal: Option<PathBuf>,
+}
+
+/// `--sync` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncArg {
+    /// fsync before acknowledging.
+    Always,
+    /// Write to the kernel before acknowledging.
+    Os,
+}
+
+impl From<SyncArg> for SyncPolicy {
+    fn from(arg: SyncArg) -> Self {
+        match arg {
+            SyncArg::Always => SyncPolicy::Always,
+            SyncArg::Os => SyncPolicy::Os,
+        }
+    }
 }
 
 /// `cutover proxy`: the cutover proxy in front of the service.
@@ -91,11 +121,51 @@ pub struct OrchestratorArgs {
     pub token_file: Option<PathBuf>,
 }
 
-pub(super) async fn node(_args: NodeArgs) -> Result<(), CliError> {
-    Err(CliError::NotImplemented {
-        command: "node",
-        issue: 3,
-    })
+pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
+    if args.orchestrate {
+        return Err(CliError::NotImplemented {
+            command: "node --orchestrate",
+            issue: 4,
+        });
+    }
+    let token = args
+        .token_file
+        .as_deref()
+        .map(read_token_file)
+        .transpose()
+        .map_err(anyhow::Error::from)?;
+    cutover_daemon::metrics::install().map_err(anyhow::Error::from)?;
+    let shutdown = Shutdown::install(DEFAULT_GRACE).context("installing signal handlers")?;
+    let config = NodeConfig {
+        store: StoreConfig {
+            path: args.data_dir,
+            partitions: args.partitions,
+            sync: args.sync.into(),
+        },
+        max_body: args.max_body,
+        token,
+    };
+    let node = tokio::task::spawn_blocking(move || Node::open(config))
+        .await
+        .context("opening the store")?
+        .map_err(anyhow::Error::from)?;
+    let http = bind(args.http, "HTTP (--http)").await?;
+    let grpc = bind(args.grpc, "gRPC (--grpc)").await?;
+    tracing::info!(
+        http = %http.local_addr().unwrap_or(args.http),
+        grpc = %grpc.local_addr().unwrap_or(args.grpc),
+        "node listening"
+    );
+    node.run(http, grpc, shutdown.child_token())
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, CliError> {
+    Ok(TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?)
 }
 
 pub(super) async fn proxy(_args: ProxyArgs) -> Result<(), CliError> {

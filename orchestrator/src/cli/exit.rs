@@ -27,13 +27,16 @@ pub enum CliError {
         /// The issue that implements it.
         issue: u32,
     },
+    /// The command ran and failed; the chain of causes says why.
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
 }
 
 impl CliError {
     /// The exit status this error ends the process with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::NotImplemented { .. } => codes::FAILED,
+            Self::NotImplemented { .. } | Self::Failed(_) => codes::FAILED,
         }
     }
 }

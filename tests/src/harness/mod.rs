@@ -1,9 +1,12 @@
 //! Building blocks of multi-process tests.
 
 mod cluster;
+pub mod http;
+mod node;
 mod process;
 mod wait;
 
 pub use cluster::Cluster;
+pub use node::NodeProcess;
 pub use process::{Binary, Daemon, RunOutput};
 pub use wait::wait_until;

@@ -1,0 +1,414 @@
+//! Node benchmarks (issue #3), every figure over real loopback sockets against a real
+//! RocksDB store:
+//!
+//! - `Pull(0)` of 1M documents of ~200 bytes over gRPC, against a raw scan of the same
+//!   store in the same run (the limit the network path is compared with);
+//! - a delta pull of 10K changes on a 1M-document store and on a 4M-document store, and the
+//!   ratio of the two times (a delta must cost O(changes), not O(store));
+//! - HTTP `PUT` throughput with 64 concurrent keep-alive clients, fsync on and off.
+//!
+//! `cargo bench -p cutover-benches --bench node` for the figures; `cargo test` runs it at
+//! smoke size.
+
+use std::{
+    net::SocketAddr,
+    ops::ControlFlow,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use cutover_benches::{Size, median, rate, report};
+use cutover_node::{
+    Node, NodeConfig,
+    store::{Incoming, PullSpec, Store, StoreConfig, SyncPolicy},
+};
+use cutover_proto::v1::{PullRequest, pull_response::Kind, source_client::SourceClient};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Size of each document body, in bytes.
+const BODY_BYTES: usize = 200;
+/// Documents per `apply` call when loading a store.
+const LOAD_BATCH: u64 = 2_000;
+
+struct Plan {
+    store_small: u64,
+    store_large: u64,
+    delta: u64,
+    pull_repeats: usize,
+    delta_repeats: usize,
+    put_clients: usize,
+    put_duration: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let size = Size::from_args();
+    let plan = Plan {
+        store_small: size.pick(1_000_000, 10_000),
+        store_large: size.pick(4_000_000, 40_000),
+        delta: size.pick(10_000, 500),
+        pull_repeats: size.pick(3, 1),
+        delta_repeats: size.pick(7, 2),
+        put_clients: size.pick(64, 8),
+        put_duration: size.pick(Duration::from_secs(10), Duration::from_millis(500)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(size, plan))
+}
+
+async fn run(size: Size, plan: Plan) -> anyhow::Result<()> {
+    cutover_daemon::metrics::install()?;
+    println!("# node benchmarks ({size:?} size)");
+    let node = Running::start(SyncPolicy::Always).await?;
+
+    // 1M documents: Pull(0) against a raw scan of the same store.
+    load(&node.store, 0, plan.store_small, 1).await?;
+    let head = node.store.head_seq();
+    let (scan_docs, scan_elapsed) = raw_scan(&node.store, 0).await?;
+    ensure!(
+        scan_docs == plan.store_small,
+        "raw scan saw {scan_docs} documents"
+    );
+    report(
+        "raw scan of the change index (limit)",
+        rate(scan_docs, scan_elapsed),
+        "docs/s",
+    );
+    let mut pulls = Vec::new();
+    for _ in 0..plan.pull_repeats {
+        let pulled = pull(node.grpc, 0).await?;
+        ensure!(
+            pulled.documents == plan.store_small,
+            "Pull(0) delivered {} documents",
+            pulled.documents
+        );
+        ensure!(
+            pulled.high_watermark == head,
+            "Pull(0) ended at {} not {head}",
+            pulled.high_watermark
+        );
+        pulls.push(pulled.elapsed);
+    }
+    let pull_time = median(&mut pulls);
+    let pull_rate = rate(plan.store_small, pull_time);
+    report("Pull(0) over loopback gRPC", pull_rate, "docs/s");
+    report(
+        "Pull(0) over loopback gRPC, bodies",
+        rate(plan.store_small * BODY_BYTES as u64, pull_time) / 1e6,
+        "MB/s",
+    );
+    report(
+        "Pull(0) / raw scan",
+        pull_rate / rate(scan_docs, scan_elapsed),
+        "ratio",
+    );
+
+    // The delta of 10K changes, on the 1M store and then on the same store grown to 4M.
+    let small = delta(&node, plan.store_small, 2, &plan).await?;
+    report(
+        &format!("delta pull of {} on {} docs", plan.delta, plan.store_small),
+        small.as_secs_f64() * 1e3,
+        "ms",
+    );
+    load(
+        &node.store,
+        plan.store_small,
+        plan.store_large - plan.store_small,
+        1,
+    )
+    .await?;
+    let large = delta(&node, plan.store_large, 3, &plan).await?;
+    report(
+        &format!("delta pull of {} on {} docs", plan.delta, plan.store_large),
+        large.as_secs_f64() * 1e3,
+        "ms",
+    );
+    report(
+        "delta time, large store / small store",
+        large.as_secs_f64() / small.as_secs_f64(),
+        "ratio",
+    );
+    node.stop().await?;
+
+    // HTTP PUT, 64 keep-alive clients: fsync per acknowledged write (the default), then OS.
+    for (policy, name) in [
+        (SyncPolicy::Always, "sync=always"),
+        (SyncPolicy::Os, "sync=os"),
+    ] {
+        let node = Running::start(policy).await?;
+        let (done, elapsed) = put_load(node.http, plan.put_clients, plan.put_duration).await?;
+        let live = node.store.live_documents()?;
+        ensure!(
+            live == done,
+            "{done} PUTs acknowledged but {live} documents stored"
+        );
+        report(
+            &format!("HTTP PUT, {} keep-alive clients, {name}", plan.put_clients),
+            rate(done, elapsed),
+            "docs/s",
+        );
+        node.stop().await?;
+    }
+    Ok(())
+}
+
+/// A node on loopback with a fresh store in a temporary folder.
+struct Running {
+    store: Store,
+    http: SocketAddr,
+    grpc: SocketAddr,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), cutover_node::NodeError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(sync: SyncPolicy) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("cutover-bench-")
+            .tempdir()?;
+        let config = NodeConfig {
+            store: StoreConfig {
+                path: dir.path().join("data"),
+                partitions: None,
+                sync,
+            },
+            max_body: 1 << 20,
+            token: None,
+        };
+        let node = Node::open(config)?;
+        let store = node.store().clone();
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(node.run(http, grpc, cancel.clone()));
+        Ok(Self {
+            store,
+            http: http_addr,
+            grpc: grpc_addr,
+            cancel,
+            task,
+            _dir: dir,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+fn body(n: u64, version: u64) -> Vec<u8> {
+    let head = format!("{{\"n\":{n},\"v\":{version},\"pad\":\"");
+    let mut body = head.into_bytes();
+    body.resize(BODY_BYTES - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+fn id(n: u64) -> String {
+    format!("doc-{n:010}")
+}
+
+/// Writes documents `first..first+count` at `version` through the replication path.
+async fn load(store: &Store, first: u64, count: u64, version: u64) -> anyhow::Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut n = first;
+        while n < first + count {
+            let end = (n + LOAD_BATCH).min(first + count);
+            let ids: Vec<String> = (n..end).map(id).collect();
+            let bodies: Vec<Vec<u8>> = (n..end).map(|i| body(i, version)).collect();
+            let batch: Vec<Incoming<'_>> = ids
+                .iter()
+                .zip(&bodies)
+                .map(|(id, body)| Incoming {
+                    collection: "bench",
+                    id,
+                    version,
+                    tombstone: false,
+                    body,
+                })
+                .collect();
+            let out = store.apply(&batch)?;
+            ensure!(
+                out.applied as usize == batch.len(),
+                "load applied {} of {}",
+                out.applied,
+                batch.len()
+            );
+            n = end;
+        }
+        store.flush()?;
+        Ok(())
+    })
+    .await?
+}
+
+/// Updates `plan.delta` documents spread over a store of `size` to `version` and measures
+/// the pull of exactly those changes (median of several).
+async fn delta(node: &Running, size: u64, version: u64, plan: &Plan) -> anyhow::Result<Duration> {
+    let since = node.store.head_seq();
+    let stride = size / plan.delta;
+    let store = node.store.clone();
+    let count = plan.delta;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let ids: Vec<String> = (0..count)
+            .map(|k| id(k * stride + k % stride.max(1)))
+            .collect();
+        let bodies: Vec<Vec<u8>> = (0..count).map(|k| body(k, version)).collect();
+        for (ids, bodies) in ids
+            .chunks(LOAD_BATCH as usize)
+            .zip(bodies.chunks(LOAD_BATCH as usize))
+        {
+            let batch: Vec<Incoming<'_>> = ids
+                .iter()
+                .zip(bodies)
+                .map(|(id, body)| Incoming {
+                    collection: "bench",
+                    id,
+                    version,
+                    tombstone: false,
+                    body,
+                })
+                .collect();
+            store.apply(&batch)?;
+        }
+        Ok(())
+    })
+    .await??;
+    let mut times = Vec::new();
+    for _ in 0..plan.delta_repeats {
+        let pulled = pull(node.grpc, since).await?;
+        ensure!(
+            pulled.documents == plan.delta,
+            "delta pull delivered {} of {}",
+            pulled.documents,
+            plan.delta
+        );
+        times.push(pulled.elapsed);
+    }
+    Ok(median(&mut times))
+}
+
+struct Pulled {
+    documents: u64,
+    high_watermark: u64,
+    elapsed: Duration,
+}
+
+async fn pull(grpc: SocketAddr, since: u64) -> anyhow::Result<Pulled> {
+    let mut client = SourceClient::connect(format!("http://{grpc}")).await?;
+    let started = Instant::now();
+    let mut stream = client
+        .pull(PullRequest {
+            since,
+            partitions: vec![],
+            max_batch_documents: 0,
+            max_batch_bytes: 0,
+        })
+        .await?
+        .into_inner();
+    let mut documents = 0u64;
+    let mut last = since;
+    while let Some(message) = stream.message().await? {
+        match message.kind {
+            Some(Kind::Batch(batch)) => {
+                for doc in &batch.documents {
+                    ensure!(doc.seq > last, "seq {} after {last}", doc.seq);
+                    last = doc.seq;
+                }
+                documents += batch.documents.len() as u64;
+            }
+            Some(Kind::Complete(complete)) => {
+                ensure!(
+                    complete.documents == documents,
+                    "complete says {} but {documents} came",
+                    complete.documents
+                );
+                return Ok(Pulled {
+                    documents,
+                    high_watermark: complete.high_watermark,
+                    elapsed: started.elapsed(),
+                });
+            }
+            None => bail!("an empty Pull message"),
+        }
+    }
+    bail!("the Pull stream ended without PullComplete")
+}
+
+/// The same scan `Pull` does, without the network: the limit the gRPC path is compared with.
+async fn raw_scan(store: &Store, since: u64) -> anyhow::Result<(u64, Duration)> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut bytes = 0u64;
+        let summary = store.scan_changes(
+            &PullSpec {
+                since,
+                partitions: vec![],
+            },
+            |_, change| {
+                bytes += change.body.len() as u64;
+                ControlFlow::Continue(())
+            },
+        )?;
+        std::hint::black_box(bytes);
+        Ok((summary.documents, started.elapsed()))
+    })
+    .await?
+}
+
+/// `clients` keep-alive connections each PUTting new documents back to back for `duration`.
+async fn put_load(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<(u64, Duration)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let request = http::Request::put(format!("/v1/bench/c{client}-{i}"))
+                    .header(http::header::HOST, "bench")
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(body(i, 1))))?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                ensure!(status == http::StatusCode::CREATED, "PUT answered {status}");
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.context("PUT client")??;
+    }
+    Ok((done.load(Ordering::Relaxed), started.elapsed()))
+}

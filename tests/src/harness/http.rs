@@ -1,0 +1,172 @@
+//! A minimal blocking HTTP/1.1 client for tests: one request per connection
+//! (`Connection: close`), read to the end. Enough to see every status, header and byte the
+//! server sends, with nothing between the test and the wire.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+
+/// How long one request may take before the test fails.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A response as it came off the wire.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked when the server chunked it).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as UTF-8 (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> anyhow::Result<serde_json::Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("body of a {} is not JSON: {}", self.status, self.text()))
+    }
+}
+
+/// Sends `METHOD PATH` with `headers` and `body` to `addr`. `path` goes on the wire as given,
+/// so tests can send percent-encoded and malformed paths.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpResponse> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, TIMEOUT).with_context(|| format!("connecting {addr}"))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "PUT" | "POST") {
+        head.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    // The server may answer (413, 400) and close before reading a large body: not an error.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse(&raw).with_context(|| format!("{method} {path}"))
+}
+
+/// `GET path`.
+pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> {
+    request(addr, "GET", path, &[], b"")
+}
+
+/// `PUT path` with a JSON body.
+pub fn put(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<HttpResponse> {
+    request(
+        addr,
+        "PUT",
+        path,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+fn parse(raw: &[u8]) -> anyhow::Result<HttpResponse> {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        bail!(
+            "no complete response head in {} bytes: {:?}",
+            raw.len(),
+            String::from_utf8_lossy(raw)
+        );
+    };
+    let head = std::str::from_utf8(&raw[..end]).context("response head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&rest[..line_end])?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        if rest.len() < size + 2 {
+            bail!("truncated chunk");
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_chunked_response() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"3\"\r\n\r\n\
+                    4\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n";
+        let response = parse(raw).expect("parses");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("etag"), Some("\"3\""));
+        assert_eq!(response.body, b"abcdef");
+    }
+
+    #[test]
+    fn parses_a_plain_response() {
+        let response =
+            parse(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}").expect("parses");
+        assert_eq!(response.status, 404);
+        assert_eq!(response.body, b"{}");
+    }
+}
