@@ -507,6 +507,24 @@ fn pull_then_apply_copies_one_node_into_another_with_versions_kept() {
         complete.high_watermark
     });
     assert!(copied >= 52);
+    let metric = |addr, name: &str| -> f64 {
+        let text = http::get(addr, "/metrics").expect("GET /metrics").text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    };
+    assert_eq!(
+        metric(blue.http, "cutover_node_pulled_documents_total"),
+        50.0
+    );
+    assert_eq!(
+        metric(green.http, "cutover_node_applied_documents_total"),
+        50.0
+    );
+    assert_eq!(
+        metric(blue.http, "cutover_node_documents_written_total"),
+        51.0
+    );
     let seven = http::get(green.http, "/v1/c/7").expect("GET");
     assert_eq!(seven.text(), r#"{"i":"seven"}"#);
     assert_eq!(
@@ -520,6 +538,34 @@ fn pull_then_apply_copies_one_node_into_another_with_versions_kept() {
         put(green.http, "/v1/c/8", "{}").json().expect("JSON")["version"],
         3
     );
+}
+
+#[test]
+fn grpc_health_reports_every_node_service_as_serving() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let cluster = cluster();
+    let node = cluster.start_node("n", &[]).expect("node starts");
+    runtime().block_on(async {
+        let mut health = HealthClient::connect(node.grpc_url())
+            .await
+            .expect("connect");
+        for service in [
+            "cutover.v1.Source",
+            "cutover.v1.Sink",
+            "cutover.v1.NodeAdmin",
+        ] {
+            let answer = health
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("health of {service}: {e}"))
+                .into_inner();
+            assert_eq!(answer.status, ServingStatus::Serving as i32, "{service}");
+        }
+    });
 }
 
 #[test]

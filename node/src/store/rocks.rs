@@ -52,6 +52,9 @@ pub fn open(path: &Path) -> Result<DB, StoreError> {
 
     let mut stats = Options::default();
     stats.set_merge_operator_associative("cutover_counter_add", add_counters);
+    // Every write merges into a few hot counters: fold them in the memtable as they arrive,
+    // so reading a counter never walks thousands of pending operands.
+    stats.set_max_successive_merges(16);
 
     let descriptors = vec![
         ColumnFamilyDescriptor::new(CF_META, Options::default()),
