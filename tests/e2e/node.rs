@@ -548,9 +548,12 @@ fn grpc_health_reports_every_node_service_as_serving() {
     let cluster = cluster();
     let node = cluster.start_node("n", &[]).expect("node starts");
     runtime().block_on(async {
-        let mut health = HealthClient::connect(node.grpc_url())
+        let channel = tonic::transport::Channel::from_shared(node.grpc_url())
+            .expect("a URL")
+            .connect()
             .await
             .expect("connect");
+        let mut health = HealthClient::new(channel);
         for service in [
             "cutover.v1.Source",
             "cutover.v1.Sink",
