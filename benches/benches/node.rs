@@ -225,35 +225,39 @@ fn id(n: u64) -> String {
 async fn load(store: &Store, first: u64, count: u64, version: u64) -> anyhow::Result<()> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
-        let mut n = first;
-        while n < first + count {
-            let end = (n + LOAD_BATCH).min(first + count);
-            let ids: Vec<String> = (n..end).map(id).collect();
-            let bodies: Vec<Vec<u8>> = (n..end).map(|i| body(i, version)).collect();
-            let batch: Vec<Incoming<'_>> = ids
-                .iter()
-                .zip(&bodies)
-                .map(|(id, body)| Incoming {
-                    collection: "bench",
-                    id,
-                    version,
-                    tombstone: false,
-                    body,
-                })
-                .collect();
-            let out = store.apply(&batch)?;
-            ensure!(
-                out.applied as usize == batch.len(),
-                "load applied {} of {}",
-                out.applied,
-                batch.len()
-            );
-            n = end;
-        }
+        write(&store, &(first..first + count).collect::<Vec<_>>(), version)?;
         store.flush()?;
         Ok(())
     })
     .await?
+}
+
+/// Applies documents `numbers` at `version` in batches of [`LOAD_BATCH`], checking that
+/// every one was written.
+fn write(store: &Store, numbers: &[u64], version: u64) -> anyhow::Result<()> {
+    for chunk in numbers.chunks(LOAD_BATCH as usize) {
+        let ids: Vec<String> = chunk.iter().copied().map(id).collect();
+        let bodies: Vec<Vec<u8>> = chunk.iter().map(|&n| body(n, version)).collect();
+        let batch: Vec<Incoming<'_>> = ids
+            .iter()
+            .zip(&bodies)
+            .map(|(id, body)| Incoming {
+                collection: "bench",
+                id,
+                version,
+                tombstone: false,
+                body,
+            })
+            .collect();
+        let out = store.apply(&batch)?;
+        ensure!(
+            out.applied as usize == batch.len(),
+            "applied {} of {}",
+            out.applied,
+            batch.len()
+        );
+    }
+    Ok(())
 }
 
 /// Updates `plan.delta` documents spread over a store of `size` to `version` and measures
@@ -263,29 +267,9 @@ async fn delta(node: &Running, size: u64, version: u64, plan: &Plan) -> anyhow::
     let stride = size / plan.delta;
     let store = node.store.clone();
     let count = plan.delta;
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let ids: Vec<String> = (0..count)
-            .map(|k| id(k * stride + k % stride.max(1)))
-            .collect();
-        let bodies: Vec<Vec<u8>> = (0..count).map(|k| body(k, version)).collect();
-        for (ids, bodies) in ids
-            .chunks(LOAD_BATCH as usize)
-            .zip(bodies.chunks(LOAD_BATCH as usize))
-        {
-            let batch: Vec<Incoming<'_>> = ids
-                .iter()
-                .zip(bodies)
-                .map(|(id, body)| Incoming {
-                    collection: "bench",
-                    id,
-                    version,
-                    tombstone: false,
-                    body,
-                })
-                .collect();
-            store.apply(&batch)?;
-        }
-        Ok(())
+    tokio::task::spawn_blocking(move || {
+        let numbers: Vec<u64> = (0..count).map(|k| k * stride + k % stride.max(1)).collect();
+        write(&store, &numbers, version)
     })
     .await??;
     let mut times = Vec::new();
