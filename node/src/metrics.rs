@@ -20,6 +20,8 @@ pub const APPLIED_DOCUMENTS: &str = "cutover_node_applied_documents_total";
 pub const APPLIED_BYTES: &str = "cutover_node_applied_bytes_total";
 /// Documents `Sink.Apply` skipped as stale redeliveries, counter.
 pub const APPLY_SKIPPED: &str = "cutover_node_apply_skipped_total";
+/// Client writes committed together in one batch (one WAL sync), histogram.
+pub const WRITE_GROUP: &str = "cutover_node_write_group_size";
 /// 1 while client writes are refused, gauge.
 pub const FENCED: &str = "cutover_node_fenced";
 /// The stable head seq, gauge.
@@ -69,6 +71,11 @@ pub fn describe() {
         APPLY_SKIPPED,
         Unit::Count,
         "Stale documents skipped by Sink.Apply."
+    );
+    describe_histogram!(
+        WRITE_GROUP,
+        Unit::Count,
+        "Client writes committed together in one batch (one WAL sync)."
     );
     describe_gauge!(FENCED, "1 while client writes are refused.");
     describe_gauge!(HEAD_SEQ, "The stable head sequence number.");

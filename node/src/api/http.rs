@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use super::blocking;
 use crate::{
     metrics as m,
-    store::{Precondition, Store, StoreError},
+    store::{ClientWrite, Precondition, Store, StoreError},
 };
 
 /// Default largest request body.
@@ -112,6 +112,24 @@ fn etag(reply: &mut Reply, version: u64) {
     reply.headers_mut().insert(header::ETAG, value);
 }
 
+/// A status code as a metric label, without an allocation for the ones this API answers.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let label = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        304 => "304",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        412 => "412",
+        413 => "413",
+        500 => "500",
+        503 => "503",
+        _ => return status.as_str().to_owned().into(),
+    };
+    label.into()
+}
+
 /// Which route a request took, for metrics (low cardinality).
 #[derive(Clone, Copy)]
 enum Route {
@@ -148,7 +166,7 @@ impl HttpApi {
         let (route, reply) = self.route(request).await;
         let reply = reply.unwrap_or_else(ApiError::reply);
         let status = reply.status();
-        metrics::counter!(m::HTTP_REQUESTS, "route" => route.label(), "status" => status.as_str().to_owned())
+        metrics::counter!(m::HTTP_REQUESTS, "route" => route.label(), "status" => status_label(status))
             .increment(1);
         metrics::histogram!(m::HTTP_DURATION, "route" => route.label())
             .record(started.elapsed().as_secs_f64());
@@ -214,8 +232,14 @@ impl HttpApi {
                         format!("the body is not one JSON value: {error}"),
                     ));
                 }
-                let (c, i) = (collection.clone(), id.clone());
-                let out = blocking(move || store.put(&c, &i, &body, &precondition)).await?;
+                let out = store
+                    .write(ClientWrite {
+                        collection: collection.clone(),
+                        id: id.clone(),
+                        body: Some(body),
+                        precondition,
+                    })
+                    .await?;
                 metrics::counter!(m::DOCUMENTS_WRITTEN).increment(1);
                 #[derive(Serialize)]
                 struct Written<'a> {
@@ -242,7 +266,14 @@ impl HttpApi {
                 Ok(reply)
             }
             Method::DELETE => {
-                let out = blocking(move || store.delete(&collection, &id, &precondition)).await?;
+                let out = store
+                    .write(ClientWrite {
+                        collection,
+                        id,
+                        body: None,
+                        precondition,
+                    })
+                    .await?;
                 metrics::counter!(m::DOCUMENTS_DELETED).increment(1);
                 #[derive(Serialize)]
                 struct Deleted {

@@ -7,7 +7,8 @@
 //! - Per-partition live counts and digests, and per-collection counts, maintained in the same
 //!   `WriteBatch` as the write, so `digest` is O(partitions).
 //!
-//! Every call blocks: async callers run it with `spawn_blocking`.
+//! Every call blocks (async callers run it with `spawn_blocking`) but [`Store::write`], which
+//! queues a client write to the group committer (`writer.rs`) and resolves when it is durable.
 
 mod digest;
 mod fence;
@@ -18,6 +19,7 @@ mod rocks;
 pub mod schema;
 mod seq;
 mod write;
+mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,7 @@ pub use fence::{FenceMode, FenceState, now_unix_ms};
 pub use read::{Changed, Describe, Digest, Doc, Listing, PartitionDigest, PullSpec, PullSummary};
 use rocksdb::{DB, WriteBatch};
 pub use write::{ApplyOutcome, Incoming, Precondition, WriteOutcome};
+pub use writer::{ClientWrite, WriteResult};
 
 use self::{fence::FenceGate, locks::KeyLocks, seq::SeqTracker};
 
@@ -162,6 +165,9 @@ pub enum StoreError {
         /// What did not decode.
         what: &'static str,
     },
+    /// The thread that commits client writes is gone (a bug: restart the node).
+    #[error("the store's write thread has stopped: restart the node")]
+    WriterStopped,
     /// Any other RocksDB failure.
     #[error("storage error: {0}")]
     Rocks(#[from] rocksdb::Error),
@@ -183,6 +189,7 @@ impl Classify for StoreError {
             | Self::SchemaTooNew { .. }
             | Self::PartitionMismatch { .. }
             | Self::Corrupt { .. }
+            | Self::WriterStopped
             | Self::Rocks(_) => ErrorCode::Internal,
         }
     }
@@ -202,6 +209,8 @@ struct Inner {
     seqs: Arc<SeqTracker>,
     locks: KeyLocks,
     fence: FenceGate,
+    /// Client writes, to the group committer.
+    writer: std::sync::mpsc::Sender<writer::Job>,
 }
 
 impl std::fmt::Debug for Store {
@@ -261,7 +270,7 @@ impl Store {
         };
         let head = read::last_seq(&db)?;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|inner| Inner {
                 db,
                 node_id,
                 partitions,
@@ -269,6 +278,7 @@ impl Store {
                 seqs: SeqTracker::new(head),
                 locks: KeyLocks::new(),
                 fence: FenceGate::new(fence),
+                writer: writer::spawn(inner.clone()),
             }),
         })
     }
@@ -319,6 +329,32 @@ impl Store {
             self.inner.db.flush_cf(rocks::cf(&self.inner.db, name))?;
         }
         Ok(())
+    }
+
+    /// Whether RocksDB is flushing or compacting, or has such work pending: a benchmark
+    /// waits for a settled store before it measures.
+    pub fn background_work(&self) -> Result<bool, StoreError> {
+        let db = &self.inner.db;
+        for property in [
+            "rocksdb.num-running-compactions",
+            "rocksdb.num-running-flushes",
+        ] {
+            if db.property_int_value(property)?.unwrap_or(0) > 0 {
+                return Ok(true);
+            }
+        }
+        for name in [rocks::CF_DOCS, rocks::CF_CHANGES, rocks::CF_STATS] {
+            let family = rocks::cf(db, name);
+            for property in [
+                "rocksdb.compaction-pending",
+                "rocksdb.mem-table-flush-pending",
+            ] {
+                if db.property_int_value_cf(family, property)?.unwrap_or(0) > 0 {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     fn persist_fence(&self, state: &FenceState) -> Result<(), StoreError> {

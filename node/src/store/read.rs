@@ -199,6 +199,8 @@ impl Store {
         options.set_snapshot(&snapshot);
         options.set_iterate_upper_bound(keys::seq_key(head.saturating_add(1)));
         options.set_readahead_size(4 << 20);
+        // A pull of the whole store must not evict the blocks that serve client reads.
+        options.fill_cache(false);
         let mut iter = db.raw_iterator_cf_opt(cf(db, CF_CHANGES), options);
         iter.seek(keys::seq_key(spec.since + 1));
         let mut summary = PullSummary {

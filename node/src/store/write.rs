@@ -5,15 +5,17 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use rocksdb::WriteBatch;
+use tokio::sync::oneshot;
 
 use super::{
     Store, StoreError,
     digest::{partition_of, term},
-    fence::now_unix_ms,
     keys::{self, Change, Counter, DocPointer},
     rocks::{CF_CHANGES, CF_DOCS, CF_STATS, cf},
     schema::{check_collection, check_id},
+    writer::{ClientWrite, Job, WriteResult},
 };
 
 /// A condition a client write must meet (`If-Match`, `If-None-Match`).
@@ -68,17 +70,18 @@ pub struct ApplyOutcome {
 }
 
 /// A document's new state, staged into a batch.
-struct Next<'a> {
-    collection: &'a str,
-    id: &'a str,
-    version: u64,
-    tombstone: bool,
-    body: &'a [u8],
-    seq: u64,
+pub(super) struct Next<'a> {
+    pub collection: &'a str,
+    pub id: &'a str,
+    pub version: u64,
+    pub tombstone: bool,
+    pub body: &'a [u8],
+    pub seq: u64,
 }
 
 impl Store {
-    /// Creates or replaces a live document (a client write: refused while fenced).
+    /// Creates or replaces a live document (a client write: refused while fenced). Blocks
+    /// until the write is durable; async callers use [`Store::write`].
     pub fn put(
         &self,
         collection: &str,
@@ -86,72 +89,53 @@ impl Store {
         body: &[u8],
         precondition: &Precondition,
     ) -> Result<WriteOutcome, StoreError> {
-        self.client_write(collection, id, Some(body), precondition)
+        self.write_blocking(ClientWrite {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            body: Some(Bytes::copy_from_slice(body)),
+            precondition: precondition.clone(),
+        })
     }
 
     /// Deletes a live document, leaving a tombstone (a client write: refused while fenced).
+    /// Blocks until the delete is durable; async callers use [`Store::write`].
     pub fn delete(
         &self,
         collection: &str,
         id: &str,
         precondition: &Precondition,
     ) -> Result<WriteOutcome, StoreError> {
-        self.client_write(collection, id, None, precondition)
+        self.write_blocking(ClientWrite {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            body: None,
+            precondition: precondition.clone(),
+        })
     }
 
-    fn client_write(
-        &self,
-        collection: &str,
-        id: &str,
-        body: Option<&[u8]>,
-        precondition: &Precondition,
-    ) -> Result<WriteOutcome, StoreError> {
-        check_collection(collection)?;
-        check_id(id)?;
-        // Held until the commit: raising the fence waits for this write (see fence.rs).
-        let fence = self.inner.fence.read();
-        if fence.is_fenced(now_unix_ms()) {
-            return Err(StoreError::Fenced {
-                reason: fence.reason.clone(),
-            });
-        }
-        let key = keys::doc_key(collection, id);
-        let _held = self.inner.locks.lock_all([&key]);
-        let current = self.pointer(&key)?;
-        let live = current.filter(|p| !p.tombstone).map(|p| p.version);
-        let holds = match precondition {
-            Precondition::Always => true,
-            Precondition::IfMatch(versions) => live.is_some_and(|v| versions.contains(&v)),
-            Precondition::IfExists => live.is_some(),
-            Precondition::IfAbsent => live.is_none(),
-        };
-        if !holds {
-            return Err(StoreError::PreconditionFailed { current: live });
-        }
-        if body.is_none() && live.is_none() {
-            return Err(StoreError::NotFound {
-                collection: collection.to_owned(),
-                id: id.to_owned(),
-            });
-        }
-        let version = current.map_or(1, |p| p.version + 1);
-        let range = self.inner.seqs.assign(1);
-        let next = Next {
-            collection,
-            id,
-            version,
-            tombstone: body.is_none(),
-            body: body.unwrap_or_default(),
-            seq: range.first(),
-        };
-        let mut batch = WriteBatch::default();
-        self.stage(&mut batch, &key, current, &next);
-        self.commit(batch)?;
-        Ok(WriteOutcome {
-            created: live.is_none(),
-            version,
-            seq: next.seq,
-        })
+    /// Queues a client write to the group committer (see `writer.rs`); resolves once it is
+    /// durable, or refused. Never blocks the caller's thread.
+    pub fn write(&self, write: ClientWrite) -> impl Future<Output = WriteResult> + Send + 'static {
+        let queued = self.enqueue(write);
+        async move { queued?.await.unwrap_or(Err(StoreError::WriterStopped)) }
+    }
+
+    /// [`Store::write`] for a thread that may block.
+    pub fn write_blocking(&self, write: ClientWrite) -> WriteResult {
+        self.enqueue(write)?
+            .blocking_recv()
+            .unwrap_or(Err(StoreError::WriterStopped))
+    }
+
+    fn enqueue(&self, write: ClientWrite) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
+        check_collection(&write.collection)?;
+        check_id(&write.id)?;
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writer
+            .send(Job::new(write, reply))
+            .map_err(|_| StoreError::WriterStopped)?;
+        Ok(answer)
     }
 
     /// Applies replicated documents in one synced batch, keeping each source version and
@@ -241,7 +225,7 @@ impl Store {
 
     /// Adds one document's new state to `batch`: pointer, index entry (replacing the
     /// previous one) and counter deltas.
-    fn stage(
+    pub(super) fn stage(
         &self,
         batch: &mut WriteBatch,
         key: &[u8],
@@ -294,16 +278,11 @@ impl Store {
         }
     }
 
-    /// The pointer of one document, if it was ever written.
-    fn pointer(&self, key: &[u8]) -> Result<Option<DocPointer>, StoreError> {
-        let db = &self.inner.db;
-        db.get_pinned_cf(cf(db, CF_DOCS), key)?
-            .map(|bytes| DocPointer::decode(&bytes))
-            .transpose()
-    }
-
     /// The pointers of many documents, in one batched lookup.
-    fn pointers(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<DocPointer>>, StoreError> {
+    pub(super) fn pointers<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<Option<DocPointer>>, StoreError> {
         let db = &self.inner.db;
         let docs = cf(db, CF_DOCS);
         db.batched_multi_get_cf(docs, keys, false)
