@@ -92,6 +92,8 @@ impl Node {
         let sink = SinkServer::new(SinkService::new(store.clone()))
             .max_decoding_message_size(MAX_APPLY_MESSAGE_BYTES);
         let grpc_server = tonic::transport::Server::builder()
+            .initial_stream_window_size(cutover_proto::STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(cutover_proto::CONNECTION_WINDOW_BYTES)
             .add_service(SourceServer::new(SourceService::new(store.clone())))
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 sink,

@@ -17,4 +17,20 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 mod color;
 
+/// HTTP/2 flow-control window of one stream, for every cutover client and server: a 1 MiB
+/// batch then crosses without waiting on WINDOW_UPDATE round trips (the default is 64 KiB).
+pub const STREAM_WINDOW_BYTES: u32 = 4 << 20;
+/// HTTP/2 flow-control window of one connection.
+pub const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+
+/// A client endpoint for `uri` (`http://host:port`) with the bulk-transfer windows above.
+pub fn endpoint(
+    uri: impl Into<bytes::Bytes>,
+) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+    Ok(tonic::transport::Endpoint::from_shared(uri)?
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .tcp_nodelay(true))
+}
+
 pub use color::{Color, UnknownColor};

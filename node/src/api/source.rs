@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cutover_proto::v1::{
     CollectionInfo, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse, Document,
     DocumentBatch, LagRequest, LagResponse, PartitionDigest, PullComplete, PullRequest,
@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use super::{blocking, status};
 use crate::{
     metrics as m,
-    store::{Digest, PullSpec, Store},
+    store::{Digest, PullSpec, Store, keys::Change},
 };
 
 /// Documents per batch when the request leaves it to the server.
@@ -138,7 +138,8 @@ impl Source for SourceService {
 }
 
 /// The blocking half of a pull: scans and sends batches, waiting whenever the client is
-/// behind; stops when the client goes away.
+/// behind; stops when the client goes away. The bodies of a batch are copied into one buffer
+/// and each document's body is a slice of it: one allocation a batch, not one a document.
 fn scan(
     store: &Store,
     spec: &PullSpec,
@@ -146,35 +147,25 @@ fn scan(
     max_bytes: u64,
     tx: &mpsc::Sender<Result<PullResponse, Status>>,
 ) {
-    let mut batch: Vec<Document> = Vec::with_capacity(max_documents.min(4096));
-    let mut batch_bytes = 0u64;
-    let send = |batch: Vec<Document>| {
-        let last_seq = batch.last().map_or(0, |d| d.seq);
-        metrics::counter!(m::PULLED_DOCUMENTS).increment(batch.len() as u64);
+    let capacity = max_documents.min(4096);
+    let mut batch = Batch::new(capacity, max_bytes);
+    let send = |batch: &mut Batch| {
+        let documents = batch.take(capacity, max_bytes);
+        let last_seq = documents.last().map_or(0, |d| d.seq);
+        metrics::counter!(m::PULLED_DOCUMENTS).increment(documents.len() as u64);
         let message = PullResponse {
             kind: Some(Kind::Batch(DocumentBatch {
-                documents: batch,
+                documents,
                 last_seq,
             })),
         };
         tx.blocking_send(Ok(message)).is_ok()
     };
     let result = store.scan_changes(spec, |seq, change| {
-        batch_bytes += change.body.len() as u64;
-        batch.push(Document {
-            collection: change.collection.to_owned(),
-            id: change.id.to_owned(),
-            version: change.version,
-            seq,
-            body: Bytes::copy_from_slice(change.body),
-            tombstone: change.tombstone,
-        });
-        if batch.len() >= max_documents || batch_bytes >= max_bytes {
-            batch_bytes = 0;
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(max_documents.min(4096)));
-            if !send(full) {
-                return ControlFlow::Break(());
-            }
+        batch.push(seq, change);
+        let full = batch.documents.len() >= max_documents || batch.bodies.len() as u64 >= max_bytes;
+        if full && !send(&mut batch) {
+            return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
     });
@@ -186,7 +177,7 @@ fn scan(
             return;
         }
     };
-    if !batch.is_empty() && !send(batch) {
+    if !batch.documents.is_empty() && !send(&mut batch) {
         return;
     }
     metrics::counter!(m::PULLED_BYTES).increment(summary.bytes);
@@ -198,4 +189,52 @@ fn scan(
         })),
     };
     let _ = tx.blocking_send(Ok(complete));
+}
+
+/// A batch being filled: its documents, whose bodies are still empty, and their bodies end to
+/// end with each one's end offset.
+struct Batch {
+    documents: Vec<Document>,
+    bodies: BytesMut,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn new(documents: usize, bytes: u64) -> Self {
+        Self {
+            documents: Vec::with_capacity(documents),
+            bodies: BytesMut::with_capacity(usize::try_from(bytes).unwrap_or(1 << 20)),
+            ends: Vec::with_capacity(documents),
+        }
+    }
+
+    fn push(&mut self, seq: u64, change: &Change<'_>) {
+        self.bodies.extend_from_slice(change.body);
+        self.ends.push(self.bodies.len());
+        self.documents.push(Document {
+            collection: change.collection.to_owned(),
+            id: change.id.to_owned(),
+            version: change.version,
+            seq,
+            body: Bytes::new(),
+            tombstone: change.tombstone,
+        });
+    }
+
+    /// The documents with their bodies, leaving an empty batch of the same capacity.
+    fn take(&mut self, documents: usize, bytes: u64) -> Vec<Document> {
+        let next = Self::new(documents, bytes);
+        let Self {
+            documents: mut taken,
+            bodies,
+            ends,
+        } = std::mem::replace(self, next);
+        let bodies = bodies.freeze();
+        let mut start = 0;
+        for (document, end) in taken.iter_mut().zip(ends) {
+            document.body = bodies.slice(start..end);
+            start = end;
+        }
+        taken
+    }
 }
