@@ -6,3 +6,4 @@
 //! `cutover demo` can embed it.
 
 pub mod cli;
+pub mod engine;
