@@ -292,11 +292,41 @@ fn acknowledged_writes_survive_kill_9() {
 }
 
 #[test]
-fn sigterm_stops_the_node_gracefully_with_status_0() {
+fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    use std::io::{Read, Write};
+
     let cluster = cluster();
     let mut node = cluster.start_node("n", &[]).expect("node starts");
     assert_eq!(put(node.http, "/v1/c/x", "{}").status, 201);
+
+    // A PUT whose body is half sent when SIGTERM arrives.
+    let body = br#"{"in_flight":true}"#;
+    let mut stream = std::net::TcpStream::connect(node.http).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let head = format!(
+        "PUT /v1/c/late HTTP/1.1\r\nHost: n\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(&body[..5]).expect("half the body");
+    std::thread::sleep(Duration::from_millis(200));
     node.daemon.terminate().expect("SIGTERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        node.daemon.is_running(),
+        "the node exited with a request in flight"
+    );
+    stream.write_all(&body[5..]).expect("the rest of the body");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the answer, then close");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+
     let status = node
         .daemon
         .wait_exit(Duration::from_secs(20))
@@ -304,6 +334,19 @@ fn sigterm_stops_the_node_gracefully_with_status_0() {
     let logs = node.daemon.stderr().unwrap_or_default();
     assert_eq!(status.code(), Some(0), "{logs}");
     assert!(logs.contains("node stopped"), "{logs}");
+    // The write it finished survives the stop.
+    let NodeProcess {
+        data_dir,
+        http: h,
+        grpc,
+        ..
+    } = node;
+    let restarted = cluster
+        .start_node_on("n2", data_dir, h, grpc, &[])
+        .expect("restarts");
+    let read = http::get(restarted.http, "/v1/c/late").expect("GET");
+    assert_eq!(read.status, 200, "the in-flight write was lost");
+    assert_eq!(read.body, body.to_vec());
 }
 
 #[test]
