@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use cutover_benches::{Size, median, rate, report};
+use cutover_benches::{Size, median, rate, report, wanted};
 use cutover_node::{
     Node, NodeConfig,
     store::{Incoming, PullSpec, Store, StoreConfig, SyncPolicy},
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
         store_large: size.pick(4_000_000, 40_000),
         delta: size.pick(10_000, 500),
         pull_repeats: size.pick(3, 1),
-        delta_repeats: size.pick(7, 2),
+        delta_repeats: size.pick(15, 2),
         put_clients: size.pick(64, 8),
         put_duration: size.pick(Duration::from_secs(10), Duration::from_millis(500)),
     };
@@ -68,10 +68,77 @@ fn main() -> anyhow::Result<()> {
 async fn run(size: Size, plan: Plan) -> anyhow::Result<()> {
     cutover_daemon::metrics::install()?;
     println!("# node benchmarks ({size:?} size)");
-    let node = Running::start(SyncPolicy::Always).await?;
+    if wanted("pull") || wanted("delta") {
+        pull_and_delta(&plan).await?;
+    }
+    if wanted("put") {
+        // HTTP PUT, 64 keep-alive clients: fsync per acknowledged write (the default), then OS.
+        for (policy, name) in [
+            (SyncPolicy::Always, "sync=always"),
+            (SyncPolicy::Os, "sync=os"),
+        ] {
+            let node = Running::start(policy).await?;
+            let (done, elapsed) = put_load(node.http, plan.put_clients, plan.put_duration).await?;
+            let live = node.store.live_documents()?;
+            ensure!(
+                live == done,
+                "{done} PUTs acknowledged but {live} documents stored"
+            );
+            report(
+                &format!("HTTP PUT, {} keep-alive clients, {name}", plan.put_clients),
+                rate(done, elapsed),
+                "docs/s",
+            );
+            node.stop().await?;
+        }
+    }
+    Ok(())
+}
+
+async fn pull_and_delta(plan: &Plan) -> anyhow::Result<()> {
+    let node_small = Running::start(SyncPolicy::Always).await?;
 
     // 1M documents: Pull(0) against a raw scan of the same store.
-    load(&node.store, 0, plan.store_small, 1).await?;
+    load(&node_small.store, 0, plan.store_small, 1).await?;
+    if wanted("pull") {
+        pull_full(&node_small, plan).await?;
+    }
+    if !wanted("delta") {
+        return node_small.stop().await;
+    }
+
+    // The delta of 10K changes on a 1M-document store and on a 4M-document store, pulled in
+    // turns (small, large, small, …) so that drift on a shared machine hits both alike.
+    let large = Running::start(SyncPolicy::Always).await?;
+    load(&large.store, 0, plan.store_large, 1).await?;
+    let small_since = write_delta(&node_small, plan.store_small, plan).await?;
+    let large_since = write_delta(&large, plan.store_large, plan).await?;
+    let (mut small_times, mut large_times) = (Vec::new(), Vec::new());
+    for _ in 0..plan.delta_repeats {
+        small_times.push(delta_pull(&node_small, small_since, plan).await?);
+        large_times.push(delta_pull(&large, large_since, plan).await?);
+    }
+    let (small, large_time) = (median(&mut small_times), median(&mut large_times));
+    report(
+        &format!("delta pull of {} on {} docs", plan.delta, plan.store_small),
+        small.as_secs_f64() * 1e3,
+        "ms",
+    );
+    report(
+        &format!("delta pull of {} on {} docs", plan.delta, plan.store_large),
+        large_time.as_secs_f64() * 1e3,
+        "ms",
+    );
+    report(
+        "delta time, large store / small store",
+        large_time.as_secs_f64() / small.as_secs_f64(),
+        "ratio",
+    );
+    large.stop().await?;
+    node_small.stop().await
+}
+
+async fn pull_full(node: &Running, plan: &Plan) -> anyhow::Result<()> {
     let head = node.store.head_seq();
     let (scan_docs, scan_elapsed) = raw_scan(&node.store, 0).await?;
     ensure!(
@@ -111,53 +178,6 @@ async fn run(size: Size, plan: Plan) -> anyhow::Result<()> {
         pull_rate / rate(scan_docs, scan_elapsed),
         "ratio",
     );
-
-    // The delta of 10K changes, on the 1M store and then on the same store grown to 4M.
-    let small = delta(&node, plan.store_small, 2, &plan).await?;
-    report(
-        &format!("delta pull of {} on {} docs", plan.delta, plan.store_small),
-        small.as_secs_f64() * 1e3,
-        "ms",
-    );
-    load(
-        &node.store,
-        plan.store_small,
-        plan.store_large - plan.store_small,
-        1,
-    )
-    .await?;
-    let large = delta(&node, plan.store_large, 3, &plan).await?;
-    report(
-        &format!("delta pull of {} on {} docs", plan.delta, plan.store_large),
-        large.as_secs_f64() * 1e3,
-        "ms",
-    );
-    report(
-        "delta time, large store / small store",
-        large.as_secs_f64() / small.as_secs_f64(),
-        "ratio",
-    );
-    node.stop().await?;
-
-    // HTTP PUT, 64 keep-alive clients: fsync per acknowledged write (the default), then OS.
-    for (policy, name) in [
-        (SyncPolicy::Always, "sync=always"),
-        (SyncPolicy::Os, "sync=os"),
-    ] {
-        let node = Running::start(policy).await?;
-        let (done, elapsed) = put_load(node.http, plan.put_clients, plan.put_duration).await?;
-        let live = node.store.live_documents()?;
-        ensure!(
-            live == done,
-            "{done} PUTs acknowledged but {live} documents stored"
-        );
-        report(
-            &format!("HTTP PUT, {} keep-alive clients, {name}", plan.put_clients),
-            rate(done, elapsed),
-            "docs/s",
-        );
-        node.stop().await?;
-    }
     Ok(())
 }
 
@@ -276,28 +296,31 @@ fn write(store: &Store, numbers: &[u64], version: u64) -> anyhow::Result<()> {
 
 /// Updates `plan.delta` documents spread over a store of `size` to `version` and measures
 /// the pull of exactly those changes (median of several).
-async fn delta(node: &Running, size: u64, version: u64, plan: &Plan) -> anyhow::Result<Duration> {
+/// Updates `plan.delta` documents spread over a store of `size` (to version 2); returns the
+/// head before them, the `since` of a pull of exactly those changes.
+async fn write_delta(node: &Running, size: u64, plan: &Plan) -> anyhow::Result<u64> {
     let since = node.store.head_seq();
     let stride = size / plan.delta;
     let store = node.store.clone();
     let count = plan.delta;
     tokio::task::spawn_blocking(move || {
         let numbers: Vec<u64> = (0..count).map(|k| k * stride + k % stride.max(1)).collect();
-        write(&store, &numbers, version)
+        write(&store, &numbers, 2)
     })
     .await??;
-    let mut times = Vec::new();
-    for _ in 0..plan.delta_repeats {
-        let pulled = pull(node.grpc, since).await?;
-        ensure!(
-            pulled.documents == plan.delta,
-            "delta pull delivered {} of {}",
-            pulled.documents,
-            plan.delta
-        );
-        times.push(pulled.elapsed);
-    }
-    Ok(median(&mut times))
+    Ok(since)
+}
+
+/// One timed pull of the delta written by [`write_delta`].
+async fn delta_pull(node: &Running, since: u64, plan: &Plan) -> anyhow::Result<Duration> {
+    let pulled = pull(node.grpc, since).await?;
+    ensure!(
+        pulled.documents == plan.delta,
+        "delta pull delivered {} of {}",
+        pulled.documents,
+        plan.delta
+    );
+    Ok(pulled.elapsed)
 }
 
 struct Pulled {

@@ -37,6 +37,16 @@ impl Size {
     }
 }
 
+/// Whether the section `name` of a benchmark should run: every section when the command line
+/// names none (`cargo bench --workspace --bench node -- pull put` runs two of them).
+pub fn wanted(name: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    named.is_empty() || named.iter().any(|n| n == name)
+}
+
 /// Per-second rate of `count` events in `elapsed`.
 pub fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
