@@ -147,10 +147,9 @@ fn scan(
     max_bytes: u64,
     tx: &mpsc::Sender<Result<PullResponse, Status>>,
 ) {
-    let capacity = max_documents.min(4096);
-    let mut batch = Batch::new(capacity, max_bytes);
+    let mut batch = Batch::new(max_documents, max_bytes);
     let send = |batch: &mut Batch| {
-        let documents = batch.take(capacity, max_bytes);
+        let documents = batch.take();
         let last_seq = documents.last().map_or(0, |d| d.seq);
         metrics::counter!(m::PULLED_DOCUMENTS).increment(documents.len() as u64);
         let message = PullResponse {
@@ -162,11 +161,10 @@ fn scan(
         tx.blocking_send(Ok(message)).is_ok()
     };
     let result = store.scan_changes(spec, |seq, change| {
-        batch.push(seq, change);
-        let full = batch.documents.len() >= max_documents || batch.bodies.len() as u64 >= max_bytes;
-        if full && !send(&mut batch) {
+        if !batch.fits(change) && !send(&mut batch) {
             return ControlFlow::Break(());
         }
+        batch.push(seq, change);
         ControlFlow::Continue(())
     });
     let summary = match result {
@@ -177,7 +175,7 @@ fn scan(
             return;
         }
     };
-    if !batch.documents.is_empty() && !send(&mut batch) {
+    if !batch.is_empty() && !send(&mut batch) {
         return;
     }
     metrics::counter!(m::PULLED_BYTES).increment(summary.bytes);
@@ -191,24 +189,59 @@ fn scan(
     let _ = tx.blocking_send(Ok(complete));
 }
 
+/// Protobuf framing of one document besides its strings and body, counted against the batch's
+/// byte budget (tags, lengths, version, seq, tombstone flag: at most about 30 bytes).
+const DOCUMENT_OVERHEAD: usize = 32;
+
 /// A batch being filled: its documents, whose bodies are still empty, and their bodies end to
-/// end with each one's end offset.
+/// end with each one's end offset. Buffers are reserved at the first document, so an empty
+/// batch (after the last send) costs nothing.
 struct Batch {
     documents: Vec<Document>,
     bodies: BytesMut,
     ends: Vec<usize>,
+    /// Encoded size of the documents so far (bodies, strings, framing).
+    size: usize,
+    max_documents: usize,
+    max_bytes: usize,
 }
 
 impl Batch {
-    fn new(documents: usize, bytes: u64) -> Self {
+    fn new(max_documents: usize, max_bytes: u64) -> Self {
         Self {
-            documents: Vec::with_capacity(documents),
-            bodies: BytesMut::with_capacity(usize::try_from(bytes).unwrap_or(1 << 20)),
-            ends: Vec::with_capacity(documents),
+            documents: Vec::new(),
+            bodies: BytesMut::new(),
+            ends: Vec::new(),
+            size: 0,
+            max_documents: max_documents.max(1),
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.documents.is_empty()
+    }
+
+    fn cost(change: &Change<'_>) -> usize {
+        change.body.len() + change.collection.len() + change.id.len() + DOCUMENT_OVERHEAD
+    }
+
+    /// Whether `change` may join: a batch stays within its document count and its bytes, but
+    /// for a single document larger than the byte budget, which goes alone.
+    fn fits(&self, change: &Change<'_>) -> bool {
+        self.is_empty()
+            || (self.documents.len() < self.max_documents
+                && self.size + Self::cost(change) <= self.max_bytes)
+    }
+
     fn push(&mut self, seq: u64, change: &Change<'_>) {
+        if self.is_empty() {
+            let documents = self.max_documents.min(4096);
+            self.documents.reserve(documents);
+            self.ends.reserve(documents);
+            self.bodies.reserve(self.max_bytes.min(4 << 20));
+        }
+        self.size += Self::cost(change);
         self.bodies.extend_from_slice(change.body);
         self.ends.push(self.bodies.len());
         self.documents.push(Document {
@@ -221,20 +254,87 @@ impl Batch {
         });
     }
 
-    /// The documents with their bodies, leaving an empty batch of the same capacity.
-    fn take(&mut self, documents: usize, bytes: u64) -> Vec<Document> {
-        let next = Self::new(documents, bytes);
-        let Self {
-            documents: mut taken,
-            bodies,
-            ends,
-        } = std::mem::replace(self, next);
-        let bodies = bodies.freeze();
+    /// The documents with their bodies, leaving the batch empty.
+    fn take(&mut self) -> Vec<Document> {
+        let mut taken = std::mem::take(&mut self.documents);
+        let bodies = std::mem::take(&mut self.bodies).freeze();
         let mut start = 0;
-        for (document, end) in taken.iter_mut().zip(ends) {
+        for (document, end) in taken.iter_mut().zip(self.ends.drain(..)) {
             document.body = bodies.slice(start..end);
             start = end;
         }
+        self.size = 0;
         taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change<'a>(id: &'a str, body: &'a [u8]) -> Change<'a> {
+        Change {
+            version: 1,
+            tombstone: false,
+            collection: "c",
+            id,
+            body,
+        }
+    }
+
+    /// Fills batches the way `scan` does and returns them.
+    fn batches(
+        max_documents: usize,
+        max_bytes: u64,
+        bodies: &[&'static [u8]],
+    ) -> Vec<Vec<Document>> {
+        let mut batch = Batch::new(max_documents, max_bytes);
+        let mut sent = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            let id = format!("d{i}");
+            let change = change(&id, body);
+            if !batch.fits(&change) {
+                sent.push(batch.take());
+            }
+            batch.push(i as u64 + 1, &change);
+        }
+        if !batch.is_empty() {
+            sent.push(batch.take());
+        }
+        sent
+    }
+
+    #[test]
+    fn every_document_gets_its_own_body_and_batches_keep_their_bounds() {
+        let bodies: Vec<&'static [u8]> = vec![b"{}", b"[1]", b"", b"\"x\"", b"{\"a\":1}"];
+        let sent = batches(2, 1 << 20, &bodies);
+        assert_eq!(sent.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let all: Vec<&Document> = sent.iter().flatten().collect();
+        for (i, doc) in all.iter().enumerate() {
+            assert_eq!(doc.body.as_ref(), bodies[i], "document {i}");
+            assert_eq!(doc.seq, i as u64 + 1);
+            assert_eq!(doc.id, format!("d{i}"));
+        }
+    }
+
+    #[test]
+    fn a_batch_never_goes_over_its_bytes_but_a_huge_document_goes_alone() {
+        let big: &'static [u8] = &[b'x'; 300];
+        let small: &'static [u8] = &[b'y'; 40];
+        let budget = 200u64;
+        let sent = batches(100, budget, &[small, small, small, big, small, small]);
+        for batch in &sent {
+            let size: usize = batch
+                .iter()
+                .map(|d| d.body.len() + d.collection.len() + d.id.len() + DOCUMENT_OVERHEAD)
+                .sum();
+            assert!(
+                size as u64 <= budget || batch.len() == 1,
+                "a batch of {} documents and {size} bytes",
+                batch.len()
+            );
+        }
+        assert_eq!(sent.iter().map(Vec::len).sum::<usize>(), 6);
+        assert!(sent.iter().any(|b| b.len() == 1 && b[0].body.len() == 300));
     }
 }

@@ -85,7 +85,20 @@ fn run(inner: &Weak<Inner>, rx: &Receiver<Job>) {
             return;
         };
         let store = Store { inner };
-        let results = store.commit_group(&group);
+        // A bug that panics fails this group's writes, not every later one.
+        let results =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.commit_group(&group)))
+                .unwrap_or_else(|_| {
+                    tracing::error!(writes = group.len(), "a group commit panicked");
+                    group
+                        .iter()
+                        .map(|_| {
+                            Err(StoreError::Corrupt {
+                                what: "a group commit panicked",
+                            })
+                        })
+                        .collect()
+                });
         drop(store);
         for (job, result) in group.drain(..).zip(results) {
             // A caller that stopped waiting does not need the answer.
@@ -169,11 +182,9 @@ impl Store {
             seq += 1;
         }
         if let Err(error) = self.commit(batch) {
-            for result in &mut results {
-                if result.is_ok() {
-                    *result = Err(failed(&error));
-                }
-            }
+            // Nothing of the group was written: an answer decided against an earlier write of
+            // the group (a 412 naming a version that never existed) would be wrong too.
+            return group.iter().map(|_| Err(failed(&error))).collect();
         }
         drop(range);
         results
