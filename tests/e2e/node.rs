@@ -261,15 +261,7 @@ fn acknowledged_writes_survive_kill_9() {
         .collect();
     node.daemon.kill9().expect("kill -9");
 
-    let NodeProcess {
-        data_dir,
-        http: h,
-        grpc,
-        ..
-    } = node;
-    let restarted = cluster
-        .start_node_on("n2", data_dir, h, grpc, &[])
-        .expect("restarts");
+    let restarted = cluster.restart_node("n2", node, &[]).expect("restarts");
     for id in &acked {
         let (w, i) = id[1..].split_once('-').expect("w-i");
         let read = http::get(restarted.http, &format!("/v1/docs/{id}")).expect("GET");
@@ -335,15 +327,7 @@ fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     assert_eq!(status.code(), Some(0), "{logs}");
     assert!(logs.contains("node stopped"), "{logs}");
     // The write it finished survives the stop.
-    let NodeProcess {
-        data_dir,
-        http: h,
-        grpc,
-        ..
-    } = node;
-    let restarted = cluster
-        .start_node_on("n2", data_dir, h, grpc, &[])
-        .expect("restarts");
+    let restarted = cluster.restart_node("n2", node, &[]).expect("restarts");
     let read = http::get(restarted.http, "/v1/c/late").expect("GET");
     assert_eq!(read.status, 200, "the in-flight write was lost");
     assert_eq!(read.body, body.to_vec());

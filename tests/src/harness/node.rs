@@ -35,6 +35,23 @@ impl Cluster {
         self.start_node_on(name, data_dir, self.free_addr()?, self.free_addr()?, extra)
     }
 
+    /// Starts `cutover node` again on the data directory and addresses of one that stopped
+    /// or was killed.
+    pub fn restart_node(
+        &self,
+        name: &str,
+        stopped: NodeProcess,
+        extra: &[&str],
+    ) -> anyhow::Result<NodeProcess> {
+        let NodeProcess {
+            data_dir,
+            http,
+            grpc,
+            ..
+        } = stopped;
+        self.start_node_on(name, data_dir, http, grpc, extra)
+    }
+
     /// Starts `cutover node` on a given data directory and addresses (a restart).
     pub fn start_node_on(
         &self,
