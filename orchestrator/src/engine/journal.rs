@@ -1,0 +1,505 @@
+//! The journal: everything an orchestrator must remember to resume after `kill -9`. A RocksDB
+//! directory (`--journal D`); every change is one synced `WriteBatch`, so a crash leaves it
+//! either before or after a change, never half-way.
+//!
+//! | key | value |
+//! |---|---|
+//! | `upgrade` | [`UpgradeRecord`] (JSON): id, plan, when it started |
+//! | `phase` | [`PhaseRecord`] (JSON) |
+//! | `watermark/<source>` | u64 big-endian: every change of that source up to it is applied |
+//! | `cycle/<n>` (u32 big-endian) | [`CycleRecord`] (JSON) |
+//! | `dead/<collection> 0x00 <id>` | [`DeadLetter`] (JSON) |
+//! | `dropped/<collection> 0x00 <id>` | the source version dropped by the transform, u64 |
+//!
+//! A watermark advances together with the dead letters and drops of the batch that took it
+//! there, in one batch: a crash never records a failure twice nor loses one.
+
+use std::path::Path;
+
+use cutover_proto::v1::Phase;
+use rocksdb::{DB, Options, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+const UPGRADE: &[u8] = b"upgrade";
+const PHASE: &[u8] = b"phase";
+const WATERMARK: &[u8] = b"watermark/";
+const CYCLE: &[u8] = b"cycle/";
+const DEAD: &[u8] = b"dead/";
+const DROPPED: &[u8] = b"dropped/";
+
+/// What can go wrong with the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// RocksDB failed.
+    #[error("journal at {path}: {source}")]
+    Rocks {
+        /// The journal directory.
+        path: String,
+        /// What RocksDB said.
+        source: rocksdb::Error,
+    },
+    /// A stored record does not decode.
+    #[error("journal at {path} is corrupt: {what}")]
+    Corrupt {
+        /// The journal directory.
+        path: String,
+        /// What did not decode.
+        what: String,
+    },
+    /// A watermark would move backwards (a bug: a batch acknowledged out of order).
+    #[error("watermark of {source_name} would go back from {current} to {requested}")]
+    Backwards {
+        /// The source endpoint.
+        source_name: String,
+        /// The committed watermark.
+        current: u64,
+        /// The one asked for.
+        requested: u64,
+    },
+}
+
+/// The upgrade the journal belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeRecord {
+    /// Its identifier.
+    pub id: String,
+    /// The plan's file name.
+    pub plan_name: String,
+    /// The plan's TOML text, as started.
+    pub plan_toml: String,
+    /// A rehearsal stops at READY_FOR_CUTOVER.
+    pub rehearse: bool,
+    /// Unix milliseconds when it started.
+    pub started_unix_ms: u64,
+}
+
+/// Where the upgrade stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseRecord {
+    /// The phase.
+    pub phase: Phase,
+    /// Unix milliseconds when it was entered.
+    pub since_unix_ms: u64,
+    /// Why (empty when the phase speaks for itself).
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredPhase {
+    phase: String,
+    since_unix_ms: u64,
+    reason: String,
+}
+
+/// One finished cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    /// 1 for the full copy, then 2, 3, …
+    pub cycle: u32,
+    /// Documents pulled.
+    pub documents: u64,
+    /// Body bytes pulled.
+    pub bytes: u64,
+    /// Tombstones among them.
+    pub tombstones: u64,
+    /// Documents the transform dropped.
+    pub dropped: u64,
+    /// Documents the transform failed on (dead letters).
+    pub failed: u64,
+    /// Wall time, milliseconds.
+    pub duration_ms: u64,
+    /// Documents changed on the sources after the cycle's watermarks.
+    pub pending_after: u64,
+}
+
+/// A document the transform failed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Its collection on the source.
+    pub collection: String,
+    /// Its id.
+    pub id: String,
+    /// The source version that failed.
+    pub version: u64,
+    /// The transform's error.
+    pub error: String,
+}
+
+/// What one acknowledged batch changes besides its source's watermark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Documents the transform failed on.
+    pub failed: Vec<DeadLetter>,
+    /// `(collection, id, version)` of documents the transform dropped.
+    pub dropped: Vec<(String, String, u64)>,
+    /// `(collection, id)` of documents copied fine in this batch: an earlier dead letter or
+    /// drop of theirs is superseded.
+    pub copied: Vec<(String, String)>,
+}
+
+/// The journal.
+pub struct Journal {
+    db: DB,
+    path: String,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+fn document_key(prefix: &[u8], collection: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + collection.len() + 1 + id.len());
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(collection.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn watermark_key(source: &str) -> Vec<u8> {
+    [WATERMARK, source.as_bytes()].concat()
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `path`.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        let shown = path.display().to_string();
+        let db = DB::open(&options, path).map_err(|source| JournalError::Rocks {
+            path: shown.clone(),
+            source,
+        })?;
+        Ok(Self { db, path: shown })
+    }
+
+    fn rocks(&self, source: rocksdb::Error) -> JournalError {
+        JournalError::Rocks {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> JournalError {
+        JournalError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), JournalError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(|e| self.rocks(e))
+    }
+
+    fn json<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, JournalError> {
+        match self.db.get_pinned(key).map_err(|e| self.rocks(e))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.corrupt(format!("{}: {e}", String::from_utf8_lossy(key)))),
+        }
+    }
+
+    fn prefixed<T>(
+        &self,
+        prefix: &[u8],
+        mut decode: impl FnMut(&[u8], &[u8]) -> Result<T, JournalError>,
+    ) -> Result<Vec<T>, JournalError> {
+        let mut iter = self.db.raw_iterator();
+        iter.seek(prefix);
+        let mut out = Vec::new();
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(decode(key, value)?);
+            iter.next();
+        }
+        iter.status().map_err(|e| self.rocks(e))?;
+        Ok(out)
+    }
+
+    /// Starts a new upgrade: forgets everything of the previous one, records this one in
+    /// phase DISCOVERING. One synced batch.
+    pub fn begin(&self, upgrade: &UpgradeRecord) -> Result<(), JournalError> {
+        let mut batch = WriteBatch::default();
+        for prefix in [WATERMARK, CYCLE, DEAD, DROPPED] {
+            for key in self.prefixed(prefix, |key, _| Ok(key.to_vec()))? {
+                batch.delete(key);
+            }
+        }
+        batch.put(UPGRADE, serde_json::to_vec(upgrade).expect("serialises"));
+        batch.put(
+            PHASE,
+            phase_json(Phase::Discovering, upgrade.started_unix_ms, ""),
+        );
+        self.write(batch)
+    }
+
+    /// The upgrade, if one was ever started.
+    pub fn upgrade(&self) -> Result<Option<UpgradeRecord>, JournalError> {
+        self.json(UPGRADE)
+    }
+
+    /// Enters `phase`.
+    pub fn set_phase(
+        &self,
+        phase: Phase,
+        now_unix_ms: u64,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let mut batch = WriteBatch::default();
+        batch.put(PHASE, phase_json(phase, now_unix_ms, reason));
+        self.write(batch)
+    }
+
+    /// The current phase, if an upgrade was ever started.
+    pub fn phase(&self) -> Result<Option<PhaseRecord>, JournalError> {
+        let Some(stored) = self.json::<StoredPhase>(PHASE)? else {
+            return Ok(None);
+        };
+        let phase = Phase::from_str_name(&stored.phase)
+            .ok_or_else(|| self.corrupt(format!("unknown phase {:?}", stored.phase)))?;
+        Ok(Some(PhaseRecord {
+            phase,
+            since_unix_ms: stored.since_unix_ms,
+            reason: stored.reason,
+        }))
+    }
+
+    /// The committed watermark of `source` (0: nothing applied yet).
+    pub fn watermark(&self, source: &str) -> Result<u64, JournalError> {
+        match self
+            .db
+            .get_pinned(watermark_key(source))
+            .map_err(|e| self.rocks(e))?
+        {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| self.corrupt(format!("watermark of {source} is not 8 bytes"))),
+        }
+    }
+
+    /// Records that the sink acknowledged a batch of `source` up to `watermark`, with the
+    /// batch's failures, drops and successes, in one synced batch. A watermark never goes
+    /// back; the same one again is fine (a redelivered batch).
+    pub fn acknowledge(
+        &self,
+        source: &str,
+        watermark: u64,
+        record: &BatchRecord,
+    ) -> Result<(), JournalError> {
+        let current = self.watermark(source)?;
+        if watermark < current {
+            return Err(JournalError::Backwards {
+                source_name: source.to_owned(),
+                current,
+                requested: watermark,
+            });
+        }
+        let mut batch = WriteBatch::default();
+        for (collection, id) in &record.copied {
+            batch.delete(document_key(DEAD, collection, id));
+            batch.delete(document_key(DROPPED, collection, id));
+        }
+        for dead in &record.failed {
+            batch.delete(document_key(DROPPED, &dead.collection, &dead.id));
+            batch.put(
+                document_key(DEAD, &dead.collection, &dead.id),
+                serde_json::to_vec(dead).expect("serialises"),
+            );
+        }
+        for (collection, id, version) in &record.dropped {
+            batch.delete(document_key(DEAD, collection, id));
+            batch.put(document_key(DROPPED, collection, id), version.to_be_bytes());
+        }
+        batch.put(watermark_key(source), watermark.to_be_bytes());
+        self.write(batch)
+    }
+
+    /// Records a finished cycle.
+    pub fn record_cycle(&self, cycle: &CycleRecord) -> Result<(), JournalError> {
+        let mut batch = WriteBatch::default();
+        batch.put(
+            [CYCLE, &cycle.cycle.to_be_bytes()[..]].concat(),
+            serde_json::to_vec(cycle).expect("serialises"),
+        );
+        self.write(batch)
+    }
+
+    /// Every finished cycle, in order.
+    pub fn cycles(&self) -> Result<Vec<CycleRecord>, JournalError> {
+        self.prefixed(CYCLE, |_, value| {
+            serde_json::from_slice(value).map_err(|e| self.corrupt(format!("cycle record: {e}")))
+        })
+    }
+
+    /// Every current dead letter, by collection and id.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, JournalError> {
+        self.prefixed(DEAD, |_, value| {
+            serde_json::from_slice(value).map_err(|e| self.corrupt(format!("dead letter: {e}")))
+        })
+    }
+
+    /// Documents currently dropped by the transforms: `(collection, id, version)`.
+    pub fn dropped(&self) -> Result<Vec<(String, String, u64)>, JournalError> {
+        self.prefixed(DROPPED, |key, value| {
+            let rest = &key[DROPPED.len()..];
+            let split = rest.iter().position(|b| *b == 0);
+            let version = <[u8; 8]>::try_from(value).map(u64::from_be_bytes);
+            match (split, version) {
+                (Some(at), Ok(version)) => Ok((
+                    String::from_utf8_lossy(&rest[..at]).into_owned(),
+                    String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
+                    version,
+                )),
+                _ => Err(self.corrupt("dropped record")),
+            }
+        })
+    }
+}
+
+fn phase_json(phase: Phase, since_unix_ms: u64, reason: &str) -> Vec<u8> {
+    serde_json::to_vec(&StoredPhase {
+        phase: phase.as_str_name().to_owned(),
+        since_unix_ms,
+        reason: reason.to_owned(),
+    })
+    .expect("serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upgrade(id: &str) -> UpgradeRecord {
+        UpgradeRecord {
+            id: id.to_owned(),
+            plan_name: "plan.toml".to_owned(),
+            plan_toml: "[blue]\n".to_owned(),
+            rehearse: false,
+            started_unix_ms: 1_000,
+        }
+    }
+
+    fn dead(id: &str, version: u64) -> DeadLetter {
+        DeadLetter {
+            collection: "users".to_owned(),
+            id: id.to_owned(),
+            version,
+            error: "jq error: boom".to_owned(),
+        }
+    }
+
+    #[test]
+    fn everything_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let journal = Journal::open(dir.path()).expect("open");
+            assert_eq!(journal.upgrade().expect("read"), None);
+            assert_eq!(journal.phase().expect("read"), None);
+            journal.begin(&upgrade("u1")).expect("begin");
+            journal.set_phase(Phase::Cycling, 2_000, "").expect("phase");
+            journal
+                .acknowledge(
+                    "http://blue:1",
+                    500,
+                    &BatchRecord {
+                        failed: vec![dead("a", 3)],
+                        dropped: vec![("users".into(), "b".into(), 1)],
+                        copied: vec![],
+                    },
+                )
+                .expect("ack");
+            journal
+                .record_cycle(&CycleRecord {
+                    cycle: 1,
+                    documents: 500,
+                    bytes: 100_000,
+                    tombstones: 2,
+                    dropped: 1,
+                    failed: 1,
+                    duration_ms: 40,
+                    pending_after: 7,
+                })
+                .expect("cycle");
+        }
+        let journal = Journal::open(dir.path()).expect("reopen");
+        assert_eq!(journal.upgrade().expect("read"), Some(upgrade("u1")));
+        let phase = journal.phase().expect("read").expect("a phase");
+        assert_eq!((phase.phase, phase.since_unix_ms), (Phase::Cycling, 2_000));
+        assert_eq!(journal.watermark("http://blue:1").expect("read"), 500);
+        assert_eq!(journal.watermark("http://blue:2").expect("read"), 0);
+        assert_eq!(journal.dead_letters().expect("read"), vec![dead("a", 3)]);
+        assert_eq!(
+            journal.dropped().expect("read"),
+            vec![("users".to_owned(), "b".to_owned(), 1)]
+        );
+        assert_eq!(journal.cycles().expect("read").len(), 1);
+    }
+
+    #[test]
+    fn a_later_version_supersedes_a_dead_letter_and_watermarks_never_go_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        journal.begin(&upgrade("u1")).expect("begin");
+        let failed = BatchRecord {
+            failed: vec![dead("a", 3), dead("c", 1)],
+            ..BatchRecord::default()
+        };
+        journal.acknowledge("s", 10, &failed).expect("ack");
+        // Redelivery of the same batch records nothing twice.
+        journal
+            .acknowledge("s", 10, &failed)
+            .expect("same watermark again");
+        assert_eq!(journal.dead_letters().expect("read").len(), 2);
+        let fixed = BatchRecord {
+            copied: vec![("users".into(), "a".into())],
+            dropped: vec![("users".into(), "c".into(), 2)],
+            ..BatchRecord::default()
+        };
+        journal.acknowledge("s", 20, &fixed).expect("ack");
+        assert_eq!(journal.dead_letters().expect("read"), Vec::new());
+        assert_eq!(journal.dropped().expect("read").len(), 1);
+        let err = journal
+            .acknowledge("s", 15, &BatchRecord::default())
+            .expect_err("backwards");
+        assert!(err.to_string().contains("from 20 to 15"), "{err}");
+        assert_eq!(journal.watermark("s").expect("read"), 20);
+    }
+
+    #[test]
+    fn a_new_upgrade_forgets_the_previous_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        journal.begin(&upgrade("u1")).expect("begin");
+        journal
+            .acknowledge(
+                "s",
+                10,
+                &BatchRecord {
+                    failed: vec![dead("a", 1)],
+                    ..BatchRecord::default()
+                },
+            )
+            .expect("ack");
+        journal.begin(&upgrade("u2")).expect("begin again");
+        assert_eq!(
+            journal.upgrade().expect("read").map(|u| u.id),
+            Some("u2".into())
+        );
+        assert_eq!(journal.watermark("s").expect("read"), 0);
+        assert!(journal.dead_letters().expect("read").is_empty());
+        assert_eq!(
+            journal.phase().expect("read").map(|p| p.phase),
+            Some(Phase::Discovering)
+        );
+    }
+}
