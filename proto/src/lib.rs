@@ -29,8 +29,7 @@ pub fn endpoint(
 ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
     Ok(tonic::transport::Endpoint::from_shared(uri)?
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .tcp_nodelay(true))
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
 }
 
 pub use color::{Color, UnknownColor};

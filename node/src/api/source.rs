@@ -148,8 +148,7 @@ fn scan(
     tx: &mpsc::Sender<Result<PullResponse, Status>>,
 ) {
     let mut batch = Batch::new(max_documents, max_bytes);
-    let send = |batch: &mut Batch| {
-        let documents = batch.take();
+    let send = |documents: Vec<Document>| {
         let last_seq = documents.last().map_or(0, |d| d.seq);
         metrics::counter!(m::PULLED_DOCUMENTS).increment(documents.len() as u64);
         let message = PullResponse {
@@ -160,13 +159,7 @@ fn scan(
         };
         tx.blocking_send(Ok(message)).is_ok()
     };
-    let result = store.scan_changes(spec, |seq, change| {
-        if !batch.fits(change) && !send(&mut batch) {
-            return ControlFlow::Break(());
-        }
-        batch.push(seq, change);
-        ControlFlow::Continue(())
-    });
+    let result = store.scan_changes(spec, |seq, change| batch.add(seq, change, send));
     let summary = match result {
         Ok(summary) if summary.complete => summary,
         Ok(_) => return, // the client went away
@@ -175,7 +168,7 @@ fn scan(
             return;
         }
     };
-    if !batch.is_empty() && !send(&mut batch) {
+    if !batch.is_empty() && !send(batch.take()) {
         return;
     }
     metrics::counter!(m::PULLED_BYTES).increment(summary.bytes);
@@ -224,6 +217,21 @@ impl Batch {
 
     fn cost(change: &Change<'_>) -> usize {
         change.body.len() + change.collection.len() + change.id.len() + DOCUMENT_OVERHEAD
+    }
+
+    /// Adds `change`, first handing the batch so far to `send` when the change would not fit;
+    /// breaks when `send` says the client is gone.
+    fn add(
+        &mut self,
+        seq: u64,
+        change: &Change<'_>,
+        send: impl Fn(Vec<Document>) -> bool,
+    ) -> ControlFlow<()> {
+        if !self.fits(change) && !send(self.take()) {
+            return ControlFlow::Break(());
+        }
+        self.push(seq, change);
+        ControlFlow::Continue(())
     }
 
     /// Whether `change` may join: a batch stays within its document count and its bytes, but
@@ -282,26 +290,30 @@ mod tests {
         }
     }
 
-    /// Fills batches the way `scan` does and returns them.
+    /// Fills batches as `scan` does and returns what was sent.
     fn batches(
         max_documents: usize,
         max_bytes: u64,
         bodies: &[&'static [u8]],
     ) -> Vec<Vec<Document>> {
         let mut batch = Batch::new(max_documents, max_bytes);
-        let mut sent = Vec::new();
+        let sent = std::cell::RefCell::new(Vec::new());
+        let send = |documents| {
+            sent.borrow_mut().push(documents);
+            true
+        };
         for (i, body) in bodies.iter().enumerate() {
             let id = format!("d{i}");
-            let change = change(&id, body);
-            if !batch.fits(&change) {
-                sent.push(batch.take());
-            }
-            batch.push(i as u64 + 1, &change);
+            assert!(
+                batch
+                    .add(i as u64 + 1, &change(&id, body), send)
+                    .is_continue()
+            );
         }
         if !batch.is_empty() {
-            sent.push(batch.take());
+            send(batch.take());
         }
-        sent
+        sent.into_inner()
     }
 
     #[test]

@@ -383,7 +383,7 @@ fn pulls_filter_by_partition_and_refuse_unknown_ones() {
 }
 
 #[test]
-fn concurrent_client_writes_are_grouped_without_losing_or_reordering_any() {
+fn concurrent_client_writes_lose_and_reorder_nothing() {
     let dir = TempDir::new().expect("tempdir");
     let store = open(&dir, 4);
     let threads = 16;

@@ -193,39 +193,56 @@ impl Store {
             return Ok(outcome);
         }
         let range = self.inner.seqs.assign(wanted.len() as u64);
+        outcome.applied = wanted.len() as u32;
+        outcome.bytes = wanted.iter().map(|(doc, _, _)| doc.body.len() as u64).sum();
         let mut batch = WriteBatch::default();
-        // A key applied twice in one batch: the second change replaces the first, whose seq
-        // must then leave the index too.
-        let mut staged: HashMap<&[u8], DocPointer> = HashMap::new();
-        for (offset, (doc, key, current)) in wanted.into_iter().enumerate() {
-            let previous = staged.get(key.as_slice()).copied().or(current);
-            let next = Next {
-                collection: doc.collection,
-                id: doc.id,
-                version: doc.version,
-                tombstone: doc.tombstone,
-                body: doc.body,
-                seq: range.first() + offset as u64,
-            };
-            self.stage(&mut batch, key, previous, &next);
-            staged.insert(
-                key.as_slice(),
-                DocPointer {
-                    seq: next.seq,
-                    version: next.version,
-                    tombstone: next.tombstone,
-                },
-            );
-            outcome.applied += 1;
-            outcome.bytes += doc.body.len() as u64;
-        }
+        self.stage_in_order(
+            &mut batch,
+            range.first(),
+            wanted.iter().map(|(doc, key, current)| {
+                let next = Next {
+                    collection: doc.collection,
+                    id: doc.id,
+                    version: doc.version,
+                    tombstone: doc.tombstone,
+                    body: doc.body,
+                    seq: 0,
+                };
+                (key.as_slice(), *current, next)
+            }),
+        );
         self.commit(batch)?;
         Ok(outcome)
     }
 
+    /// Stages `writes` (key, its stored pointer, its new state) in order, with consecutive seqs
+    /// from `first_seq` (each `Next::seq` is set here). A key written twice replaces its own
+    /// earlier change in the by-sequence index, which keeps one entry per document.
+    pub(super) fn stage_in_order<'a>(
+        &self,
+        batch: &mut WriteBatch,
+        first_seq: u64,
+        writes: impl IntoIterator<Item = (&'a [u8], Option<DocPointer>, Next<'a>)>,
+    ) {
+        let mut staged: HashMap<&[u8], DocPointer> = HashMap::new();
+        for (seq, (key, stored, mut next)) in (first_seq..).zip(writes) {
+            next.seq = seq;
+            let previous = staged.get(key).copied().or(stored);
+            self.stage(batch, key, previous, &next);
+            staged.insert(
+                key,
+                DocPointer {
+                    seq,
+                    version: next.version,
+                    tombstone: next.tombstone,
+                },
+            );
+        }
+    }
+
     /// Adds one document's new state to `batch`: pointer, index entry (replacing the
     /// previous one) and counter deltas.
-    pub(super) fn stage(
+    fn stage(
         &self,
         batch: &mut WriteBatch,
         key: &[u8],

@@ -152,35 +152,30 @@ impl Store {
             return results;
         }
 
-        // Stage the accepted ones with consecutive seqs; a key written twice in the group
-        // replaces its own earlier change in the by-sequence index.
+        // The accepted ones take consecutive seqs, in arrival order.
         let range = self.inner.seqs.assign(accepted);
-        let mut batch = WriteBatch::default();
-        let mut staged: HashMap<&[u8], DocPointer> = HashMap::new();
-        let mut seq = range.first();
-        for ((job, stored), result) in group.iter().zip(&stored).zip(&mut results) {
-            let Ok(outcome) = result else { continue };
+        let accepted = results.iter_mut().filter_map(|r| r.as_mut().ok());
+        for (seq, outcome) in (range.first()..).zip(accepted) {
             outcome.seq = seq;
-            let previous = staged.get(job.key.as_slice()).copied().or(*stored);
-            let next = Next {
-                collection: &job.write.collection,
-                id: &job.write.id,
-                version: outcome.version,
-                tombstone: job.write.body.is_none(),
-                body: job.write.body.as_deref().unwrap_or_default(),
-                seq,
-            };
-            self.stage(&mut batch, &job.key, previous, &next);
-            staged.insert(
-                &job.key,
-                DocPointer {
-                    seq,
-                    version: next.version,
-                    tombstone: next.tombstone,
-                },
-            );
-            seq += 1;
         }
+        let mut batch = WriteBatch::default();
+        let writes = group.iter().zip(&stored).zip(&results);
+        self.stage_in_order(
+            &mut batch,
+            range.first(),
+            writes.filter_map(|((job, stored), result)| {
+                let outcome = result.as_ref().ok()?;
+                let next = Next {
+                    collection: &job.write.collection,
+                    id: &job.write.id,
+                    version: outcome.version,
+                    tombstone: job.write.body.is_none(),
+                    body: job.write.body.as_deref().unwrap_or_default(),
+                    seq: 0,
+                };
+                Some((job.key.as_slice(), *stored, next))
+            }),
+        );
         if let Err(error) = self.commit(batch) {
             // Nothing of the group was written: an answer decided against an earlier write of
             // the group (a 412 naming a version that never existed) would be wrong too.
