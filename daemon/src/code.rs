@@ -20,6 +20,8 @@ pub enum ErrorCode {
     OutOfRange,
     /// Credentials are missing or wrong.
     Unauthenticated,
+    /// What the request would create exists already (an upgrade in progress).
+    AlreadyExists,
     /// Temporarily unable to serve; retry.
     Unavailable,
     /// A bug or a broken store: nothing the caller can fix.
@@ -38,6 +40,7 @@ impl ErrorCode {
             Self::Fenced => "fenced",
             Self::OutOfRange => "out_of_range",
             Self::Unauthenticated => "unauthenticated",
+            Self::AlreadyExists => "already_exists",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -54,6 +57,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             Self::Fenced | Self::Unavailable => S::SERVICE_UNAVAILABLE,
             Self::Unauthenticated => S::UNAUTHORIZED,
+            Self::AlreadyExists => S::CONFLICT,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,6 +72,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => C::Unimplemented,
             Self::OutOfRange => C::OutOfRange,
             Self::Unauthenticated => C::Unauthenticated,
+            Self::AlreadyExists => C::AlreadyExists,
             Self::Unavailable => C::Unavailable,
             Self::Internal => C::Internal,
         }

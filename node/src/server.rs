@@ -74,6 +74,19 @@ impl Node {
         grpc: TcpListener,
         cancel: CancellationToken,
     ) -> Result<(), NodeError> {
+        self.run_with(http, grpc, tonic::service::Routes::default(), cancel)
+            .await
+    }
+
+    /// [`run`](Self::run), serving `extra` gRPC services on the same port too (the
+    /// orchestrator, when the engine runs inside this node).
+    pub async fn run_with(
+        self,
+        http: TcpListener,
+        grpc: TcpListener,
+        extra: tonic::service::Routes,
+        cancel: CancellationToken,
+    ) -> Result<(), NodeError> {
         m::describe();
         let store = self.store;
         let auth = BearerAuth::new(self.config.token.clone());
@@ -94,6 +107,7 @@ impl Node {
         let grpc_server = tonic::transport::Server::builder()
             .initial_stream_window_size(cutover_proto::STREAM_WINDOW_BYTES)
             .initial_connection_window_size(cutover_proto::CONNECTION_WINDOW_BYTES)
+            .add_routes(extra)
             .add_service(SourceServer::new(SourceService::new(store.clone())))
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 sink,

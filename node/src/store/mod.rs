@@ -10,7 +10,7 @@
 //! Every call blocks (async callers run it with `spawn_blocking`) but [`Store::write`], which
 //! queues a client write to the group committer (`writer.rs`) and resolves when it is durable.
 
-mod digest;
+pub mod digest;
 mod fence;
 pub mod keys;
 mod locks;

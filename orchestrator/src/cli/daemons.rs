@@ -1,10 +1,10 @@
 //! The daemon roles: `cutover node`, `cutover proxy`, `cutover orchestrator`.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use cutover_daemon::{Shutdown, auth::read_token_file, shutdown::DEFAULT_GRACE};
+use cutover_daemon::{Readiness, Shutdown, auth::read_token_file, shutdown::DEFAULT_GRACE};
 use cutover_node::{
     Node, NodeConfig,
     store::{StoreConfig, SyncPolicy},
@@ -12,6 +12,7 @@ use cutover_node::{
 use tokio::net::TcpListener;
 
 use super::{CliError, values};
+use crate::{engine::Engine, service};
 
 /// `cutover node`: a reference stateful node.
 #[derive(Debug, Args)]
@@ -122,12 +123,6 @@ pub struct OrchestratorArgs {
 }
 
 pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
-    if args.orchestrate {
-        return Err(CliError::NotImplemented {
-            command: "node --orchestrate",
-            issue: 4,
-        });
-    }
     let token = args
         .token_file
         .as_deref()
@@ -143,7 +138,7 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
             sync: args.sync.into(),
         },
         max_body: args.max_body,
-        token,
+        token: token.clone(),
     };
     let node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
@@ -156,9 +151,20 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         grpc = %grpc.local_addr().unwrap_or(args.grpc),
         "node listening"
     );
-    node.run(http, grpc, shutdown.child_token())
-        .await
-        .map_err(anyhow::Error::from)?;
+    let mut extra = tonic::service::Routes::default();
+    let mut engine = None;
+    if let Some(journal) = args.journal.as_deref().filter(|_| args.orchestrate) {
+        let opened = Engine::open(journal, Some(node.store().clone()))
+            .with_context(|| format!("opening the journal in {}", journal.display()))?;
+        extra = service::routes(Arc::clone(&opened), token);
+        engine = Some(opened);
+        tracing::info!(journal = %journal.display(), "orchestrator runs inside this node");
+    }
+    let result = node.run_with(http, grpc, extra, shutdown.child_token()).await;
+    if let Some(engine) = engine {
+        engine.shutdown().await;
+    }
+    result.map_err(anyhow::Error::from)?;
     Ok(())
 }
 
@@ -175,9 +181,37 @@ pub(super) async fn proxy(_args: ProxyArgs) -> Result<(), CliError> {
     })
 }
 
-pub(super) async fn orchestrator(_args: OrchestratorArgs) -> Result<(), CliError> {
-    Err(CliError::NotImplemented {
-        command: "orchestrator",
-        issue: 4,
-    })
+pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError> {
+    let token = args
+        .token_file
+        .as_deref()
+        .map(read_token_file)
+        .transpose()
+        .map_err(anyhow::Error::from)?;
+    cutover_daemon::metrics::install().map_err(anyhow::Error::from)?;
+    let shutdown = Shutdown::install(DEFAULT_GRACE).context("installing signal handlers")?;
+    let engine = Engine::open(&args.journal, None)
+        .with_context(|| format!("opening the journal in {}", args.journal.display()))?;
+    let grpc = bind(args.grpc, "gRPC (--grpc)").await?;
+    let http = bind(args.http, "HTTP (--http)").await?;
+    tracing::info!(
+        grpc = %grpc.local_addr().unwrap_or(args.grpc),
+        http = %http.local_addr().unwrap_or(args.http),
+        journal = %args.journal.display(),
+        "orchestrator listening"
+    );
+    let readiness = Readiness::new();
+    readiness.set_ready();
+    let ops = tokio::spawn(cutover_daemon::ops::serve(
+        http,
+        readiness.clone(),
+        shutdown.child_token(),
+    ));
+    let served = service::serve(Arc::clone(&engine), token, grpc, shutdown.child_token()).await;
+    readiness.set_not_ready();
+    engine.shutdown().await;
+    let _ = ops.await;
+    served.context("serving gRPC")?;
+    tracing::info!("orchestrator stopped");
+    Ok(())
 }

@@ -1,0 +1,274 @@
+//! One source's share of a cycle: pull → transform → apply → journal, four stages overlapped
+//! through bounded queues so that the network, the cores and the disks all stay busy.
+//!
+//! - pull: reads the source's `Pull(since)` stream; each batch is handed to a blocking
+//!   thread for its transform at once, so up to [`TRANSFORMS_IN_FLIGHT`] batches are
+//!   transformed in parallel;
+//! - apply: takes the transformed batches in pull order and sends them to the sink, at most
+//!   [`APPLY_WINDOW`](super::peer::APPLY_WINDOW) unacknowledged;
+//! - acknowledge: matches the sink's acks to the batches, in order;
+//! - journal: commits the watermark of the newest acknowledged batch with its dead letters
+//!   and drops (coalescing what queued up meanwhile into one synced write).
+//!
+//! A crash anywhere loses at most the batches after the last committed watermark; they are
+//! pulled again and re-applied, which the sink's version check makes harmless.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use cutover_proto::v1::{ApplyRequest, pull_response::Kind};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_stream::StreamExt;
+use tonic::Status;
+
+use super::{
+    journal::{BatchRecord, Journal, JournalError},
+    metrics as m,
+    peer::{PeerError, SinkPeer, SourcePeer},
+    routes::{Routes, Tally, Transformed, transform_batch},
+};
+
+/// Batches being transformed at once, per source.
+pub const TRANSFORMS_IN_FLIGHT: usize = 4;
+
+/// What stopped a source's copy.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A node failed a call.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The pull stream broke or ended without its completion.
+    #[error("{endpoint}: the pull stream ended early: {reason}")]
+    PullBroken {
+        /// The source.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// The sink's acknowledgements do not match what was sent.
+    #[error("{endpoint}: apply: {reason}")]
+    ApplyBroken {
+        /// The sink.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// What a copy needs besides the two peers.
+#[derive(Debug, Clone)]
+pub struct CopyContext {
+    /// The journal the watermark goes to.
+    pub journal: Arc<Journal>,
+    /// The source's key in the journal (its node id).
+    pub source_id: String,
+    /// The plan's transforms.
+    pub routes: Arc<Routes>,
+    /// Keys that are dead letters or drops in the journal.
+    pub problems: Arc<HashSet<(String, String)>>,
+    /// Batch limits asked of the source.
+    pub batch_documents: u32,
+    /// Batch limits asked of the source.
+    pub batch_bytes: u64,
+    /// Documents handled so far, shared with the progress reporter.
+    pub progress: Arc<AtomicU64>,
+}
+
+/// What one source's copy did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// Its counts.
+    pub tally: Tally,
+    /// The watermark committed at its end: the source's snapshot head.
+    pub watermark: u64,
+}
+
+/// Copies every change of `source` after `since` to `sink`, committing the watermark after
+/// each acknowledged batch.
+pub async fn copy(
+    source: &SourcePeer,
+    sink: &SinkPeer,
+    since: u64,
+    context: &CopyContext,
+) -> Result<Copied, CopyError> {
+    let pulled = source
+        .pull(since, context.batch_documents, context.batch_bytes)
+        .await?;
+    let (apply_tx, acks) = sink.apply().await?;
+    let (jobs_tx, jobs_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT);
+    let (sent_tx, sent_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT * 4);
+    let (done_tx, done_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT * 4);
+    let pull = pull_stage(source, pulled, jobs_tx, context);
+    let apply = apply_stage(jobs_rx, apply_tx, sent_tx);
+    let acknowledge = acknowledge_stage(sink, acks, sent_rx, done_tx);
+    let journal = journal_stage(done_rx, since, context);
+    let (high_watermark, (), (), (tally, committed)) =
+        tokio::try_join!(pull, apply, acknowledge, journal)?;
+    // Changes past the last batch (in no batch of ours) are covered by the snapshot's head.
+    if high_watermark > committed {
+        let journal = Arc::clone(&context.journal);
+        let id = context.source_id.clone();
+        blocking(move || journal.acknowledge(&id, high_watermark, &BatchRecord::default()))
+            .await?;
+    }
+    Ok(Copied {
+        tally,
+        watermark: high_watermark.max(committed),
+    })
+}
+
+/// A batch on its way: the transform job, then what was sent.
+type Job = JoinHandle<Transformed>;
+
+/// Sent to the sink (`Some(batch_id)`) or, with nothing left to apply, straight to the journal.
+struct Sent {
+    batch_id: Option<u64>,
+    batch: Transformed,
+}
+
+async fn pull_stage(
+    source: &SourcePeer,
+    mut pulled: tonic::Streaming<cutover_proto::v1::PullResponse>,
+    jobs: mpsc::Sender<Job>,
+    context: &CopyContext,
+) -> Result<u64, CopyError> {
+    let broken = |reason: String| CopyError::PullBroken {
+        endpoint: source.endpoint.clone(),
+        reason,
+    };
+    loop {
+        let message = pulled.message().await.map_err(|s| broken(describe(&s)))?;
+        match message.and_then(|m| m.kind) {
+            Some(Kind::Batch(batch)) => {
+                let routes = Arc::clone(&context.routes);
+                let problems = Arc::clone(&context.problems);
+                let job = tokio::task::spawn_blocking(move || {
+                    transform_batch(batch, &routes, &problems)
+                });
+                if jobs.send(job).await.is_err() {
+                    // The apply side stopped; its error is the one to report.
+                    return Ok(0);
+                }
+            }
+            Some(Kind::Complete(complete)) => return Ok(complete.high_watermark),
+            None => return Err(broken("no PullComplete at the end of the stream".into())),
+        }
+    }
+}
+
+async fn apply_stage(
+    mut jobs: mpsc::Receiver<Job>,
+    apply: mpsc::Sender<ApplyRequest>,
+    sent: mpsc::Sender<Sent>,
+) -> Result<(), CopyError> {
+    let mut next_id = 1;
+    while let Some(job) = jobs.recv().await {
+        let mut batch = job.await.map_err(|e| CopyError::ApplyBroken {
+            endpoint: "transform".into(),
+            reason: format!("a transform thread stopped: {e}"),
+        })?;
+        let mut batch_id = None;
+        if !batch.documents.is_empty() {
+            let documents = std::mem::take(&mut batch.documents);
+            let request = ApplyRequest {
+                batch_id: next_id,
+                documents,
+            };
+            if apply.send(request).await.is_err() {
+                return Ok(()); // the sink stream ended; the acknowledge stage says why
+            }
+            batch_id = Some(next_id);
+            next_id += 1;
+        }
+        if sent.send(Sent { batch_id, batch }).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn acknowledge_stage(
+    sink: &SinkPeer,
+    mut acks: super::peer::Acks,
+    mut sent: mpsc::Receiver<Sent>,
+    done: mpsc::Sender<Transformed>,
+) -> Result<(), CopyError> {
+    let broken = |reason: String| CopyError::ApplyBroken {
+        endpoint: sink.endpoint().to_owned(),
+        reason,
+    };
+    while let Some(Sent { batch_id, batch }) = sent.recv().await {
+        if let Some(expected) = batch_id {
+            match acks.next().await {
+                Some(Ok(ack)) if ack.batch_id == expected => {}
+                Some(Ok(ack)) => {
+                    return Err(broken(format!(
+                        "acknowledged batch {} where {expected} was due",
+                        ack.batch_id
+                    )));
+                }
+                Some(Err(status)) => return Err(broken(describe(&status))),
+                None => return Err(broken("the stream ended before every ack".into())),
+            }
+        }
+        if done.send(batch).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Commits watermarks; returns the cycle's tally and the last committed watermark.
+async fn journal_stage(
+    mut done: mpsc::Receiver<Transformed>,
+    since: u64,
+    context: &CopyContext,
+) -> Result<(Tally, u64), CopyError> {
+    let mut tally = Tally::default();
+    let mut committed = since;
+    let mut queue = VecDeque::new();
+    while let Some(first) = done.recv().await {
+        queue.push_back(first);
+        while let Ok(more) = done.try_recv() {
+            queue.push_back(more);
+        }
+        let mut record = BatchRecord::default();
+        let mut watermark = committed;
+        for batch in queue.drain(..) {
+            tally.add(&batch.tally);
+            m::copied(&batch.per_collection, &batch.tally);
+            record.failed.extend(batch.record.failed);
+            record.dropped.extend(batch.record.dropped);
+            record.copied.extend(batch.record.copied);
+            watermark = watermark.max(batch.last_seq);
+            context
+                .progress
+                .fetch_add(batch.tally.documents, Ordering::Relaxed);
+        }
+        let journal = Arc::clone(&context.journal);
+        let id = context.source_id.clone();
+        blocking(move || journal.acknowledge(&id, watermark, &record)).await?;
+        committed = watermark;
+    }
+    Ok((tally, committed))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, JournalError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("journal writes do not panic")
+}
+
+fn describe(status: &Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}

@@ -1,0 +1,400 @@
+//! The driver: runs one upgrade from the journal's phase to READY_FOR_CUTOVER (or ABORTED /
+//! FAILED): discovery, then copy cycles with a threshold decision after each. It journals a
+//! phase before acting on it, so a restarted driver picks up where the last one stopped.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use cutover_node::store::Store;
+use cutover_proto::v1::Phase;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    copy::{CopyContext, CopyError, copy},
+    discover::{DiscoverError, Pair, discover},
+    journal::{CycleRecord, JournalError, UpgradeRecord},
+    metrics as m,
+    peer::{PeerError, Token},
+    plan::Plan,
+    routes::{Routes, Tally},
+    state::{Board, now_unix_ms},
+    threshold::{self, Cycle, Decision, Limits},
+};
+
+/// Failed attempts at one step (discovery, a cycle) before the upgrade fails.
+const ATTEMPTS: u32 = 5;
+/// Wait between delta cycles while nothing forces the pace (postponed, or blocked by dead
+/// letters).
+const IDLE_CYCLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often copy progress is published.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What ended a driver early.
+#[derive(Debug, thiserror::Error)]
+enum DriveError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error("{0}")]
+    Plan(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A running upgrade's handles.
+#[derive(Debug, Clone)]
+pub struct Controls {
+    /// Fires on abort (and on shutdown, with `shutdown` set first).
+    pub cancel: CancellationToken,
+    /// Wakes a POSTPONED upgrade.
+    pub proceed: Arc<Notify>,
+}
+
+/// Everything a driver runs with.
+#[derive(Debug)]
+pub struct Driver {
+    /// Shown status and journal.
+    pub board: Board,
+    /// The upgrade.
+    pub upgrade: UpgradeRecord,
+    /// Its controls.
+    pub controls: Controls,
+    /// The store of the node the engine runs in, if any.
+    pub local: Option<Store>,
+}
+
+impl Driver {
+    /// Runs the upgrade until it ends or is cancelled; an abort is journaled as ABORTED.
+    pub async fn run(self) {
+        let outcome = self.drive().await;
+        let result = match outcome {
+            Ok(()) => Ok(()),
+            // Whoever cancelled (an abort, a shutdown) journals what comes next.
+            Err(DriveError::Cancelled) => Ok(()),
+            Err(error) => {
+                tracing::error!(%error, "upgrade failed");
+                self.board.enter(
+                    Phase::Failed,
+                    &format!(
+                        "{error}; blue was not changed: fix the cause and start the upgrade again"
+                    ),
+                )
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "cannot journal the end of the upgrade");
+        }
+    }
+
+    async fn drive(&self) -> Result<(), DriveError> {
+        let plan = Plan::parse(&self.upgrade.plan_name, &self.upgrade.plan_toml)
+            .map_err(|e| DriveError::Plan(e.to_string()))?;
+        let routes = Arc::new(Routes::forward(&plan).map_err(|e| DriveError::Plan(e.to_string()))?);
+        let token = read_token(plan.green.token_file.as_deref())?;
+        let pairs = self.attempt("discovery", || discover(&plan, &token, self.local.as_ref())).await?;
+        if self.board.phase() == Phase::Discovering {
+            self.board.enter(Phase::Cycling, "")?;
+        }
+        let mut history: Vec<Cycle> = self
+            .board
+            .journal()
+            .cycles()?
+            .iter()
+            .map(|c| Cycle {
+                documents: c.documents,
+                duration: Duration::from_millis(c.duration_ms),
+                pending_after: c.pending_after,
+            })
+            .collect();
+        let limits = Limits {
+            pause_budget: plan.pause_budget,
+            max_cycles: plan.max_cycles,
+            deadline: plan.deadline,
+            switch_overhead: None,
+        };
+        loop {
+            let phase = self.board.phase();
+            if phase == Phase::Postponed {
+                return self.postponed(&plan, &pairs, &routes, history.len()).await;
+            }
+            let record = self.cycle(&plan, &pairs, &routes, history.len() as u32 + 1).await?;
+            history.push(Cycle {
+                documents: record.documents,
+                duration: Duration::from_millis(record.duration_ms),
+                pending_after: record.pending_after,
+            });
+            let elapsed = Duration::from_millis(now_unix_ms().saturating_sub(self.upgrade.started_unix_ms));
+            let assessment = threshold::assess(&limits, &history, elapsed);
+            tracing::info!(decision = %assessment, "threshold");
+            metrics::gauge!(m::PENDING).set(assessment.pending as f64);
+            metrics::gauge!(m::PREDICTED).set(assessment.predicted_final.as_secs_f64());
+            self.board.decision(&assessment);
+            let dead = self.board.refresh_dead_letters()?;
+            let blocked = dead > plan.allowed_transform_failures;
+            match assessment.decision {
+                Decision::AnotherCycle => {}
+                Decision::CutoverReady if blocked => {
+                    self.board.detail(format!(
+                        "cutover blocked: {dead} documents failed to transform (the plan allows \
+                         {}); see the dead letters, fix the program or the documents",
+                        plan.allowed_transform_failures
+                    ));
+                    if history.len() as u32 >= plan.max_cycles {
+                        return self.give_up(format!(
+                            "{dead} documents failed to transform (allowed_transform_failures = \
+                             {}) and {} cycles ran: see the dead letters in `cutover upgrade \
+                             status`, fix the program or the documents, and start again",
+                            plan.allowed_transform_failures, plan.max_cycles
+                        ));
+                    }
+                    self.pause(IDLE_CYCLE_INTERVAL).await?;
+                }
+                Decision::CutoverReady if plan.postpone && !self.upgrade.rehearse => {
+                    self.board.enter(
+                        Phase::Postponed,
+                        "at the threshold: `cutover upgrade proceed` cuts over; delta cycles go on",
+                    )?;
+                }
+                Decision::CutoverReady => {
+                    self.board.enter(Phase::ReadyForCutover, &assessment.to_string())?;
+                    return Ok(());
+                }
+                Decision::NotConverging { .. }
+                | Decision::CycleLimit { .. }
+                | Decision::DeadlineExceeded { .. } => {
+                    return self.give_up(format!(
+                        "{assessment}; blue was not changed: run the upgrade when blue writes \
+                         less, or raise pause_budget / max_cycles / deadline"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn give_up(&self, why: String) -> Result<(), DriveError> {
+        self.board.enter(Phase::Aborted, &why)?;
+        Ok(())
+    }
+
+    /// At the threshold, waiting for Proceed: small delta cycles keep the gap small.
+    async fn postponed(
+        &self,
+        plan: &Plan,
+        pairs: &[Pair],
+        routes: &Arc<Routes>,
+        mut cycles: usize,
+    ) -> Result<(), DriveError> {
+        loop {
+            tokio::select! {
+                () = self.controls.proceed.notified() => {
+                    self.board.enter(Phase::ReadyForCutover, "proceed by operator")?;
+                    return Ok(());
+                }
+                () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
+                () = tokio::time::sleep(IDLE_CYCLE_INTERVAL) => {}
+            }
+            let pending = self.attempt("measuring the delta", || self.pending(pairs)).await?;
+            if pending > 0 {
+                self.cycle(plan, pairs, routes, cycles as u32 + 1).await?;
+                cycles += 1;
+            }
+        }
+    }
+
+    async fn pause(&self, how_long: Duration) -> Result<(), DriveError> {
+        tokio::select! {
+            () = self.controls.cancel.cancelled() => Err(DriveError::Cancelled),
+            () = tokio::time::sleep(how_long) => Ok(()),
+        }
+    }
+
+    /// Retries `step` on a node failure, with backoff, up to [`ATTEMPTS`] times.
+    async fn attempt<T, E, F>(&self, what: &str, mut step: impl FnMut() -> F) -> Result<T, DriveError>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<DriveError>,
+    {
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1.. {
+            let result = tokio::select! {
+                result = step() => result,
+                () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
+            };
+            match result.map_err(Into::into) {
+                Ok(value) => return Ok(value),
+                Err(error) if attempt >= ATTEMPTS || !error.retryable() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "{what} failed; retrying");
+                    self.board.detail(format!("{what} failed (attempt {attempt} of {ATTEMPTS}): {error}"));
+                    self.pause(backoff).await?;
+                    backoff *= 2;
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn pending(&self, pairs: &[Pair]) -> Result<u64, DriveError> {
+        let mut pending = 0;
+        for pair in pairs {
+            let watermark = self.board.journal().watermark(&pair.source_id)?;
+            pending += pair.source.lag(watermark).await?;
+        }
+        Ok(pending)
+    }
+
+    /// Runs cycle `number` on every pair at once and journals its record.
+    async fn cycle(
+        &self,
+        plan: &Plan,
+        pairs: &[Pair],
+        routes: &Arc<Routes>,
+        number: u32,
+    ) -> Result<CycleRecord, DriveError> {
+        let started = Instant::now();
+        let expected = self.attempt("measuring the delta", || self.pending(pairs)).await?;
+        self.board.detail(format!("cycle {number}: {expected} documents to copy"));
+        let progress = Arc::new(AtomicU64::new(0));
+        let problems = Arc::new(self.problems()?);
+        let tally = {
+            let reporter = self.report(number, expected, Arc::clone(&progress));
+            let result = self
+                .attempt(&format!("cycle {number}"), || {
+                    let mut copies = tokio::task::JoinSet::new();
+                    for pair in pairs {
+                        let pair = pair.clone();
+                        let context = CopyContext {
+                            journal: Arc::clone(self.board.journal()),
+                            source_id: pair.source_id.clone(),
+                            routes: Arc::clone(routes),
+                            problems: Arc::clone(&problems),
+                            batch_documents: plan.batch_documents,
+                            batch_bytes: plan.batch_bytes,
+                            progress: Arc::clone(&progress),
+                        };
+                        copies.spawn(async move {
+                            let since = context.journal.watermark(&pair.source_id)?;
+                            copy(&pair.source, &pair.sink, since, &context).await
+                        });
+                    }
+                    async move {
+                        let mut tally = Tally::default();
+                        while let Some(joined) = copies.join_next().await {
+                            let copied = joined.expect("a copy task does not panic")?;
+                            tally.add(&copied.tally);
+                        }
+                        Ok::<_, CopyError>(tally)
+                    }
+                })
+                .await;
+            reporter.abort();
+            result?
+        };
+        let pending_after = self.attempt("measuring the delta", || self.pending(pairs)).await?;
+        let record = CycleRecord {
+            cycle: number,
+            documents: tally.documents,
+            bytes: tally.bytes,
+            tombstones: tally.tombstones,
+            dropped: tally.dropped,
+            failed: tally.failed,
+            duration_ms: started.elapsed().as_millis() as u64,
+            pending_after,
+        };
+        self.board.journal().record_cycle(&record)?;
+        metrics::counter!(m::CYCLES).increment(1);
+        metrics::histogram!(m::CYCLE_DURATION).record(started.elapsed().as_secs_f64());
+        tracing::info!(
+            cycle = number,
+            documents = record.documents,
+            bytes = record.bytes,
+            tombstones = record.tombstones,
+            dropped = record.dropped,
+            failed = record.failed,
+            duration_ms = record.duration_ms,
+            pending_after,
+            "cycle done"
+        );
+        self.board.cycle(&record);
+        Ok(record)
+    }
+
+    /// Keys that are dead letters or drops in the journal.
+    fn problems(&self) -> Result<HashSet<(String, String)>, JournalError> {
+        let journal = self.board.journal();
+        let mut keys: HashSet<_> = journal
+            .dead_letters()?
+            .into_iter()
+            .map(|d| (d.collection, d.id))
+            .collect();
+        keys.extend(journal.dropped()?.into_iter().map(|(c, id, _)| (c, id)));
+        Ok(keys)
+    }
+
+    /// Publishes copy progress until aborted.
+    fn report(&self, number: u32, expected: u64, progress: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+        let board = self.board.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+            loop {
+                tick.tick().await;
+                let copied = progress.load(Ordering::Relaxed);
+                let rate = copied as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                board.progress(copied, expected, rate);
+                board.detail(format!("cycle {number}: {copied}/{expected} documents"));
+            }
+        })
+    }
+}
+
+impl DriveError {
+    /// Whether another attempt may succeed (a node unreachable, a stream broken), as opposed
+    /// to an error that would come back the same way.
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Copy(CopyError::Peer(peer)) | Self::Peer(peer) => transient(&peer.status),
+            Self::Discover(DiscoverError::Peer(peer)) => transient(&peer.status),
+            Self::Copy(CopyError::PullBroken { .. } | CopyError::ApplyBroken { .. }) => true,
+            Self::Copy(CopyError::Journal(_))
+            | Self::Journal(_)
+            | Self::Discover(DiscoverError::Mismatch(_))
+            | Self::Plan(_)
+            | Self::Cancelled => false,
+        }
+    }
+}
+
+fn transient(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+    )
+}
+
+fn read_token(path: Option<&std::path::Path>) -> Result<Token, DriveError> {
+    let token = path
+        .map(cutover_daemon::auth::read_token_file)
+        .transpose()
+        .map_err(|e| DriveError::Plan(format!("green.token_file: {e}")))?;
+    Token::new(token.as_deref()).map_err(|e| DriveError::Plan(format!("green.token_file: {e}")))
+}

@@ -1,0 +1,265 @@
+//! The nodes an upgrade talks to: a `Source` to pull from and a `Sink` to apply to, which is
+//! either a remote node over gRPC or, when the engine runs inside the green node, that node's
+//! own store (no network hop for its own writes).
+
+use std::{fmt, pin::Pin};
+
+use cutover_node::store::{Incoming, Store};
+use cutover_proto::v1::{
+    ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse,
+    LagRequest, PullRequest, PullResponse, sink_client::SinkClient, source_client::SourceClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Status, Streaming, metadata::MetadataValue, transport::Channel};
+
+/// Largest message a client accepts: a batch holding one document bigger than the batch byte
+/// budget travels alone, so this is far above the plan's 3 MiB batch limit.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Batches sent to a sink before the first of them is acknowledged.
+pub const APPLY_WINDOW: usize = 4;
+
+/// A failed call to a node, with the node and the call.
+#[derive(Debug, thiserror::Error)]
+#[error("{endpoint}: {call}: {}", status.message())]
+pub struct PeerError {
+    /// The node's endpoint.
+    pub endpoint: String,
+    /// The RPC.
+    pub call: &'static str,
+    /// What it answered.
+    pub status: Status,
+}
+
+/// A bearer token as gRPC metadata.
+#[derive(Clone, Default)]
+pub struct Token(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Token(..)" } else { "Token(none)" })
+    }
+}
+
+impl Token {
+    /// `token` as `authorization: Bearer <token>`; none sends no header.
+    pub fn new(token: Option<&str>) -> Result<Self, String> {
+        token
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| "the token holds characters a header cannot carry".to_owned())
+            })
+            .transpose()
+            .map(Self)
+    }
+
+    fn attach<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request
+    }
+}
+
+/// A blue node to copy from.
+#[derive(Debug, Clone)]
+pub struct SourcePeer {
+    /// Its endpoint, as in the plan.
+    pub endpoint: String,
+    client: SourceClient<Channel>,
+}
+
+fn channel(endpoint: &str) -> Result<Channel, String> {
+    cutover_proto::endpoint(endpoint.to_owned())
+        .map(|e| e.connect_lazy())
+        .map_err(|e| format!("{endpoint}: not a usable endpoint: {e}"))
+}
+
+impl SourcePeer {
+    /// A lazily connected client of `endpoint`.
+    pub fn new(endpoint: &str) -> Result<Self, String> {
+        let client = SourceClient::new(channel(endpoint)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            client,
+        })
+    }
+
+    fn fail(&self, call: &'static str) -> impl FnOnce(Status) -> PeerError + '_ {
+        move |status| PeerError {
+            endpoint: self.endpoint.clone(),
+            call,
+            status,
+        }
+    }
+
+    /// `Source.Describe`.
+    pub async fn describe(&self) -> Result<DescribeResponse, PeerError> {
+        let mut client = self.client.clone();
+        let answer = client.describe(DescribeRequest {}).await;
+        answer.map(|r| r.into_inner()).map_err(self.fail("Describe"))
+    }
+
+    /// `Source.Lag(since)`: changes pending after `since`.
+    pub async fn lag(&self, since: u64) -> Result<u64, PeerError> {
+        let mut client = self.client.clone();
+        let answer = client.lag(LagRequest { since }).await;
+        answer
+            .map(|r| r.into_inner().changed)
+            .map_err(self.fail("Lag"))
+    }
+
+    /// `Source.Pull(since)` in batches of at most `documents` and `bytes`.
+    pub async fn pull(
+        &self,
+        since: u64,
+        documents: u32,
+        bytes: u64,
+    ) -> Result<Streaming<PullResponse>, PeerError> {
+        let mut client = self.client.clone();
+        let request = PullRequest {
+            since,
+            partitions: Vec::new(),
+            max_batch_documents: documents,
+            max_batch_bytes: bytes,
+        };
+        let answer = client.pull(request).await;
+        answer.map(|r| r.into_inner()).map_err(self.fail("Pull"))
+    }
+
+    /// `Source.Digest` of every partition.
+    pub async fn digest(&self) -> Result<DigestResponse, PeerError> {
+        let mut client = self.client.clone();
+        let answer = client.digest(DigestRequest::default()).await;
+        answer.map(|r| r.into_inner()).map_err(self.fail("Digest"))
+    }
+}
+
+/// Acknowledgements of an apply stream, in batch order.
+pub type Acks = Pin<Box<dyn Stream<Item = Result<ApplyAck, Status>> + Send>>;
+
+/// A green node to copy into.
+#[derive(Debug, Clone)]
+pub enum SinkPeer {
+    /// Over gRPC.
+    Remote {
+        /// Its endpoint, as in the plan.
+        endpoint: String,
+        /// The client.
+        client: SinkClient<Channel>,
+        /// Its bearer token.
+        token: Token,
+    },
+    /// The store of the node the engine runs in.
+    Local {
+        /// Its endpoint, as in the plan.
+        endpoint: String,
+        /// The store.
+        store: Store,
+    },
+}
+
+impl SinkPeer {
+    /// A lazily connected client of `endpoint`.
+    pub fn remote(endpoint: &str, token: Token) -> Result<Self, String> {
+        let client =
+            SinkClient::new(channel(endpoint)?).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self::Remote {
+            endpoint: endpoint.to_owned(),
+            client,
+            token,
+        })
+    }
+
+    /// The endpoint, as in the plan.
+    pub fn endpoint(&self) -> &str {
+        match self {
+            Self::Remote { endpoint, .. } | Self::Local { endpoint, .. } => endpoint,
+        }
+    }
+
+    fn fail(&self, call: &'static str) -> impl FnOnce(Status) -> PeerError + '_ {
+        move |status| PeerError {
+            endpoint: self.endpoint().to_owned(),
+            call,
+            status,
+        }
+    }
+
+    /// `Sink.Digest` of every partition.
+    pub async fn digest(&self) -> Result<DigestResponse, PeerError> {
+        match self {
+            Self::Remote { client, token, .. } => {
+                let answer = client
+                    .clone()
+                    .digest(token.attach(DigestRequest::default()))
+                    .await;
+                answer.map(|r| r.into_inner()).map_err(self.fail("Digest"))
+            }
+            Self::Local { store, .. } => {
+                cutover_node::api::source::digest(store, DigestRequest::default())
+                    .await
+                    .map_err(self.fail("Digest"))
+            }
+        }
+    }
+
+    /// Opens an apply stream: batches go into the sender (at most [`APPLY_WINDOW`] waiting),
+    /// acknowledgements come out of the stream in the same order.
+    pub async fn apply(&self) -> Result<(mpsc::Sender<ApplyRequest>, Acks), PeerError> {
+        let (tx, rx) = mpsc::channel(APPLY_WINDOW);
+        match self {
+            Self::Remote { client, token, .. } => {
+                let answer = client
+                    .clone()
+                    .apply(token.attach(ReceiverStream::new(rx)))
+                    .await
+                    .map_err(self.fail("Apply"))?;
+                Ok((tx, Box::pin(answer.into_inner())))
+            }
+            Self::Local { store, .. } => {
+                let acks = ReceiverStream::new(rx).then({
+                    let store = store.clone();
+                    move |batch| apply_local(store.clone(), batch)
+                });
+                Ok((tx, Box::pin(acks)))
+            }
+        }
+    }
+}
+
+/// Applies one batch to the local store, as the node's `Sink.Apply` would.
+async fn apply_local(store: Store, batch: ApplyRequest) -> Result<ApplyAck, Status> {
+    let batch_id = batch.batch_id;
+    let joined = tokio::task::spawn_blocking(move || {
+        let incoming: Vec<Incoming<'_>> = batch
+            .documents
+            .iter()
+            .map(|d| Incoming {
+                collection: &d.collection,
+                id: &d.id,
+                version: d.version,
+                tombstone: d.tombstone,
+                body: &d.body,
+            })
+            .collect();
+        store
+            .apply(&incoming)
+            .map(|outcome| (outcome, store.head_seq()))
+    })
+    .await;
+    match joined {
+        Ok(Ok((outcome, head_seq))) => Ok(ApplyAck {
+            batch_id,
+            applied: outcome.applied,
+            skipped_stale: outcome.skipped_stale,
+            head_seq,
+        }),
+        Ok(Err(error)) => Err(Status::internal(format!("local apply: {error}"))),
+        Err(error) => Err(Status::internal(format!("local apply stopped: {error}"))),
+    }
+}

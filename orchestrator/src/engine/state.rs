@@ -1,0 +1,269 @@
+//! What the engine shows: the upgrade's status and progress, kept in memory, built from the
+//! journal on start, and published on a `watch` channel that `Status`, `Watch`, the CLI and
+//! the tests read.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use cutover_proto::v1::{
+    self as pb, Phase, ProgressEvent, UpgradeStatus, decision::Kind as DecisionKind,
+};
+use tokio::sync::watch;
+
+use super::{
+    journal::{CycleRecord, Journal, JournalError},
+    metrics as m,
+    threshold::{Assessment, Decision},
+};
+
+/// Dead letters listed in a status (the total is always given).
+pub const DEAD_LETTERS_SHOWN: usize = 100;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether an upgrade in `phase` is over (a new one may start).
+pub fn is_terminal(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Unspecified
+            | Phase::Idle
+            | Phase::ReverseSync
+            | Phase::RolledBack
+            | Phase::Aborted
+            | Phase::Failed
+    )
+}
+
+/// The published status, and the journal it is recorded in.
+#[derive(Debug, Clone)]
+pub struct Board {
+    journal: Arc<Journal>,
+    event: Arc<Mutex<ProgressEvent>>,
+    tx: watch::Sender<ProgressEvent>,
+}
+
+impl Board {
+    /// The status as the journal has it.
+    pub fn load(journal: Arc<Journal>) -> Result<Self, JournalError> {
+        let mut status = UpgradeStatus {
+            phase: Phase::Idle as i32,
+            ..UpgradeStatus::default()
+        };
+        if let (Some(upgrade), Some(phase)) = (journal.upgrade()?, journal.phase()?) {
+            status.upgrade_id = upgrade.id;
+            status.started_unix_ms = upgrade.started_unix_ms;
+            status.phase = phase.phase as i32;
+            status.updated_unix_ms = phase.since_unix_ms;
+            if matches!(phase.phase, Phase::Aborted | Phase::Failed) {
+                status.error = phase.reason;
+            } else {
+                status.phase_detail = phase.reason;
+            }
+            status.cycles = journal.cycles()?.iter().map(cycle_message).collect();
+        }
+        let event = ProgressEvent {
+            status: Some(status),
+            ..ProgressEvent::default()
+        };
+        m::phase(phase_of(&event));
+        let (tx, _) = watch::channel(event.clone());
+        let board = Self {
+            journal,
+            event: Arc::new(Mutex::new(event)),
+            tx,
+        };
+        board.refresh_dead_letters()?;
+        Ok(board)
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The current event.
+    pub fn current(&self) -> ProgressEvent {
+        self.event.lock().expect("not poisoned").clone()
+    }
+
+    /// A receiver of every change.
+    pub fn subscribe(&self) -> watch::Receiver<ProgressEvent> {
+        self.tx.subscribe()
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        phase_of(&self.event.lock().expect("not poisoned"))
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ProgressEvent)) {
+        let mut event = self.event.lock().expect("not poisoned");
+        change(&mut event);
+        event
+            .status
+            .get_or_insert_with(UpgradeStatus::default)
+            .updated_unix_ms = now_unix_ms();
+        self.tx.send_replace(event.clone());
+    }
+
+    /// A new upgrade begins: everything shown of the previous one goes.
+    pub fn begin(&self, upgrade_id: &str, started_unix_ms: u64) {
+        self.update(|event| {
+            *event = ProgressEvent {
+                status: Some(UpgradeStatus {
+                    upgrade_id: upgrade_id.to_owned(),
+                    phase: Phase::Discovering as i32,
+                    started_unix_ms,
+                    ..UpgradeStatus::default()
+                }),
+                ..ProgressEvent::default()
+            };
+        });
+        m::phase(Phase::Discovering);
+    }
+
+    /// Journals `phase` (synced), then shows it. For ABORTED and FAILED, `reason` is the
+    /// status's error; else its detail.
+    pub fn enter(&self, phase: Phase, reason: &str) -> Result<(), JournalError> {
+        self.journal.set_phase(phase, now_unix_ms(), reason)?;
+        tracing::info!(phase = m::phase_name(phase), reason, "phase");
+        m::phase(phase);
+        self.update(|event| {
+            let status = event.status.get_or_insert_with(UpgradeStatus::default);
+            status.phase = phase as i32;
+            if matches!(phase, Phase::Aborted | Phase::Failed) {
+                status.error = reason.to_owned();
+                status.phase_detail.clear();
+            } else {
+                status.phase_detail = reason.to_owned();
+            }
+            event.documents_copied = 0;
+            event.documents_expected = 0;
+            event.docs_per_sec = 0.0;
+            event.eta_ms = 0;
+        });
+        Ok(())
+    }
+
+    /// Shows a detail of the current phase (not journaled).
+    pub fn detail(&self, detail: String) {
+        self.update(|event| {
+            event
+                .status
+                .get_or_insert_with(UpgradeStatus::default)
+                .phase_detail = detail;
+        });
+    }
+
+    /// Shows copy progress.
+    pub fn progress(&self, copied: u64, expected: u64, docs_per_sec: f64) {
+        self.update(|event| {
+            event.documents_copied = copied;
+            event.documents_expected = expected;
+            event.docs_per_sec = docs_per_sec;
+            event.eta_ms = if docs_per_sec > 0.0 && expected > copied {
+                ((expected - copied) as f64 / docs_per_sec * 1000.0) as u64
+            } else {
+                0
+            };
+        });
+    }
+
+    /// Shows a finished cycle (already journaled).
+    pub fn cycle(&self, cycle: &CycleRecord) {
+        self.update(|event| {
+            let status = event.status.get_or_insert_with(UpgradeStatus::default);
+            status.cycles.push(cycle_message(cycle));
+        });
+    }
+
+    /// Shows a decision of the threshold engine.
+    pub fn decision(&self, assessment: &Assessment) {
+        self.update(|event| {
+            let status = event.status.get_or_insert_with(UpgradeStatus::default);
+            status.last_decision = Some(decision_message(assessment, status.started_unix_ms));
+        });
+    }
+
+    /// Reloads the dead letters from the journal.
+    pub fn refresh_dead_letters(&self) -> Result<u64, JournalError> {
+        let dead = self.journal.dead_letters()?;
+        let total = dead.len() as u64;
+        let shown: Vec<pb::DeadLetter> = dead
+            .into_iter()
+            .take(DEAD_LETTERS_SHOWN)
+            .map(|d| pb::DeadLetter {
+                source: String::new(),
+                collection: d.collection,
+                id: d.id,
+                version: d.version,
+                error: d.error,
+            })
+            .collect();
+        self.update(|event| {
+            let status = event.status.get_or_insert_with(UpgradeStatus::default);
+            status.dead_letters = shown;
+            status.dead_letter_total = total;
+        });
+        Ok(total)
+    }
+}
+
+fn phase_of(event: &ProgressEvent) -> Phase {
+    event
+        .status
+        .as_ref()
+        .and_then(|s| Phase::try_from(s.phase).ok())
+        .unwrap_or(Phase::Idle)
+}
+
+fn cycle_message(cycle: &CycleRecord) -> pb::CycleRecord {
+    pb::CycleRecord {
+        cycle: cycle.cycle,
+        documents: cycle.documents,
+        bytes: cycle.bytes,
+        tombstones: cycle.tombstones,
+        dropped: cycle.dropped,
+        failed: cycle.failed,
+        duration_micros: cycle.duration_ms * 1000,
+        pending_after: cycle.pending_after,
+        final_cycle: false,
+        direction: "forward".to_owned(),
+    }
+}
+
+fn decision_message(a: &Assessment, started_unix_ms: u64) -> pb::Decision {
+    let kind = match a.decision {
+        Decision::CutoverReady => DecisionKind::CutoverReady(pb::CutoverReady {}),
+        Decision::AnotherCycle => DecisionKind::AnotherCycle(pb::AnotherCycle {}),
+        Decision::NotConverging {
+            blue_change_rate,
+            copy_rate,
+        } => DecisionKind::NotConverging(pb::NotConverging {
+            blue_change_rate_docs_per_sec: blue_change_rate,
+            copy_rate_docs_per_sec: copy_rate,
+        }),
+        Decision::CycleLimit { max_cycles } => {
+            DecisionKind::MaxCyclesReached(pb::MaxCyclesReached { max_cycles })
+        }
+        Decision::DeadlineExceeded { deadline } => {
+            DecisionKind::DeadlineExceeded(pb::DeadlineExceeded {
+                deadline_unix_ms: started_unix_ms + deadline.as_millis() as u64,
+            })
+        }
+    };
+    pb::Decision {
+        kind: Some(kind),
+        pending: a.pending,
+        copy_rate_docs_per_sec: if a.rate.is_finite() { a.rate } else { 0.0 },
+        predicted_final_ms: a.predicted_final.as_secs_f64() * 1000.0,
+        pause_budget_ms: a.pause_budget.as_secs_f64() * 1000.0,
+    }
+}
