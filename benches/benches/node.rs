@@ -22,21 +22,16 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use cutover_benches::{Size, median, rate, report, wanted};
-use cutover_node::{
-    Node, NodeConfig,
-    store::{Incoming, PullSpec, Store, StoreConfig, SyncPolicy},
+use cutover_benches::{
+    Size,
+    fixture::{BODY_BYTES, Running, body, load, write},
+    median, rate, report, wanted,
 };
+use cutover_node::store::{PullSpec, Store, SyncPolicy};
 use cutover_proto::v1::{PullRequest, pull_response::Kind, source_client::SourceClient};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-
-/// Size of each document body, in bytes.
-const BODY_BYTES: usize = 200;
-/// Documents per `apply` call when loading a store.
-const LOAD_BATCH: u64 = 2_000;
+use tokio::net::TcpStream;
 
 struct Plan {
     store_small: u64,
@@ -181,121 +176,6 @@ async fn pull_full(node: &Running, plan: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A node on loopback with a fresh store in a temporary folder.
-struct Running {
-    store: Store,
-    http: SocketAddr,
-    grpc: SocketAddr,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), cutover_node::NodeError>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    async fn start(sync: SyncPolicy) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("cutover-bench-")
-            .tempdir()?;
-        let config = NodeConfig {
-            store: StoreConfig {
-                path: dir.path().join("data"),
-                partitions: None,
-                sync,
-            },
-            max_body: 1 << 20,
-            token: None,
-        };
-        let node = Node::open(config)?;
-        let store = node.store().clone();
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
-        let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(node.run(http, grpc, cancel.clone()));
-        Ok(Self {
-            store,
-            http: http_addr,
-            grpc: grpc_addr,
-            cancel,
-            task,
-            _dir: dir,
-        })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        self.cancel.cancel();
-        self.task.await??;
-        Ok(())
-    }
-}
-
-fn body(n: u64, version: u64) -> Vec<u8> {
-    let head = format!("{{\"n\":{n},\"v\":{version},\"pad\":\"");
-    let mut body = head.into_bytes();
-    body.resize(BODY_BYTES - 2, b'x');
-    body.extend_from_slice(b"\"}");
-    body
-}
-
-fn id(n: u64) -> String {
-    format!("doc-{n:010}")
-}
-
-/// Writes documents `first..first+count` at `version` through the replication path.
-async fn load(store: &Store, first: u64, count: u64, version: u64) -> anyhow::Result<()> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        write(&store, &(first..first + count).collect::<Vec<_>>(), version)?;
-        store.flush()?;
-        settle(&store)
-    })
-    .await?
-}
-
-/// Waits until RocksDB has finished the flushes and compactions the load caused, so what is
-/// measured next is the read path, not a compaction fighting it for the two cores.
-fn settle(store: &Store) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while store.background_work()? {
-        ensure!(
-            Instant::now() < deadline,
-            "compactions still running after 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// Applies documents `numbers` at `version` in batches of [`LOAD_BATCH`], checking that
-/// every one was written.
-fn write(store: &Store, numbers: &[u64], version: u64) -> anyhow::Result<()> {
-    for chunk in numbers.chunks(LOAD_BATCH as usize) {
-        let ids: Vec<String> = chunk.iter().copied().map(id).collect();
-        let bodies: Vec<Vec<u8>> = chunk.iter().map(|&n| body(n, version)).collect();
-        let batch: Vec<Incoming<'_>> = ids
-            .iter()
-            .zip(&bodies)
-            .map(|(id, body)| Incoming {
-                collection: "bench",
-                id,
-                version,
-                tombstone: false,
-                body,
-            })
-            .collect();
-        let out = store.apply(&batch)?;
-        ensure!(
-            out.applied as usize == batch.len(),
-            "applied {} of {}",
-            out.applied,
-            batch.len()
-        );
-    }
-    Ok(())
-}
-
-/// Updates `plan.delta` documents spread over a store of `size` to `version` and measures
-/// the pull of exactly those changes (median of several).
 /// Updates `plan.delta` documents spread over a store of `size` (to version 2); returns the
 /// head before them, the `since` of a pull of exactly those changes.
 async fn write_delta(node: &Running, size: u64, plan: &Plan) -> anyhow::Result<u64> {

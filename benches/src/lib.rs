@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+pub mod fixture;
+
 /// Full size or smoke size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {

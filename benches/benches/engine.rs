@@ -1,0 +1,156 @@
+//! Migration engine benchmark (issue #4): cycle 1 of an upgrade, blue → green over loopback
+//! gRPC, for 2M documents of ~200 bytes, with the identity transform and with a jq program
+//! that renames one field, next to the raw limit measured in the same run: a scan of blue's
+//! change index written by `WriteBatch` into a plain RocksDB database, one process, no
+//! network, no transform.
+//!
+//! The engine runs as it does in production (`cutover orchestrator`): its own journal, a
+//! gRPC `Source` on blue and a gRPC `Sink` on green, each node a real server on 127.0.0.1.
+//! `cargo bench --workspace --bench engine` for the figures; `cargo test` runs it at smoke size.
+
+use std::{
+    ops::ControlFlow,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use cutover_benches::{
+    Size,
+    fixture::{Running, load},
+    rate, report, wanted,
+};
+use cutover_node::store::{PullSpec, Store, SyncPolicy};
+use cutover_orchestrator::engine::Engine;
+use cutover_proto::v1::Phase;
+
+/// The jq program that renames one field.
+const RENAME: &str = "{n, v, padding: .pad}";
+
+fn main() -> anyhow::Result<()> {
+    let size = Size::from_args();
+    let documents = size.pick(2_000_000, 20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(size, documents))
+}
+
+async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
+    cutover_daemon::metrics::install()?;
+    println!("# engine benchmarks ({size:?} size, {documents} documents)");
+    let blue = Running::start(SyncPolicy::Always).await?;
+    load(&blue.store, 0, documents, 1).await?;
+    let raw = if wanted("raw") || wanted("identity") {
+        let (copied, elapsed) = raw_copy(&blue.store).await?;
+        ensure!(copied == documents, "the raw copy wrote {copied} documents");
+        let raw = rate(copied, elapsed);
+        report("raw limit: scan + WriteBatch, no network", raw, "docs/s");
+        Some(raw)
+    } else {
+        None
+    };
+    if wanted("identity") {
+        let identity = cycle_one(&blue, documents, None).await?;
+        report("cycle 1, identity, loopback gRPC", identity, "docs/s");
+        if let Some(raw) = raw {
+            report("cycle 1 identity / raw limit", identity / raw, "ratio");
+        }
+    }
+    if wanted("jq") {
+        let renamed = cycle_one(&blue, documents, Some(RENAME)).await?;
+        report("cycle 1, jq rename of one field", renamed, "docs/s");
+    }
+    blue.stop().await
+}
+
+/// Runs an upgrade from `blue` to a fresh green node until cycle 1 is recorded; returns its
+/// documents per second, after checking that green holds every document.
+async fn cycle_one(blue: &Running, documents: u64, program: Option<&str>) -> anyhow::Result<f64> {
+    let green = Running::start(SyncPolicy::Always).await?;
+    let dir = tempfile::Builder::new().prefix("cutover-bench-").tempdir()?;
+    let engine = Engine::open(&dir.path().join("journal"), None)?;
+    let collection = program.map_or(String::new(), |p| {
+        format!("[collections.bench]\nforward = '{p}'\n")
+    });
+    let plan = format!(
+        "pause_budget = \"10s\"\n[blue]\nsources = [\"http://{}\"]\n[green]\nsinks = \
+         [\"http://{}\"]\n{collection}",
+        blue.grpc, green.grpc
+    );
+    engine.start(&plan, "bench.toml", true)?;
+    let mut events = engine.watch();
+    let status = loop {
+        let status = events.borrow_and_update().status.clone().unwrap_or_default();
+        if !status.cycles.is_empty() || status.phase == Phase::Failed as i32 {
+            break status;
+        }
+        tokio::time::timeout(Duration::from_secs(600), events.changed())
+            .await
+            .context("cycle 1 took over 10 minutes")??;
+    };
+    if status.phase == Phase::Failed as i32 {
+        bail!("the upgrade failed: {}", status.error);
+    }
+    let cycle = &status.cycles[0];
+    ensure!(cycle.documents == documents, "cycle 1 copied {}", cycle.documents);
+    engine.shutdown().await;
+    let live = green.store.live_documents()?;
+    ensure!(live == documents, "green holds {live} documents");
+    if program.is_some() {
+        let sample = green
+            .store
+            .get("bench", &cutover_benches::fixture::id(7))?
+            .context("document 7 on green")?;
+        ensure!(
+            sample.body.starts_with(b"{\"n\":7,\"v\":1,\"padding\":"),
+            "renamed body: {}",
+            String::from_utf8_lossy(&sample.body)
+        );
+    }
+    green.stop().await?;
+    Ok(rate(cycle.documents, Duration::from_micros(cycle.duration_micros)))
+}
+
+/// The raw limit: every document of `store`'s change index, read in seq order and written by
+/// `WriteBatch`es of 2,000 into a plain RocksDB database in a temporary folder.
+async fn raw_copy(store: &Store) -> anyhow::Result<(u64, Duration)> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::Builder::new().prefix("cutover-bench-").tempdir()?;
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        let target = rocksdb::DB::open(&options, dir.path())?;
+        let started = Instant::now();
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut copied = 0u64;
+        let mut failure = None;
+        store.scan_changes(
+            &PullSpec {
+                since: 0,
+                partitions: vec![],
+            },
+            |_, change| {
+                let mut key = Vec::with_capacity(change.collection.len() + 1 + change.id.len());
+                key.extend_from_slice(change.collection.as_bytes());
+                key.push(0);
+                key.extend_from_slice(change.id.as_bytes());
+                batch.put(key, change.body);
+                copied += 1;
+                if batch.len() >= 2_000 {
+                    if let Err(e) = target.write(std::mem::take(&mut batch)) {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        if let Some(error) = failure {
+            return Err(error.into());
+        }
+        target.write(batch)?;
+        target.flush()?;
+        Ok((copied, started.elapsed()))
+    })
+    .await?
+}
