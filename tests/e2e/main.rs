@@ -6,6 +6,7 @@
 use cutover_tests::harness::{Binary, Cluster};
 
 mod cli;
+mod engine;
 mod node;
 
 /// A cluster running the binary under test.

@@ -3,10 +3,12 @@
 mod cluster;
 pub mod http;
 mod node;
+mod orchestrator;
 mod process;
 mod wait;
 
 pub use cluster::Cluster;
 pub use node::NodeProcess;
+pub use orchestrator::OrchestratorProcess;
 pub use process::{Binary, Daemon, RunOutput};
 pub use wait::wait_until;

@@ -1,0 +1,406 @@
+//! The migration engine end to end: real nodes, a real orchestrator process, the real CLI.
+//! Cycles under a live write load end with green equal to transform(blue); a `kill -9` of
+//! the orchestrator in the middle of cycle 1 loses and reorders nothing; a bad plan and a
+//! failing transform give errors that say what is wrong.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use cutover_node::store::digest::{partition_of, term};
+use cutover_proto::v1::{
+    ApplyRequest, DigestRequest, Document, PullRequest, pull_response, sink_client::SinkClient,
+    source_client::SourceClient,
+};
+use cutover_tests::harness::{Cluster, NodeProcess, OrchestratorProcess, http, wait_until};
+use serde_json::{Value, json};
+
+use crate::cluster;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Loads `count` documents `{"name": "user i", "n": i, ...}` into `collection` of a node
+/// through its `Sink`, in batches (much faster than one HTTP PUT each).
+fn load(node: &NodeProcess, collection: &str, count: u64, extra: impl Fn(u64) -> Value) {
+    runtime().block_on(async {
+        let mut sink = SinkClient::connect(node.grpc_url()).await.expect("sink");
+        let batches: Vec<ApplyRequest> = (0..count)
+            .collect::<Vec<_>>()
+            .chunks(1_000)
+            .enumerate()
+            .map(|(b, ids)| ApplyRequest {
+                batch_id: b as u64 + 1,
+                documents: ids
+                    .iter()
+                    .map(|i| {
+                        let mut body = json!({"name": format!("user {i}"), "n": i});
+                        if let (Some(map), Value::Object(more)) = (body.as_object_mut(), extra(*i))
+                        {
+                            map.extend(more);
+                        }
+                        Document {
+                            collection: collection.into(),
+                            id: format!("{collection}-{i:06}"),
+                            version: 1,
+                            seq: 0,
+                            body: body.to_string().into(),
+                            tombstone: false,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let n = batches.len();
+        let mut acks = sink
+            .apply(tokio_stream::iter(batches))
+            .await
+            .expect("apply")
+            .into_inner();
+        for _ in 0..n {
+            acks.message().await.expect("ack").expect("an ack a batch");
+        }
+    });
+}
+
+/// Every document of a node, tombstones included, by (collection, id).
+fn documents(node: &NodeProcess) -> BTreeMap<(String, String), Document> {
+    runtime().block_on(async {
+        let mut source = SourceClient::connect(node.grpc_url())
+            .await
+            .expect("source")
+            .max_decoding_message_size(64 << 20);
+        let mut stream = source
+            .pull(PullRequest::default())
+            .await
+            .expect("pull")
+            .into_inner();
+        let mut all = BTreeMap::new();
+        while let Some(message) = stream.message().await.expect("pull stream") {
+            if let Some(pull_response::Kind::Batch(batch)) = message.kind {
+                for doc in batch.documents {
+                    all.insert((doc.collection.clone(), doc.id.clone()), doc);
+                }
+            }
+        }
+        all
+    })
+}
+
+/// Per-partition `(count, digest)` of a node.
+fn digests(node: &NodeProcess) -> Vec<(u64, u64)> {
+    runtime().block_on(async {
+        let mut source = SourceClient::connect(node.grpc_url())
+            .await
+            .expect("source");
+        let answer = source
+            .digest(DigestRequest::default())
+            .await
+            .expect("digest")
+            .into_inner();
+        answer
+            .partitions
+            .iter()
+            .map(|p| (p.live_documents, p.digest))
+            .collect()
+    })
+}
+
+fn write_plan(cluster: &Cluster, name: &str, text: &str) -> String {
+    let path = cluster.dir("plans").expect("plans dir").join(name);
+    std::fs::write(&path, text).expect("plan written");
+    path.display().to_string()
+}
+
+/// `cutover upgrade ARGS --orchestrator URL --output json`, parsed.
+fn upgrade(cluster: &Cluster, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
+    let url = orchestrator.url();
+    let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
+    all.extend_from_slice(args);
+    let out = cluster.run(&all).expect("cutover upgrade runs");
+    let value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
+    (out.code.unwrap_or(-1), value)
+}
+
+fn phase(cluster: &Cluster, orchestrator: &OrchestratorProcess) -> (String, Value) {
+    let (code, status) = upgrade(cluster, orchestrator, &["status"]);
+    assert_eq!(code, 0, "status answers: {status}");
+    let phase = status["phase"].as_str().unwrap_or_default().to_owned();
+    (phase, status)
+}
+
+fn wait_phase(cluster: &Cluster, orchestrator: &OrchestratorProcess, wanted: &[&str]) -> Value {
+    wait_until(
+        &format!("phase {wanted:?}"),
+        Duration::from_secs(120),
+        || {
+            let (phase, status) = phase(cluster, orchestrator);
+            wanted.contains(&phase.as_str()).then_some(status)
+        },
+    )
+    .expect("the upgrade reaches the phase")
+}
+
+/// What the plan of `cycles_under_live_writes_…` makes of a blue document.
+fn expected_green(doc: &Document) -> Option<(String, Value)> {
+    if doc.tombstone {
+        return None;
+    }
+    let mut body: Value = serde_json::from_slice(&doc.body).expect("blue bodies are JSON");
+    match doc.collection.as_str() {
+        "users" => {
+            body["schema"] = json!(2);
+            Some(("users".into(), body))
+        }
+        "orders" => Some(("purchases".into(), body)),
+        "tmp" if body["keep"] == json!(true) => Some(("tmp".into(), body)),
+        "tmp" => None,
+        other => panic!("unexpected collection {other}"),
+    }
+}
+
+type Bodies = BTreeMap<(String, String), (u64, Value)>;
+
+/// transform(blue): the live documents green must hold, at blue's versions.
+fn expected_green_of(blue: &NodeProcess) -> Bodies {
+    documents(blue)
+        .values()
+        .filter_map(|doc| {
+            expected_green(doc).map(|(collection, body)| ((collection, doc.id.clone()), (doc.version, body)))
+        })
+        .collect()
+}
+
+/// Green's live documents.
+fn live_bodies(green: &NodeProcess) -> Bodies {
+    documents(green)
+        .into_iter()
+        .filter(|(_, d)| !d.tombstone)
+        .map(|(k, d)| {
+            let body: Value = serde_json::from_slice(&d.body).expect("green bodies are JSON");
+            (k, (d.version, body))
+        })
+        .collect()
+}
+
+#[test]
+fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
+    let cluster = cluster();
+    let blue = cluster.start_node("blue", &[]).expect("blue starts");
+    let green = cluster.start_node("green", &[]).expect("green starts");
+    load(&blue, "users", 20_000, |_| json!({}));
+    load(&blue, "orders", 3_000, |_| json!({}));
+    load(&blue, "tmp", 1_000, |i| json!({"keep": i % 2 == 0}));
+    let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
+    let plan = write_plan(
+        &cluster,
+        "plan.toml",
+        &format!(
+            "postpone = true\nbatch_documents = 500\n\
+             [blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n\
+             [collections.users]\nforward = '.schema = 2'\n\
+             [collections.orders]\nrename = \"purchases\"\n\
+             [collections.tmp]\nforward = 'select(.keep)'\n",
+            blue.grpc_url(),
+            green.grpc_url()
+        ),
+    );
+
+    // A client updates, deletes and re-creates documents on blue for the whole copy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let addr = blue.http;
+        std::thread::spawn(move || {
+            let mut writes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let i = writes % 5_000;
+                let path = format!("/v1/users/users-{i:06}");
+                let response = match writes % 4 {
+                    0 | 1 => http::put(addr, &path, &format!(r#"{{"name":"w{writes}","n":{i}}}"#)),
+                    2 => http::request(addr, "DELETE", &path, &[], b""),
+                    _ => http::put(addr, &format!("/v1/tmp/tmp-{i:06}"), r#"{"keep":true}"#),
+                };
+                let status = response.expect("blue answers").status;
+                assert!(status < 300 || status == 404, "write {writes}: {status}");
+                writes += 1;
+            }
+            writes
+        })
+    };
+
+    let (code, started) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
+    assert_eq!(code, 0, "start: {started}");
+    wait_phase(&cluster, &orchestrator, &["postponed"]);
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().expect("the writer ran");
+    assert!(writes > 100, "the load wrote while cycles ran: {writes}");
+    // Postponed: delta cycles go on, so green catches up with the last writes by itself.
+    let expected = wait_until("green to hold transform(blue)", Duration::from_secs(60), || {
+        let expected = expected_green_of(&blue);
+        (live_bodies(&green) == expected).then_some(expected)
+    })
+    .expect("postponed delta cycles catch up with every acknowledged write");
+    let (code, _) = upgrade(&cluster, &orchestrator, &["proceed"]);
+    assert_eq!(code, 0, "proceed");
+    let status = wait_phase(&cluster, &orchestrator, &["ready_for_cutover"]);
+    let cycles = status["cycles"].as_array().expect("cycles listed");
+    assert!(cycles.len() >= 2, "a full copy and deltas: {status}");
+    assert_eq!(cycles[0]["documents"], json!(24_000), "cycle 1 copies all");
+    let dropped: u64 = cycles.iter().map(|c| c["dropped"].as_u64().unwrap_or(0)).sum();
+    // 500 tmp documents lack `keep`, less those the writer re-created with it in time.
+    assert!(dropped > 0, "the plan dropped the tmp documents without keep: {status}");
+    let green_docs = documents(&green);
+    assert!(
+        !green_docs.keys().any(|(c, _)| c == "orders"),
+        "orders crossed renamed only"
+    );
+    assert!(
+        green_docs.keys().any(|(c, _)| c == "purchases"),
+        "orders crossed as purchases"
+    );
+
+    // Digests: green's equal the digest of transform(blue) computed here.
+    let partitions = digests(&blue).len() as u32;
+    let mut want = vec![(0u64, 0u64); partitions as usize];
+    for ((collection, id), (version, _)) in &expected {
+        let slot = &mut want[partition_of(id, partitions) as usize];
+        slot.0 += 1;
+        slot.1 = slot.1.wrapping_add(term(collection, id, *version));
+    }
+    assert_eq!(digests(&green), want, "green's digests");
+
+    // The orchestrator's metrics say what it did.
+    let metrics = http::get(orchestrator.http, "/metrics").expect("metrics").text();
+    for name in [
+        "cutover_orchestrator_cycles_total",
+        "cutover_orchestrator_documents_copied_total{collection=\"users\"}",
+        "cutover_orchestrator_transform_drops_total",
+        "cutover_orchestrator_phase{phase=\"ready_for_cutover\"} 1",
+    ] {
+        assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
+    }
+}
+
+#[test]
+fn a_kill_9_in_cycle_1_resumes_from_the_journal_and_loses_nothing() {
+    let cluster = cluster();
+    let blue = cluster.start_node("blue", &[]).expect("blue starts");
+    let green = cluster.start_node("green", &[]).expect("green starts");
+    load(&blue, "users", 60_000, |_| json!({"pad": "x".repeat(150)}));
+    let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
+    let plan = write_plan(
+        &cluster,
+        "plan.toml",
+        &format!(
+            "batch_documents = 50\n[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n",
+            blue.grpc_url(),
+            green.grpc_url()
+        ),
+    );
+    let (code, started) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
+    assert_eq!(code, 0, "start: {started}");
+    // Kill it once green holds part of the copy.
+    wait_until("part of cycle 1 on green", Duration::from_secs(60), || {
+        let live = digests(&green).iter().map(|p| p.0).sum::<u64>();
+        (live > 1_000).then_some(())
+    })
+    .expect("cycle 1 starts");
+    let mut orchestrator = orchestrator;
+    orchestrator.daemon.kill9().expect("kill -9");
+    let copied = digests(&green).iter().map(|p| p.0).sum::<u64>();
+    assert!(copied < 60_000, "killed mid-cycle: {copied} copied");
+
+    let orchestrator = cluster
+        .restart_orchestrator("orchestrator", orchestrator)
+        .expect("restarts");
+    let status = wait_phase(&cluster, &orchestrator, &["ready_for_cutover", "failed", "aborted"]);
+    assert_eq!(status["phase"], json!("ready_for_cutover"), "{status}");
+    assert_eq!(digests(&green), digests(&blue), "every document, at its version");
+    let (blue_docs, green_docs) = (documents(&blue), documents(&green));
+    assert_eq!(green_docs.len(), blue_docs.len());
+    for (key, doc) in &blue_docs {
+        let copy = &green_docs[key];
+        assert_eq!((copy.version, &copy.body), (doc.version, &doc.body), "{key:?}");
+    }
+}
+
+#[test]
+fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
+    let cluster = cluster();
+    let blue = cluster.start_node("blue", &[]).expect("blue starts");
+    let green = cluster.start_node("green", &[]).expect("green starts");
+    load(&blue, "users", 500, |i| json!({"bad": i % 100 == 7}));
+    let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
+    let plan = write_plan(
+        &cluster,
+        "plan.toml",
+        &format!(
+            "max_cycles = 3\n[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n\
+             [collections.users]\nforward = 'if .bad then error(\"bad document\") else . end'\n",
+            blue.grpc_url(),
+            green.grpc_url()
+        ),
+    );
+    let (code, _) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
+    assert_eq!(code, 0);
+    let status = wait_phase(&cluster, &orchestrator, &["aborted", "ready_for_cutover"]);
+    assert_eq!(status["phase"], json!("aborted"), "{status}");
+    assert_eq!(status["dead_letter_total"], json!(5), "{status}");
+    let dead = status["dead_letters"].as_array().expect("dead letters listed");
+    assert!(dead.iter().any(|d| d["id"] == json!("users-000007")), "{status}");
+    assert!(
+        dead.iter().all(|d| d["error"].as_str().unwrap_or_default().contains("bad document")),
+        "{status}"
+    );
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("5 documents failed to transform"), "{error}");
+    let live = digests(&green).iter().map(|p| p.0).sum::<u64>();
+    assert_eq!(live, 495, "the others crossed");
+}
+
+#[test]
+fn a_bad_plan_is_refused_with_the_file_the_field_and_the_fix() {
+    let cluster = cluster();
+    let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
+    let url = orchestrator.url();
+    let cases = [
+        ("typo.toml", "pause_budjet = \"1s\"\n", "pause_budjet"),
+        (
+            "empty.toml",
+            "[blue]\nsources = []\n[green]\nsinks = [\"http://127.0.0.1:2\"]\n",
+            "blue.sources",
+        ),
+        (
+            "jq.toml",
+            "[blue]\nsources = [\"http://127.0.0.1:1\"]\n[green]\nsinks = [\"http://127.0.0.1:2\"]\n\
+             [collections.users]\nforward = '.a |'\n",
+            "collections.users.forward",
+        ),
+    ];
+    for (name, text, field) in cases {
+        let plan = write_plan(&cluster, name, text);
+        let out = cluster
+            .run(["upgrade", "--orchestrator", &url, "start", "--plan", &plan])
+            .expect("runs");
+        assert_eq!(out.code, Some(1), "{name}: {out:?}");
+        assert!(out.stderr.contains(name), "{name} names the file: {}", out.stderr);
+        assert!(out.stderr.contains(field), "{name} names {field}: {}", out.stderr);
+    }
+    let (_, status) = phase(&cluster, &orchestrator);
+    assert_eq!(status["phase"], json!("idle"), "nothing started: {status}");
+    drop(orchestrator);
+    let out = cluster
+        .run(["upgrade", "--orchestrator", &url, "status"])
+        .expect("runs");
+    assert_eq!(out.code, Some(3), "unreachable: {out:?}");
+}

@@ -1,0 +1,90 @@
+//! A `cutover orchestrator` process with its addresses, started and waited for until ready.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use super::{Cluster, Daemon, http, wait_until};
+
+/// How long an orchestrator may take to open its journal and become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `cutover orchestrator`.
+#[derive(Debug)]
+pub struct OrchestratorProcess {
+    /// The process.
+    pub daemon: Daemon,
+    /// Its journal directory.
+    pub journal: PathBuf,
+    /// The gRPC `Orchestrator` service.
+    pub grpc: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub http: SocketAddr,
+}
+
+impl OrchestratorProcess {
+    /// The gRPC endpoint as a URL, for `--orchestrator` and tonic clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+}
+
+impl Cluster {
+    /// Starts `cutover orchestrator` named `name` with its journal in `name/journal` on fresh
+    /// loopback ports, and waits until `/readyz` says ready.
+    pub fn start_orchestrator(&self, name: &str) -> anyhow::Result<OrchestratorProcess> {
+        let journal = self.dir(name)?.join("journal");
+        self.start_orchestrator_on(name, journal, self.free_addr()?, self.free_addr()?)
+    }
+
+    /// Starts `cutover orchestrator` again on the journal and addresses of one that stopped.
+    pub fn restart_orchestrator(
+        &self,
+        name: &str,
+        stopped: OrchestratorProcess,
+    ) -> anyhow::Result<OrchestratorProcess> {
+        let OrchestratorProcess {
+            journal,
+            grpc,
+            http,
+            ..
+        } = stopped;
+        self.start_orchestrator_on(name, journal, grpc, http)
+    }
+
+    fn start_orchestrator_on(
+        &self,
+        name: &str,
+        journal: PathBuf,
+        grpc: SocketAddr,
+        http_addr: SocketAddr,
+    ) -> anyhow::Result<OrchestratorProcess> {
+        let args = [
+            "orchestrator".to_owned(),
+            "--journal".to_owned(),
+            journal.display().to_string(),
+            "--grpc".to_owned(),
+            grpc.to_string(),
+            "--http".to_owned(),
+            http_addr.to_string(),
+        ];
+        let mut daemon = self.spawn(name, &args)?;
+        let ready = wait_until(&format!("{name} to be ready"), READY_TIMEOUT, || {
+            if !daemon.is_running() {
+                return Some(false);
+            }
+            http::get(http_addr, "/readyz")
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|_| true)
+        })?;
+        if !ready {
+            let logs = daemon.stderr().unwrap_or_default();
+            anyhow::bail!("{name} exited before it was ready:\n{logs}");
+        }
+        Ok(OrchestratorProcess {
+            daemon,
+            journal,
+            grpc,
+            http: http_addr,
+        })
+    }
+}
