@@ -404,3 +404,50 @@ fn a_bad_plan_is_refused_with_the_file_the_field_and_the_fix() {
         .expect("runs");
     assert_eq!(out.code, Some(3), "unreachable: {out:?}");
 }
+
+#[test]
+fn the_engine_inside_the_green_node_copies_into_its_own_store() {
+    let cluster = cluster();
+    let blue = cluster.start_node("blue", &[]).expect("blue starts");
+    load(&blue, "users", 5_000, |_| json!({}));
+    let journal = cluster.dir("green").expect("dir").join("journal");
+    let journal = journal.display().to_string();
+    let green = cluster
+        .start_node("green", &["--orchestrate", "--journal", &journal])
+        .expect("green starts with the engine inside");
+    let plan = write_plan(
+        &cluster,
+        "plan.toml",
+        &format!(
+            "[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n",
+            blue.grpc_url(),
+            green.grpc_url()
+        ),
+    );
+    let url = green.grpc_url();
+    let run = |args: &[&str]| {
+        let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
+        all.extend_from_slice(args);
+        let out = cluster.run(&all).expect("cutover upgrade runs");
+        (out.code, serde_json::from_str::<Value>(out.stdout.trim()).unwrap_or(Value::Null))
+    };
+    let (code, started) = run(&["start", "--plan", &plan]);
+    assert_eq!(code, Some(0), "start: {started}");
+    let status = wait_until("ready for cutover", Duration::from_secs(60), || {
+        let (_, status) = run(&["status"]);
+        matches!(status["phase"].as_str(), Some("ready_for_cutover" | "failed" | "aborted"))
+            .then_some(status)
+    })
+    .expect("the upgrade ends");
+    assert_eq!(status["phase"], json!("ready_for_cutover"), "{status}");
+    assert_eq!(digests(&green), digests(&blue), "green holds blue's documents");
+    // The node's own store took the writes: its Sink served no Apply.
+    let metrics = http::get(green.http, "/metrics").expect("metrics").text();
+    let applied_over_grpc = metrics
+        .lines()
+        .find(|l| l.starts_with("cutover_node_applied_documents_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert_eq!(applied_over_grpc, 0.0, "no gRPC hop for green's own writes");
+}

@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod discover;
 pub mod driver;
+pub mod fields;
 pub mod journal;
 pub mod metrics;
 pub mod peer;
