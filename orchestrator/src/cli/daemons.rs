@@ -160,7 +160,9 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         engine = Some(opened);
         tracing::info!(journal = %journal.display(), "orchestrator runs inside this node");
     }
-    let result = node.run_with(http, grpc, extra, shutdown.child_token()).await;
+    let result = node
+        .run_with(http, grpc, extra, shutdown.child_token())
+        .await;
     if let Some(engine) = engine {
         engine.shutdown().await;
     }

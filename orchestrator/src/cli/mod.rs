@@ -1,9 +1,16 @@
 //! The `cutover` command line (clap derive): the daemons (`node`, `proxy`, `orchestrator`),
 //! the operator commands (`upgrade …`) and `demo`.
 
+mod client;
 mod daemons;
 mod demo;
+mod dry_run;
 mod exit;
+#[cfg(test)]
+mod fixtures;
+mod json;
+mod progress;
+mod render;
 mod upgrade;
 mod values;
 

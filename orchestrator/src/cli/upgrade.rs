@@ -1,10 +1,19 @@
 //! `cutover upgrade …`: the operator commands, which talk gRPC to an orchestrator.
 
-use std::path::PathBuf;
+use std::{
+    io::{IsTerminal, Write},
+    path::{Path, PathBuf},
+};
 
 use clap::{Args, Subcommand, ValueEnum};
+use cutover_proto::v1::{Phase, StartRequest, UpgradeStatus};
 
-use super::CliError;
+use super::{
+    CliError,
+    client::Orchestrator,
+    dry_run::{self, Summary},
+    json, progress, render,
+};
 
 /// `cutover upgrade`: operate an upgrade through the orchestrator.
 #[derive(Debug, Args)]
@@ -92,12 +101,160 @@ pub enum UpgradeCommand {
 }
 
 pub(super) async fn run(args: UpgradeArgs) -> Result<(), CliError> {
-    let (command, issue) = match args.command {
-        UpgradeCommand::Start { .. } => ("upgrade start", 4),
-        UpgradeCommand::Status { .. } => ("upgrade status", 4),
-        UpgradeCommand::Proceed => ("upgrade proceed", 4),
-        UpgradeCommand::Abort { .. } => ("upgrade abort", 4),
-        UpgradeCommand::Rollback { .. } => ("upgrade rollback", 6),
+    let UpgradeArgs {
+        orchestrator: address,
+        token_file,
+        output,
+        command,
+    } = args;
+    let connect = || Orchestrator::connect(&address, token_file.as_deref());
+    match command {
+        UpgradeCommand::Start {
+            plan,
+            dry_run,
+            sample,
+            rehearse,
+        } => {
+            // A plan that cannot be read fails before any connection.
+            let request = start_request(&plan, dry_run, sample, rehearse)?;
+            start_upgrade(&mut connect().await?, output, request).await
+        }
+        UpgradeCommand::Status { watch: true } => watch(&mut connect().await?, output).await,
+        UpgradeCommand::Status { watch: false } => {
+            let status = connect().await?.status().await?;
+            match output {
+                OutputFormat::Json => print_json(&json::status(&status)),
+                OutputFormat::Text => print(&render::status(&status)),
+            }
+        }
+        UpgradeCommand::Proceed => {
+            let status = connect().await?.proceed().await?;
+            print_brief(output, &status)
+        }
+        UpgradeCommand::Abort { reason } => {
+            let status = connect().await?.abort(reason).await?;
+            print_brief(output, &status)
+        }
+        UpgradeCommand::Rollback { .. } => Err(CliError::NotImplemented {
+            command: "upgrade rollback",
+            issue: 6,
+        }),
+    }
+}
+
+/// Reads the plan; a file that cannot be read fails before anything is sent.
+fn start_request(
+    plan: &Path,
+    dry_run: bool,
+    sample: u32,
+    rehearse: bool,
+) -> Result<StartRequest, CliError> {
+    let plan_toml = std::fs::read_to_string(plan).map_err(|source| CliError::PlanUnreadable {
+        path: plan.to_owned(),
+        source,
+    })?;
+    Ok(StartRequest {
+        plan_toml,
+        plan_name: plan.display().to_string(),
+        dry_run,
+        sample: if dry_run { sample } else { 0 },
+        rehearse,
+    })
+}
+
+/// `start`: the new upgrade's id and phase, or the dry run's samples (exit 1 when a
+/// transform failed).
+async fn start_upgrade(
+    orchestrator: &mut Orchestrator,
+    output: OutputFormat,
+    request: StartRequest,
+) -> Result<(), CliError> {
+    let dry_run = request.dry_run;
+    let response = orchestrator.start(request).await?;
+    if dry_run {
+        match output {
+            OutputFormat::Json => print_json(&dry_run::json(&response.samples))?,
+            OutputFormat::Text => print(&dry_run::text(&response.samples))?,
+        }
+        return Summary::of(&response.samples).check();
+    }
+    match output {
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "upgrade_id": response.upgrade_id,
+            "status": response.status.as_ref().map(json::status),
+        })),
+        OutputFormat::Text => {
+            let phase = response
+                .status
+                .as_ref()
+                .map_or(Phase::Unspecified, UpgradeStatus::phase);
+            print(&format!(
+                "upgrade {} started (phase {})\n",
+                response.upgrade_id,
+                render::phase_human(phase)
+            ))
+        }
+    }
+}
+
+/// `status --watch`: a line per event (redrawn in place on a terminal), or a JSON object a
+/// line; then, in text, the final status. The exit status follows the final phase.
+async fn watch(orchestrator: &mut Orchestrator, output: OutputFormat) -> Result<(), CliError> {
+    let mut stream = orchestrator.watch().await?;
+    let live = output == OutputFormat::Text && std::io::stdout().is_terminal();
+    let mut last = None;
+    loop {
+        let event = match orchestrator.next_event(&mut stream).await {
+            Ok(Some(event)) => event,
+            Ok(None) => break,
+            Err(error) => {
+                if live {
+                    print("\n")?;
+                }
+                return Err(error);
+            }
+        };
+        match output {
+            OutputFormat::Json => print(&format!("{}\n", json::event(&event)))?,
+            // Back to the start of the line, draw, erase what a longer line left behind.
+            OutputFormat::Text if live => print(&format!("\r{}\x1b[K", progress::line(&event)))?,
+            OutputFormat::Text => print(&format!("{}\n", progress::line(&event)))?,
+        }
+        if event.status.is_some() {
+            last = event.status;
+        }
+    }
+    let status = match last {
+        Some(status) => status,
+        None => orchestrator.status().await?,
     };
-    Err(CliError::NotImplemented { command, issue })
+    if output == OutputFormat::Text {
+        print(&format!(
+            "{}\n{}",
+            if live { "\n" } else { "" },
+            render::status(&status)
+        ))?;
+    }
+    progress::settle(&status)
+}
+
+fn print_brief(output: OutputFormat, status: &UpgradeStatus) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(&json::status(status)),
+        OutputFormat::Text => print(&format!("{}\n", render::brief(status))),
+    }
+}
+
+/// One JSON document on standard output.
+fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    print(&format!("{value:#}\n"))
+}
+
+/// Writes and flushes standard output; a closed pipe is an error, not a panic.
+fn print(text: &str) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(CliError::Stdout)
 }

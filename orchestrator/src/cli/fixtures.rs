@@ -1,0 +1,85 @@
+//! Statuses and events for the rendering tests of `cutover upgrade`.
+
+use cutover_proto::v1::{
+    AnotherCycle, CycleRecord, DeadLetter, Decision, NotConverging, Phase, ProgressEvent,
+    ProxyHold, UpgradeStatus, decision::Kind,
+};
+
+/// A forward cycle with round figures: 90 000 documents, 12.3 MB in 4.5 s.
+pub(crate) fn cycle(cycle: u32, final_cycle: bool) -> CycleRecord {
+    CycleRecord {
+        cycle,
+        documents: 90_000,
+        bytes: 12_300_000,
+        tombstones: 12,
+        dropped: 3,
+        failed: 2,
+        duration_micros: 4_500_000,
+        pending_after: 1_200,
+        final_cycle,
+        direction: "forward".to_owned(),
+    }
+}
+
+/// "Another cycle" with 1200 pending, 20 000 docs/s, 620 ms predicted, 500 ms budget.
+pub(crate) fn another_cycle() -> Decision {
+    Decision {
+        kind: Some(Kind::AnotherCycle(AnotherCycle {})),
+        pending: 1_200,
+        copy_rate_docs_per_sec: 20_000.0,
+        predicted_final_ms: 620.0,
+        pause_budget_ms: 500.0,
+    }
+}
+
+/// "Not converging": blue changes at 30 000 docs/s, the copy follows at 20 000.
+pub(crate) fn not_converging() -> Decision {
+    Decision {
+        kind: Some(Kind::NotConverging(NotConverging {
+            blue_change_rate_docs_per_sec: 30_000.0,
+            copy_rate_docs_per_sec: 20_000.0,
+        })),
+        ..another_cycle()
+    }
+}
+
+/// A cycling upgrade `u1` with two cycles, a decision, a hold and `letters` dead letters
+/// (all listed).
+pub(crate) fn status(letters: u64) -> UpgradeStatus {
+    UpgradeStatus {
+        upgrade_id: "u1".to_owned(),
+        phase: Phase::Cycling.into(),
+        phase_detail: "cycle 3: 41200/90000 documents".to_owned(),
+        cycles: vec![cycle(1, false), cycle(2, false)],
+        last_decision: Some(another_cycle()),
+        dead_letters: (0..letters)
+            .map(|i| DeadLetter {
+                source: "blue-1".to_owned(),
+                collection: "users".to_owned(),
+                id: format!("u{i}"),
+                version: 7,
+                error: "missing field `name`".to_owned(),
+            })
+            .collect(),
+        dead_letter_total: letters,
+        holds: vec![ProxyHold {
+            proxy: "p1".to_owned(),
+            held: 12,
+            max_hold_micros: 48_200,
+        }],
+        error: String::new(),
+        started_unix_ms: 1_700_000_000_000,
+        updated_unix_ms: 1_700_000_060_000,
+    }
+}
+
+/// A progress event of `status(0)`: 41 200 of 90 000 copied at 12 000 docs/s, 4 s left.
+pub(crate) fn event() -> ProgressEvent {
+    ProgressEvent {
+        status: Some(status(0)),
+        documents_copied: 41_200,
+        documents_expected: 90_000,
+        docs_per_sec: 12_000.4,
+        eta_ms: 4_100,
+    }
+}
