@@ -67,7 +67,9 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
 /// documents per second, after checking that green holds every document.
 async fn cycle_one(blue: &Running, documents: u64, program: Option<&str>) -> anyhow::Result<f64> {
     let green = Running::start(SyncPolicy::Always).await?;
-    let dir = tempfile::Builder::new().prefix("cutover-bench-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("cutover-bench-")
+        .tempdir()?;
     let engine = Engine::open(&dir.path().join("journal"), None)?;
     let collection = program.map_or(String::new(), |p| {
         format!("[collections.bench]\nforward = '{p}'\n")
@@ -80,7 +82,11 @@ async fn cycle_one(blue: &Running, documents: u64, program: Option<&str>) -> any
     engine.start(&plan, "bench.toml", true)?;
     let mut events = engine.watch();
     let status = loop {
-        let status = events.borrow_and_update().status.clone().unwrap_or_default();
+        let status = events
+            .borrow_and_update()
+            .status
+            .clone()
+            .unwrap_or_default();
         if !status.cycles.is_empty() || status.phase == Phase::Failed as i32 {
             break status;
         }
@@ -92,7 +98,11 @@ async fn cycle_one(blue: &Running, documents: u64, program: Option<&str>) -> any
         bail!("the upgrade failed: {}", status.error);
     }
     let cycle = &status.cycles[0];
-    ensure!(cycle.documents == documents, "cycle 1 copied {}", cycle.documents);
+    ensure!(
+        cycle.documents == documents,
+        "cycle 1 copied {}",
+        cycle.documents
+    );
     engine.shutdown().await;
     let live = green.store.live_documents()?;
     ensure!(live == documents, "green holds {live} documents");
@@ -108,7 +118,10 @@ async fn cycle_one(blue: &Running, documents: u64, program: Option<&str>) -> any
         );
     }
     green.stop().await?;
-    Ok(rate(cycle.documents, Duration::from_micros(cycle.duration_micros)))
+    Ok(rate(
+        cycle.documents,
+        Duration::from_micros(cycle.duration_micros),
+    ))
 }
 
 /// The raw limit: every document of `store`'s change index, read in seq order and written by
@@ -116,7 +129,9 @@ async fn cycle_one(blue: &Running, documents: u64, program: Option<&str>) -> any
 async fn raw_copy(store: &Store) -> anyhow::Result<(u64, Duration)> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
-        let dir = tempfile::Builder::new().prefix("cutover-bench-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("cutover-bench-")
+            .tempdir()?;
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
         let target = rocksdb::DB::open(&options, dir.path())?;
@@ -136,11 +151,11 @@ async fn raw_copy(store: &Store) -> anyhow::Result<(u64, Duration)> {
                 key.extend_from_slice(change.id.as_bytes());
                 batch.put(key, change.body);
                 copied += 1;
-                if batch.len() >= 2_000 {
-                    if let Err(e) = target.write(std::mem::take(&mut batch)) {
-                        failure = Some(e);
-                        return ControlFlow::Break(());
-                    }
+                if batch.len() >= 2_000
+                    && let Err(e) = target.write(std::mem::take(&mut batch))
+                {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
                 }
                 ControlFlow::Continue(())
             },

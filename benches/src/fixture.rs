@@ -138,4 +138,3 @@ pub fn write(store: &Store, numbers: &[u64], version: u64) -> anyhow::Result<()>
     }
     Ok(())
 }
-

@@ -12,11 +12,7 @@ use cutover_proto::v1::{
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{
-    Engine, EngineError,
-    sample::SampleError,
-    state::is_terminal,
-};
+use crate::engine::{Engine, EngineError, sample::SampleError, state::is_terminal};
 
 impl Classify for EngineError {
     fn code(&self) -> ErrorCode {

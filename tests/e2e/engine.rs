@@ -175,7 +175,8 @@ fn expected_green_of(blue: &NodeProcess) -> Bodies {
     documents(blue)
         .values()
         .filter_map(|doc| {
-            expected_green(doc).map(|(collection, body)| ((collection, doc.id.clone()), (doc.version, body)))
+            expected_green(doc)
+                .map(|(collection, body)| ((collection, doc.id.clone()), (doc.version, body)))
         })
         .collect()
 }
@@ -245,10 +246,14 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
     let writes = writer.join().expect("the writer ran");
     assert!(writes > 100, "the load wrote while cycles ran: {writes}");
     // Postponed: delta cycles go on, so green catches up with the last writes by itself.
-    let expected = wait_until("green to hold transform(blue)", Duration::from_secs(60), || {
-        let expected = expected_green_of(&blue);
-        (live_bodies(&green) == expected).then_some(expected)
-    })
+    let expected = wait_until(
+        "green to hold transform(blue)",
+        Duration::from_secs(60),
+        || {
+            let expected = expected_green_of(&blue);
+            (live_bodies(&green) == expected).then_some(expected)
+        },
+    )
     .expect("postponed delta cycles catch up with every acknowledged write");
     let (code, _) = upgrade(&cluster, &orchestrator, &["proceed"]);
     assert_eq!(code, 0, "proceed");
@@ -256,9 +261,15 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
     let cycles = status["cycles"].as_array().expect("cycles listed");
     assert!(cycles.len() >= 2, "a full copy and deltas: {status}");
     assert_eq!(cycles[0]["documents"], json!(24_000), "cycle 1 copies all");
-    let dropped: u64 = cycles.iter().map(|c| c["dropped"].as_u64().unwrap_or(0)).sum();
+    let dropped: u64 = cycles
+        .iter()
+        .map(|c| c["dropped"].as_u64().unwrap_or(0))
+        .sum();
     // 500 tmp documents lack `keep`, less those the writer re-created with it in time.
-    assert!(dropped > 0, "the plan dropped the tmp documents without keep: {status}");
+    assert!(
+        dropped > 0,
+        "the plan dropped the tmp documents without keep: {status}"
+    );
     let green_docs = documents(&green);
     assert!(
         !green_docs.keys().any(|(c, _)| c == "orders"),
@@ -280,7 +291,9 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
     assert_eq!(digests(&green), want, "green's digests");
 
     // The orchestrator's metrics say what it did.
-    let metrics = http::get(orchestrator.http, "/metrics").expect("metrics").text();
+    let metrics = http::get(orchestrator.http, "/metrics")
+        .expect("metrics")
+        .text();
     for name in [
         "cutover_orchestrator_cycles_total",
         "cutover_orchestrator_documents_copied_total{collection=\"users\"}",
@@ -323,14 +336,26 @@ fn a_kill_9_in_cycle_1_resumes_from_the_journal_and_loses_nothing() {
     let orchestrator = cluster
         .restart_orchestrator("orchestrator", orchestrator)
         .expect("restarts");
-    let status = wait_phase(&cluster, &orchestrator, &["ready_for_cutover", "failed", "aborted"]);
+    let status = wait_phase(
+        &cluster,
+        &orchestrator,
+        &["ready_for_cutover", "failed", "aborted"],
+    );
     assert_eq!(status["phase"], json!("ready_for_cutover"), "{status}");
-    assert_eq!(digests(&green), digests(&blue), "every document, at its version");
+    assert_eq!(
+        digests(&green),
+        digests(&blue),
+        "every document, at its version"
+    );
     let (blue_docs, green_docs) = (documents(&blue), documents(&green));
     assert_eq!(green_docs.len(), blue_docs.len());
     for (key, doc) in &blue_docs {
         let copy = &green_docs[key];
-        assert_eq!((copy.version, &copy.body), (doc.version, &doc.body), "{key:?}");
+        assert_eq!(
+            (copy.version, &copy.body),
+            (doc.version, &doc.body),
+            "{key:?}"
+        );
     }
 }
 
@@ -356,10 +381,18 @@ fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
     let status = wait_phase(&cluster, &orchestrator, &["aborted", "ready_for_cutover"]);
     assert_eq!(status["phase"], json!("aborted"), "{status}");
     assert_eq!(status["dead_letter_total"], json!(5), "{status}");
-    let dead = status["dead_letters"].as_array().expect("dead letters listed");
-    assert!(dead.iter().any(|d| d["id"] == json!("users-000007")), "{status}");
+    let dead = status["dead_letters"]
+        .as_array()
+        .expect("dead letters listed");
     assert!(
-        dead.iter().all(|d| d["error"].as_str().unwrap_or_default().contains("bad document")),
+        dead.iter().any(|d| d["id"] == json!("users-000007")),
+        "{status}"
+    );
+    assert!(
+        dead.iter().all(|d| d["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bad document")),
         "{status}"
     );
     let error = status["error"].as_str().unwrap_or_default();
@@ -393,8 +426,16 @@ fn a_bad_plan_is_refused_with_the_file_the_field_and_the_fix() {
             .run(["upgrade", "--orchestrator", &url, "start", "--plan", &plan])
             .expect("runs");
         assert_eq!(out.code, Some(1), "{name}: {out:?}");
-        assert!(out.stderr.contains(name), "{name} names the file: {}", out.stderr);
-        assert!(out.stderr.contains(field), "{name} names {field}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(name),
+            "{name} names the file: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(field),
+            "{name} names {field}: {}",
+            out.stderr
+        );
     }
     let (_, status) = phase(&cluster, &orchestrator);
     assert_eq!(status["phase"], json!("idle"), "nothing started: {status}");
@@ -429,18 +470,28 @@ fn the_engine_inside_the_green_node_copies_into_its_own_store() {
         let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
         all.extend_from_slice(args);
         let out = cluster.run(&all).expect("cutover upgrade runs");
-        (out.code, serde_json::from_str::<Value>(out.stdout.trim()).unwrap_or(Value::Null))
+        (
+            out.code,
+            serde_json::from_str::<Value>(out.stdout.trim()).unwrap_or(Value::Null),
+        )
     };
     let (code, started) = run(&["start", "--plan", &plan]);
     assert_eq!(code, Some(0), "start: {started}");
     let status = wait_until("ready for cutover", Duration::from_secs(60), || {
         let (_, status) = run(&["status"]);
-        matches!(status["phase"].as_str(), Some("ready_for_cutover" | "failed" | "aborted"))
-            .then_some(status)
+        matches!(
+            status["phase"].as_str(),
+            Some("ready_for_cutover" | "failed" | "aborted")
+        )
+        .then_some(status)
     })
     .expect("the upgrade ends");
     assert_eq!(status["phase"], json!("ready_for_cutover"), "{status}");
-    assert_eq!(digests(&green), digests(&blue), "green holds blue's documents");
+    assert_eq!(
+        digests(&green),
+        digests(&blue),
+        "green holds blue's documents"
+    );
     // The node's own store took the writes: its Sink served no Apply.
     let metrics = http::get(green.http, "/metrics").expect("metrics").text();
     let applied_over_grpc = metrics

@@ -116,8 +116,7 @@ pub async fn copy(
     if high_watermark > committed {
         let journal = Arc::clone(&context.journal);
         let id = context.source_id.clone();
-        blocking(move || journal.acknowledge(&id, high_watermark, &BatchRecord::default()))
-            .await?;
+        blocking(move || journal.acknowledge(&id, high_watermark, &BatchRecord::default())).await?;
     }
     Ok(Copied {
         tally,
@@ -150,9 +149,8 @@ async fn pull_stage(
             Some(Kind::Batch(batch)) => {
                 let routes = Arc::clone(&context.routes);
                 let problems = Arc::clone(&context.problems);
-                let job = tokio::task::spawn_blocking(move || {
-                    transform_batch(batch, &routes, &problems)
-                });
+                let job =
+                    tokio::task::spawn_blocking(move || transform_batch(batch, &routes, &problems));
                 if jobs.send(job).await.is_err() {
                     // The apply side stopped; its error is the one to report.
                     return Ok(0);

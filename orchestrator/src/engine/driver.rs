@@ -103,7 +103,9 @@ impl Driver {
             .map_err(|e| DriveError::Plan(e.to_string()))?;
         let routes = Arc::new(Routes::forward(&plan).map_err(|e| DriveError::Plan(e.to_string()))?);
         let token = read_token(plan.green.token_file.as_deref())?;
-        let pairs = self.attempt("discovery", || discover(&plan, &token, self.local.as_ref())).await?;
+        let pairs = self
+            .attempt("discovery", || discover(&plan, &token, self.local.as_ref()))
+            .await?;
         if self.board.phase() == Phase::Discovering {
             self.board.enter(Phase::Cycling, "")?;
         }
@@ -129,13 +131,16 @@ impl Driver {
             if phase == Phase::Postponed {
                 return self.postponed(&plan, &pairs, &routes, history.len()).await;
             }
-            let record = self.cycle(&plan, &pairs, &routes, history.len() as u32 + 1).await?;
+            let record = self
+                .cycle(&plan, &pairs, &routes, history.len() as u32 + 1)
+                .await?;
             history.push(Cycle {
                 documents: record.documents,
                 duration: Duration::from_millis(record.duration_ms),
                 pending_after: record.pending_after,
             });
-            let elapsed = Duration::from_millis(now_unix_ms().saturating_sub(self.upgrade.started_unix_ms));
+            let elapsed =
+                Duration::from_millis(now_unix_ms().saturating_sub(self.upgrade.started_unix_ms));
             let assessment = threshold::assess(&limits, &history, elapsed);
             tracing::info!(decision = %assessment, "threshold");
             metrics::gauge!(m::PENDING).set(assessment.pending as f64);
@@ -168,7 +173,8 @@ impl Driver {
                     )?;
                 }
                 Decision::CutoverReady => {
-                    self.board.enter(Phase::ReadyForCutover, &assessment.to_string())?;
+                    self.board
+                        .enter(Phase::ReadyForCutover, &assessment.to_string())?;
                     return Ok(());
                 }
                 Decision::NotConverging { .. }
@@ -205,7 +211,9 @@ impl Driver {
                 () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
                 () = tokio::time::sleep(IDLE_CYCLE_INTERVAL) => {}
             }
-            let pending = self.attempt("measuring the delta", || self.pending(pairs)).await?;
+            let pending = self
+                .attempt("measuring the delta", || self.pending(pairs))
+                .await?;
             if pending > 0 {
                 self.cycle(plan, pairs, routes, cycles as u32 + 1).await?;
                 cycles += 1;
@@ -221,7 +229,11 @@ impl Driver {
     }
 
     /// Retries `step` on a node failure, with backoff, up to [`ATTEMPTS`] times.
-    async fn attempt<T, E, F>(&self, what: &str, mut step: impl FnMut() -> F) -> Result<T, DriveError>
+    async fn attempt<T, E, F>(
+        &self,
+        what: &str,
+        mut step: impl FnMut() -> F,
+    ) -> Result<T, DriveError>
     where
         F: Future<Output = Result<T, E>>,
         E: Into<DriveError>,
@@ -237,7 +249,9 @@ impl Driver {
                 Err(error) if attempt >= ATTEMPTS || !error.retryable() => return Err(error),
                 Err(error) => {
                     tracing::warn!(%error, attempt, "{what} failed; retrying");
-                    self.board.detail(format!("{what} failed (attempt {attempt} of {ATTEMPTS}): {error}"));
+                    self.board.detail(format!(
+                        "{what} failed (attempt {attempt} of {ATTEMPTS}): {error}"
+                    ));
                     self.pause(backoff).await?;
                     backoff *= 2;
                 }
@@ -264,8 +278,11 @@ impl Driver {
         number: u32,
     ) -> Result<CycleRecord, DriveError> {
         let started = Instant::now();
-        let expected = self.attempt("measuring the delta", || self.pending(pairs)).await?;
-        self.board.detail(format!("cycle {number}: {expected} documents to copy"));
+        let expected = self
+            .attempt("measuring the delta", || self.pending(pairs))
+            .await?;
+        self.board
+            .detail(format!("cycle {number}: {expected} documents to copy"));
         let progress = Arc::new(AtomicU64::new(0));
         let problems = Arc::new(self.problems()?);
         let tally = {
@@ -300,9 +317,14 @@ impl Driver {
                 })
                 .await;
             reporter.abort();
-            result?
+            let tally = result?;
+            self.board
+                .progress(tally.documents, expected.max(tally.documents), 0.0);
+            tally
         };
-        let pending_after = self.attempt("measuring the delta", || self.pending(pairs)).await?;
+        let pending_after = self
+            .attempt("measuring the delta", || self.pending(pairs))
+            .await?;
         let record = CycleRecord {
             cycle: number,
             documents: tally.documents,
@@ -344,7 +366,12 @@ impl Driver {
     }
 
     /// Publishes copy progress until aborted.
-    fn report(&self, number: u32, expected: u64, progress: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    fn report(
+        &self,
+        number: u32,
+        expected: u64,
+        progress: Arc<AtomicU64>,
+    ) -> tokio::task::JoinHandle<()> {
         let board = self.board.clone();
         tokio::spawn(async move {
             let started = Instant::now();

@@ -32,7 +32,11 @@ pub fn describe() {
         Unit::Count,
         "Documents copied, by source collection."
     );
-    describe_counter!(BYTES, Unit::Bytes, "Body bytes copied, by source collection.");
+    describe_counter!(
+        BYTES,
+        Unit::Bytes,
+        "Body bytes copied, by source collection."
+    );
     describe_histogram!(CYCLE_DURATION, Unit::Seconds, "Wall time of a copy cycle.");
     describe_gauge!(
         PENDING,
@@ -50,7 +54,11 @@ pub fn describe() {
         "Documents whose transform failed (dead letters)."
     );
     describe_counter!(DROPS, Unit::Count, "Documents the transform dropped.");
-    describe_gauge!(PHASE, Unit::Count, "1 for the current phase, 0 for the others.");
+    describe_gauge!(
+        PHASE,
+        Unit::Count,
+        "1 for the current phase, 0 for the others."
+    );
 }
 
 /// Counts one acknowledged batch.

@@ -38,7 +38,11 @@ pub struct Token(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Token(..)" } else { "Token(none)" })
+        f.write_str(if self.0.is_some() {
+            "Token(..)"
+        } else {
+            "Token(none)"
+        })
     }
 }
 
@@ -58,7 +62,9 @@ impl Token {
     fn attach<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         request
     }
@@ -81,8 +87,8 @@ fn channel(endpoint: &str) -> Result<Channel, String> {
 impl SourcePeer {
     /// A lazily connected client of `endpoint`.
     pub fn new(endpoint: &str) -> Result<Self, String> {
-        let client = SourceClient::new(channel(endpoint)?)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let client =
+            SourceClient::new(channel(endpoint)?).max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {
             endpoint: endpoint.to_owned(),
             client,
@@ -101,7 +107,9 @@ impl SourcePeer {
     pub async fn describe(&self) -> Result<DescribeResponse, PeerError> {
         let mut client = self.client.clone();
         let answer = client.describe(DescribeRequest {}).await;
-        answer.map(|r| r.into_inner()).map_err(self.fail("Describe"))
+        answer
+            .map(|r| r.into_inner())
+            .map_err(self.fail("Describe"))
     }
 
     /// `Source.Lag(since)`: changes pending after `since`.

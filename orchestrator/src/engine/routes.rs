@@ -44,12 +44,12 @@ impl Routes {
         for (name, collection) in &plan.collections {
             let transform: Arc<dyn Transform> = match &collection.forward {
                 None => Arc::new(Identity),
-                Some(program) => Arc::new(Jq::compile(program).map_err(|message| {
-                    CompileError {
+                Some(program) => {
+                    Arc::new(Jq::compile(program).map_err(|message| CompileError {
                         field: format!("collections.{name}.forward"),
                         message,
-                    }
-                })?),
+                    })?)
+                }
             };
             let target = plan.green_name(name).to_owned();
             by_collection.insert(name.clone(), Route { target, transform });
@@ -247,7 +247,14 @@ mod tests {
         let sent: Vec<_> = out
             .documents
             .iter()
-            .map(|d| (d.collection.as_str(), d.id.as_str(), d.tombstone, d.body.clone()))
+            .map(|d| {
+                (
+                    d.collection.as_str(),
+                    d.id.as_str(),
+                    d.tombstone,
+                    d.body.clone(),
+                )
+            })
             .collect();
         assert_eq!(
             sent,
@@ -271,7 +278,11 @@ mod tests {
         assert_eq!(out.record.dropped, vec![("users".into(), "b".into(), 2)]);
         assert_eq!(out.record.failed.len(), 1);
         assert_eq!(out.record.failed[0].id, "c");
-        assert!(out.record.failed[0].error.contains("no"), "{:?}", out.record);
+        assert!(
+            out.record.failed[0].error.contains("no"),
+            "{:?}",
+            out.record
+        );
         assert_eq!(out.record.copied, vec![("users".into(), "a".into())]);
     }
 

@@ -92,13 +92,19 @@ impl Engine {
         });
         match engine.board.phase() {
             Phase::Discovering | Phase::Cycling | Phase::Postponed => {
-                let upgrade = engine.board.journal().upgrade()?.ok_or_else(|| {
-                    JournalError::Corrupt {
-                        path: format!("{}", path.display()),
-                        what: "a phase but no upgrade".into(),
-                    }
-                })?;
-                tracing::info!(upgrade_id = upgrade.id, "resuming the upgrade from the journal");
+                let upgrade =
+                    engine
+                        .board
+                        .journal()
+                        .upgrade()?
+                        .ok_or_else(|| JournalError::Corrupt {
+                            path: format!("{}", path.display()),
+                            what: "a phase but no upgrade".into(),
+                        })?;
+                tracing::info!(
+                    upgrade_id = upgrade.id,
+                    "resuming the upgrade from the journal"
+                );
                 engine.launch(upgrade);
             }
             Phase::Aborting => engine.board.enter(Phase::Aborted, "aborted by operator")?,
@@ -149,7 +155,12 @@ impl Engine {
         };
         self.board.journal().begin(&upgrade)?;
         self.board.begin(&upgrade.id, started);
-        tracing::info!(upgrade_id = upgrade.id, plan = plan_name, rehearse, "upgrade started");
+        tracing::info!(
+            upgrade_id = upgrade.id,
+            plan = plan_name,
+            rehearse,
+            "upgrade started"
+        );
         *running = None;
         drop(running);
         self.launch(upgrade);
