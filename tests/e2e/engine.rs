@@ -395,6 +395,11 @@ fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
             .contains("bad document")),
         "{status}"
     );
+    assert!(
+        dead.iter()
+            .all(|d| d["source"].as_str().is_some_and(|s| !s.is_empty())),
+        "each dead letter names its source node: {status}"
+    );
     let error = status["error"].as_str().unwrap_or_default();
     assert!(error.contains("5 documents failed to transform"), "{error}");
     let live = digests(&green).iter().map(|p| p.0).sum::<u64>();

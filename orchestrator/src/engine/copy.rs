@@ -243,7 +243,12 @@ async fn journal_stage(
         for batch in queue.drain(..) {
             tally.add(&batch.tally);
             m::copied(&batch.per_collection, &batch.tally);
-            record.failed.extend(batch.record.failed);
+            record
+                .failed
+                .extend(batch.record.failed.into_iter().map(|mut dead| {
+                    dead.source.clone_from(&context.source_id);
+                    dead
+                }));
             record.dropped.extend(batch.record.dropped);
             record.copied.extend(batch.record.copied);
             watermark = watermark.max(batch.last_seq);

@@ -115,6 +115,9 @@ pub struct CycleRecord {
 /// A document the transform failed on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// Node id of the source it came from.
+    #[serde(default)]
+    pub source: String,
     /// Its collection on the source.
     pub collection: String,
     /// Its id.
@@ -391,6 +394,7 @@ mod tests {
 
     fn dead(id: &str, version: u64) -> DeadLetter {
         DeadLetter {
+            source: "blue-1".to_owned(),
             collection: "users".to_owned(),
             id: id.to_owned(),
             version,

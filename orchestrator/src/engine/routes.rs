@@ -173,6 +173,7 @@ pub fn transform_batch(
                 Outcome::Failed(error) => {
                     tally.failed += 1;
                     out.record.failed.push(DeadLetter {
+                        source: String::new(),
                         collection: doc.collection,
                         id: doc.id,
                         version: doc.version,

@@ -200,7 +200,7 @@ impl Board {
             .into_iter()
             .take(DEAD_LETTERS_SHOWN)
             .map(|d| pb::DeadLetter {
-                source: String::new(),
+                source: d.source,
                 collection: d.collection,
                 id: d.id,
                 version: d.version,
