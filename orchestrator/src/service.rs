@@ -5,8 +5,8 @@ use std::{pin::Pin, sync::Arc};
 
 use cutover_daemon::code::{Classify, ErrorCode};
 use cutover_proto::v1::{
-    AbortRequest, ProceedRequest, ProgressEvent, RollbackRequest, StartRequest, StartResponse,
-    StatusRequest, UpgradeStatus, WatchRequest,
+    AbortRequest, Phase, ProceedRequest, ProgressEvent, RollbackRequest, StartRequest,
+    StartResponse, StatusRequest, UpgradeStatus, WatchRequest,
     orchestrator_server::{Orchestrator, OrchestratorServer},
 };
 use tokio_stream::Stream;
@@ -91,22 +91,32 @@ impl Orchestrator for OrchestratorService {
         _request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let mut events = self.engine.watch();
+        let closing = self.engine.closing();
         let stream = async_stream(move |tx| async move {
             loop {
                 let event = events.borrow_and_update().clone();
                 let phase = event
                     .status
                     .as_ref()
-                    .and_then(|s| cutover_proto::v1::Phase::try_from(s.phase).ok())
-                    .unwrap_or(cutover_proto::v1::Phase::Idle);
-                let rehearsal_done = phase == cutover_proto::v1::Phase::ReadyForCutover;
+                    .and_then(|s| Phase::try_from(s.phase).ok())
+                    .unwrap_or(Phase::Idle);
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
                 // Until cutover lands (issue #6), READY_FOR_CUTOVER is where every upgrade
                 // stops, rehearsal or not.
-                if is_terminal(phase) || rehearsal_done || events.changed().await.is_err() {
+                if is_terminal(phase) || phase == Phase::ReadyForCutover {
                     return;
+                }
+                tokio::select! {
+                    changed = events.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                    () = closing.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable(
+                            "the orchestrator is shutting down; watch again once it is back",
+                        ))).await;
+                        return;
+                    }
                 }
             }
         });

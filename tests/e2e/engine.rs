@@ -260,7 +260,11 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
     let status = wait_phase(&cluster, &orchestrator, &["ready_for_cutover"]);
     let cycles = status["cycles"].as_array().expect("cycles listed");
     assert!(cycles.len() >= 2, "a full copy and deltas: {status}");
-    assert_eq!(cycles[0]["documents"], json!(24_000), "cycle 1 copies all");
+    let first = cycles[0]["documents"].as_u64().unwrap_or(0);
+    assert!(
+        first >= 24_000,
+        "cycle 1 copies all (and what the writer created): {status}"
+    );
     let dropped: u64 = cycles
         .iter()
         .map(|c| c["dropped"].as_u64().unwrap_or(0))
@@ -342,6 +346,15 @@ fn a_kill_9_in_cycle_1_resumes_from_the_journal_and_loses_nothing() {
         &["ready_for_cutover", "failed", "aborted"],
     );
     assert_eq!(status["phase"], json!("ready_for_cutover"), "{status}");
+    // The restarted orchestrator went on from its journal, not from 0: it pulled again at
+    // most the batches green had applied but the journal had not recorded (a few in flight).
+    let resumed = status["cycles"][0]["documents"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(
+        resumed <= 60_000 - copied + 16 * 50,
+        "cycle 1 after the restart pulled {resumed} of 60000, {copied} were on green: {status}"
+    );
     assert_eq!(
         digests(&green),
         digests(&blue),

@@ -160,11 +160,18 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         engine = Some(opened);
         tracing::info!(journal = %journal.display(), "orchestrator runs inside this node");
     }
-    let result = node
-        .run_with(http, grpc, extra, shutdown.child_token())
-        .await;
-    if let Some(engine) = engine {
-        engine.shutdown().await;
+    let stopping = shutdown.child_token();
+    // The engine stops first when the signal comes: its watchers end, it writes no more.
+    let stopped = engine.map(|engine| {
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            engine.shutdown().await;
+        })
+    });
+    let result = node.run_with(http, grpc, extra, stopping).await;
+    if let Some(stopped) = stopped {
+        let _ = stopped.await;
     }
     result.map_err(anyhow::Error::from)?;
     Ok(())
@@ -209,9 +216,20 @@ pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError>
         readiness.clone(),
         shutdown.child_token(),
     ));
-    let served = service::serve(Arc::clone(&engine), token, grpc, shutdown.child_token()).await;
-    readiness.set_not_ready();
-    engine.shutdown().await;
+    let stopping = shutdown.child_token();
+    let stopped = tokio::spawn({
+        let (engine, stopping, readiness) =
+            (Arc::clone(&engine), stopping.clone(), readiness.clone());
+        async move {
+            stopping.cancelled().await;
+            readiness.set_not_ready();
+            // Ends the Watch streams too, which graceful shutdown would otherwise wait for.
+            engine.shutdown().await;
+        }
+    });
+    let served = service::serve(engine, token, grpc, stopping.clone()).await;
+    stopping.cancel(); // a server that stopped on an error stops the rest too
+    let _ = stopped.await;
     let _ = ops.await;
     served.context("serving gRPC")?;
     tracing::info!("orchestrator stopped");

@@ -68,6 +68,8 @@ pub enum CopyError {
 pub struct CopyContext {
     /// The journal the watermark goes to.
     pub journal: Arc<Journal>,
+    /// The upgrade the copy belongs to (the journal refuses writes of another one).
+    pub upgrade_id: String,
     /// The source's key in the journal (its node id).
     pub source_id: String,
     /// The plan's transforms.
@@ -102,21 +104,25 @@ pub async fn copy(
     let pulled = source
         .pull(since, context.batch_documents, context.batch_bytes)
         .await?;
-    let (apply_tx, acks) = sink.apply().await?;
+    // The apply call is awaited by the acknowledge stage, not here: some gRPC servers send
+    // their response headers only with the first ack, which needs a first batch sent.
+    let (apply_tx, acks) = sink.apply();
     let (jobs_tx, jobs_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT);
     let (sent_tx, sent_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT * 4);
     let (done_tx, done_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT * 4);
     let pull = pull_stage(source, pulled, jobs_tx, context);
-    let apply = apply_stage(jobs_rx, apply_tx, sent_tx);
+    let apply = apply_stage(sink.endpoint(), jobs_rx, apply_tx, sent_tx);
     let acknowledge = acknowledge_stage(sink, acks, sent_rx, done_tx);
     let journal = journal_stage(done_rx, since, context);
     let (high_watermark, (), (), (tally, committed)) =
         tokio::try_join!(pull, apply, acknowledge, journal)?;
     // Changes past the last batch (in no batch of ours) are covered by the snapshot's head.
     if high_watermark > committed {
-        let journal = Arc::clone(&context.journal);
-        let id = context.source_id.clone();
-        blocking(move || journal.acknowledge(&id, high_watermark, &BatchRecord::default())).await?;
+        let (journal, upgrade, id) = owned(context);
+        blocking(move || {
+            journal.acknowledge(&upgrade, &id, high_watermark, &BatchRecord::default())
+        })
+        .await?;
     }
     Ok(Copied {
         tally,
@@ -152,8 +158,7 @@ async fn pull_stage(
                 let job =
                     tokio::task::spawn_blocking(move || transform_batch(batch, &routes, &problems));
                 if jobs.send(job).await.is_err() {
-                    // The apply side stopped; its error is the one to report.
-                    return Ok(0);
+                    return Err(broken("the apply side stopped".into()));
                 }
             }
             Some(Kind::Complete(complete)) => return Ok(complete.high_watermark),
@@ -163,6 +168,7 @@ async fn pull_stage(
 }
 
 async fn apply_stage(
+    sink: &str,
     mut jobs: mpsc::Receiver<Job>,
     apply: mpsc::Sender<ApplyRequest>,
     sent: mpsc::Sender<Sent>,
@@ -181,13 +187,19 @@ async fn apply_stage(
                 documents,
             };
             if apply.send(request).await.is_err() {
-                return Ok(()); // the sink stream ended; the acknowledge stage says why
+                return Err(CopyError::ApplyBroken {
+                    endpoint: sink.to_owned(),
+                    reason: "the sink closed the apply stream".into(),
+                });
             }
             batch_id = Some(next_id);
             next_id += 1;
         }
         if sent.send(Sent { batch_id, batch }).await.is_err() {
-            return Ok(());
+            return Err(CopyError::ApplyBroken {
+                endpoint: sink.to_owned(),
+                reason: "acknowledgements stopped".into(),
+            });
         }
     }
     Ok(())
@@ -195,10 +207,11 @@ async fn apply_stage(
 
 async fn acknowledge_stage(
     sink: &SinkPeer,
-    mut acks: super::peer::Acks,
+    acks: impl Future<Output = Result<super::peer::Acks, PeerError>>,
     mut sent: mpsc::Receiver<Sent>,
     done: mpsc::Sender<Transformed>,
 ) -> Result<(), CopyError> {
+    let mut acks = acks.await?;
     let broken = |reason: String| CopyError::ApplyBroken {
         endpoint: sink.endpoint().to_owned(),
         reason,
@@ -218,7 +231,10 @@ async fn acknowledge_stage(
             }
         }
         if done.send(batch).await.is_err() {
-            return Ok(());
+            return Err(CopyError::ApplyBroken {
+                endpoint: sink.endpoint().to_owned(),
+                reason: "the journal stage stopped".into(),
+            });
         }
     }
     Ok(())
@@ -256,12 +272,19 @@ async fn journal_stage(
                 .progress
                 .fetch_add(batch.tally.documents, Ordering::Relaxed);
         }
-        let journal = Arc::clone(&context.journal);
-        let id = context.source_id.clone();
-        blocking(move || journal.acknowledge(&id, watermark, &record)).await?;
+        let (journal, upgrade, id) = owned(context);
+        blocking(move || journal.acknowledge(&upgrade, &id, watermark, &record)).await?;
         committed = watermark;
     }
     Ok((tally, committed))
+}
+
+fn owned(context: &CopyContext) -> (Arc<Journal>, String, String) {
+    (
+        Arc::clone(&context.journal),
+        context.upgrade_id.clone(),
+        context.source_id.clone(),
+    )
 }
 
 async fn blocking<T: Send + 'static>(

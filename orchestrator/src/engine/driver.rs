@@ -205,8 +205,16 @@ impl Driver {
         loop {
             tokio::select! {
                 () = self.controls.proceed.notified() => {
-                    self.board.enter(Phase::ReadyForCutover, "proceed by operator")?;
-                    return Ok(());
+                    let dead = self.board.refresh_dead_letters()?;
+                    if dead <= plan.allowed_transform_failures {
+                        self.board.enter(Phase::ReadyForCutover, "proceed by operator")?;
+                        return Ok(());
+                    }
+                    self.board.detail(format!(
+                        "proceed refused: {dead} documents failed to transform (the plan allows \
+                         {}); fix them on blue, the delta cycles carry the fix over",
+                        plan.allowed_transform_failures
+                    ));
                 }
                 () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
                 () = tokio::time::sleep(IDLE_CYCLE_INTERVAL) => {}
@@ -216,6 +224,7 @@ impl Driver {
                 .await?;
             if pending > 0 {
                 self.cycle(plan, pairs, routes, cycles as u32 + 1).await?;
+                self.board.refresh_dead_letters()?;
                 cycles += 1;
             }
         }
@@ -284,44 +293,18 @@ impl Driver {
         self.board
             .detail(format!("cycle {number}: {expected} documents to copy"));
         let progress = Arc::new(AtomicU64::new(0));
-        let problems = Arc::new(self.problems()?);
-        let tally = {
-            let reporter = self.report(number, expected, Arc::clone(&progress));
-            let result = self
-                .attempt(&format!("cycle {number}"), || {
-                    let mut copies = tokio::task::JoinSet::new();
-                    for pair in pairs {
-                        let pair = pair.clone();
-                        let context = CopyContext {
-                            journal: Arc::clone(self.board.journal()),
-                            source_id: pair.source_id.clone(),
-                            routes: Arc::clone(routes),
-                            problems: Arc::clone(&problems),
-                            batch_documents: plan.batch_documents,
-                            batch_bytes: plan.batch_bytes,
-                            progress: Arc::clone(&progress),
-                        };
-                        copies.spawn(async move {
-                            let since = context.journal.watermark(&pair.source_id)?;
-                            copy(&pair.source, &pair.sink, since, &context).await
-                        });
-                    }
-                    async move {
-                        let mut tally = Tally::default();
-                        while let Some(joined) = copies.join_next().await {
-                            let copied = joined.expect("a copy task does not panic")?;
-                            tally.add(&copied.tally);
-                        }
-                        Ok::<_, CopyError>(tally)
-                    }
-                })
-                .await;
-            reporter.abort();
-            let tally = result?;
-            self.board
-                .progress(tally.documents, expected.max(tally.documents), 0.0);
-            tally
-        };
+        let reporter = self.report(number, expected, Arc::clone(&progress));
+        let result = self
+            .attempt(&format!("cycle {number}"), || {
+                progress.store(0, Ordering::Relaxed);
+                self.copy_all(plan, pairs, routes, &progress)
+            })
+            .await;
+        reporter.abort();
+        let _ = reporter.await;
+        let tally = result?;
+        self.board
+            .progress(tally.documents, expected.max(tally.documents), 0.0);
         let pending_after = self
             .attempt("measuring the delta", || self.pending(pairs))
             .await?;
@@ -351,6 +334,55 @@ impl Driver {
         );
         self.board.cycle(&record);
         Ok(record)
+    }
+
+    /// One attempt at copying every pair at once. On an error the other copies are stopped
+    /// and awaited; a journal write already under way may still land, which is harmless: it
+    /// records batches the sink acknowledged, and the journal refuses it once another upgrade
+    /// has begun.
+    async fn copy_all(
+        &self,
+        plan: &Plan,
+        pairs: &[Pair],
+        routes: &Arc<Routes>,
+        progress: &Arc<AtomicU64>,
+    ) -> Result<Tally, DriveError> {
+        // Read per attempt: an attempt that failed may have recorded dead letters.
+        let problems = Arc::new(self.problems()?);
+        let mut copies = tokio::task::JoinSet::new();
+        for pair in pairs {
+            let pair = pair.clone();
+            let context = CopyContext {
+                journal: Arc::clone(self.board.journal()),
+                upgrade_id: self.upgrade.id.clone(),
+                source_id: pair.source_id.clone(),
+                routes: Arc::clone(routes),
+                problems: Arc::clone(&problems),
+                batch_documents: plan.batch_documents,
+                batch_bytes: plan.batch_bytes,
+                progress: Arc::clone(progress),
+            };
+            copies.spawn(async move {
+                let since = context.journal.watermark(&pair.source_id)?;
+                copy(&pair.source, &pair.sink, since, &context).await
+            });
+        }
+        let mut tally = Tally::default();
+        let mut failure = None;
+        while let Some(joined) = copies.join_next().await {
+            match joined {
+                Ok(Ok(copied)) => tally.add(&copied.tally),
+                Ok(Err(error)) => {
+                    if failure.is_none() {
+                        failure = Some(DriveError::from(error));
+                        copies.abort_all();
+                    }
+                }
+                Err(join) if join.is_cancelled() => {}
+                Err(join) => std::panic::resume_unwind(join.into_panic()),
+            }
+        }
+        failure.map_or(Ok(tally), Err)
     }
 
     /// Keys that are dead letters or drops in the journal.

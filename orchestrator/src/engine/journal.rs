@@ -46,15 +46,14 @@ pub enum JournalError {
         /// What did not decode.
         what: String,
     },
-    /// A watermark would move backwards (a bug: a batch acknowledged out of order).
-    #[error("watermark of {source_name} would go back from {current} to {requested}")]
-    Backwards {
-        /// The source endpoint.
-        source_name: String,
-        /// The committed watermark.
-        current: u64,
-        /// The one asked for.
-        requested: u64,
+    /// A write of an upgrade that is no longer the journal's (a copy task of an aborted or
+    /// replaced upgrade finishing late): refused, so it cannot move the new one's watermarks.
+    #[error("a write of upgrade {stale} refused: the journal now holds upgrade {current}")]
+    Superseded {
+        /// The upgrade the write was for.
+        stale: String,
+        /// The journal's upgrade.
+        current: String,
     },
 }
 
@@ -144,6 +143,9 @@ pub struct BatchRecord {
 pub struct Journal {
     db: DB,
     path: String,
+    /// Serialises `begin` and `acknowledge`, so that the upgrade check of one and the reset
+    /// of the other cannot interleave.
+    writes: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -175,7 +177,11 @@ impl Journal {
             path: shown.clone(),
             source,
         })?;
-        Ok(Self { db, path: shown })
+        Ok(Self {
+            db,
+            path: shown,
+            writes: std::sync::Mutex::new(()),
+        })
     }
 
     fn rocks(&self, source: rocksdb::Error) -> JournalError {
@@ -231,6 +237,7 @@ impl Journal {
     /// Starts a new upgrade: forgets everything of the previous one, records this one in
     /// phase DISCOVERING. One synced batch.
     pub fn begin(&self, upgrade: &UpgradeRecord) -> Result<(), JournalError> {
+        let _serial = self.writes.lock().expect("not poisoned");
         let mut batch = WriteBatch::default();
         for prefix in [WATERMARK, CYCLE, DEAD, DROPPED] {
             for key in self.prefixed(prefix, |key, _| Ok(key.to_vec()))? {
@@ -291,22 +298,25 @@ impl Journal {
     }
 
     /// Records that the sink acknowledged a batch of `source` up to `watermark`, with the
-    /// batch's failures, drops and successes, in one synced batch. A watermark never goes
-    /// back; the same one again is fine (a redelivered batch).
+    /// batch's failures, drops and successes, in one synced batch. Refused when `upgrade_id`
+    /// is no longer the journal's upgrade. A watermark never goes back: a lower one (a retried
+    /// copy catching up with what an interrupted one already committed) keeps the higher.
     pub fn acknowledge(
         &self,
+        upgrade_id: &str,
         source: &str,
         watermark: u64,
         record: &BatchRecord,
     ) -> Result<(), JournalError> {
-        let current = self.watermark(source)?;
-        if watermark < current {
-            return Err(JournalError::Backwards {
-                source_name: source.to_owned(),
-                current,
-                requested: watermark,
+        let _serial = self.writes.lock().expect("not poisoned");
+        let current_upgrade = self.upgrade()?.map(|u| u.id).unwrap_or_default();
+        if current_upgrade != upgrade_id {
+            return Err(JournalError::Superseded {
+                stale: upgrade_id.to_owned(),
+                current: current_upgrade,
             });
         }
+        let watermark = watermark.max(self.watermark(source)?);
         let mut batch = WriteBatch::default();
         for (collection, id) in &record.copied {
             batch.delete(document_key(DEAD, collection, id));
@@ -413,6 +423,7 @@ mod tests {
             journal.set_phase(Phase::Cycling, 2_000, "").expect("phase");
             journal
                 .acknowledge(
+                    "u1",
                     "http://blue:1",
                     500,
                     &BatchRecord {
@@ -458,10 +469,10 @@ mod tests {
             failed: vec![dead("a", 3), dead("c", 1)],
             ..BatchRecord::default()
         };
-        journal.acknowledge("s", 10, &failed).expect("ack");
+        journal.acknowledge("u1", "s", 10, &failed).expect("ack");
         // Redelivery of the same batch records nothing twice.
         journal
-            .acknowledge("s", 10, &failed)
+            .acknowledge("u1", "s", 10, &failed)
             .expect("same watermark again");
         assert_eq!(journal.dead_letters().expect("read").len(), 2);
         let fixed = BatchRecord {
@@ -469,13 +480,17 @@ mod tests {
             dropped: vec![("users".into(), "c".into(), 2)],
             ..BatchRecord::default()
         };
-        journal.acknowledge("s", 20, &fixed).expect("ack");
+        journal.acknowledge("u1", "s", 20, &fixed).expect("ack");
         assert_eq!(journal.dead_letters().expect("read"), Vec::new());
         assert_eq!(journal.dropped().expect("read").len(), 1);
+        journal
+            .acknowledge("u1", "s", 15, &BatchRecord::default())
+            .expect("a late, lower watermark is harmless");
+        assert_eq!(journal.watermark("s").expect("read"), 20);
         let err = journal
-            .acknowledge("s", 15, &BatchRecord::default())
-            .expect_err("backwards");
-        assert!(err.to_string().contains("from 20 to 15"), "{err}");
+            .acknowledge("u0", "s", 30, &BatchRecord::default())
+            .expect_err("a write of another upgrade");
+        assert!(matches!(err, JournalError::Superseded { .. }), "{err}");
         assert_eq!(journal.watermark("s").expect("read"), 20);
     }
 
@@ -486,6 +501,7 @@ mod tests {
         journal.begin(&upgrade("u1")).expect("begin");
         journal
             .acknowledge(
+                "u1",
                 "s",
                 10,
                 &BatchRecord {

@@ -78,9 +78,21 @@ pub struct SourcePeer {
     client: SourceClient<Channel>,
 }
 
+/// How long connecting to a node may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// HTTP/2 pings on every connection, so a frozen or partitioned node fails the stream
+/// instead of leaving a cycle waiting forever.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn channel(endpoint: &str) -> Result<Channel, String> {
     cutover_proto::endpoint(endpoint.to_owned())
-        .map(|e| e.connect_lazy())
+        .map(|e| {
+            e.connect_timeout(CONNECT_TIMEOUT)
+                .http2_keep_alive_interval(KEEPALIVE)
+                .keep_alive_timeout(KEEPALIVE * 2)
+                .keep_alive_while_idle(true)
+                .connect_lazy()
+        })
         .map_err(|e| format!("{endpoint}: not a usable endpoint: {e}"))
 }
 
@@ -216,27 +228,35 @@ impl SinkPeer {
         }
     }
 
-    /// Opens an apply stream: batches go into the sender (at most [`APPLY_WINDOW`] waiting),
-    /// acknowledgements come out of the stream in the same order.
-    pub async fn apply(&self) -> Result<(mpsc::Sender<ApplyRequest>, Acks), PeerError> {
+    /// Opens an apply stream: batches go into the sender (at most [`APPLY_WINDOW`] waiting);
+    /// the future gives the acknowledgements, in the same order. Await the future only once
+    /// a batch can be sent meanwhile: a server may answer the call with its first ack.
+    pub fn apply(
+        &self,
+    ) -> (
+        mpsc::Sender<ApplyRequest>,
+        impl Future<Output = Result<Acks, PeerError>> + Send + '_,
+    ) {
         let (tx, rx) = mpsc::channel(APPLY_WINDOW);
-        match self {
-            Self::Remote { client, token, .. } => {
-                let answer = client
-                    .clone()
-                    .apply(token.attach(ReceiverStream::new(rx)))
-                    .await
-                    .map_err(self.fail("Apply"))?;
-                Ok((tx, Box::pin(answer.into_inner())))
-            }
-            Self::Local { store, .. } => {
-                let acks = ReceiverStream::new(rx).then({
+        let opened = async move {
+            match self {
+                Self::Remote { client, token, .. } => {
+                    let answer = client
+                        .clone()
+                        .apply(token.attach(ReceiverStream::new(rx)))
+                        .await
+                        .map_err(self.fail("Apply"))?;
+                    Ok(Box::pin(answer.into_inner()) as Acks)
+                }
+                Self::Local { store, .. } => {
                     let store = store.clone();
-                    move |batch| apply_local(store.clone(), batch)
-                });
-                Ok((tx, Box::pin(acks)))
+                    let acks = ReceiverStream::new(rx)
+                        .then(move |batch| apply_local(store.clone(), batch));
+                    Ok(Box::pin(acks) as Acks)
+                }
             }
-        }
+        };
+        (tx, opened)
     }
 }
 

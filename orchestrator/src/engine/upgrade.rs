@@ -68,6 +68,7 @@ pub struct Engine {
     board: Board,
     local: Option<Store>,
     running: Mutex<Option<Running>>,
+    closing: CancellationToken,
 }
 
 impl std::fmt::Debug for Engine {
@@ -89,6 +90,7 @@ impl Engine {
             board,
             local,
             running: Mutex::new(None),
+            closing: CancellationToken::new(),
         });
         match engine.board.phase() {
             Phase::Discovering | Phase::Cycling | Phase::Postponed => {
@@ -114,6 +116,11 @@ impl Engine {
     }
 
     fn launch(&self, upgrade: UpgradeRecord) {
+        let mut running = self.running.lock().expect("not poisoned");
+        self.launch_locked(&mut running, upgrade);
+    }
+
+    fn launch_locked(&self, running: &mut Option<Running>, upgrade: UpgradeRecord) {
         let controls = Controls {
             cancel: CancellationToken::new(),
             proceed: Arc::new(Notify::new()),
@@ -125,7 +132,7 @@ impl Engine {
             local: self.local.clone(),
         };
         let task = tokio::spawn(driver.run());
-        *self.running.lock().expect("not poisoned") = Some(Running { controls, task });
+        *running = Some(Running { controls, task });
     }
 
     /// Starts an upgrade from `plan_toml` (read from `plan_name`).
@@ -161,9 +168,10 @@ impl Engine {
             rehearse,
             "upgrade started"
         );
-        *running = None;
+        // The previous driver has ended (its phase is terminal); launch under the lock, so an
+        // abort cannot slip in between and miss the new driver.
+        self.launch_locked(&mut running, upgrade);
         drop(running);
-        self.launch(upgrade);
         Ok(self.status())
     }
 
@@ -190,6 +198,11 @@ impl Engine {
         self.board.subscribe()
     }
 
+    /// Fires when the engine shuts down (ends `Watch` streams).
+    pub fn closing(&self) -> CancellationToken {
+        self.closing.clone()
+    }
+
     /// Lets a POSTPONED upgrade cut over.
     pub fn proceed(&self) -> Result<UpgradeStatus, EngineError> {
         let phase = self.board.phase();
@@ -210,7 +223,7 @@ impl Engine {
         let phase = self.board.phase();
         match phase {
             Phase::Aborted | Phase::Aborting => return Ok(self.status()),
-            Phase::Idle | Phase::Unspecified => {
+            Phase::Idle | Phase::Unspecified | Phase::Failed => {
                 return Err(EngineError::WrongPhase {
                     what: "abort needs an upgrade in progress",
                     phase: m::phase_name(phase),
@@ -229,8 +242,8 @@ impl Engine {
         } else {
             reason
         };
+        // Stop the driver first, so nothing it journals can follow the abort.
         let running = self.running.lock().expect("not poisoned").take();
-        self.board.enter(Phase::Aborting, reason)?;
         if let Some(running) = running {
             running.controls.cancel.cancel();
             let _ = running.task.await;
@@ -242,6 +255,7 @@ impl Engine {
     /// Stops the running driver without ending the upgrade (the daemon is stopping); the
     /// journal keeps it for the next start.
     pub async fn shutdown(&self) {
+        self.closing.cancel();
         let running = self.running.lock().expect("not poisoned").take();
         if let Some(running) = running {
             running.controls.cancel.cancel();
