@@ -520,3 +520,60 @@ fn the_engine_inside_the_green_node_copies_into_its_own_store() {
         .unwrap_or(0.0);
     assert_eq!(applied_over_grpc, 0.0, "no gRPC hop for green's own writes");
 }
+
+#[test]
+fn sigterm_with_a_watcher_attached_stops_the_orchestrator_and_a_restart_resumes() {
+    let cluster = cluster();
+    let blue = cluster.start_node("blue", &[]).expect("blue starts");
+    let green = cluster.start_node("green", &[]).expect("green starts");
+    load(&blue, "users", 2_000, |_| json!({}));
+    let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
+    let plan = write_plan(
+        &cluster,
+        "plan.toml",
+        &format!(
+            "postpone = true\n[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n",
+            blue.grpc_url(),
+            green.grpc_url()
+        ),
+    );
+    let (code, _) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
+    assert_eq!(code, 0);
+    wait_phase(&cluster, &orchestrator, &["postponed"]);
+    // A watcher stays attached while postponed; it must not hold the daemon up.
+    let url = orchestrator.url();
+    let mut watcher = cluster
+        .spawn(
+            "watcher",
+            ["upgrade", "--orchestrator", &url, "status", "--watch"],
+        )
+        .expect("watch starts");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        watcher.is_running(),
+        "the watch follows a postponed upgrade"
+    );
+    let mut orchestrator = orchestrator;
+    orchestrator.daemon.terminate().expect("SIGTERM");
+    let exit = orchestrator
+        .daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("the orchestrator stops within its grace period");
+    assert!(exit.success(), "a clean stop: {exit:?}");
+    let watched = watcher
+        .wait_exit(Duration::from_secs(10))
+        .expect("the watch ends");
+    assert!(!watched.success(), "a watch cut short is not a success");
+    let orchestrator = cluster
+        .restart_orchestrator("orchestrator", orchestrator)
+        .expect("restarts");
+    let (phase, status) = phase(&cluster, &orchestrator);
+    assert_eq!(
+        phase, "postponed",
+        "the upgrade resumed where it was: {status}"
+    );
+    let (code, _) = upgrade(&cluster, &orchestrator, &["proceed"]);
+    assert_eq!(code, 0);
+    wait_phase(&cluster, &orchestrator, &["ready_for_cutover"]);
+    assert_eq!(digests(&green), digests(&blue));
+}
