@@ -389,6 +389,37 @@ fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
             green.grpc_url()
         ),
     );
+    // The dry run shows the failure first, and writes nothing.
+    let (code, dry) = upgrade(
+        &cluster,
+        &orchestrator,
+        &["start", "--plan", &plan, "--dry-run", "--sample", "10"],
+    );
+    assert_eq!(code, 1, "a dry run with a failing document fails: {dry}");
+    assert_eq!(
+        (dry["sampled"].clone(), dry["failed"].clone()),
+        (json!(10), json!(1)),
+        "{dry}"
+    );
+    let failed = dry["samples"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| !s["error"].is_null()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failed["id"], json!("users-000007"), "{dry}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bad document"),
+        "{dry}"
+    );
+    assert_eq!(
+        digests(&green).iter().map(|p| p.0).sum::<u64>(),
+        0,
+        "nothing written"
+    );
+    assert_eq!(phase(&cluster, &orchestrator).0, "idle", "nothing started");
     let (code, _) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
     assert_eq!(code, 0);
     let status = wait_phase(&cluster, &orchestrator, &["aborted", "ready_for_cutover"]);
