@@ -20,14 +20,7 @@ use cutover_proto::v1::{
 use cutover_tests::harness::{Cluster, NodeProcess, OrchestratorProcess, http, wait_until};
 use serde_json::{Value, json};
 
-use crate::cluster;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
+use crate::{cluster, runtime};
 
 /// Loads `count` documents `{"name": "user i", "n": i, ...}` into `collection` of a node
 /// through its `Sink`, in batches (much faster than one HTTP PUT each).

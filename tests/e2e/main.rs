@@ -13,3 +13,11 @@ mod node;
 fn cluster() -> Cluster {
     Cluster::new(Binary::new(env!("CARGO_BIN_EXE_cutover"))).expect("a temporary cluster root")
 }
+
+/// A single-threaded tokio runtime for a test's gRPC calls.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

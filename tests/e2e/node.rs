@@ -12,14 +12,7 @@ use cutover_proto::v1::{
 use cutover_tests::harness::{NodeProcess, http, wait_until};
 use tonic::{Code, Request, metadata::MetadataValue};
 
-use crate::cluster;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
+use crate::{cluster, runtime};
 
 fn put(addr: SocketAddr, path: &str, body: &str) -> http::HttpResponse {
     http::put(addr, path, body).expect("PUT answered")

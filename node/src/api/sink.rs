@@ -1,6 +1,8 @@
 //! gRPC `Sink`: apply streamed batches, each acknowledged once durable, in order; digest.
 
-use cutover_proto::v1::{ApplyAck, ApplyRequest, DigestRequest, DigestResponse, sink_server::Sink};
+use cutover_proto::v1::{
+    ApplyAck, ApplyRequest, DigestRequest, DigestResponse, Document, sink_server::Sink,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -8,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{blocking, status};
 use crate::{
     metrics as m,
-    store::{Incoming, Store},
+    store::{ApplyOutcome, Incoming, Store, StoreError},
 };
 
 /// Acks buffered towards a slow client before applying waits.
@@ -86,18 +88,7 @@ async fn apply_one(
     let batch_id = batch.batch_id;
     let store = store.clone();
     let (outcome, head_seq) = blocking(move || {
-        let incoming: Vec<Incoming<'_>> = batch
-            .documents
-            .iter()
-            .map(|d| Incoming {
-                collection: &d.collection,
-                id: &d.id,
-                version: d.version,
-                tombstone: d.tombstone,
-                body: &d.body,
-            })
-            .collect();
-        let outcome = store.apply(&incoming)?;
+        let outcome = apply_documents(&store, &batch.documents)?;
         Ok((outcome, store.head_seq()))
     })
     .await
@@ -111,4 +102,20 @@ async fn apply_one(
         skipped_stale: outcome.skipped_stale,
         head_seq,
     })
+}
+
+/// Applies replicated documents to `store` as `Sink.Apply` does (blocking; see
+/// [`Store::apply`]). Also how an engine embedded in the node writes its own store.
+pub fn apply_documents(store: &Store, documents: &[Document]) -> Result<ApplyOutcome, StoreError> {
+    let incoming: Vec<Incoming<'_>> = documents
+        .iter()
+        .map(|d| Incoming {
+            collection: &d.collection,
+            id: &d.id,
+            version: d.version,
+            tombstone: d.tombstone,
+            body: &d.body,
+        })
+        .collect();
+    store.apply(&incoming)
 }

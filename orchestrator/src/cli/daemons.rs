@@ -123,14 +123,7 @@ pub struct OrchestratorArgs {
 }
 
 pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
-    let token = args
-        .token_file
-        .as_deref()
-        .map(read_token_file)
-        .transpose()
-        .map_err(anyhow::Error::from)?;
-    cutover_daemon::metrics::install().map_err(anyhow::Error::from)?;
-    let shutdown = Shutdown::install(DEFAULT_GRACE).context("installing signal handlers")?;
+    let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
     let config = NodeConfig {
         store: StoreConfig {
             path: args.data_dir,
@@ -177,6 +170,20 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// What every daemon does first: read its token, install the metrics recorder and the
+/// signal handlers.
+fn daemon_start(
+    token_file: Option<&std::path::Path>,
+) -> Result<(Option<String>, Shutdown), CliError> {
+    let token = token_file
+        .map(read_token_file)
+        .transpose()
+        .map_err(anyhow::Error::from)?;
+    cutover_daemon::metrics::install().map_err(anyhow::Error::from)?;
+    let shutdown = Shutdown::install(DEFAULT_GRACE).context("installing signal handlers")?;
+    Ok((token, shutdown))
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, CliError> {
     Ok(TcpListener::bind(addr)
         .await
@@ -191,14 +198,7 @@ pub(super) async fn proxy(_args: ProxyArgs) -> Result<(), CliError> {
 }
 
 pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError> {
-    let token = args
-        .token_file
-        .as_deref()
-        .map(read_token_file)
-        .transpose()
-        .map_err(anyhow::Error::from)?;
-    cutover_daemon::metrics::install().map_err(anyhow::Error::from)?;
-    let shutdown = Shutdown::install(DEFAULT_GRACE).context("installing signal handlers")?;
+    let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
     let engine = Engine::open(&args.journal, None)
         .with_context(|| format!("opening the journal in {}", args.journal.display()))?;
     let grpc = bind(args.grpc, "gRPC (--grpc)").await?;

@@ -11,29 +11,10 @@ use cutover_proto::v1::{CycleRecord, Decision, Phase, UpgradeStatus, decision::K
 /// How many dead letters `status` lists; the total is always given.
 pub(super) const DEAD_LETTERS_SHOWN: usize = 10;
 
-/// The phase's machine name, lower_snake (`ready_for_cutover`), as in the JSON output.
+/// The phase's machine name, lower_snake (`ready_for_cutover`), as in the JSON output and
+/// the metrics.
 pub(super) fn phase_key(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Unspecified => "unspecified",
-        Phase::Idle => "idle",
-        Phase::Discovering => "discovering",
-        Phase::Cycling => "cycling",
-        Phase::ReadyForCutover => "ready_for_cutover",
-        Phase::Postponed => "postponed",
-        Phase::Pausing => "pausing",
-        Phase::Fencing => "fencing",
-        Phase::FinalCycle => "final_cycle",
-        Phase::Verifying => "verifying",
-        Phase::Committed => "committed",
-        Phase::Switching => "switching",
-        Phase::Switched => "switched",
-        Phase::ReverseSync => "reverse_sync",
-        Phase::RollingBack => "rolling_back",
-        Phase::RolledBack => "rolled_back",
-        Phase::Aborting => "aborting",
-        Phase::Aborted => "aborted",
-        Phase::Failed => "failed",
-    }
+    crate::engine::metrics::phase_name(phase)
 }
 
 /// The phase's name for people (`ready for cutover`).

@@ -4,7 +4,7 @@
 
 use std::{fmt, pin::Pin};
 
-use cutover_node::store::{Incoming, Store};
+use cutover_node::store::Store;
 use cutover_proto::v1::{
     ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse,
     LagRequest, PullRequest, PullResponse, sink_client::SinkClient, source_client::SourceClient,
@@ -264,19 +264,7 @@ impl SinkPeer {
 async fn apply_local(store: Store, batch: ApplyRequest) -> Result<ApplyAck, Status> {
     let batch_id = batch.batch_id;
     let joined = tokio::task::spawn_blocking(move || {
-        let incoming: Vec<Incoming<'_>> = batch
-            .documents
-            .iter()
-            .map(|d| Incoming {
-                collection: &d.collection,
-                id: &d.id,
-                version: d.version,
-                tombstone: d.tombstone,
-                body: &d.body,
-            })
-            .collect();
-        store
-            .apply(&incoming)
+        cutover_node::api::sink::apply_documents(&store, &batch.documents)
             .map(|outcome| (outcome, store.head_seq()))
     })
     .await;

@@ -57,6 +57,36 @@ impl Cluster {
         self.binary.spawn(name, &self.dir(name)?, args)
     }
 
+    /// Starts a daemon like [`spawn`](Self::spawn) and waits until its `/readyz` on `http`
+    /// answers 200; fails with its logs if it exits first.
+    pub fn spawn_ready<I, S>(
+        &self,
+        name: &str,
+        args: I,
+        http_addr: SocketAddr,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Daemon>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut daemon = self.spawn(name, args)?;
+        let ready = super::wait_until(&format!("{name} to be ready"), timeout, || {
+            if !daemon.is_running() {
+                return Some(false);
+            }
+            super::http::get(http_addr, "/readyz")
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|_| true)
+        })?;
+        if !ready {
+            let logs = daemon.stderr().unwrap_or_default();
+            anyhow::bail!("{name} exited before it was ready:\n{logs}");
+        }
+        Ok(daemon)
+    }
+
     /// Runs a one-shot `cutover ARGS` to completion in the root folder.
     pub fn run<I, S>(&self, args: I) -> anyhow::Result<RunOutput>
     where

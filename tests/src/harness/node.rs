@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use super::{Cluster, Daemon, http, wait_until};
+use super::{Cluster, Daemon};
 
 /// How long a node may take to open its store and become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,20 +71,7 @@ impl Cluster {
             grpc.to_string(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut daemon = self.spawn(name, &args)?;
-        let ready = wait_until(&format!("{name} to be ready"), READY_TIMEOUT, || {
-            if !daemon.is_running() {
-                return Some(false);
-            }
-            http::get(http_addr, "/readyz")
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|_| true)
-        })?;
-        if !ready {
-            let logs = daemon.stderr().unwrap_or_default();
-            anyhow::bail!("{name} exited before it was ready:\n{logs}");
-        }
+        let daemon = self.spawn_ready(name, &args, http_addr, READY_TIMEOUT)?;
         Ok(NodeProcess {
             daemon,
             data_dir,
