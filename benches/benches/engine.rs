@@ -39,7 +39,13 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
     cutover_daemon::metrics::install()?;
     println!("# engine benchmarks ({size:?} size, {documents} documents)");
     let blue = Running::start(SyncPolicy::Always).await?;
+    let started = Instant::now();
     load(&blue.store, 0, documents, 1).await?;
+    report(
+        "load: Store::apply in batches of 2000, one thread",
+        rate(documents, started.elapsed()),
+        "docs/s",
+    );
     let raw = if wanted("raw") || wanted("identity") {
         let (copied, elapsed) = raw_copy(&blue.store).await?;
         ensure!(copied == documents, "the raw copy wrote {copied} documents");

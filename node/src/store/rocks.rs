@@ -43,6 +43,10 @@ pub fn open(path: &Path) -> Result<DB, StoreError> {
     let mut docs_table = BlockBasedOptions::default();
     docs_table.set_bloom_filter(10.0, false);
     docs.set_block_based_table_factory(&docs_table);
+    // A bloom filter on the memtable too: applying a copy looks up every key it writes, and
+    // on a fresh sink every lookup misses.
+    docs.set_memtable_prefix_bloom_ratio(0.1);
+    docs.set_memtable_whole_key_filtering(true);
     docs.set_compression_type(DBCompressionType::Lz4);
 
     let mut changes = Options::default();

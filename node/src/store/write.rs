@@ -69,6 +69,13 @@ pub struct ApplyOutcome {
     pub bytes: u64,
 }
 
+/// Counter deltas of one batch, summed before they are merged.
+#[derive(Default)]
+struct Counters<'a> {
+    partitions: HashMap<u32, Counter>,
+    collections: HashMap<&'a str, Counter>,
+}
+
 /// A document's new state, staged into a batch.
 pub(super) struct Next<'a> {
     pub collection: &'a str,
@@ -225,10 +232,11 @@ impl Store {
         writes: impl IntoIterator<Item = (&'a [u8], Option<DocPointer>, Next<'a>)>,
     ) {
         let mut staged: HashMap<&[u8], DocPointer> = HashMap::new();
+        let mut counters = Counters::default();
         for (seq, (key, stored, mut next)) in (first_seq..).zip(writes) {
             next.seq = seq;
             let previous = staged.get(key).copied().or(stored);
-            self.stage(batch, key, previous, &next);
+            self.stage(batch, key, previous, &next, &mut counters);
             staged.insert(
                 key,
                 DocPointer {
@@ -238,16 +246,30 @@ impl Store {
                 },
             );
         }
+        // One merge per touched counter, not one per document: merges are the costly part
+        // of a write to the memtable.
+        let stats = cf(&self.inner.db, CF_STATS);
+        for (partition, delta) in counters.partitions {
+            batch.merge_cf(stats, keys::partition_stats_key(partition), delta.encode());
+        }
+        for (collection, delta) in counters.collections {
+            batch.merge_cf(
+                stats,
+                keys::collection_stats_key(collection),
+                delta.encode(),
+            );
+        }
     }
 
-    /// Adds one document's new state to `batch`: pointer, index entry (replacing the
-    /// previous one) and counter deltas.
-    fn stage(
+    /// Adds one document's new state to `batch`: pointer and index entry (replacing the
+    /// previous one); its counter deltas go to `counters`.
+    fn stage<'a>(
         &self,
         batch: &mut WriteBatch,
         key: &[u8],
         previous: Option<DocPointer>,
-        next: &Next<'_>,
+        next: &Next<'a>,
+        counters: &mut Counters<'a>,
     ) {
         let db = &self.inner.db;
         let pointer = DocPointer {
@@ -278,19 +300,15 @@ impl Store {
             digest: new.unwrap_or(0).wrapping_sub(old.unwrap_or(0)),
         };
         if delta != Counter::default() {
-            let stats = cf(db, CF_STATS);
             let partition = partition_of(next.id, self.inner.partitions);
-            batch.merge_cf(stats, keys::partition_stats_key(partition), delta.encode());
+            let sum = counters.partitions.entry(partition).or_default();
+            *sum = sum.combine(delta);
             if delta.count != 0 {
-                let collection_delta = Counter {
+                let sum = counters.collections.entry(next.collection).or_default();
+                *sum = sum.combine(Counter {
                     count: delta.count,
                     digest: 0,
-                };
-                batch.merge_cf(
-                    stats,
-                    keys::collection_stats_key(next.collection),
-                    collection_delta.encode(),
-                );
+                });
             }
         }
     }
