@@ -14,7 +14,7 @@
 //! pulled again and re-applied, which the sink's version check makes harmless.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::HashSet,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -84,23 +84,14 @@ pub struct CopyContext {
     pub progress: Arc<AtomicU64>,
 }
 
-/// What one source's copy did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Copied {
-    /// Its counts.
-    pub tally: Tally,
-    /// The watermark committed at its end: the source's snapshot head.
-    pub watermark: u64,
-}
-
 /// Copies every change of `source` after `since` to `sink`, committing the watermark after
-/// each acknowledged batch.
+/// each acknowledged batch; returns the copy's counts.
 pub async fn copy(
     source: &SourcePeer,
     sink: &SinkPeer,
     since: u64,
     context: &CopyContext,
-) -> Result<Copied, CopyError> {
+) -> Result<Tally, CopyError> {
     let pulled = source
         .pull(since, context.batch_documents, context.batch_bytes)
         .await?;
@@ -124,10 +115,7 @@ pub async fn copy(
         })
         .await?;
     }
-    Ok(Copied {
-        tally,
-        watermark: high_watermark.max(committed),
-    })
+    Ok(tally)
 }
 
 /// A batch on its way: the transform job, then what was sent.
@@ -248,15 +236,12 @@ async fn journal_stage(
 ) -> Result<(Tally, u64), CopyError> {
     let mut tally = Tally::default();
     let mut committed = since;
-    let mut queue = VecDeque::new();
     while let Some(first) = done.recv().await {
-        queue.push_back(first);
-        while let Ok(more) = done.try_recv() {
-            queue.push_back(more);
-        }
         let mut record = BatchRecord::default();
         let mut watermark = committed;
-        for batch in queue.drain(..) {
+        // This batch and whatever queued up behind it meanwhile: one journal write.
+        let queued = std::iter::from_fn(|| done.try_recv().ok());
+        for batch in std::iter::once(first).chain(queued) {
             tally.add(&batch.tally);
             m::copied(&batch.per_collection, &batch.tally);
             record

@@ -304,7 +304,7 @@ impl Driver {
         let _ = reporter.await;
         let tally = result?;
         self.board
-            .progress(tally.documents, expected.max(tally.documents), 0.0);
+            .progress(number, tally.documents, expected.max(tally.documents), 0.0);
         let pending_after = self
             .attempt("measuring the delta", || self.pending(pairs))
             .await?;
@@ -371,7 +371,7 @@ impl Driver {
         let mut failure = None;
         while let Some(joined) = copies.join_next().await {
             match joined {
-                Ok(Ok(copied)) => tally.add(&copied.tally),
+                Ok(Ok(copied)) => tally.add(&copied),
                 Ok(Err(error)) => {
                     if failure.is_none() {
                         failure = Some(DriveError::from(error));
@@ -412,8 +412,7 @@ impl Driver {
                 tick.tick().await;
                 let copied = progress.load(Ordering::Relaxed);
                 let rate = copied as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                board.progress(copied, expected, rate);
-                board.detail(format!("cycle {number}: {copied}/{expected} documents"));
+                board.progress(number, copied, expected, rate);
             }
         })
     }

@@ -6,8 +6,8 @@ use std::{fmt, pin::Pin};
 
 use cutover_node::store::Store;
 use cutover_proto::v1::{
-    ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse,
-    LagRequest, PullRequest, PullResponse, sink_client::SinkClient, source_client::SourceClient,
+    ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, LagRequest, PullRequest,
+    PullResponse, sink_client::SinkClient, source_client::SourceClient,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
@@ -150,13 +150,6 @@ impl SourcePeer {
         let answer = client.pull(request).await;
         answer.map(|r| r.into_inner()).map_err(self.fail("Pull"))
     }
-
-    /// `Source.Digest` of every partition.
-    pub async fn digest(&self) -> Result<DigestResponse, PeerError> {
-        let mut client = self.client.clone();
-        let answer = client.digest(DigestRequest::default()).await;
-        answer.map(|r| r.into_inner()).map_err(self.fail("Digest"))
-    }
 }
 
 /// Acknowledgements of an apply stream, in batch order.
@@ -207,24 +200,6 @@ impl SinkPeer {
             endpoint: self.endpoint().to_owned(),
             call,
             status,
-        }
-    }
-
-    /// `Sink.Digest` of every partition.
-    pub async fn digest(&self) -> Result<DigestResponse, PeerError> {
-        match self {
-            Self::Remote { client, token, .. } => {
-                let answer = client
-                    .clone()
-                    .digest(token.attach(DigestRequest::default()))
-                    .await;
-                answer.map(|r| r.into_inner()).map_err(self.fail("Digest"))
-            }
-            Self::Local { store, .. } => {
-                cutover_node::api::source::digest(store, DigestRequest::default())
-                    .await
-                    .map_err(self.fail("Digest"))
-            }
         }
     }
 

@@ -57,21 +57,6 @@ impl Routes {
         Ok(Self { by_collection })
     }
 
-    /// Routes every collection through `transform` unchanged in name (embedders, benchmarks).
-    pub fn uniform(collections: &[&str], transform: Arc<dyn Transform>) -> Self {
-        let by_collection = collections
-            .iter()
-            .map(|c| {
-                let route = Route {
-                    target: (*c).to_owned(),
-                    transform: Arc::clone(&transform),
-                };
-                ((*c).to_owned(), route)
-            })
-            .collect();
-        Self { by_collection }
-    }
-
     /// The name `collection` has on the other side.
     pub fn target<'a>(&'a self, collection: &'a str) -> &'a str {
         self.by_collection

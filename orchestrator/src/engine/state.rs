@@ -3,7 +3,7 @@
 //! the tests read.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -45,8 +45,8 @@ pub fn is_terminal(phase: Phase) -> bool {
 #[derive(Debug, Clone)]
 pub struct Board {
     journal: Arc<Journal>,
-    event: Arc<Mutex<ProgressEvent>>,
-    tx: watch::Sender<ProgressEvent>,
+    /// The current event; the channel is its only copy.
+    tx: Arc<watch::Sender<ProgressEvent>>,
 }
 
 impl Board {
@@ -73,11 +73,10 @@ impl Board {
             ..ProgressEvent::default()
         };
         m::phase(phase_of(&event));
-        let (tx, _) = watch::channel(event.clone());
+        let (tx, _) = watch::channel(event);
         let board = Self {
             journal,
-            event: Arc::new(Mutex::new(event)),
-            tx,
+            tx: Arc::new(tx),
         };
         board.refresh_dead_letters()?;
         Ok(board)
@@ -90,7 +89,7 @@ impl Board {
 
     /// The current event.
     pub fn current(&self) -> ProgressEvent {
-        self.event.lock().expect("not poisoned").clone()
+        self.tx.borrow().clone()
     }
 
     /// A receiver of every change.
@@ -100,17 +99,17 @@ impl Board {
 
     /// The current phase.
     pub fn phase(&self) -> Phase {
-        phase_of(&self.event.lock().expect("not poisoned"))
+        phase_of(&self.tx.borrow())
     }
 
     fn update(&self, change: impl FnOnce(&mut ProgressEvent)) {
-        let mut event = self.event.lock().expect("not poisoned");
-        change(&mut event);
-        event
-            .status
-            .get_or_insert_with(UpgradeStatus::default)
-            .updated_unix_ms = now_unix_ms();
-        self.tx.send_replace(event.clone());
+        self.tx.send_modify(|event| {
+            change(event);
+            event
+                .status
+                .get_or_insert_with(UpgradeStatus::default)
+                .updated_unix_ms = now_unix_ms();
+        });
     }
 
     /// A new upgrade begins: everything shown of the previous one goes.
@@ -162,9 +161,13 @@ impl Board {
         });
     }
 
-    /// Shows copy progress.
-    pub fn progress(&self, copied: u64, expected: u64, docs_per_sec: f64) {
+    /// Shows copy progress of cycle `cycle`, with a detail line saying so.
+    pub fn progress(&self, cycle: u32, copied: u64, expected: u64, docs_per_sec: f64) {
         self.update(|event| {
+            event
+                .status
+                .get_or_insert_with(UpgradeStatus::default)
+                .phase_detail = format!("cycle {cycle}: {copied}/{expected} documents");
             event.documents_copied = copied;
             event.documents_expected = expected;
             event.docs_per_sec = docs_per_sec;
