@@ -114,6 +114,23 @@ fn write_plan(cluster: &Cluster, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
+/// Writes `plan.toml` copying from `blue` to `green`: `settings` (top-level fields) before
+/// the node tables, `collections` after them.
+fn plan(
+    cluster: &Cluster,
+    blue: &NodeProcess,
+    green: &NodeProcess,
+    settings: &str,
+    collections: &str,
+) -> String {
+    let text = format!(
+        "{settings}[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n{collections}",
+        blue.grpc_url(),
+        green.grpc_url()
+    );
+    write_plan(cluster, "plan.toml", &text)
+}
+
 /// `cutover upgrade ARGS --orchestrator URL --output json`, parsed.
 fn upgrade(cluster: &Cluster, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
     let url = orchestrator.url();
@@ -195,18 +212,14 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
     load(&blue, "orders", 3_000, |_| json!({}));
     load(&blue, "tmp", 1_000, |i| json!({"keep": i % 2 == 0}));
     let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
-    let plan = write_plan(
+    let plan = plan(
         &cluster,
-        "plan.toml",
-        &format!(
-            "postpone = true\nbatch_documents = 500\n\
-             [blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n\
-             [collections.users]\nforward = '.schema = 2'\n\
-             [collections.orders]\nrename = \"purchases\"\n\
-             [collections.tmp]\nforward = 'select(.keep)'\n",
-            blue.grpc_url(),
-            green.grpc_url()
-        ),
+        &blue,
+        &green,
+        "postpone = true\nbatch_documents = 500\n",
+        "[collections.users]\nforward = '.schema = 2'\n\
+         [collections.orders]\nrename = \"purchases\"\n\
+         [collections.tmp]\nforward = 'select(.keep)'\n",
     );
 
     // A client updates, deletes and re-creates documents on blue for the whole copy.
@@ -310,15 +323,7 @@ fn a_kill_9_in_cycle_1_resumes_from_the_journal_and_loses_nothing() {
     let green = cluster.start_node("green", &[]).expect("green starts");
     load(&blue, "users", 60_000, |_| json!({"pad": "x".repeat(150)}));
     let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
-    let plan = write_plan(
-        &cluster,
-        "plan.toml",
-        &format!(
-            "batch_documents = 50\n[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n",
-            blue.grpc_url(),
-            green.grpc_url()
-        ),
-    );
+    let plan = plan(&cluster, &blue, &green, "batch_documents = 50\n", "");
     let (code, started) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
     assert_eq!(code, 0, "start: {started}");
     // Kill it once green holds part of the copy.
@@ -374,15 +379,12 @@ fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
     let green = cluster.start_node("green", &[]).expect("green starts");
     load(&blue, "users", 500, |i| json!({"bad": i % 100 == 7}));
     let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
-    let plan = write_plan(
+    let plan = plan(
         &cluster,
-        "plan.toml",
-        &format!(
-            "max_cycles = 3\n[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n\
-             [collections.users]\nforward = 'if .bad then error(\"bad document\") else . end'\n",
-            blue.grpc_url(),
-            green.grpc_url()
-        ),
+        &blue,
+        &green,
+        "max_cycles = 3\n",
+        "[collections.users]\nforward = 'if .bad then error(\"bad document\") else . end'\n",
     );
     // The dry run shows the failure first, and writes nothing.
     let (code, dry) = upgrade(
@@ -500,15 +502,7 @@ fn the_engine_inside_the_green_node_copies_into_its_own_store() {
     let green = cluster
         .start_node("green", &["--orchestrate", "--journal", &journal])
         .expect("green starts with the engine inside");
-    let plan = write_plan(
-        &cluster,
-        "plan.toml",
-        &format!(
-            "[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n",
-            blue.grpc_url(),
-            green.grpc_url()
-        ),
-    );
+    let plan = plan(&cluster, &blue, &green, "", "");
     let url = green.grpc_url();
     let run = |args: &[&str]| {
         let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
@@ -554,15 +548,7 @@ fn sigterm_with_a_watcher_attached_stops_the_orchestrator_and_a_restart_resumes(
     let green = cluster.start_node("green", &[]).expect("green starts");
     load(&blue, "users", 2_000, |_| json!({}));
     let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
-    let plan = write_plan(
-        &cluster,
-        "plan.toml",
-        &format!(
-            "postpone = true\n[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n",
-            blue.grpc_url(),
-            green.grpc_url()
-        ),
-    );
+    let plan = plan(&cluster, &blue, &green, "postpone = true\n", "");
     let (code, _) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
     assert_eq!(code, 0);
     wait_phase(&cluster, &orchestrator, &["postponed"]);
