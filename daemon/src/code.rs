@@ -24,6 +24,10 @@ pub enum ErrorCode {
     AlreadyExists,
     /// Temporarily unable to serve; retry.
     Unavailable,
+    /// A server this one forwards to could not be reached or failed (a proxy's upstream).
+    BadGateway,
+    /// Something did not finish in the time allowed (a drain, an upstream response).
+    DeadlineExceeded,
     /// A bug or a broken store: nothing the caller can fix.
     Internal,
 }
@@ -42,6 +46,8 @@ impl ErrorCode {
             Self::Unauthenticated => "unauthenticated",
             Self::AlreadyExists => "already_exists",
             Self::Unavailable => "unavailable",
+            Self::BadGateway => "bad_gateway",
+            Self::DeadlineExceeded => "deadline_exceeded",
             Self::Internal => "internal",
         }
     }
@@ -58,6 +64,8 @@ impl ErrorCode {
             Self::Fenced | Self::Unavailable => S::SERVICE_UNAVAILABLE,
             Self::Unauthenticated => S::UNAUTHORIZED,
             Self::AlreadyExists => S::CONFLICT,
+            Self::BadGateway => S::BAD_GATEWAY,
+            Self::DeadlineExceeded => S::GATEWAY_TIMEOUT,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,7 +81,8 @@ impl ErrorCode {
             Self::OutOfRange => C::OutOfRange,
             Self::Unauthenticated => C::Unauthenticated,
             Self::AlreadyExists => C::AlreadyExists,
-            Self::Unavailable => C::Unavailable,
+            Self::Unavailable | Self::BadGateway => C::Unavailable,
+            Self::DeadlineExceeded => C::DeadlineExceeded,
             Self::Internal => C::Internal,
         }
     }

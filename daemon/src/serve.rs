@@ -2,7 +2,7 @@
 //! shutdown: once cancelled, stop accepting, let open connections finish the request they
 //! are on, then return.
 
-use std::{convert::Infallible, error::Error as StdError, future::Future};
+use std::{convert::Infallible, error::Error as StdError, future::Future, net::SocketAddr};
 
 use http::{Request, Response};
 use hyper::{
@@ -25,13 +25,30 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
+    serve_http_from(listener, cancel, move |_peer| handler.clone()).await;
+}
+
+/// [`serve_http`] for handlers that need the client's address (a proxy's `X-Forwarded-For`):
+/// `connection(peer)` makes the handler of each accepted connection.
+pub async fn serve_http_from<C, F, Fut, B>(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    connection: C,
+) where
+    C: Fn(SocketAddr) -> F,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // EMFILE or a connection reset before accept: this connection only.
                     tracing::warn!(%error, "accept failed");
@@ -41,9 +58,8 @@ where
         };
         // Small request/response exchanges: do not wait to coalesce packets.
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service_fn(handler))
+            .serve_connection(TokioIo::new(stream), service_fn(connection(peer)))
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

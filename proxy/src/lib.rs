@@ -1,4 +1,24 @@
-//! The cutover proxy: a hyper/tower reverse proxy in front of the service that routes to the
-//! active colour and, during a cutover, holds requests, drains in-flight ones and switches
-//! (see `../shared/DESIGN.md`, invariants 2, 3 and 5). It is built by the proxy issue; until
-//! then the `cutover proxy` command says so and exits non-zero.
+//! The cutover proxy: a hyper reverse proxy in front of the service that routes to the active
+//! colour and, during a cutover, holds new requests, drains in-flight ones and switches, so
+//! clients see a pause instead of an error (see `../shared/DESIGN.md`, invariants 2, 3, 5).
+//!
+//! - [`route`]: the persisted route and its pure transitions;
+//! - [`hold`]: the gate every request passes (forward, hold, refuse) and the in-flight count;
+//! - [`control`]: Pause, Switch, Resume and expiry; [`grpc`]: `ProxyControl` over it;
+//! - [`forward`]: one request to a backend and back; [`upstream`]: backends and health;
+//! - [`server`]: the two listeners; [`error`] and [`metrics`].
+
+pub mod control;
+pub mod error;
+pub mod forward;
+pub mod grpc;
+pub mod hold;
+pub mod metrics;
+pub mod route;
+pub mod server;
+pub mod upstream;
+
+pub use control::HoldConfig;
+pub use hold::Limits;
+pub use route::{Epoch, RouteState};
+pub use server::{Proxy, ProxyConfig, ServeError};

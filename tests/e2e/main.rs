@@ -8,6 +8,7 @@ use cutover_tests::harness::{Binary, Cluster};
 mod cli;
 mod engine;
 mod node;
+mod proxy;
 
 /// A cluster running the binary under test.
 fn cluster() -> Cluster {

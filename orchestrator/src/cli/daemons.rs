@@ -9,6 +9,7 @@ use cutover_node::{
     Node, NodeConfig,
     store::{StoreConfig, SyncPolicy},
 };
+use cutover_proxy::{HoldConfig, Limits, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
 
 use super::{CliError, values};
@@ -98,9 +99,22 @@ pub struct ProxyArgs {
     /// Most bytes of held request bodies; more get 503 with Retry-After, e.g. 64MiB.
     #[arg(long, default_value = "64MiB", value_parser = values::bytes)]
     pub max_held_bytes: u64,
-    /// Default longest hold of one request, e.g. 5s.
-    #[arg(long, default_value = "5s", value_parser = values::duration)]
+    /// Longest hold when a Pause does not say, e.g. 5s: a held request waits at most this
+    /// long, and a hold nobody ends returns to forwarding after it.
+    #[arg(long, default_value = "5s", value_parser = values::positive_duration)]
     pub hold_timeout: Duration,
+    /// Longest hold a Pause may ask for; longer asks are lowered to it.
+    #[arg(long, default_value = "60s", value_parser = values::positive_duration)]
+    pub max_hold_timeout: Duration,
+    /// Longest wait for in-flight requests when a Pause does not say.
+    #[arg(long, default_value = "5s", value_parser = values::positive_duration)]
+    pub drain_timeout: Duration,
+    /// Longest wait for a backend's response headers before answering 504.
+    #[arg(long, default_value = "30s", value_parser = values::positive_duration)]
+    pub upstream_timeout: Duration,
+    /// How often each backend's /healthz is checked.
+    #[arg(long, default_value = "1s", value_parser = values::positive_duration)]
+    pub health_interval: Duration,
 }
 
 /// `cutover orchestrator`: the daemon that drives upgrades.
@@ -190,11 +204,36 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, CliError> {
         .with_context(|| format!("cannot listen for {what} on {addr}"))?)
 }
 
-pub(super) async fn proxy(_args: ProxyArgs) -> Result<(), CliError> {
-    Err(CliError::NotImplemented {
-        command: "proxy",
-        issue: 5,
-    })
+pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
+    let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
+    let config = ProxyConfig {
+        token,
+        limits: Limits {
+            max_held: args.max_held,
+            max_held_bytes: args.max_held_bytes,
+        },
+        hold: HoldConfig {
+            hold_timeout: args.hold_timeout,
+            max_hold_timeout: args.max_hold_timeout.max(args.hold_timeout),
+            drain_timeout: args.drain_timeout,
+        },
+        upstream_timeout: args.upstream_timeout,
+        health_interval: args.health_interval,
+        ..ProxyConfig::new(args.blue, args.green, args.state_file)
+    };
+    let proxy = Proxy::open(config).map_err(anyhow::Error::from)?;
+    let listen = bind(args.listen, "clients (--listen)").await?;
+    let admin = bind(args.admin, "the admin port (--admin)").await?;
+    tracing::info!(
+        listen = %listen.local_addr().unwrap_or(args.listen),
+        admin = %admin.local_addr().unwrap_or(args.admin),
+        "proxy listening"
+    );
+    proxy
+        .run(listen, admin, shutdown.child_token())
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok(())
 }
 
 pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError> {

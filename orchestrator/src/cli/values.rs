@@ -8,6 +8,16 @@ pub fn duration(value: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{value:?} is not a duration ({e}); write it like 500ms, 5s or 2m"))
 }
 
+/// Parses a duration above zero (a timeout of 0 would refuse everything).
+pub fn positive_duration(value: &str) -> Result<Duration, String> {
+    match duration(value)? {
+        zero if zero.is_zero() => Err(format!(
+            "{value:?} is zero; give a duration above 0, e.g. 5s"
+        )),
+        positive => Ok(positive),
+    }
+}
+
 /// Parses a byte size: a whole number with an optional unit `B`, `KiB`, `MiB` or `GiB`.
 pub fn bytes(value: &str) -> Result<u64, String> {
     let trimmed = value.trim();
@@ -41,6 +51,8 @@ mod tests {
     fn parses_durations_and_explains_bad_ones() {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert!(positive_duration("0s").expect_err("zero").contains("zero"));
+        assert_eq!(positive_duration("1ms"), Ok(Duration::from_millis(1)));
         assert!(
             duration("soon")
                 .expect_err("not a duration")

@@ -5,10 +5,12 @@ pub mod http;
 mod node;
 mod orchestrator;
 mod process;
+mod proxy;
 mod wait;
 
 pub use cluster::Cluster;
 pub use node::NodeProcess;
 pub use orchestrator::OrchestratorProcess;
 pub use process::{Binary, Daemon, RunOutput};
+pub use proxy::ProxyProcess;
 pub use wait::wait_until;

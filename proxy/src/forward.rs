@@ -1,0 +1,305 @@
+//! One client request: through the gate (forwarded, held or refused), to a backend of its
+//! colour, and its response back, bodies streamed both ways. `X-Forwarded-For` and `Via` are
+//! added, hop-by-hop headers dropped, everything else passed through unchanged.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cutover_proto::Color;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version,
+    header::{self, HOST},
+};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::{
+    error::ProxyError,
+    hold::{Admission, Gate, InFlight, Release},
+    metrics::RequestMetrics,
+    upstream::Upstreams,
+};
+
+/// What a client receives: a backend's streamed body, or the proxy's own answer.
+pub type ProxyBody = Either<Tracked, Full<Bytes>>;
+
+/// Everything a request needs, shared by all of them.
+#[derive(Debug)]
+pub struct Forwarder {
+    gate: Arc<Gate>,
+    upstreams: Arc<Upstreams>,
+    metrics: RequestMetrics,
+    timeout: Duration,
+}
+
+/// The `Via` entry of this proxy for a message received over `version`.
+fn via(version: Version) -> HeaderValue {
+    HeaderValue::from_static(if version == Version::HTTP_2 {
+        "2 cutover"
+    } else {
+        "1.1 cutover"
+    })
+}
+
+fn x_forwarded_for() -> HeaderName {
+    HeaderName::from_static("x-forwarded-for")
+}
+
+impl Forwarder {
+    /// Forwards through `gate` to `upstreams`; a backend that sends no response headers within
+    /// `timeout` gets the client a 504.
+    pub fn new(gate: Arc<Gate>, upstreams: Arc<Upstreams>, timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            gate,
+            upstreams,
+            metrics: RequestMetrics::new(),
+            timeout,
+        })
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        request: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let arrived = Instant::now();
+        let bytes = request.body().size_hint().exact().unwrap_or(0);
+        let (color, in_flight) = match self.gate.admit(bytes) {
+            Admission::Forward(color, in_flight) => (color, in_flight),
+            Admission::Refused(full) => {
+                return Ok(self.refuse(ProxyError::hold_full(full), arrived));
+            }
+            Admission::Held(ticket) => match ticket.wait().await {
+                Release::Forward(color, in_flight) => {
+                    self.metrics.held_for(arrived.elapsed().as_secs_f64());
+                    (color, in_flight)
+                }
+                Release::Expired => return Ok(self.refuse(ProxyError::HoldTimeout, arrived)),
+            },
+        };
+        let response = match self.forward(peer, request, color).await {
+            Ok(response) => response.map(|body| {
+                Either::Left(Tracked {
+                    body,
+                    in_flight: Some(in_flight),
+                })
+            }),
+            Err(error) => {
+                drop(in_flight);
+                return Ok(self.refuse(error, arrived));
+            }
+        };
+        self.metrics.answered(
+            Some(color),
+            response.status(),
+            arrived.elapsed().as_secs_f64(),
+        );
+        Ok(response)
+    }
+
+    async fn forward(
+        &self,
+        peer: SocketAddr,
+        request: Request<Incoming>,
+        color: Color,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let backend = self.upstreams.pick(color);
+        let (mut parts, body) = request.into_parts();
+        let via_in = via(parts.version);
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/2 carries the host in :authority; an HTTP/1.1 backend needs a Host header.
+            if let Some(value) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(HOST, value);
+            }
+        }
+        let mut uri = Uri::builder()
+            .scheme("http")
+            .authority(backend.authority().clone());
+        if let Some(path) = parts.uri.path_and_query() {
+            uri = uri.path_and_query(path.clone());
+        }
+        parts.uri = uri
+            .build()
+            .expect("a valid URI's path with a valid authority");
+        parts.version = Version::HTTP_11;
+        remove_hop_by_hop(&mut parts.headers);
+        append_forwarded_for(&mut parts.headers, peer);
+        parts.headers.append(header::VIA, via_in);
+
+        let sent = self
+            .upstreams
+            .client()
+            .request(Request::from_parts(parts, body));
+        let mut response = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => {
+                if error.is_connect() {
+                    backend.mark_down();
+                }
+                return Err(ProxyError::Unreachable {
+                    color,
+                    upstream: backend.url().to_owned(),
+                    detail: error_chain(&error),
+                });
+            }
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    color,
+                    upstream: backend.url().to_owned(),
+                    timeout: self.timeout,
+                });
+            }
+        };
+        remove_hop_by_hop(response.headers_mut());
+        response
+            .headers_mut()
+            .append(header::VIA, via(Version::HTTP_11));
+        Ok(response)
+    }
+
+    fn refuse(&self, error: ProxyError, arrived: Instant) -> Response<ProxyBody> {
+        tracing::debug!(%error, "answered by the proxy");
+        self.metrics.rejected(error.rejection());
+        let response = error.to_response().map(Either::Right);
+        let color = match &error {
+            ProxyError::Unreachable { color, .. } | ProxyError::Timeout { color, .. } => {
+                Some(*color)
+            }
+            _ => None,
+        };
+        self.metrics
+            .answered(color, response.status(), arrived.elapsed().as_secs_f64());
+        response
+    }
+}
+
+/// A backend's response body, counted in flight until its last byte (or until the client
+/// goes away): a Pause drains whole exchanges, not only their headers.
+#[derive(Debug)]
+pub struct Tracked {
+    body: Incoming,
+    in_flight: Option<InFlight>,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers the Connection header names are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    // hyper frames the body itself (Content-Length or chunked) from what the body reports.
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let name = x_forwarded_for();
+    let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {ip}"),
+        None => ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(name, value);
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_hop_by_hop_headers_and_those_connection_names() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("if-match", "\"3\""),
+            ("content-type", "application/json"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["if-match", "content-type"]);
+    }
+
+    #[test]
+    fn appends_the_client_to_x_forwarded_for() {
+        let peer: SocketAddr = "10.1.2.3:5555".parse().expect("addr");
+        let mut headers = HeaderMap::new();
+        append_forwarded_for(&mut headers, peer);
+        assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
+        append_forwarded_for(&mut headers, peer);
+        assert_eq!(headers["x-forwarded-for"], "10.1.2.3, 10.1.2.3");
+    }
+}

@@ -1,0 +1,113 @@
+//! `cutover.v1.ProxyControl` over the [`Controller`]: decoding, and the figures each call
+//! returns. Authentication is the caller's interceptor ([`cutover_daemon::auth::BearerAuth`]).
+
+use std::{sync::Arc, time::Duration};
+
+use cutover_daemon::Classify;
+use cutover_proto::{
+    Color,
+    v1::{
+        self, PauseRequest, PauseResponse, ProxyStatus, ProxyStatusRequest, ResumeRequest,
+        ResumeResponse, RouteMode, SwitchRequest, SwitchResponse, proxy_control_server,
+    },
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    control::Controller,
+    error::ControlError,
+    route::{Epoch, Mode},
+};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct ProxyControlService {
+    controller: Arc<Controller>,
+}
+
+impl ProxyControlService {
+    /// Serves `controller`.
+    pub fn new(controller: Arc<Controller>) -> Self {
+        Self { controller }
+    }
+}
+
+fn millis(value: u64) -> Option<Duration> {
+    (value > 0).then(|| Duration::from_millis(value))
+}
+
+#[tonic::async_trait]
+impl proxy_control_server::ProxyControl for ProxyControlService {
+    async fn pause(
+        &self,
+        request: Request<PauseRequest>,
+    ) -> Result<Response<PauseResponse>, Status> {
+        let request = request.into_inner();
+        let paused = self
+            .controller
+            .pause(
+                Epoch(request.epoch),
+                millis(request.hold_timeout_ms),
+                millis(request.drain_timeout_ms),
+            )
+            .await?;
+        Ok(Response::new(PauseResponse {
+            drained: paused.drained,
+            held: paused.held,
+        }))
+    }
+
+    async fn switch(
+        &self,
+        request: Request<SwitchRequest>,
+    ) -> Result<Response<SwitchResponse>, Status> {
+        let request = request.into_inner();
+        let color = Color::try_from(request.color)
+            .map_err(|e| ControlError::InvalidArgument(format!("color: {e}")).to_status())?;
+        let released = self.controller.switch(Epoch(request.epoch), color).await?;
+        Ok(Response::new(SwitchResponse {
+            released: released.released,
+            max_hold_micros: released.max_hold.as_micros() as u64,
+        }))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<ResumeRequest>,
+    ) -> Result<Response<ResumeResponse>, Status> {
+        let released = self
+            .controller
+            .resume(Epoch(request.into_inner().epoch))
+            .await?;
+        Ok(Response::new(ResumeResponse {
+            released: released.released,
+            max_hold_micros: released.max_hold.as_micros() as u64,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<ProxyStatusRequest>,
+    ) -> Result<Response<ProxyStatus>, Status> {
+        Ok(Response::new(status(&self.controller).await))
+    }
+}
+
+/// The proxy's status, as the gRPC `Status` call and `GET /route` report it.
+pub async fn status(controller: &Controller) -> ProxyStatus {
+    let route = controller.route().await;
+    let gate = controller.gate().snapshot();
+    let (mode, deadline) = match route.mode {
+        Mode::Forwarding => (RouteMode::Forwarding, 0),
+        Mode::Holding { deadline_unix_ms } => (RouteMode::Holding, deadline_unix_ms),
+    };
+    ProxyStatus {
+        epoch: route.epoch.0,
+        active: v1::Color::from(route.active) as i32,
+        mode: mode as i32,
+        held: gate.held,
+        held_bytes: gate.held_bytes,
+        in_flight: gate.in_flight,
+        hold_deadline_unix_ms: deadline,
+    }
+}

@@ -1,0 +1,249 @@
+//! A running proxy: client traffic on one listener; on the admin listener, gRPC
+//! `ProxyControl` (told apart by its `application/grpc` content type) and HTTP `/metrics`,
+//! `/healthz`, `/readyz` and `GET /route`.
+
+use std::{convert::Infallible, path::PathBuf, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use cutover_daemon::{Readiness, auth::BearerAuth, serve::serve_http_from};
+use cutover_proto::{
+    Color,
+    v1::{RouteMode, proxy_control_server::ProxyControlServer},
+};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::{
+    control::{Controller, HoldConfig},
+    error::ControlError,
+    forward::Forwarder,
+    grpc::{ProxyControlService, status},
+    hold::{Gate, Limits},
+    metrics as m,
+    route::{RouteFile, RouteFileError, RouteState},
+    upstream::{BackendError, Upstreams},
+};
+
+/// Everything a proxy is configured with.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Blue backend URLs (`http://host:port`).
+    pub blue: Vec<String>,
+    /// Green backend URLs.
+    pub green: Vec<String>,
+    /// Where the route persists.
+    pub state_file: PathBuf,
+    /// The bearer token ProxyControl calls must present, if any.
+    pub token: Option<String>,
+    /// Bounds of a hold.
+    pub limits: Limits,
+    /// Timeouts of a hold.
+    pub hold: HoldConfig,
+    /// Longest wait for a backend's response headers before answering 504.
+    pub upstream_timeout: Duration,
+    /// How often each backend's `/healthz` is checked.
+    pub health_interval: Duration,
+}
+
+impl ProxyConfig {
+    /// A configuration with the defaults of `cutover proxy`.
+    pub fn new(blue: Vec<String>, green: Vec<String>, state_file: PathBuf) -> Self {
+        Self {
+            blue,
+            green,
+            state_file,
+            token: None,
+            limits: Limits {
+                max_held: 10_000,
+                max_held_bytes: 64 << 20,
+            },
+            hold: HoldConfig::default(),
+            upstream_timeout: Duration::from_secs(30),
+            health_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a proxy could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A backend URL is unusable.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The route file cannot be read.
+    #[error(transparent)]
+    Route(#[from] RouteFileError),
+    /// The controller could not start.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// A proxy, configured and with its route loaded, ready to run.
+#[derive(Debug)]
+pub struct Proxy {
+    config: ProxyConfig,
+    upstreams: Arc<Upstreams>,
+    route: RouteState,
+    readiness: Readiness,
+}
+
+impl Proxy {
+    /// Checks the backends and loads the route (a missing file starts on blue at epoch 0).
+    pub fn open(config: ProxyConfig) -> Result<Self, ServeError> {
+        let upstreams = Arc::new(Upstreams::new(&config.blue, &config.green)?);
+        let file = RouteFile::new(&config.state_file);
+        let route = file.load()?.unwrap_or_else(|| RouteState::new(Color::Blue));
+        Ok(Self {
+            config,
+            upstreams,
+            route,
+            readiness: Readiness::new(),
+        })
+    }
+
+    /// The route as loaded.
+    pub fn route(&self) -> RouteState {
+        self.route
+    }
+
+    /// Serves clients on `listen` and the admin port on `admin` until `cancel` fires, then
+    /// lets open exchanges finish.
+    pub async fn run(
+        self,
+        listen: TcpListener,
+        admin: TcpListener,
+        cancel: CancellationToken,
+    ) -> Result<(), ServeError> {
+        m::describe();
+        let gate = Gate::new(self.route.active, self.config.limits);
+        let controller = Controller::start(
+            Arc::clone(&gate),
+            RouteFile::new(&self.config.state_file),
+            self.route,
+            self.config.hold,
+            cancel.child_token(),
+        )
+        .await?;
+        let forwarder = Forwarder::new(
+            gate,
+            Arc::clone(&self.upstreams),
+            self.config.upstream_timeout,
+        );
+        let health = tokio::spawn(
+            Arc::clone(&self.upstreams)
+                .check_health(self.config.health_interval, cancel.child_token()),
+        );
+        let admin_task = tokio::spawn(serve_admin(
+            admin,
+            Arc::clone(&controller),
+            BearerAuth::new(self.config.token.clone()),
+            self.readiness.clone(),
+            cancel.child_token(),
+        ));
+        self.readiness.set_ready();
+        tracing::info!(
+            epoch = %self.route.epoch,
+            active = %self.route.active,
+            holding = self.route.is_holding(),
+            "proxy serving"
+        );
+        serve_http_from(listen, cancel.child_token(), move |peer| {
+            let forwarder = Arc::clone(&forwarder);
+            move |request| Arc::clone(&forwarder).handle(peer, request)
+        })
+        .await;
+        self.readiness.set_not_ready();
+        cancel.cancel();
+        let _ = admin_task.await;
+        let _ = health.await;
+        controller.stopped().await;
+        tracing::info!("proxy stopped");
+        Ok(())
+    }
+}
+
+async fn serve_admin(
+    listener: TcpListener,
+    controller: Arc<Controller>,
+    auth: BearerAuth,
+    readiness: Readiness,
+    cancel: CancellationToken,
+) {
+    let grpc = tonic::service::Routes::new(ProxyControlServer::with_interceptor(
+        ProxyControlService::new(Arc::clone(&controller)),
+        auth,
+    ))
+    .prepare();
+    serve_http_from(listener, cancel, move |_peer| {
+        let (grpc, controller, readiness) =
+            (grpc.clone(), Arc::clone(&controller), readiness.clone());
+        move |request: Request<Incoming>| {
+            let (grpc, controller, readiness) =
+                (grpc.clone(), Arc::clone(&controller), readiness.clone());
+            async move {
+                let is_grpc = request
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                if is_grpc {
+                    return grpc.oneshot(request).await;
+                }
+                let response = admin_http(&request, &controller, &readiness).await;
+                Ok::<_, Infallible>(response.map(tonic::body::Body::new))
+            }
+        }
+    })
+    .await;
+}
+
+async fn admin_http(
+    request: &Request<Incoming>,
+    controller: &Controller,
+    readiness: &Readiness,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if let Some(response) = cutover_daemon::ops::respond(request.method(), path, readiness) {
+        return response;
+    }
+    let (status, text) = match (request.method(), path) {
+        (&Method::GET | &Method::HEAD, "/route") => (StatusCode::OK, route_json(controller).await),
+        (_, "/route") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method_not_allowed","detail":"GET /route; change the route with gRPC ProxyControl"}"#.to_owned(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            r#"{"error":"not_found","detail":"try /route, /metrics, /healthz or /readyz"}"#.to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(text + "\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn route_json(controller: &Controller) -> String {
+    let status = status(controller).await;
+    let active = Color::try_from(status.active).map_or("unknown", Color::as_str);
+    let mode = match RouteMode::try_from(status.mode) {
+        Ok(RouteMode::Holding) => "holding",
+        _ => "forwarding",
+    };
+    serde_json::json!({
+        "epoch": status.epoch,
+        "active": active,
+        "mode": mode,
+        "held": status.held,
+        "held_bytes": status.held_bytes,
+        "in_flight": status.in_flight,
+        "hold_deadline_unix_ms": (status.hold_deadline_unix_ms > 0).then_some(status.hold_deadline_unix_ms),
+    })
+    .to_string()
+}

@@ -1,0 +1,305 @@
+//! The backends of each colour: round-robin over the healthy ones, pooled keep-alive HTTP/1.1
+//! connections, and an active health check of `/healthz`.
+
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use cutover_daemon::{Classify, ErrorCode};
+use cutover_proto::Color;
+use http::{Request, Uri, uri::Authority};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics as m;
+
+/// How long a connection to a backend may take before the request fails with 502.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an idle pooled connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a health check may take before the backend counts as down.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A backend URL that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// Not an `http://host:port` URL.
+    #[error("{color} backend {url:?} is not a URL like http://127.0.0.1:7070 ({problem})")]
+    BadUrl {
+        /// Which list it was in.
+        color: Color,
+        /// The URL given.
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A colour without backends.
+    #[error("no {color} backend given: pass at least one URL")]
+    None {
+        /// The colour.
+        color: Color,
+    },
+}
+
+impl Classify for BackendError {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidArgument
+    }
+}
+
+/// One backend.
+#[derive(Debug)]
+pub struct Backend {
+    authority: Authority,
+    url: String,
+    healthy: AtomicBool,
+}
+
+impl Backend {
+    /// Its URL, as configured (for errors and logs).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its `host:port`.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Marks it down until the next health check passes (a connection to it failed).
+    pub fn mark_down(&self) {
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(backend = %self.url, "backend marked down: connection failed");
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// The backends of both colours and the client that reaches them.
+#[derive(Debug)]
+pub struct Upstreams {
+    sides: [Side; 2],
+    client: Client<HttpConnector, Incoming>,
+}
+
+#[derive(Debug)]
+struct Side {
+    color: Color,
+    backends: Vec<Arc<Backend>>,
+    next: AtomicUsize,
+}
+
+impl Upstreams {
+    /// Parses the URLs of each colour; each must be `http://host:port` (a trailing `/` is
+    /// allowed; a path, a query or https are refused).
+    pub fn new(blue: &[String], green: &[String]) -> Result<Self, BackendError> {
+        let side = |color, urls: &[String]| -> Result<Side, BackendError> {
+            if urls.is_empty() {
+                return Err(BackendError::None { color });
+            }
+            let backends = urls
+                .iter()
+                .map(|url| parse_backend(color, url).map(Arc::new))
+                .collect::<Result<_, _>>()?;
+            Ok(Side {
+                color,
+                backends,
+                next: AtomicUsize::new(0),
+            })
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_keepalive(Some(Duration::from_secs(30)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Ok(Self {
+            sides: [side(Color::Blue, blue)?, side(Color::Green, green)?],
+            client,
+        })
+    }
+
+    fn side(&self, color: Color) -> &Side {
+        &self.sides[match color {
+            Color::Blue => 0,
+            Color::Green => 1,
+        }]
+    }
+
+    /// The next backend of `color`, round-robin over the healthy ones; when none is healthy,
+    /// over all of them (a stale check should not refuse traffic a backend could serve).
+    pub fn pick(&self, color: Color) -> &Arc<Backend> {
+        let side = self.side(color);
+        let count = side.backends.len();
+        let start = side.next.fetch_add(1, Ordering::Relaxed);
+        (0..count)
+            .map(|i| &side.backends[(start + i) % count])
+            .find(|backend| backend.healthy.load(Ordering::Relaxed))
+            .unwrap_or(&side.backends[start % count])
+    }
+
+    /// The pooled client.
+    pub fn client(&self) -> &Client<HttpConnector, Incoming> {
+        &self.client
+    }
+
+    /// Checks every backend's `/healthz` each `interval` until cancelled.
+    pub async fn check_health(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(HEALTH_TIMEOUT));
+        let client: Client<_, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(connector);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for side in &self.sides {
+                // Concurrently, so one backend that does not answer delays no other check.
+                let mut probes = tokio::task::JoinSet::new();
+                for backend in &side.backends {
+                    let (client, backend) = (client.clone(), Arc::clone(backend));
+                    probes.spawn(async move { probe(&client, &backend).await });
+                }
+                let healthy = probes.join_all().await.into_iter().filter(|ok| *ok).count();
+                metrics::gauge!(m::HEALTHY_BACKENDS, "color" => side.color.as_str())
+                    .set(healthy as f64);
+            }
+        }
+    }
+}
+
+async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, backend: &Backend) -> bool {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(backend.authority.clone())
+        .path_and_query("/healthz")
+        .build()
+        .expect("scheme, authority and a fixed path make a URI");
+    let request = Request::get(uri)
+        .body(Empty::new())
+        .expect("a GET with no headers is valid");
+    let outcome = tokio::time::timeout(HEALTH_TIMEOUT, client.request(request)).await;
+    let healthy = matches!(&outcome, Ok(Ok(response)) if response.status().is_success());
+    let was = backend.healthy.swap(healthy, Ordering::Relaxed);
+    if was != healthy {
+        let why = match &outcome {
+            Ok(Ok(response)) => format!("status {}", response.status()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer in {HEALTH_TIMEOUT:?}"),
+        };
+        if healthy {
+            tracing::info!(backend = %backend.url, "backend healthy again");
+        } else {
+            tracing::warn!(backend = %backend.url, %why, "backend failed its health check");
+        }
+    }
+    healthy
+}
+
+fn parse_backend(color: Color, url: &str) -> Result<Backend, BackendError> {
+    let bad = |problem: &str| BackendError::BadUrl {
+        color,
+        url: url.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => return Err(bad(&format!("scheme {other} is not supported; use http"))),
+        None => return Err(bad("no scheme; start it with http://")),
+    }
+    let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+    if authority.port_u16().is_none() {
+        return Err(bad("no port"));
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(bad("a path or query is not supported"));
+    }
+    Ok(Backend {
+        url: format!("http://{authority}"),
+        authority,
+        healthy: AtomicBool::new(true),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn refuses_what_is_not_http_host_port() {
+        for (url, says) in [
+            ("https://a:1", "scheme https"),
+            ("a:1", "no scheme"),
+            ("http://a", "no port"),
+            ("http://a:1/x", "path"),
+            ("http://", ""),
+        ] {
+            let error = Upstreams::new(&urls(&[url]), &urls(&["http://b:2"]))
+                .expect_err(url)
+                .to_string();
+            assert!(error.contains(url) && error.contains(says), "{error}");
+            assert!(error.starts_with("blue backend"), "{error}");
+        }
+        let error = Upstreams::new(&urls(&["http://a:1/"]), &[]).expect_err("no green");
+        assert_eq!(
+            error,
+            BackendError::None {
+                color: Color::Green
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn round_robin_skips_backends_that_are_down_unless_all_are() {
+        let upstreams = Upstreams::new(
+            &urls(&["http://a:1", "http://b:2", "http://c:3"]),
+            &urls(&["http://g:4"]),
+        )
+        .expect("valid");
+        let picks = |n| {
+            (0..n)
+                .map(|_| upstreams.pick(Color::Blue).url().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(picks(3), ["http://a:1", "http://b:2", "http://c:3"]);
+        upstreams.pick(Color::Blue); // a
+        upstreams.pick(Color::Blue); // b
+        upstreams.pick(Color::Blue); // c
+        upstreams.side(Color::Blue).backends[1].mark_down();
+        let seen = picks(4);
+        assert!(!seen.contains(&"http://b:2".to_owned()), "{seen:?}");
+        for backend in &upstreams.side(Color::Blue).backends {
+            backend.mark_down();
+        }
+        assert_eq!(picks(3).len(), 3, "all down: still picks");
+        assert_eq!(upstreams.pick(Color::Green).url(), "http://g:4");
+    }
+}
