@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 pub mod fixture;
+pub mod peers;
 
 /// Full size or smoke size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,450 @@
+//! Proxy benchmark (issue #5), in one run on this machine:
+//!
+//! - `throughput`: wrk through the cutover proxy, through nginx (keep-alive upstream, the same
+//!   number of workers as the proxy has threads) and to the backend directly: requests/s at
+//!   64 connections and p50/p99 latency at 1 connection;
+//! - `switch`: a steady open-loop load, `Pause` → 200 ms → `Switch`: the errors clients saw
+//!   and the p99 and max latency of the requests that were held;
+//! - `held`: the proxy's RSS with 10,000 requests held.
+//!
+//! The backend and the proxy each run in a process of their own (this program, started again
+//! with `CUTOVER_BENCH_ROLE`), so their CPU and memory are theirs alone. nginx and wrk come
+//! from the OS packages (`benches/proxy.sh` installs them); without them those lines are
+//! skipped. `cargo test` runs every section at smoke size.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, ensure};
+use bytes::Bytes;
+use cutover_benches::{
+    Size, median,
+    peers::{self, Nginx},
+    report, wanted,
+};
+use cutover_proto::v1::{
+    Color, PauseRequest, ResumeRequest, SwitchRequest, proxy_control_client::ProxyControlClient,
+};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "proxy/roles.rs"]
+mod roles;
+
+fn main() -> anyhow::Result<()> {
+    if let Some(result) = roles::run_role() {
+        return result;
+    }
+    let size = Size::from_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(size))
+}
+
+async fn run(size: Size) -> anyhow::Result<()> {
+    println!("# proxy benchmarks ({size:?} size)");
+    if wanted("throughput") {
+        throughput(size).await?;
+    }
+    if wanted("switch") {
+        switch(size).await?;
+    }
+    if wanted("held") {
+        held(size).await?;
+    }
+    Ok(())
+}
+
+/// Requests/s and latency: direct, nginx, cutover proxy.
+async fn throughput(size: Size) -> anyhow::Result<()> {
+    let backend = roles::Backend::spawn().await?;
+    let proxy = roles::ProxyProcess::spawn(&backend).await?;
+    let Some(wrk) = peers::find("wrk") else {
+        println!(
+            "(wrk is not installed: throughput is checked, not measured; run benches/proxy.sh)"
+        );
+        let (status, body) = get(&format!("http://{}/x", proxy.listen)).await?;
+        ensure!(
+            status == StatusCode::OK && body == "blue",
+            "{status} {body}"
+        );
+        return Ok(());
+    };
+    let nginx_listen = free_addr()?;
+    let nginx = match peers::find("nginx") {
+        Some(path) => Some(Nginx::start(&path, nginx_listen, backend.blue, 2)?),
+        None => {
+            println!("(nginx is not installed: its lines are skipped; run benches/proxy.sh)");
+            None
+        }
+    };
+    if nginx.is_some() {
+        wait_ready(nginx_listen, "/").await?;
+    }
+    let seconds = size.pick(10, 1);
+    let mut targets = vec![("direct", backend.blue), ("cutover proxy", proxy.listen)];
+    if nginx.is_some() {
+        targets.insert(1, ("nginx", nginx_listen));
+    }
+    let mut rates = Vec::new();
+    let mut p50s = Vec::new();
+    for (name, addr) in &targets {
+        let url = format!("http://{addr}/v1/users/1");
+        // Warm the pools, then measure.
+        peers::wrk(&wrk, &url, 64, 1)?;
+        let loaded = peers::wrk(&wrk, &url, 64, seconds)?;
+        let single = peers::wrk(&wrk, &url, 1, seconds)?;
+        ensure!(
+            loaded.errors == 0 && single.errors == 0,
+            "{name}: errors {loaded:?} {single:?}"
+        );
+        report(
+            &format!("{name}: requests/s, 64 connections"),
+            loaded.requests_per_second,
+            "req/s",
+        );
+        report(
+            &format!("{name}: p99 latency, 64 connections"),
+            micros(loaded.p99),
+            "µs",
+        );
+        report(
+            &format!("{name}: p50 latency, 1 connection"),
+            micros(single.p50),
+            "µs",
+        );
+        report(
+            &format!("{name}: p99 latency, 1 connection"),
+            micros(single.p99),
+            "µs",
+        );
+        rates.push((*name, loaded.requests_per_second));
+        p50s.push((*name, single.p50));
+    }
+    let rate = |n: &str| rates.iter().find(|(name, _)| *name == n).map(|(_, r)| *r);
+    let p50 = |n: &str| p50s.iter().find(|(name, _)| *name == n).map(|(_, d)| *d);
+    if let (Some(ours), Some(theirs)) = (rate("cutover proxy"), rate("nginx")) {
+        report("cutover proxy / nginx requests/s", ours / theirs, "ratio");
+    }
+    if let (Some(ours), Some(direct)) = (p50("cutover proxy"), p50("direct")) {
+        report(
+            "cutover proxy: p50 added over direct",
+            micros(ours) - micros(direct),
+            "µs",
+        );
+    }
+    if let (Some(theirs), Some(direct)) = (p50("nginx"), p50("direct")) {
+        report(
+            "nginx: p50 added over direct",
+            micros(theirs) - micros(direct),
+            "µs",
+        );
+    }
+    Ok(())
+}
+
+/// A steady load, Pause → 200 ms → Switch: client errors and the held requests' latency.
+async fn switch(size: Size) -> anyhow::Result<()> {
+    let backend = roles::Backend::spawn().await?;
+    let proxy = roles::ProxyProcess::spawn(&backend).await?;
+    let rate = size.pick(2_000, 200);
+    let hold = Duration::from_millis(200);
+    let before = Duration::from_millis(size.pick(2_000, 300));
+    let after = Duration::from_millis(size.pick(2_000, 300));
+    let url = format!("http://{}/v1/users/1", proxy.listen);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let load = tokio::spawn(open_loop(
+        client,
+        url,
+        rate,
+        before + hold + after,
+        Arc::clone(&answers),
+    ));
+
+    tokio::time::sleep(before).await;
+    let mut control = ProxyControlClient::connect(format!("http://{}", proxy.admin)).await?;
+    let pause_sent = Instant::now();
+    let paused = control
+        .pause(PauseRequest {
+            epoch: 1,
+            hold_timeout_ms: 5_000,
+            drain_timeout_ms: 2_000,
+        })
+        .await?
+        .into_inner();
+    let paused_at = Instant::now();
+    tokio::time::sleep(hold.saturating_sub(paused_at - pause_sent)).await;
+    let switched = control
+        .switch(SwitchRequest {
+            epoch: 1,
+            color: Color::Green as i32,
+        })
+        .await?
+        .into_inner();
+    let switched_at = Instant::now();
+    load.await??;
+
+    let answers = std::mem::take(&mut *answers.lock().expect("not poisoned"));
+    let errors = answers
+        .iter()
+        .filter(|a| a.status != Some(StatusCode::OK))
+        .count();
+    let late_blue = answers
+        .iter()
+        .filter(|a| a.sent >= switched_at && !a.body.starts_with("green"))
+        .count();
+    let mut held: Vec<Duration> = answers
+        .iter()
+        .filter(|a| a.sent >= pause_sent && a.sent < switched_at)
+        .map(|a| a.latency)
+        .collect();
+    let count = held.len();
+    held.sort();
+    let p99 = held.get(count * 99 / 100).copied().unwrap_or_default();
+    let max = held.last().copied().unwrap_or_default();
+    let mut all: Vec<Duration> = answers.iter().map(|a| a.latency).collect();
+    report("switch: requests sent", answers.len() as f64, "requests");
+    report("switch: client errors", errors as f64, "requests");
+    report(
+        "switch: answered by blue after Switch returned",
+        late_blue as f64,
+        "requests",
+    );
+    report(
+        "switch: hold (Pause sent → Switch returned)",
+        millis(switched_at - pause_sent),
+        "ms",
+    );
+    report("switch: requests held", count as f64, "requests");
+    report(
+        "switch: released by the proxy",
+        switched.released as f64,
+        "requests",
+    );
+    report(
+        "switch: drained at Pause",
+        paused.drained as f64,
+        "requests",
+    );
+    report("switch: held requests p99 latency", millis(p99), "ms");
+    report("switch: held requests max latency", millis(max), "ms");
+    report(
+        "switch: proxy's max hold",
+        switched.max_hold_micros as f64 / 1e3,
+        "ms",
+    );
+    report(
+        "switch: all requests p50 latency",
+        millis(median(&mut all)),
+        "ms",
+    );
+    ensure!(errors == 0, "{errors} client errors across the switch");
+    ensure!(
+        late_blue == 0,
+        "{late_blue} answers from blue after the switch"
+    );
+    ensure!(count > 0, "no request was held");
+    Ok(())
+}
+
+/// The proxy's RSS with `--max-held` (10,000) requests held.
+async fn held(size: Size) -> anyhow::Result<()> {
+    let backend = roles::Backend::spawn().await?;
+    let proxy = roles::ProxyProcess::spawn(&backend).await?;
+    let count = size.pick(10_000, 300);
+    // Warm the proxy (pools, allocator) so the baseline is a serving proxy's.
+    for _ in 0..100 {
+        get(&format!("http://{}/x", proxy.listen)).await?;
+    }
+    let baseline = proxy.rss_bytes()?;
+    let mut control = ProxyControlClient::connect(format!("http://{}", proxy.admin)).await?;
+    control
+        .pause(PauseRequest {
+            epoch: 1,
+            hold_timeout_ms: 60_000,
+            drain_timeout_ms: 0,
+        })
+        .await?;
+    let mut connections = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = tokio::net::TcpStream::connect(proxy.listen).await?;
+        stream
+            .write_all(b"GET /v1/users/1 HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+            .await?;
+        connections.push(stream);
+    }
+    let admin = format!("http://{}/route", proxy.admin);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = get(&admin).await?;
+        let route: serde_json::Value = serde_json::from_str(&body)?;
+        if route["held"].as_u64() == Some(count as u64) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {} of {count} held: {route}",
+            route["held"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let holding = proxy.rss_bytes()?;
+    report("held: requests held", count as f64, "requests");
+    report(
+        "held: proxy RSS serving, before the hold",
+        baseline as f64 / MIB,
+        "MiB",
+    );
+    report(
+        "held: proxy RSS with the requests held",
+        holding as f64 / MIB,
+        "MiB",
+    );
+    report(
+        "held: per held request",
+        holding.saturating_sub(baseline) as f64 / count as f64,
+        "bytes",
+    );
+    let released = control
+        .resume(ResumeRequest { epoch: 1 })
+        .await?
+        .into_inner();
+    ensure!(released.released == count as u64, "released {released:?}");
+    let mut ok = 0;
+    for mut stream in connections {
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        if answer.starts_with(b"HTTP/1.1 200") {
+            ok += 1;
+        }
+    }
+    ensure!(ok == count, "{ok} of {count} held requests answered 200");
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One request of the open-loop load.
+#[derive(Debug)]
+struct Answer {
+    sent: Instant,
+    latency: Duration,
+    status: Option<StatusCode>,
+    body: String,
+}
+
+/// Sends `rate` requests per second for `duration`, each at its scheduled time whatever the
+/// earlier ones are doing (so a hold shows as latency, not as fewer requests).
+async fn open_loop(
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: String,
+    rate: u32,
+    duration: Duration,
+    answers: Arc<Mutex<Vec<Answer>>>,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        let (client, url, answers) = (client.clone(), url.clone(), Arc::clone(&answers));
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let request = Request::get(&url)
+                .body(Full::default())
+                .expect("valid request");
+            let (status, body) = match client.request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.into_body().collect().await.map(|b| b.to_bytes());
+                    (
+                        Some(status),
+                        body.map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_default(),
+                    )
+                }
+                Err(_) => (None, String::new()),
+            };
+            let latency = sent.elapsed();
+            answers.lock().expect("not poisoned").push(Answer {
+                sent,
+                latency,
+                status,
+                body,
+            });
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn get(url: &str) -> anyhow::Result<(StatusCode, String)> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let response = client
+        .request(Request::get(url).body(Full::default())?)
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Waits until `addr` answers `path` with any status, at most 10 s.
+async fn wait_ready(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(&format!("http://{addr}{path}")).await.is_ok() {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{addr} did not answer within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Stops a child process when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_role(role: &str, args: &[String]) -> anyhow::Result<Reaped> {
+    let child = Command::new(std::env::current_exe()?)
+        .env("CUTOVER_BENCH_ROLE", role)
+        .args(args)
+        .spawn()
+        .with_context(|| format!("starting the {role} process"))?;
+    Ok(Reaped(child))
+}

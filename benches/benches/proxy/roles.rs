@@ -1,0 +1,156 @@
+//! The processes the proxy benchmark starts from its own binary: `CUTOVER_BENCH_ROLE=backend`
+//! (a small HTTP server on two ports, one per colour) and `CUTOVER_BENCH_ROLE=proxy` (the
+//! cutover proxy as `cutover proxy` runs it, metrics recorder included).
+
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use bytes::Bytes;
+use cutover_proxy::{Proxy, ProxyConfig};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Reaped, free_addr, spawn_role, wait_ready};
+
+/// The body every backend answer carries, besides its colour: ~200 bytes like a document.
+const PADDING: &str = r#"{"id":"1","name":"Ada Lovelace","email":"ada@example.com","padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+
+/// Runs this process's role when it has one; `None` in the benchmark's own process.
+pub fn run_role() -> Option<anyhow::Result<()>> {
+    let role = std::env::var("CUTOVER_BENCH_ROLE").ok()?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return Some(Err(error.into())),
+    };
+    Some(runtime.block_on(async move {
+        match role.as_str() {
+            "backend" => backend(&args).await,
+            "proxy" => proxy(&args).await,
+            other => anyhow::bail!("unknown CUTOVER_BENCH_ROLE {other:?}"),
+        }
+    }))
+}
+
+async fn backend(args: &[String]) -> anyhow::Result<()> {
+    let mut servers = Vec::new();
+    for (addr, name) in args.iter().zip(["blue", "green"]) {
+        let listener = TcpListener::bind(addr.as_str()).await?;
+        servers.push(tokio::spawn(cutover_daemon::serve::serve_http(
+            listener,
+            CancellationToken::new(),
+            move |request: Request<Incoming>| answer(name, request),
+        )));
+    }
+    for server in servers {
+        server.await?;
+    }
+    Ok(())
+}
+
+async fn answer(
+    name: &'static str,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let body = if request.uri().path() == "/v1/users/1" {
+        Bytes::from(format!("{name}{PADDING}"))
+    } else {
+        Bytes::from(name)
+    };
+    Ok(Response::new(Full::new(body)))
+}
+
+async fn proxy(args: &[String]) -> anyhow::Result<()> {
+    let [listen, admin, blue, green, state] = args else {
+        anyhow::bail!("proxy role: LISTEN ADMIN BLUE GREEN STATE_FILE");
+    };
+    cutover_daemon::metrics::install()?;
+    let config = ProxyConfig::new(
+        vec![format!("http://{blue}")],
+        vec![format!("http://{green}")],
+        state.into(),
+    );
+    let proxy = Proxy::open(config)?;
+    let listen = TcpListener::bind(listen.as_str()).await?;
+    let admin = TcpListener::bind(admin.as_str()).await?;
+    proxy.run(listen, admin, CancellationToken::new()).await?;
+    Ok(())
+}
+
+/// A backend process: `blue` and `green` answer their colour's name.
+pub struct Backend {
+    pub blue: SocketAddr,
+    pub green: SocketAddr,
+    _process: Reaped,
+}
+
+impl Backend {
+    pub async fn spawn() -> anyhow::Result<Self> {
+        let (blue, green) = (free_addr()?, free_addr()?);
+        let process = spawn_role("backend", &[blue.to_string(), green.to_string()])?;
+        wait_ready(blue, "/").await?;
+        wait_ready(green, "/").await?;
+        Ok(Self {
+            blue,
+            green,
+            _process: process,
+        })
+    }
+}
+
+/// A proxy process in front of a backend.
+pub struct ProxyProcess {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    process: Reaped,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    pub async fn spawn(backend: &Backend) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("cutover-bench-")
+            .tempdir()?;
+        let (listen, admin) = (free_addr()?, free_addr()?);
+        let process = spawn_role(
+            "proxy",
+            &[
+                listen.to_string(),
+                admin.to_string(),
+                backend.blue.to_string(),
+                backend.green.to_string(),
+                dir.path().join("route.json").display().to_string(),
+            ],
+        )?;
+        wait_ready(listen, "/").await?;
+        wait_ready(admin, "/readyz").await?;
+        // Let the first health check pass before measuring.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(Self {
+            listen,
+            admin,
+            process,
+            _dir: dir,
+        })
+    }
+
+    /// The process's resident set, from /proc.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .context("VmRSS in /proc/PID/status")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
+    }
+}
