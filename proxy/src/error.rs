@@ -12,7 +12,7 @@ use cutover_proto::Color;
 use http::{HeaderValue, Response, header};
 use http_body_util::Full;
 
-use crate::{hold::Full as HoldFull, metrics::Rejection, route::RouteFileError};
+use crate::{hold::NotHeld, metrics::Rejection, route::RouteFileError};
 
 /// Why the proxy answered a client request itself.
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +63,13 @@ impl Classify for ProxyError {
 }
 
 impl ProxyError {
-    /// The refusal of a full hold.
-    pub fn hold_full(full: HoldFull) -> Self {
+    /// The refusal of a request the hold cannot take.
+    pub fn hold_full(full: NotHeld) -> Self {
         Self::HoldFull {
             what: match full {
-                HoldFull::Count => "--max-held requests",
-                HoldFull::Bytes => "--max-held-bytes of request bodies",
+                NotHeld::Count => "--max-held requests are held",
+                NotHeld::Bytes => "--max-held-bytes of request bodies are held",
+                NotHeld::Stopping => "the proxy is shutting down",
             },
         }
     }

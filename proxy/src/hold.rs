@@ -27,11 +27,13 @@ pub struct Limits {
 
 /// Why a request was not held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Full {
+pub enum NotHeld {
     /// `max_held` requests are held already.
     Count,
     /// Holding this request's body would pass `max_held_bytes`.
     Bytes,
+    /// The proxy is shutting down inside a hold.
+    Stopping,
 }
 
 /// What the gate does with a new request.
@@ -42,7 +44,7 @@ pub enum Admission {
     /// Wait for the hold to end.
     Held(Ticket),
     /// The hold is full: answer 503.
-    Refused(Full),
+    Refused(NotHeld),
 }
 
 /// How a hold ended for one held request.
@@ -90,6 +92,7 @@ pub struct Gate {
 struct State {
     active: Color,
     holding: bool,
+    stopping: bool,
     queue: VecDeque<Waiter>,
     held: u64,
     held_bytes: u64,
@@ -109,6 +112,7 @@ impl Gate {
             state: Mutex::new(State {
                 active,
                 holding: false,
+                stopping: false,
                 queue: VecDeque::new(),
                 held: 0,
                 held_bytes: 0,
@@ -133,11 +137,14 @@ impl Gate {
             state.in_flight += 1;
             return Admission::Forward(state.active, InFlight(Arc::clone(self)));
         }
+        if state.stopping {
+            return Admission::Refused(NotHeld::Stopping);
+        }
         if state.held >= self.limits.max_held {
-            return Admission::Refused(Full::Count);
+            return Admission::Refused(NotHeld::Count);
         }
         if state.held_bytes.saturating_add(bytes) > self.limits.max_held_bytes {
-            return Admission::Refused(Full::Bytes);
+            return Admission::Refused(NotHeld::Bytes);
         }
         let (tx, rx) = oneshot::channel();
         state.queue.push_back(Waiter {
@@ -209,6 +216,23 @@ impl Gate {
         state.held_bytes = 0;
         metrics::gauge!(m::HELD_REQUESTS).set(0.0);
         expired
+    }
+
+    /// The proxy is shutting down: if it holds, every held request and every new one is
+    /// answered 503 (a restarted proxy resumes the hold from its file); if it forwards,
+    /// nothing changes and open exchanges finish.
+    pub fn stop(&self) {
+        let mut state = self.lock();
+        if !state.holding {
+            return;
+        }
+        state.stopping = true;
+        for waiter in std::mem::take(&mut state.queue) {
+            let _ = waiter.tx.send(Release::Expired);
+        }
+        state.held = 0;
+        state.held_bytes = 0;
+        metrics::gauge!(m::HELD_REQUESTS).set(0.0);
     }
 
     /// Waits until no request is in flight. While the gate holds, that is the drain: nothing

@@ -128,6 +128,15 @@ impl Proxy {
             cancel.child_token(),
         )
         .await?;
+        // A stop inside a hold answers the held requests 503 instead of keeping them until
+        // the grace period runs out; the file keeps the hold for the restarted proxy.
+        let stopper = tokio::spawn({
+            let (gate, cancel) = (Arc::clone(&gate), cancel.clone());
+            async move {
+                cancel.cancelled().await;
+                gate.stop();
+            }
+        });
         let forwarder = Forwarder::new(
             gate,
             Arc::clone(&self.upstreams),
@@ -160,6 +169,7 @@ impl Proxy {
         cancel.cancel();
         let _ = admin_task.await;
         let _ = health.await;
+        let _ = stopper.await;
         controller.stopped().await;
         tracing::info!("proxy stopped");
         Ok(())

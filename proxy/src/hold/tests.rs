@@ -38,10 +38,13 @@ fn a_hold_is_bounded_in_count_and_bytes() {
     let gate = Gate::new(Color::Blue, LIMITS);
     gate.hold();
     let a = held(gate.admit(600));
-    assert!(matches!(gate.admit(401), Admission::Refused(Full::Bytes)));
+    assert!(matches!(
+        gate.admit(401),
+        Admission::Refused(NotHeld::Bytes)
+    ));
     let b = held(gate.admit(400));
     let c = held(gate.admit(0));
-    assert!(matches!(gate.admit(0), Admission::Refused(Full::Count)));
+    assert!(matches!(gate.admit(0), Admission::Refused(NotHeld::Count)));
     let snapshot = gate.snapshot();
     assert_eq!((snapshot.held, snapshot.held_bytes), (3, 1_000));
     // A client that leaves frees its place and its bytes at once.
@@ -124,4 +127,24 @@ fn many_clients_leaving_do_not_pile_up_in_the_queue() {
     let queued = gate.lock().queue.len();
     assert!(queued <= 64 + 1, "{queued} entries left behind");
     assert_eq!(gate.snapshot().held, 0);
+}
+
+#[tokio::test]
+async fn a_stop_inside_a_hold_answers_every_held_and_new_request() {
+    let gate = Gate::new(Color::Blue, LIMITS);
+    let (_, in_flight) = forwarded(gate.admit(0));
+    gate.hold();
+    let ticket = held(gate.admit(0));
+    gate.stop();
+    assert!(matches!(ticket.wait().await, Release::Expired));
+    assert!(matches!(
+        gate.admit(0),
+        Admission::Refused(NotHeld::Stopping)
+    ));
+    assert_eq!(gate.snapshot().in_flight, 1, "open exchanges finish");
+    drop(in_flight);
+
+    let forwarding = Gate::new(Color::Green, LIMITS);
+    forwarding.stop();
+    assert_eq!(forwarded(forwarding.admit(0)).0, Color::Green);
 }
