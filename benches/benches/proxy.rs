@@ -259,39 +259,130 @@ async fn switch(size: Size) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The proxy's RSS with `--max-held` (10,000) requests held.
+/// The proxy's RSS with `--max-held` (10,000) requests held: each on its own HTTP/1.1
+/// connection, then multiplexed over HTTP/2 connections (200 streams each, hyper's default).
 async fn held(size: Size) -> anyhow::Result<()> {
-    let backend = roles::Backend::spawn().await?;
-    let proxy = roles::ProxyProcess::spawn(&backend).await?;
     let count = size.pick(10_000, 300);
-    // Warm the proxy (pools, allocator) so the baseline is a serving proxy's.
-    for _ in 0..100 {
-        get(&format!("http://{}/x", proxy.listen)).await?;
+    for protocol in ["http1", "h2"] {
+        let backend = roles::Backend::spawn().await?;
+        let proxy = roles::ProxyProcess::spawn(&backend).await?;
+        // Warm the proxy (pools, allocator) so the baseline is a serving proxy's.
+        for _ in 0..100 {
+            get(&format!("http://{}/x", proxy.listen)).await?;
+        }
+        let baseline = proxy.rss_bytes()?;
+        let mut control = ProxyControlClient::connect(format!("http://{}", proxy.admin)).await?;
+        control
+            .pause(PauseRequest {
+                epoch: 1,
+                hold_timeout_ms: 60_000,
+                drain_timeout_ms: 0,
+            })
+            .await?;
+        let clients = if protocol == "h2" {
+            hold_h2(proxy.listen, count)
+        } else {
+            hold_http1(proxy.listen, count).await?
+        };
+        wait_held(proxy.admin, count).await?;
+        let holding = proxy.rss_bytes()?;
+        report(
+            &format!("held ({protocol}): requests held"),
+            count as f64,
+            "requests",
+        );
+        report(
+            &format!("held ({protocol}): proxy RSS before the hold"),
+            baseline as f64 / MIB,
+            "MiB",
+        );
+        report(
+            &format!("held ({protocol}): proxy RSS, requests held"),
+            holding as f64 / MIB,
+            "MiB",
+        );
+        report(
+            &format!("held ({protocol}): per held request"),
+            holding.saturating_sub(baseline) as f64 / count as f64,
+            "bytes",
+        );
+        let released = control
+            .resume(ResumeRequest { epoch: 1 })
+            .await?
+            .into_inner();
+        ensure!(released.released == count as u64, "released {released:?}");
+        let mut ok = 0;
+        for client in clients {
+            ok += client.await??;
+        }
+        ensure!(
+            ok == count,
+            "{protocol}: {ok} of {count} held requests answered 200"
+        );
     }
-    let baseline = proxy.rss_bytes()?;
-    let mut control = ProxyControlClient::connect(format!("http://{}", proxy.admin)).await?;
-    control
-        .pause(PauseRequest {
-            epoch: 1,
-            hold_timeout_ms: 60_000,
-            drain_timeout_ms: 0,
-        })
-        .await?;
-    let mut connections = Vec::with_capacity(count);
+    Ok(())
+}
+
+type Holders = Vec<tokio::task::JoinHandle<anyhow::Result<usize>>>;
+
+/// `count` GETs, one connection each; each task returns 1 for a 200.
+async fn hold_http1(listen: SocketAddr, count: usize) -> anyhow::Result<Holders> {
+    let mut holders = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut stream = tokio::net::TcpStream::connect(proxy.listen).await?;
+        let mut stream = tokio::net::TcpStream::connect(listen).await?;
         stream
             .write_all(b"GET /v1/users/1 HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
             .await?;
-        connections.push(stream);
+        holders.push(tokio::spawn(async move {
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await?;
+            Ok(usize::from(answer.starts_with(b"HTTP/1.1 200")))
+        }));
     }
-    let admin = format!("http://{}/route", proxy.admin);
+    Ok(holders)
+}
+
+/// `count` GETs over HTTP/2 connections of 200 streams; each task returns its 200s.
+fn hold_h2(listen: SocketAddr, count: usize) -> Holders {
+    const STREAMS: usize = 200;
+    let url = format!("http://{listen}/v1/users/1");
+    (0..count.div_ceil(STREAMS))
+        .map(|c| {
+            let url = url.clone();
+            let streams = STREAMS.min(count - c * STREAMS);
+            tokio::spawn(async move {
+                let client: Client<HttpConnector, Full<Bytes>> =
+                    Client::builder(TokioExecutor::new())
+                        .http2_only(true)
+                        .build(HttpConnector::new());
+                let mut requests = tokio::task::JoinSet::new();
+                for _ in 0..streams {
+                    let (client, url) = (client.clone(), url.clone());
+                    requests.spawn(async move {
+                        let request = Request::get(url).body(Full::default())?;
+                        let response = client.request(request).await?;
+                        anyhow::Ok(response.status() == StatusCode::OK)
+                    });
+                }
+                let mut ok = 0;
+                while let Some(answer) = requests.join_next().await {
+                    ok += usize::from(answer??);
+                }
+                Ok(ok)
+            })
+        })
+        .collect()
+}
+
+/// Waits until the proxy reports `count` requests held, at most 60 s.
+async fn wait_held(admin: SocketAddr, count: usize) -> anyhow::Result<()> {
+    let url = format!("http://{admin}/route");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, body) = get(&admin).await?;
+        let (_, body) = get(&url).await?;
         let route: serde_json::Value = serde_json::from_str(&body)?;
         if route["held"].as_u64() == Some(count as u64) {
-            break;
+            return Ok(());
         }
         ensure!(
             Instant::now() < deadline,
@@ -300,38 +391,6 @@ async fn held(size: Size) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let holding = proxy.rss_bytes()?;
-    report("held: requests held", count as f64, "requests");
-    report(
-        "held: proxy RSS serving, before the hold",
-        baseline as f64 / MIB,
-        "MiB",
-    );
-    report(
-        "held: proxy RSS with the requests held",
-        holding as f64 / MIB,
-        "MiB",
-    );
-    report(
-        "held: per held request",
-        holding.saturating_sub(baseline) as f64 / count as f64,
-        "bytes",
-    );
-    let released = control
-        .resume(ResumeRequest { epoch: 1 })
-        .await?
-        .into_inner();
-    ensure!(released.released == count as u64, "released {released:?}");
-    let mut ok = 0;
-    for mut stream in connections {
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        if answer.starts_with(b"HTTP/1.1 200") {
-            ok += 1;
-        }
-    }
-    ensure!(ok == count, "{ok} of {count} held requests answered 200");
-    Ok(())
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
