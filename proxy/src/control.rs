@@ -15,7 +15,7 @@ use crate::{
     error::ControlError,
     hold::{Gate, Released},
     metrics as m,
-    route::{Change, Command, Ending, Epoch, Mode, RouteFile, RouteState},
+    route::{Change, Command, Ending, Epoch, Mode, Refusal, RouteFile, RouteState},
 };
 
 /// The timeouts of a hold.
@@ -66,6 +66,9 @@ struct Control {
     hold: u64,
     /// Requests in flight when the current hold began.
     drained: u64,
+    /// The current hold's drain has not completed yet: if the hold expires first, it ends
+    /// as a failed drain (held requests released), not as an expiry (held requests 503).
+    draining: bool,
 }
 
 impl Controller {
@@ -87,6 +90,7 @@ impl Controller {
                 route,
                 hold: 0,
                 drained: 0,
+                draining: false,
             }),
             timers: TaskTracker::new(),
             cancel,
@@ -127,6 +131,7 @@ impl Controller {
         let drain_timeout = drain_timeout
             .unwrap_or(self.config.drain_timeout)
             .min(hold_timeout);
+        let started = tokio::time::Instant::now();
         let (hold, drained) = {
             let mut state = self.state.lock().await;
             let deadline_unix_ms = unix_ms() + hold_timeout.as_millis() as u64;
@@ -139,6 +144,7 @@ impl Controller {
                 // call arrives, and writing the file takes milliseconds.
                 let was_holding = state.route.is_holding();
                 self.gate.hold();
+                let in_flight = self.gate.snapshot().in_flight;
                 if let Err(error) = self.persist(next).await {
                     if !was_holding {
                         self.gate.release(state.route.active);
@@ -147,7 +153,8 @@ impl Controller {
                 }
                 state.route = next;
                 state.hold += 1;
-                state.drained = self.gate.snapshot().in_flight;
+                state.drained = in_flight;
+                state.draining = true;
                 m::route(next.epoch.0, next.active);
                 tracing::info!(
                     in_flight = state.drained,
@@ -158,16 +165,27 @@ impl Controller {
             }
             (state.hold, state.drained)
         };
-        if tokio::time::timeout(drain_timeout, self.gate.drained())
+        let drained_in_time = tokio::time::timeout_at(started + drain_timeout, self.gate.drained())
             .await
-            .is_ok()
-        {
+            .is_ok();
+        let mut state = self.state.lock().await;
+        let same_hold = state.hold == hold && state.route.is_holding();
+        if drained_in_time {
+            if !same_hold {
+                // The hold ended while this call waited (expiry, another caller's failed
+                // drain): a Switch would be refused, so say so now.
+                return Err(Refusal::HoldEnded {
+                    epoch,
+                    ended: state.route.ended.unwrap_or(Ending::Expired),
+                }
+                .into());
+            }
+            state.draining = false;
             let held = self.gate.snapshot().held;
             return Ok(Paused { drained, held });
         }
         let in_flight = self.gate.snapshot().in_flight;
-        let mut state = self.state.lock().await;
-        if state.hold == hold && state.route.is_holding() {
+        if same_hold {
             tracing::warn!(in_flight, ?drain_timeout, "drain timed out; resuming");
             self.end(&mut state, Ending::DrainFailed).await;
         }
@@ -237,6 +255,9 @@ impl Controller {
         let Ok((next, change)) = state.route.step(Command::End(ending)) else {
             return;
         };
+        if change == Change::Nothing {
+            return;
+        }
         if let Err(error) = self.persist(next).await {
             tracing::error!(%error, "ending the hold without persisting it");
         }
@@ -254,7 +275,9 @@ impl Controller {
     }
 
     fn arm_expiry(self: &Arc<Self>, hold: u64, deadline_unix_ms: u64) {
-        let wait = Duration::from_millis(deadline_unix_ms.saturating_sub(unix_ms()));
+        // Clamped: a wall clock stepped back must not stretch a hold restored from the file.
+        let wait = Duration::from_millis(deadline_unix_ms.saturating_sub(unix_ms()))
+            .min(self.config.max_hold_timeout);
         let controller = Arc::clone(self);
         let cancel = self.cancel.clone();
         self.timers.spawn(async move {
@@ -264,7 +287,12 @@ impl Controller {
             }
             let mut state = controller.state.lock().await;
             if state.hold == hold {
-                controller.end(&mut state, Ending::Expired).await;
+                let ending = if state.draining {
+                    Ending::DrainFailed
+                } else {
+                    Ending::Expired
+                };
+                controller.end(&mut state, ending).await;
             }
         });
     }

@@ -30,6 +30,9 @@ pub enum ProxyError {
         "the proxy held this request for a cutover that did not finish within the hold timeout; retry"
     )]
     HoldTimeout,
+    /// CONNECT (tunnels) and requests without a path are not proxied.
+    #[error("the cutover proxy forwards requests for paths; CONNECT and tunnels are not supported")]
+    NotProxied,
     /// The backend could not be reached, or failed mid-response.
     #[error("{color} backend {upstream} failed: {detail}")]
     Unreachable {
@@ -56,6 +59,7 @@ impl Classify for ProxyError {
     fn code(&self) -> ErrorCode {
         match self {
             Self::HoldFull { .. } | Self::HoldTimeout => ErrorCode::Unavailable,
+            Self::NotProxied => ErrorCode::MethodNotAllowed,
             Self::Unreachable { .. } => ErrorCode::BadGateway,
             Self::Timeout { .. } => ErrorCode::DeadlineExceeded,
         }
@@ -80,6 +84,7 @@ impl ProxyError {
             Self::HoldFull { .. } => Rejection::HoldFull,
             Self::HoldTimeout => Rejection::HoldTimeout,
             Self::Unreachable { .. } | Self::Timeout { .. } => Rejection::Upstream,
+            Self::NotProxied => Rejection::NotProxied,
         }
     }
 

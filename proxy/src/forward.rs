@@ -71,6 +71,9 @@ impl Forwarder {
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let arrived = Instant::now();
+        if request.method() == http::Method::CONNECT || request.uri().path_and_query().is_none() {
+            return Ok(self.refuse(ProxyError::NotProxied, arrived));
+        }
         let bytes = request.body().size_hint().exact().unwrap_or(0);
         let (color, in_flight) = match self.gate.admit(bytes) {
             Admission::Forward(color, in_flight) => (color, in_flight),
@@ -114,6 +117,9 @@ impl Forwarder {
         let backend = self.upstreams.pick(color);
         let (mut parts, body) = request.into_parts();
         let via_in = via(parts.version);
+        if parts.version == Version::HTTP_2 {
+            join_cookies(&mut parts.headers);
+        }
         if !parts.headers.contains_key(HOST) {
             // HTTP/2 carries the host in :authority; an HTTP/1.1 backend needs a Host header.
             if let Some(value) = parts
@@ -124,13 +130,11 @@ impl Forwarder {
                 parts.headers.insert(HOST, value);
             }
         }
-        let mut uri = Uri::builder()
+        let path = parts.uri.path_and_query().cloned();
+        parts.uri = Uri::builder()
             .scheme("http")
-            .authority(backend.authority().clone());
-        if let Some(path) = parts.uri.path_and_query() {
-            uri = uri.path_and_query(path.clone());
-        }
-        parts.uri = uri
+            .authority(backend.authority().clone())
+            .path_and_query(path.expect("requests without a path are refused in handle"))
             .build()
             .expect("a valid URI's path with a valid authority");
         parts.version = Version::HTTP_11;
@@ -250,12 +254,32 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
     let ip = peer.ip().to_string();
     let name = x_forwarded_for();
-    let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {ip}"),
-        None => ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    // Every earlier hop, from every X-Forwarded-For line, then the client.
+    let mut hops: Vec<&[u8]> = headers
+        .get_all(&name)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    hops.push(ip.as_bytes());
+    let value = hops.join(&b", "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
         headers.insert(name, value);
+    }
+}
+
+/// HTTP/2 may split `cookie` into several fields; an HTTP/1.1 backend expects one, joined
+/// with "; " (RFC 9113, section 8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let cookies: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if cookies.len() < 2 {
+        return;
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&cookies.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, joined);
     }
 }
 
@@ -301,5 +325,21 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         append_forwarded_for(&mut headers, peer);
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3, 10.1.2.3");
+        headers.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        append_forwarded_for(&mut headers, peer);
+        assert_eq!(
+            headers["x-forwarded-for"], "10.1.2.3, 10.1.2.3, 192.0.2.1, 10.1.2.3",
+            "every earlier line is kept"
+        );
+    }
+
+    #[test]
+    fn joins_cookies_split_by_http2() {
+        let mut headers = HeaderMap::new();
+        headers.append("cookie", HeaderValue::from_static("a=1"));
+        headers.append("cookie", HeaderValue::from_static("b=2"));
+        join_cookies(&mut headers);
+        assert_eq!(headers.get_all("cookie").iter().count(), 1);
+        assert_eq!(headers["cookie"], "a=1; b=2");
     }
 }

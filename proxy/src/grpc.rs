@@ -32,6 +32,20 @@ impl ProxyControlService {
     }
 }
 
+/// Runs a control operation to its end even if the caller goes away: hyper drops a handler
+/// whose client cancels, and a Pause or Switch abandoned between its file write and its
+/// effect on the gate would leave the file and the traffic disagreeing.
+async fn finish<T: Send + 'static>(
+    operation: impl Future<Output = Result<T, ControlError>> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::spawn(operation).await {
+        Ok(result) => result.map_err(|error| error.to_status()),
+        Err(panic) => Err(Status::internal(format!(
+            "control operation failed: {panic}"
+        ))),
+    }
+}
+
 fn millis(value: u64) -> Option<Duration> {
     (value > 0).then(|| Duration::from_millis(value))
 }
@@ -43,14 +57,17 @@ impl proxy_control_server::ProxyControl for ProxyControlService {
         request: Request<PauseRequest>,
     ) -> Result<Response<PauseResponse>, Status> {
         let request = request.into_inner();
-        let paused = self
-            .controller
-            .pause(
-                Epoch(request.epoch),
-                millis(request.hold_timeout_ms),
-                millis(request.drain_timeout_ms),
-            )
-            .await?;
+        let controller = Arc::clone(&self.controller);
+        let paused = finish(async move {
+            controller
+                .pause(
+                    Epoch(request.epoch),
+                    millis(request.hold_timeout_ms),
+                    millis(request.drain_timeout_ms),
+                )
+                .await
+        })
+        .await?;
         Ok(Response::new(PauseResponse {
             drained: paused.drained,
             held: paused.held,
@@ -64,7 +81,9 @@ impl proxy_control_server::ProxyControl for ProxyControlService {
         let request = request.into_inner();
         let color = Color::try_from(request.color)
             .map_err(|e| ControlError::InvalidArgument(format!("color: {e}")).to_status())?;
-        let released = self.controller.switch(Epoch(request.epoch), color).await?;
+        let controller = Arc::clone(&self.controller);
+        let released =
+            finish(async move { controller.switch(Epoch(request.epoch), color).await }).await?;
         Ok(Response::new(SwitchResponse {
             released: released.released,
             max_hold_micros: released.max_hold.as_micros() as u64,
@@ -75,10 +94,9 @@ impl proxy_control_server::ProxyControl for ProxyControlService {
         &self,
         request: Request<ResumeRequest>,
     ) -> Result<Response<ResumeResponse>, Status> {
-        let released = self
-            .controller
-            .resume(Epoch(request.into_inner().epoch))
-            .await?;
+        let epoch = Epoch(request.into_inner().epoch);
+        let controller = Arc::clone(&self.controller);
+        let released = finish(async move { controller.resume(epoch).await }).await?;
         Ok(Response::new(ResumeResponse {
             released: released.released,
             max_hold_micros: released.max_hold.as_micros() as u64,

@@ -218,15 +218,17 @@ impl Gate {
         expired
     }
 
-    /// The proxy is shutting down: if it holds, every held request and every new one is
-    /// answered 503 (a restarted proxy resumes the hold from its file); if it forwards,
-    /// nothing changes and open exchanges finish.
+    /// The proxy is shutting down: while it holds (now, or after a late Pause), every held
+    /// request and every new one is answered 503 (a restarted proxy resumes the hold from its
+    /// file); while it forwards, open exchanges finish as usual.
     pub fn stop(&self) {
         let mut state = self.lock();
+        // Also when forwarding: a Pause that arrives during the shutdown must not hold
+        // requests nobody will release.
+        state.stopping = true;
         if !state.holding {
             return;
         }
-        state.stopping = true;
         for waiter in std::mem::take(&mut state.queue) {
             let _ = waiter.tx.send(Release::Expired);
         }

@@ -15,7 +15,7 @@ pub const HELD_REQUESTS: &str = "cutover_proxy_held_requests";
 /// How long each released request was held.
 pub const HOLD_DURATION: &str = "cutover_proxy_hold_duration_seconds";
 /// Requests the proxy answered with an error itself, by `reason` (`hold_full`,
-/// `hold_timeout`, `upstream`).
+/// `hold_timeout`, `upstream`, `not_proxied`).
 pub const REJECTED: &str = "cutover_proxy_rejected_requests_total";
 /// The current epoch.
 pub const EPOCH: &str = "cutover_proxy_epoch";
@@ -69,6 +69,8 @@ pub enum Rejection {
     HoldTimeout,
     /// The upstream could not be reached or timed out.
     Upstream,
+    /// A CONNECT or another request the proxy does not forward.
+    NotProxied,
 }
 
 impl Rejection {
@@ -77,6 +79,7 @@ impl Rejection {
             Self::HoldFull => "hold_full",
             Self::HoldTimeout => "hold_timeout",
             Self::Upstream => "upstream",
+            Self::NotProxied => "not_proxied",
         }
     }
 }
@@ -88,7 +91,7 @@ pub struct RequestMetrics {
     requests: [[Counter; 5]; 3],
     durations: [Histogram; 3],
     hold: Histogram,
-    rejected: [Counter; 3],
+    rejected: [Counter; 4],
 }
 
 const COLORS: [&str; 3] = ["blue", "green", "none"];
@@ -107,6 +110,7 @@ impl RequestMetrics {
                 Rejection::HoldFull,
                 Rejection::HoldTimeout,
                 Rejection::Upstream,
+                Rejection::NotProxied,
             ]
             .map(|reason| metrics::counter!(REJECTED, "reason" => reason.label())),
         }
@@ -130,6 +134,7 @@ impl RequestMetrics {
             Rejection::HoldFull => 0,
             Rejection::HoldTimeout => 1,
             Rejection::Upstream => 2,
+            Rejection::NotProxied => 3,
         };
         self.rejected[index].increment(1);
     }

@@ -355,7 +355,9 @@ impl RouteFile {
         };
         let mut text = serde_json::to_vec_pretty(&stored).expect("plain fields serialise");
         text.push(b'\n');
-        let temp = self.path.with_extension("tmp");
+        let mut temp = self.path.clone().into_os_string();
+        temp.push(".tmp");
+        let temp = PathBuf::from(temp);
         let write = || -> std::io::Result<()> {
             let mut file = File::create(&temp)?;
             file.write_all(&text)?;

@@ -429,3 +429,38 @@ async fn a_proxy_restarted_inside_a_hold_holds_until_its_deadline_and_can_be_swi
     assert!(blue.seen().is_empty());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_drain_as_long_as_the_hold_releases_the_held_requests_instead_of_refusing_them() {
+    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let mut control = proxy.control().await;
+    let url = proxy.url("/slow?ms=1500");
+    let slow = tokio::spawn(async move { get(&url).await });
+    proxy.wait_route("in flight", |r| r["in_flight"] == 1).await;
+    // drain_timeout 0 = the default (5 s), lowered to the hold's 400 ms: both end together.
+    let pausing = tokio::spawn(async move {
+        control
+            .pause(PauseRequest {
+                epoch: 1,
+                hold_timeout_ms: 400,
+                drain_timeout_ms: 0,
+            })
+            .await
+    });
+    proxy
+        .wait_route("holding", |r| r["mode"] == "holding")
+        .await;
+    let url = proxy.url("/x");
+    let held = tokio::spawn(async move { get(&url).await });
+    let status = pausing.await.unwrap().expect_err("the drain cannot finish");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(
+        held.await.unwrap(),
+        (StatusCode::OK, "blue".to_owned()),
+        "a failed drain releases the held requests"
+    );
+    assert_eq!(slow.await.unwrap().0, StatusCode::OK);
+    proxy.stop().await;
+}

@@ -218,3 +218,23 @@ async fn a_bad_backend_url_or_route_file_is_refused_with_what_is_wrong() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn connect_is_refused_not_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+    stream
+        .write_all(b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = stream.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("not supported"), "{answer}");
+    assert!(blue.seen().is_empty());
+    proxy.stop().await;
+}
