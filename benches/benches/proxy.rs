@@ -92,17 +92,31 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
         wait_ready(nginx_listen, "/").await?;
     }
     let seconds = size.pick(10, 1);
-    let mut targets = vec![("direct", backend.blue), ("cutover proxy", proxy.listen)];
-    if nginx.is_some() {
-        targets.insert(1, ("nginx", nginx_listen));
+    let mut targets = vec![
+        ("direct", backend.blue, vec![]),
+        ("cutover proxy", proxy.listen, vec![proxy.pid()]),
+    ];
+    if let Some(nginx) = &nginx {
+        targets.insert(1, ("nginx", nginx_listen, vec![nginx.pid()]));
     }
     let mut rates = Vec::new();
     let mut p50s = Vec::new();
-    for (name, addr) in &targets {
+    for (name, addr, pids) in &targets {
         let url = format!("http://{addr}/v1/users/1");
         // Warm the pools, then measure.
         peers::wrk(&wrk, &url, 64, 1)?;
+        let ticks = peers::cpu_ticks(pids);
         let loaded = peers::wrk(&wrk, &url, 64, seconds)?;
+        let ticks = peers::cpu_ticks(pids) - ticks;
+        if !pids.is_empty() {
+            // Ticks are 10 ms: CPU µs per request of the proxy's own processes.
+            let requests = loaded.requests_per_second * f64::from(seconds);
+            report(
+                &format!("{name}: CPU per request, 64 connections"),
+                ticks as f64 * 10_000.0 / requests,
+                "µs",
+            );
+        }
         let single = peers::wrk(&wrk, &url, 1, seconds)?;
         ensure!(
             loaded.errors == 0 && single.errors == 0,

@@ -20,6 +20,38 @@ pub fn find(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// CPU time (user + system, in clock ticks of 10 ms) used so far by the processes `pids`
+/// and their child processes (nginx's workers), from /proc.
+pub fn cpu_ticks(pids: &[u32]) -> u64 {
+    let stat = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    // Fields after the command name (which may hold spaces): state ppid … utime(14) stime(15).
+    let fields = |text: &str| -> Vec<String> {
+        text.rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(text) = stat(&name) else { continue };
+        let f = fields(&text);
+        let (Ok(pid), Some(ppid)) = (
+            name.parse::<u32>(),
+            f.get(1).and_then(|p| p.parse::<u32>().ok()),
+        ) else {
+            continue;
+        };
+        if pids.contains(&pid) || pids.contains(&ppid) {
+            let tick = |i: usize| f.get(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            total += tick(11) + tick(12);
+        }
+    }
+    total
+}
+
 /// What one wrk run measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WrkResult {
@@ -167,9 +199,23 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The master's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: the master stops its workers; SIGKILL would leave them running.
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

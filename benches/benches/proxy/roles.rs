@@ -140,6 +140,11 @@ impl ProxyProcess {
         })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
     /// The process's resident set, from /proc.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id()))?;
