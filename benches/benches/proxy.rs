@@ -224,6 +224,12 @@ async fn switch(size: Size) -> anyhow::Result<()> {
         .filter(|a| a.sent >= pause_sent && a.sent < switched_at)
         .map(|a| a.latency)
         .collect();
+    let mut after_switch: Vec<Duration> = answers
+        .iter()
+        .filter(|a| a.sent >= pause_sent && a.sent < switched_at)
+        .map(|a| (a.sent + a.latency).saturating_duration_since(switched_at))
+        .collect();
+    after_switch.sort();
     let count = held.len();
     held.sort();
     let p99 = held.get(count * 99 / 100).copied().unwrap_or_default();
@@ -254,6 +260,16 @@ async fn switch(size: Size) -> anyhow::Result<()> {
     );
     report("switch: held requests p99 latency", millis(p99), "ms");
     report("switch: held requests max latency", millis(max), "ms");
+    report(
+        "switch: held answered after Switch returned, p50",
+        millis(after_switch.get(count / 2).copied().unwrap_or_default()),
+        "ms",
+    );
+    report(
+        "switch: held answered after Switch returned, max",
+        millis(after_switch.last().copied().unwrap_or_default()),
+        "ms",
+    );
     report(
         "switch: proxy's max hold",
         switched.max_hold_micros as f64 / 1e3,
