@@ -68,7 +68,8 @@ async fn run(size: Size) -> anyhow::Result<()> {
 /// Requests/s and latency: direct, nginx, cutover proxy.
 async fn throughput(size: Size) -> anyhow::Result<()> {
     let backend = roles::Backend::spawn().await?;
-    let proxy = roles::ProxyProcess::spawn(&backend).await?;
+    let proxy = roles::ProxyProcess::spawn(&backend, "http1").await?;
+    let proxy_h2c = roles::ProxyProcess::spawn(&backend, "h2c").await?;
     let Some(wrk) = peers::find("wrk") else {
         println!(
             "(wrk is not installed: throughput is checked, not measured; run benches/proxy.sh)"
@@ -95,6 +96,7 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
     let mut targets = vec![
         ("direct", backend.blue, vec![]),
         ("cutover proxy", proxy.listen, vec![proxy.pid()]),
+        ("cutover proxy h2c", proxy_h2c.listen, vec![proxy_h2c.pid()]),
     ];
     if let Some(nginx) = &nginx {
         targets.insert(1, ("nginx", nginx_listen, vec![nginx.pid()]));
@@ -147,8 +149,14 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
     }
     let rate = |n: &str| rates.iter().find(|(name, _)| *name == n).map(|(_, r)| *r);
     let p50 = |n: &str| p50s.iter().find(|(name, _)| *name == n).map(|(_, d)| *d);
-    if let (Some(ours), Some(theirs)) = (rate("cutover proxy"), rate("nginx")) {
-        report("cutover proxy / nginx requests/s", ours / theirs, "ratio");
+    for ours in ["cutover proxy", "cutover proxy h2c"] {
+        if let (Some(ours_rate), Some(theirs)) = (rate(ours), rate("nginx")) {
+            report(
+                &format!("{ours} / nginx requests/s"),
+                ours_rate / theirs,
+                "ratio",
+            );
+        }
     }
     if let (Some(ours), Some(direct)) = (p50("cutover proxy"), p50("direct")) {
         report(
@@ -169,8 +177,16 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
 
 /// A steady load, Pause → 200 ms → Switch: client errors and the held requests' latency.
 async fn switch(size: Size) -> anyhow::Result<()> {
+    for protocol in ["http1", "h2c"] {
+        switch_with(size, protocol).await?;
+    }
+    Ok(())
+}
+
+/// [`switch`] with the proxy talking `protocol` to the backend.
+async fn switch_with(size: Size, protocol: &str) -> anyhow::Result<()> {
     let backend = roles::Backend::spawn().await?;
-    let proxy = roles::ProxyProcess::spawn(&backend).await?;
+    let proxy = roles::ProxyProcess::spawn(&backend, protocol).await?;
     let rate = size.pick(2_000, 200);
     let hold = Duration::from_millis(200);
     let before = Duration::from_millis(size.pick(2_000, 300));
@@ -235,48 +251,68 @@ async fn switch(size: Size) -> anyhow::Result<()> {
     let p99 = held.get(count * 99 / 100).copied().unwrap_or_default();
     let max = held.last().copied().unwrap_or_default();
     let mut all: Vec<Duration> = answers.iter().map(|a| a.latency).collect();
-    report("switch: requests sent", answers.len() as f64, "requests");
-    report("switch: client errors", errors as f64, "requests");
     report(
-        "switch: answered by blue after Switch returned",
+        &format!("switch ({protocol}): requests sent"),
+        answers.len() as f64,
+        "requests",
+    );
+    report(
+        &format!("switch ({protocol}): client errors"),
+        errors as f64,
+        "requests",
+    );
+    report(
+        &format!("switch ({protocol}): answered by blue after Switch returned"),
         late_blue as f64,
         "requests",
     );
     report(
-        "switch: hold (Pause sent → Switch returned)",
+        &format!("switch ({protocol}): hold (Pause sent → Switch returned)"),
         millis(switched_at - pause_sent),
         "ms",
     );
-    report("switch: requests held", count as f64, "requests");
     report(
-        "switch: released by the proxy",
+        &format!("switch ({protocol}): requests held"),
+        count as f64,
+        "requests",
+    );
+    report(
+        &format!("switch ({protocol}): released by the proxy"),
         switched.released as f64,
         "requests",
     );
     report(
-        "switch: drained at Pause",
+        &format!("switch ({protocol}): drained at Pause"),
         paused.drained as f64,
         "requests",
     );
-    report("switch: held requests p99 latency", millis(p99), "ms");
-    report("switch: held requests max latency", millis(max), "ms");
     report(
-        "switch: held answered after Switch returned, p50",
+        &format!("switch ({protocol}): held requests p99 latency"),
+        millis(p99),
+        "ms",
+    );
+    report(
+        &format!("switch ({protocol}): held requests max latency"),
+        millis(max),
+        "ms",
+    );
+    report(
+        &format!("switch ({protocol}): held answered after Switch returned, p50"),
         millis(after_switch.get(count / 2).copied().unwrap_or_default()),
         "ms",
     );
     report(
-        "switch: held answered after Switch returned, max",
+        &format!("switch ({protocol}): held answered after Switch returned, max"),
         millis(after_switch.last().copied().unwrap_or_default()),
         "ms",
     );
     report(
-        "switch: proxy's max hold",
+        &format!("switch ({protocol}): proxy's max hold"),
         switched.max_hold_micros as f64 / 1e3,
         "ms",
     );
     report(
-        "switch: all requests p50 latency",
+        &format!("switch ({protocol}): all requests p50 latency"),
         millis(median(&mut all)),
         "ms",
     );
@@ -295,7 +331,7 @@ async fn held(size: Size) -> anyhow::Result<()> {
     let count = size.pick(10_000, 300);
     for protocol in ["http1", "h2"] {
         let backend = roles::Backend::spawn().await?;
-        let proxy = roles::ProxyProcess::spawn(&backend).await?;
+        let proxy = roles::ProxyProcess::spawn(&backend, "http1").await?;
         // Warm the proxy (pools, allocator) so the baseline is a serving proxy's.
         for _ in 0..100 {
             get(&format!("http://{}/x", proxy.listen)).await?;

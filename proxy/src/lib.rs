@@ -22,3 +22,4 @@ pub use control::HoldConfig;
 pub use hold::Limits;
 pub use route::{Epoch, RouteState};
 pub use server::{Proxy, ProxyConfig, ServeError};
+pub use upstream::UpstreamProtocol;

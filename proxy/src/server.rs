@@ -25,7 +25,7 @@ use crate::{
     hold::{Gate, Limits},
     metrics as m,
     route::{RouteFile, RouteFileError, RouteState},
-    upstream::{BackendError, Upstreams},
+    upstream::{BackendError, UpstreamProtocol, Upstreams},
 };
 
 /// Everything a proxy is configured with.
@@ -47,6 +47,8 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     /// How often each backend's `/healthz` is checked.
     pub health_interval: Duration,
+    /// HTTP/1.1 or h2c to the backends.
+    pub upstream_protocol: UpstreamProtocol,
 }
 
 impl ProxyConfig {
@@ -64,6 +66,7 @@ impl ProxyConfig {
             hold: HoldConfig::default(),
             upstream_timeout: Duration::from_secs(30),
             health_interval: Duration::from_secs(1),
+            upstream_protocol: UpstreamProtocol::Http1,
         }
     }
 }
@@ -94,7 +97,11 @@ pub struct Proxy {
 impl Proxy {
     /// Checks the backends and loads the route (a missing file starts on blue at epoch 0).
     pub fn open(config: ProxyConfig) -> Result<Self, ServeError> {
-        let upstreams = Arc::new(Upstreams::new(&config.blue, &config.green)?);
+        let upstreams = Arc::new(Upstreams::new(
+            &config.blue,
+            &config.green,
+            config.upstream_protocol,
+        )?);
         let file = RouteFile::new(&config.state_file);
         let route = file.load()?.unwrap_or_else(|| RouteState::new(Color::Blue));
         Ok(Self {

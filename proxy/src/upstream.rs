@@ -91,6 +91,19 @@ impl fmt::Display for Backend {
     }
 }
 
+/// How the proxy talks to backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over pooled keep-alive connections: every HTTP server speaks it, but each
+    /// concurrent request needs a connection of its own, so a hold released at once opens
+    /// as many connections as it held requests.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), one multiplexed connection per backend: a released
+    /// hold reuses it. For backends that speak h2c, as `cutover node` does.
+    H2c,
+}
+
 /// The backends of both colours and the client that reaches them.
 #[derive(Debug)]
 pub struct Upstreams {
@@ -108,7 +121,11 @@ struct Side {
 impl Upstreams {
     /// Parses the URLs of each colour; each must be `http://host:port` (a trailing `/` is
     /// allowed; a path, a query or https are refused).
-    pub fn new(blue: &[String], green: &[String]) -> Result<Self, BackendError> {
+    pub fn new(
+        blue: &[String],
+        green: &[String],
+        protocol: UpstreamProtocol,
+    ) -> Result<Self, BackendError> {
         let side = |color, urls: &[String]| -> Result<Side, BackendError> {
             if urls.is_empty() {
                 return Err(BackendError::None { color });
@@ -130,6 +147,7 @@ impl Upstreams {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(1024)
+            .http2_only(protocol == UpstreamProtocol::H2c)
             .build(connector);
         Ok(Self {
             sides: [side(Color::Blue, blue)?, side(Color::Green, green)?],
@@ -262,13 +280,14 @@ mod tests {
             ("http://a:1/x", "path"),
             ("http://", ""),
         ] {
-            let error = Upstreams::new(&urls(&[url]), &urls(&["http://b:2"]))
+            let error = Upstreams::new(&urls(&[url]), &urls(&["http://b:2"]), Default::default())
                 .expect_err(url)
                 .to_string();
             assert!(error.contains(url) && error.contains(says), "{error}");
             assert!(error.starts_with("blue backend"), "{error}");
         }
-        let error = Upstreams::new(&urls(&["http://a:1/"]), &[]).expect_err("no green");
+        let error =
+            Upstreams::new(&urls(&["http://a:1/"]), &[], Default::default()).expect_err("no green");
         assert_eq!(
             error,
             BackendError::None {
@@ -282,6 +301,7 @@ mod tests {
         let upstreams = Upstreams::new(
             &urls(&["http://a:1", "http://b:2", "http://c:3"]),
             &urls(&["http://g:4"]),
+            Default::default(),
         )
         .expect("valid");
         let picks = |n| {

@@ -238,3 +238,30 @@ async fn connect_is_refused_not_forwarded() {
     assert!(blue.seen().is_empty());
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn forwards_over_h2c_to_backends_that_speak_it() {
+    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&blue, &green, &dir);
+    cfg.upstream_protocol = cutover_proxy::UpstreamProtocol::H2c;
+    let proxy = Running::start(cfg).await;
+    let client = client();
+    for i in 0..3 {
+        let request = Request::post(proxy.url(&format!("/v1/users/{i}")))
+            .header("x-forwarded-for", "10.0.0.9")
+            .body(Full::new(Bytes::from("y".repeat(50_000))))
+            .unwrap();
+        let (status, body) = send(&client, request).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "blue"));
+    }
+    let seen = blue.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|s| s.body_len == 50_000));
+    assert_eq!(
+        seen[0].forwarded_for.as_deref(),
+        Some("10.0.0.9, 127.0.0.1")
+    );
+    assert_eq!(seen[0].via.as_deref(), Some("1.1 cutover"));
+    proxy.stop().await;
+}

@@ -30,7 +30,7 @@ fn a_switched_proxy_keeps_routing_to_green_across_kill_9() {
             "proxy",
             &[format!("http://{}", blue.http)],
             &[format!("http://{}", green.http)],
-            &["--token-file", &token],
+            &["--token-file", &token, "--upstream-protocol", "h2c"],
         )
         .expect("proxy starts");
 

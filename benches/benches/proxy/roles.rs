@@ -6,7 +6,7 @@ use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use bytes::Bytes;
-use cutover_proxy::{Proxy, ProxyConfig};
+use cutover_proxy::{Proxy, ProxyConfig, UpstreamProtocol};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -67,15 +67,22 @@ async fn answer(
 }
 
 async fn proxy(args: &[String]) -> anyhow::Result<()> {
-    let [listen, admin, blue, green, state] = args else {
-        anyhow::bail!("proxy role: LISTEN ADMIN BLUE GREEN STATE_FILE");
+    let [listen, admin, blue, green, state, protocol] = args else {
+        anyhow::bail!("proxy role: LISTEN ADMIN BLUE GREEN STATE_FILE http1|h2c");
     };
     cutover_daemon::metrics::install()?;
-    let config = ProxyConfig::new(
-        vec![format!("http://{blue}")],
-        vec![format!("http://{green}")],
-        state.into(),
-    );
+    let config = ProxyConfig {
+        upstream_protocol: if protocol == "h2c" {
+            UpstreamProtocol::H2c
+        } else {
+            UpstreamProtocol::Http1
+        },
+        ..ProxyConfig::new(
+            vec![format!("http://{blue}")],
+            vec![format!("http://{green}")],
+            state.into(),
+        )
+    };
     let proxy = Proxy::open(config)?;
     let listen = TcpListener::bind(listen.as_str()).await?;
     let admin = TcpListener::bind(admin.as_str()).await?;
@@ -113,7 +120,8 @@ pub struct ProxyProcess {
 }
 
 impl ProxyProcess {
-    pub async fn spawn(backend: &Backend) -> anyhow::Result<Self> {
+    /// `protocol`: `http1` or `h2c` to the backend.
+    pub async fn spawn(backend: &Backend, protocol: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("cutover-bench-")
             .tempdir()?;
@@ -126,6 +134,7 @@ impl ProxyProcess {
                 backend.blue.to_string(),
                 backend.green.to_string(),
                 dir.path().join("route.json").display().to_string(),
+                protocol.to_owned(),
             ],
         )?;
         wait_ready(listen, "/").await?;

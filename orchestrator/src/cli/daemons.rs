@@ -9,7 +9,7 @@ use cutover_node::{
     Node, NodeConfig,
     store::{StoreConfig, SyncPolicy},
 };
-use cutover_proxy::{HoldConfig, Limits, Proxy, ProxyConfig};
+use cutover_proxy::{HoldConfig, Limits, Proxy, ProxyConfig, UpstreamProtocol};
 use tokio::net::TcpListener;
 
 use super::{CliError, values};
@@ -115,6 +115,19 @@ pub struct ProxyArgs {
     /// How often each backend's /healthz is checked.
     #[arg(long, default_value = "1s", value_parser = values::positive_duration)]
     pub health_interval: Duration,
+    /// Protocol to the backends: http1 (any server) or h2c (HTTP/2 with prior knowledge,
+    /// one multiplexed connection per backend; `cutover node` speaks it).
+    #[arg(long, value_enum, default_value_t = UpstreamArg::Http1)]
+    pub upstream_protocol: UpstreamArg,
+}
+
+/// `--upstream-protocol` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamArg {
+    /// HTTP/1.1, pooled keep-alive connections.
+    Http1,
+    /// HTTP/2 with prior knowledge.
+    H2c,
 }
 
 /// `cutover orchestrator`: the daemon that drives upgrades.
@@ -219,6 +232,10 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
         },
         upstream_timeout: args.upstream_timeout,
         health_interval: args.health_interval,
+        upstream_protocol: match args.upstream_protocol {
+            UpstreamArg::Http1 => UpstreamProtocol::Http1,
+            UpstreamArg::H2c => UpstreamProtocol::H2c,
+        },
         ..ProxyConfig::new(args.blue, args.green, args.state_file)
     };
     let proxy = Proxy::open(config).map_err(anyhow::Error::from)?;
