@@ -190,11 +190,19 @@ async fn serve_admin(
     readiness: Readiness,
     cancel: CancellationToken,
 ) {
-    let grpc = tonic::service::Routes::new(ProxyControlServer::with_interceptor(
+    let mut grpc = tonic::service::Routes::new(ProxyControlServer::with_interceptor(
         ProxyControlService::new(Arc::clone(&controller)),
         auth,
-    ))
-    .prepare();
+    ));
+    // Reflection, so grpcurl and other tools need no .proto files (like the node's port).
+    match tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cutover_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+    {
+        Ok(reflection) => grpc = grpc.add_service(reflection),
+        Err(error) => tracing::warn!(%error, "gRPC reflection is off"),
+    }
+    let grpc = grpc.prepare();
     serve_http_from(listener, cancel, move |_peer| {
         let (grpc, controller, readiness) =
             (grpc.clone(), Arc::clone(&controller), readiness.clone());

@@ -265,3 +265,38 @@ async fn forwards_over_h2c_to_backends_that_speak_it() {
     assert_eq!(seen[0].via.as_deref(), Some("1.1 cutover"));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_port_serves_grpc_reflection_for_tools_like_grpcurl() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&blue, &green, &dir);
+    cfg.token = Some("s3cret".to_owned());
+    let proxy = Running::start(cfg).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.admin))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list: {answer:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"cutover.v1.ProxyControl"), "{names:?}");
+    proxy.stop().await;
+}
