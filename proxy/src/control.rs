@@ -13,7 +13,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     error::ControlError,
-    hold::{Gate, Released},
+    hold::{Gate, Released, Snapshot},
     metrics as m,
     route::{Change, Command, Ending, Epoch, Mode, Refusal, RouteFile, RouteState},
 };
@@ -74,21 +74,25 @@ struct Control {
 impl Controller {
     /// A controller over `gate`, starting from `route` (as loaded from `file`). A route that
     /// was holding when the proxy stopped holds again until its deadline, or ends at once if
-    /// that has passed. Needs a tokio runtime (for the expiry timer).
-    pub async fn start(
+    /// that has passed. Call it inside a tokio runtime (for the expiry timer).
+    pub fn start(
         gate: Arc<Gate>,
         file: RouteFile,
         route: RouteState,
         config: HoldConfig,
         cancel: CancellationToken,
-    ) -> Result<Arc<Self>, ControlError> {
+    ) -> Arc<Self> {
+        let restored_hold = match route.mode {
+            Mode::Holding { deadline_unix_ms } => Some(deadline_unix_ms),
+            Mode::Forwarding => None,
+        };
         let controller = Arc::new(Self {
             gate,
             file,
             config,
             state: Mutex::new(Control {
                 route,
-                hold: 0,
+                hold: u64::from(restored_hold.is_some()),
                 drained: 0,
                 draining: false,
             }),
@@ -96,24 +100,19 @@ impl Controller {
             cancel,
         });
         m::route(route.epoch.0, route.active);
-        if let Mode::Holding { deadline_unix_ms } = route.mode {
+        if let Some(deadline_unix_ms) = restored_hold {
             tracing::info!(epoch = %route.epoch, deadline_unix_ms, "restarted inside a hold: holding until its deadline");
             controller.gate.hold();
-            let mut state = controller.state.lock().await;
-            state.hold += 1;
-            controller.arm_expiry(state.hold, deadline_unix_ms);
+            controller.arm_expiry(1, deadline_unix_ms);
         }
-        Ok(controller)
+        controller
     }
 
-    /// The route as it is now.
-    pub async fn route(&self) -> RouteState {
-        self.state.lock().await.route
-    }
-
-    /// The gate.
-    pub fn gate(&self) -> &Arc<Gate> {
-        &self.gate
+    /// The route and the gate's figures, as `ProxyControl.Status` and `GET /route` report
+    /// them.
+    pub async fn status(&self) -> (RouteState, Snapshot) {
+        let route = self.state.lock().await.route;
+        (route, self.gate.snapshot())
     }
 
     /// Starts holding new requests (from this instant) and waits for the requests in flight

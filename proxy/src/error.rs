@@ -68,7 +68,7 @@ impl Classify for ProxyError {
 
 impl ProxyError {
     /// The refusal of a request the hold cannot take.
-    pub fn hold_full(full: NotHeld) -> Self {
+    pub fn not_held(full: NotHeld) -> Self {
         Self::HoldFull {
             what: match full {
                 NotHeld::Count => "--max-held requests are held",

@@ -78,7 +78,7 @@ impl Forwarder {
         let (color, in_flight) = match self.gate.admit(bytes) {
             Admission::Forward(color, in_flight) => (color, in_flight),
             Admission::Refused(full) => {
-                return Ok(self.refuse(ProxyError::hold_full(full), arrived));
+                return Ok(self.refuse(ProxyError::not_held(full), arrived));
             }
             Admission::Held(ticket) => match ticket.wait().await {
                 Release::Forward(color, in_flight) => {

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     control::Controller,
     error::ControlError,
+    hold::Released,
     route::{Epoch, Mode},
 };
 
@@ -84,10 +85,7 @@ impl proxy_control_server::ProxyControl for ProxyControlService {
         let controller = Arc::clone(&self.controller);
         let released =
             finish(async move { controller.switch(Epoch(request.epoch), color).await }).await?;
-        Ok(Response::new(SwitchResponse {
-            released: released.released,
-            max_hold_micros: released.max_hold.as_micros() as u64,
-        }))
+        Ok(Response::new(released.into()))
     }
 
     async fn resume(
@@ -97,10 +95,7 @@ impl proxy_control_server::ProxyControl for ProxyControlService {
         let epoch = Epoch(request.into_inner().epoch);
         let controller = Arc::clone(&self.controller);
         let released = finish(async move { controller.resume(epoch).await }).await?;
-        Ok(Response::new(ResumeResponse {
-            released: released.released,
-            max_hold_micros: released.max_hold.as_micros() as u64,
-        }))
+        Ok(Response::new(released.into()))
     }
 
     async fn status(
@@ -111,10 +106,31 @@ impl proxy_control_server::ProxyControl for ProxyControlService {
     }
 }
 
-/// The proxy's status, as the gRPC `Status` call and `GET /route` report it.
-pub async fn status(controller: &Controller) -> ProxyStatus {
-    let route = controller.route().await;
-    let gate = controller.gate().snapshot();
+impl From<Released> for SwitchResponse {
+    fn from(released: Released) -> Self {
+        Self {
+            released: released.released,
+            max_hold_micros: released.max_hold.as_micros() as u64,
+        }
+    }
+}
+
+impl From<Released> for ResumeResponse {
+    fn from(released: Released) -> Self {
+        let SwitchResponse {
+            released,
+            max_hold_micros,
+        } = released.into();
+        Self {
+            released,
+            max_hold_micros,
+        }
+    }
+}
+
+/// The proxy's status, as the gRPC `Status` call reports it.
+async fn status(controller: &Controller) -> ProxyStatus {
+    let (route, gate) = controller.status().await;
     let (mode, deadline) = match route.mode {
         Mode::Forwarding => (RouteMode::Forwarding, 0),
         Mode::Holding { deadline_unix_ms } => (RouteMode::Holding, deadline_unix_ms),

@@ -6,10 +6,7 @@ use std::{convert::Infallible, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use cutover_daemon::{Readiness, auth::BearerAuth, serve::serve_http_from};
-use cutover_proto::{
-    Color,
-    v1::{RouteMode, proxy_control_server::ProxyControlServer},
-};
+use cutover_proto::{Color, v1::proxy_control_server::ProxyControlServer};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -19,12 +16,11 @@ use tower::ServiceExt;
 
 use crate::{
     control::{Controller, HoldConfig},
-    error::ControlError,
     forward::Forwarder,
-    grpc::{ProxyControlService, status},
+    grpc::ProxyControlService,
     hold::{Gate, Limits},
     metrics as m,
-    route::{RouteFile, RouteFileError, RouteState},
+    route::{Mode, RouteFile, RouteFileError, RouteState},
     upstream::{BackendError, UpstreamProtocol, Upstreams},
 };
 
@@ -80,9 +76,6 @@ pub enum ServeError {
     /// The route file cannot be read.
     #[error(transparent)]
     Route(#[from] RouteFileError),
-    /// The controller could not start.
-    #[error(transparent)]
-    Control(#[from] ControlError),
 }
 
 /// A proxy, configured and with its route loaded, ready to run.
@@ -133,8 +126,7 @@ impl Proxy {
             self.route,
             self.config.hold,
             cancel.child_token(),
-        )
-        .await?;
+        );
         // A stop inside a hold answers the held requests 503 instead of keeping them until
         // the grace period runs out; the file keeps the hold for the restarted proxy.
         let stopper = tokio::spawn({
@@ -255,20 +247,19 @@ async fn admin_http(
 }
 
 async fn route_json(controller: &Controller) -> String {
-    let status = status(controller).await;
-    let active = Color::try_from(status.active).map_or("unknown", Color::as_str);
-    let mode = match RouteMode::try_from(status.mode) {
-        Ok(RouteMode::Holding) => "holding",
-        _ => "forwarding",
+    let (route, gate) = controller.status().await;
+    let (mode, deadline) = match route.mode {
+        Mode::Forwarding => ("forwarding", None),
+        Mode::Holding { deadline_unix_ms } => ("holding", Some(deadline_unix_ms)),
     };
     serde_json::json!({
-        "epoch": status.epoch,
-        "active": active,
+        "epoch": route.epoch.0,
+        "active": route.active.as_str(),
         "mode": mode,
-        "held": status.held,
-        "held_bytes": status.held_bytes,
-        "in_flight": status.in_flight,
-        "hold_deadline_unix_ms": (status.hold_deadline_unix_ms > 0).then_some(status.hold_deadline_unix_ms),
+        "held": gate.held,
+        "held_bytes": gate.held_bytes,
+        "in_flight": gate.in_flight,
+        "hold_deadline_unix_ms": deadline,
     })
     .to_string()
 }

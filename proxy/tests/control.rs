@@ -14,7 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{Backend, Running, client, config, get, send};
+use common::{Backend, Running, client, config, get, send, start};
 use cutover_proto::v1::{
     Color, PauseRequest, ProxyStatusRequest, ResumeRequest, SwitchRequest,
     proxy_control_client::ProxyControlClient,
@@ -40,9 +40,7 @@ fn switch(epoch: u64, color: Color) -> SwitchRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switch_under_load_fails_no_request_and_sends_none_to_blue_after_it() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (blue, _green, _dir, proxy) = start(|_| {}).await;
     let mut control = proxy.control().await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -108,9 +106,7 @@ async fn a_switch_under_load_fails_no_request_and_sends_none_to_blue_after_it() 
 
 #[tokio::test]
 async fn pause_returns_only_once_slow_requests_in_flight_completed() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (_blue, _green, _dir, proxy) = start(|_| {}).await;
     let mut control = proxy.control().await;
     let url = proxy.url("/slow?ms=500");
     let slow = tokio::spawn(async move {
@@ -135,9 +131,7 @@ async fn pause_returns_only_once_slow_requests_in_flight_completed() {
 
 #[tokio::test]
 async fn a_drain_that_times_out_fails_the_pause_and_forwards_again() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (_blue, _green, _dir, proxy) = start(|_| {}).await;
     let mut control = proxy.control().await;
     let url = proxy.url("/slow?ms=1500");
     let slow = tokio::spawn(async move { get(&url).await });
@@ -168,12 +162,11 @@ async fn a_drain_that_times_out_fails_the_pause_and_forwards_again() {
 
 #[tokio::test]
 async fn the_hold_answers_503_exactly_past_its_count_and_byte_bounds() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&blue, &green, &dir);
-    cfg.limits.max_held = 3;
-    cfg.limits.max_held_bytes = 1_000;
-    let proxy = Running::start(cfg).await;
+    let (blue, _green, _dir, proxy) = start(|cfg| {
+        cfg.limits.max_held = 3;
+        cfg.limits.max_held_bytes = 1_000;
+    })
+    .await;
     let mut control = proxy.control().await;
     control.pause(pause(1)).await.unwrap();
 
@@ -222,9 +215,7 @@ async fn the_hold_answers_503_exactly_past_its_count_and_byte_bounds() {
 
 #[tokio::test]
 async fn a_hold_nobody_ends_answers_503_and_returns_to_forwarding() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (_blue, _green, _dir, proxy) = start(|_| {}).await;
     let mut control = proxy.control().await;
     control
         .pause(PauseRequest {
@@ -266,9 +257,7 @@ async fn a_hold_nobody_ends_answers_503_and_returns_to_forwarding() {
 
 #[tokio::test]
 async fn a_restarted_proxy_routes_to_the_colour_it_last_switched_to() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (blue, green, dir, proxy) = start(|_| {}).await;
     let mut control = proxy.control().await;
     control.pause(pause(7)).await.unwrap();
     control.switch(switch(7, Color::Green)).await.unwrap();
@@ -292,11 +281,10 @@ async fn a_restarted_proxy_routes_to_the_colour_it_last_switched_to() {
 
 #[tokio::test]
 async fn stale_epochs_and_calls_without_the_token_change_nothing() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&blue, &green, &dir);
-    cfg.token = Some("s3cret".to_owned());
-    let proxy = Running::start(cfg).await;
+    let (_blue, _green, _dir, proxy) = start(|cfg| {
+        cfg.token = Some("s3cret".to_owned());
+    })
+    .await;
 
     let mut anonymous = proxy.control().await;
     let refused = anonymous.pause(pause(1)).await.expect_err("no token");
@@ -352,11 +340,10 @@ async fn stale_epochs_and_calls_without_the_token_change_nothing() {
 
 #[tokio::test]
 async fn a_client_that_leaves_while_held_frees_its_slot() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&blue, &green, &dir);
-    cfg.limits.max_held = 1;
-    let proxy = Running::start(cfg).await;
+    let (blue, _green, _dir, proxy) = start(|cfg| {
+        cfg.limits.max_held = 1;
+    })
+    .await;
     let mut control = proxy.control().await;
     control.pause(pause(1)).await.unwrap();
 
@@ -432,9 +419,7 @@ async fn a_proxy_restarted_inside_a_hold_holds_until_its_deadline_and_can_be_swi
 
 #[tokio::test]
 async fn a_drain_as_long_as_the_hold_releases_the_held_requests_instead_of_refusing_them() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (_blue, _green, _dir, proxy) = start(|_| {}).await;
     let mut control = proxy.control().await;
     let url = proxy.url("/slow?ms=1500");
     let slow = tokio::spawn(async move { get(&url).await });

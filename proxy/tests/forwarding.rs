@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Backend, Running, client, config, get, send};
+use common::{Backend, Running, client, config, get, send, start};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
@@ -18,9 +18,7 @@ use hyper_util::{
 
 #[tokio::test]
 async fn forwards_to_blue_with_forwarding_headers_and_bodies() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (blue, green, _dir, proxy) = start(|_| {}).await;
 
     let body = "x".repeat(100_000);
     let request = Request::post(proxy.url("/v1/users/1?x=1"))
@@ -58,9 +56,7 @@ async fn forwards_to_blue_with_forwarding_headers_and_bodies() {
 
 #[tokio::test]
 async fn forwards_h2c_requests() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (blue, _green, _dir, proxy) = start(|_| {}).await;
     let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build(HttpConnector::new());
@@ -142,9 +138,22 @@ async fn round_robin_skips_a_backend_that_fails_its_health_check() {
         dir.path().join("route.json"),
     );
     cfg.health_interval = Duration::from_millis(50);
+    cutover_daemon::metrics::install().unwrap();
     let proxy = Running::start(cfg).await;
-    // Let the first health check run; after it no request goes to the dead backend.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for the first health check (the only proxy here with 2 healthy blue backends of
+    // 3); after it no request goes to the dead backend.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !get(&format!("http://{}/metrics", proxy.admin))
+        .await
+        .1
+        .contains("cutover_proxy_healthy_backends{color=\"blue\"} 2")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no health check in 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let client = client();
     for _ in 0..20 {
         let (status, body) = send(
@@ -166,9 +175,7 @@ async fn round_robin_skips_a_backend_that_fails_its_health_check() {
 #[tokio::test]
 async fn the_admin_port_serves_route_health_readiness_and_metrics() {
     cutover_daemon::metrics::install().unwrap();
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (_blue, _green, _dir, proxy) = start(|_| {}).await;
     let route = proxy.route().await;
     assert_eq!(route["epoch"], 0);
     assert_eq!(route["active"], "blue");
@@ -222,9 +229,7 @@ async fn a_bad_backend_url_or_route_file_is_refused_with_what_is_wrong() {
 #[tokio::test]
 async fn connect_is_refused_not_forwarded() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = Running::start(config(&blue, &green, &dir)).await;
+    let (blue, _green, _dir, proxy) = start(|_| {}).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
     stream
         .write_all(b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n")
@@ -241,11 +246,10 @@ async fn connect_is_refused_not_forwarded() {
 
 #[tokio::test]
 async fn forwards_over_h2c_to_backends_that_speak_it() {
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&blue, &green, &dir);
-    cfg.upstream_protocol = cutover_proxy::UpstreamProtocol::H2c;
-    let proxy = Running::start(cfg).await;
+    let (blue, _green, _dir, proxy) = start(|cfg| {
+        cfg.upstream_protocol = cutover_proxy::UpstreamProtocol::H2c;
+    })
+    .await;
     let client = client();
     for i in 0..3 {
         let request = Request::post(proxy.url(&format!("/v1/users/{i}")))
@@ -272,11 +276,10 @@ async fn the_admin_port_serves_grpc_reflection_for_tools_like_grpcurl() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&blue, &green, &dir);
-    cfg.token = Some("s3cret".to_owned());
-    let proxy = Running::start(cfg).await;
+    let (_blue, _green, _dir, proxy) = start(|cfg| {
+        cfg.token = Some("s3cret".to_owned());
+    })
+    .await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.admin))
         .unwrap()
         .connect()

@@ -200,6 +200,19 @@ pub fn config(blue: &Backend, green: &Backend, dir: &tempfile::TempDir) -> Proxy
     )
 }
 
+/// A blue and a green backend, a folder for the route file, and a proxy in front of them,
+/// its configuration changed by `tweak` first.
+pub async fn start(
+    tweak: impl FnOnce(&mut ProxyConfig),
+) -> (Backend, Backend, tempfile::TempDir, Running) {
+    let (blue, green) = (Backend::start("blue").await, Backend::start("green").await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&blue, &green, &dir);
+    tweak(&mut config);
+    let proxy = Running::start(config).await;
+    (blue, green, dir, proxy)
+}
+
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
