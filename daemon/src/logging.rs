@@ -47,13 +47,14 @@ pub enum LoggingError {
     AlreadyInitialised,
 }
 
-/// Installs the global subscriber. The filter comes from `RUST_LOG` (`info` when unset), with
-/// the usual `target=level` directives, e.g. `RUST_LOG=cutover_proxy=debug,info`.
-pub fn init(format: LogFormat) -> Result<(), LoggingError> {
+/// Installs the global subscriber. The filter comes from `RUST_LOG` (`default`, e.g. `info`,
+/// when unset), with the usual `target=level` directives, e.g.
+/// `RUST_LOG=cutover_proxy=debug,info`.
+pub fn init(format: LogFormat, default: &str) -> Result<(), LoggingError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(&value)
             .map_err(|source| LoggingError::BadFilter { value, source })?,
-        _ => EnvFilter::new("info"),
+        _ => EnvFilter::new(default),
     };
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {

@@ -1,10 +1,11 @@
 //! The cutover migration engine and the `cutover` command line.
 //!
-//! The engine (cycles, transforms, threshold engine, verification, cutover and rollback, the
-//! durable journal; see `../shared/DESIGN.md`, "Migration engine") is built by the engine and
-//! cutover issues. [`cli`] is the one binary's command line, kept in the library so tests and
-//! `cutover demo` can embed it.
+//! [`engine`]: cycles, transforms, the threshold engine, the durable journal, the cutover
+//! with its verification, reverse sync and the rollback (see `../shared/DESIGN.md`).
+//! [`cli`] is the one binary's command line and [`demo`] the `cutover demo` story with its
+//! client load, kept in the library so the tests embed them.
 
 pub mod cli;
+pub mod demo;
 pub mod engine;
 pub mod service;

@@ -5,14 +5,14 @@ use std::{pin::Pin, sync::Arc};
 
 use cutover_daemon::code::{Classify, ErrorCode};
 use cutover_proto::v1::{
-    AbortRequest, Phase, ProceedRequest, ProgressEvent, RollbackRequest, StartRequest,
-    StartResponse, StatusRequest, UpgradeStatus, WatchRequest,
+    AbortRequest, ProceedRequest, ProgressEvent, RollbackRequest, StartRequest, StartResponse,
+    StatusRequest, UpgradeStatus, WatchRequest,
     orchestrator_server::{Orchestrator, OrchestratorServer},
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Engine, EngineError, sample::SampleError, state::is_terminal};
+use crate::engine::{Engine, EngineError, sample::SampleError};
 
 impl Classify for EngineError {
     fn code(&self) -> ErrorCode {
@@ -23,6 +23,8 @@ impl Classify for EngineError {
             Self::Sample(SampleError::Endpoint(_)) => ErrorCode::InvalidArgument,
             Self::Sample(SampleError::Peer(_)) => ErrorCode::Unavailable,
             Self::Journal(_) => ErrorCode::Internal,
+            Self::WouldLose { .. } | Self::Unconfirmed { .. } => ErrorCode::PreconditionFailed,
+            Self::Unreachable(_) => ErrorCode::Unavailable,
         }
     }
 }
@@ -92,20 +94,12 @@ impl Orchestrator for OrchestratorService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let mut events = self.engine.watch();
         let closing = self.engine.closing();
+        let engine = Arc::clone(&self.engine);
         let stream = async_stream(move |tx| async move {
             loop {
                 let event = events.borrow_and_update().clone();
-                let phase = event
-                    .status
-                    .as_ref()
-                    .and_then(|s| Phase::try_from(s.phase).ok())
-                    .unwrap_or(Phase::Idle);
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
-                // Until cutover lands (issue #6), READY_FOR_CUTOVER is where every upgrade
-                // stops, rehearsal or not.
-                if is_terminal(phase) || phase == Phase::ReadyForCutover {
+                let last = event.status.as_ref().is_some_and(|s| engine.is_final(s));
+                if tx.send(Ok(event)).await.is_err() || last {
                     return;
                 }
                 tokio::select! {
@@ -146,11 +140,14 @@ impl Orchestrator for OrchestratorService {
 
     async fn rollback(
         &self,
-        _request: Request<RollbackRequest>,
+        request: Request<RollbackRequest>,
     ) -> Result<Response<UpgradeStatus>, Status> {
-        Err(Status::unimplemented(
-            "rollback comes with the cutover (issue #6); nothing was changed",
-        ))
+        let request = request.into_inner();
+        self.engine
+            .rollback(request.discard_green_writes, request.confirmed)
+            .await
+            .map(Response::new)
+            .map_err(|e| e.to_status())
     }
 }
 

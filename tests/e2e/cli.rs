@@ -1,4 +1,4 @@
-//! The command line surface: help, version, usage errors, and honest "not implemented".
+//! The command line surface: help, version, usage errors, and a small `cutover demo`.
 
 use crate::cluster;
 
@@ -89,10 +89,20 @@ fn usage_errors_exit_2_with_clap_message() {
 }
 
 #[test]
-fn unimplemented_commands_say_so_and_fail() {
+fn the_demo_refuses_bad_figures_and_runs_small() {
     let cluster = cluster();
-    let out = cluster.run(["demo", "--docs", "10"]).expect("runs");
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("not implemented"), "{}", out.stderr);
-    assert!(out.stdout.is_empty(), "prints no result: {}", out.stdout);
+    let out = cluster.run(["demo", "--docs", "0"]).expect("runs");
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--docs"), "{}", out.stderr);
+    let out = cluster
+        .run(["demo", "--docs", "2000", "--write-rate", "200"])
+        .expect("runs");
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    for line in [
+        "upgrade done",
+        "rollback done",
+        "all checks passed: 0 client errors, 0 lost acknowledged writes",
+    ] {
+        assert!(out.stdout.contains(line), "{line:?} in:\n{}", out.stdout);
+    }
 }

@@ -263,7 +263,14 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
     .expect("postponed delta cycles catch up with every acknowledged write");
     let (code, _) = upgrade(&cluster, &orchestrator, &["proceed"]);
     assert_eq!(code, 0, "proceed");
-    let status = wait_phase(&cluster, &orchestrator, &["ready_for_cutover"]);
+    // No proxy in the plan: the cutover fences blue, runs the final cycle, verifies (counts
+    // only: a collection is renamed; the drops accounted for) and switches.
+    let status = wait_phase(
+        &cluster,
+        &orchestrator,
+        &["reverse_sync", "aborted", "failed"],
+    );
+    assert_eq!(status["phase"], json!("reverse_sync"), "{status}");
     let cycles = status["cycles"].as_array().expect("cycles listed");
     assert!(cycles.len() >= 2, "a full copy and deltas: {status}");
     // Every document crosses in some cycle: one written while cycle 1 took its snapshot
@@ -310,7 +317,7 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
         "cutover_orchestrator_cycles_total",
         "cutover_orchestrator_documents_copied_total{collection=\"users\"}",
         "cutover_orchestrator_transform_drops_total",
-        "cutover_orchestrator_phase{phase=\"ready_for_cutover\"} 1",
+        "cutover_orchestrator_phase{phase=\"reverse_sync\"} 1",
     ] {
         assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
     }
@@ -343,9 +350,9 @@ fn a_kill_9_in_cycle_1_resumes_from_the_journal_and_loses_nothing() {
     let status = wait_phase(
         &cluster,
         &orchestrator,
-        &["ready_for_cutover", "failed", "aborted"],
+        &["reverse_sync", "failed", "aborted"],
     );
-    assert_eq!(status["phase"], json!("ready_for_cutover"), "{status}");
+    assert_eq!(status["phase"], json!("reverse_sync"), "{status}");
     // The restarted orchestrator went on from its journal, not from 0: it pulled again at
     // most the batches green had applied but the journal had not recorded (a few in flight).
     let resumed = status["cycles"][0]["documents"]
@@ -419,7 +426,7 @@ fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
     assert_eq!(phase(&cluster, &orchestrator).0, "idle", "nothing started");
     let (code, _) = upgrade(&cluster, &orchestrator, &["start", "--plan", &plan]);
     assert_eq!(code, 0);
-    let status = wait_phase(&cluster, &orchestrator, &["aborted", "ready_for_cutover"]);
+    let status = wait_phase(&cluster, &orchestrator, &["aborted", "reverse_sync"]);
     assert_eq!(status["phase"], json!("aborted"), "{status}");
     assert_eq!(status["dead_letter_total"], json!(5), "{status}");
     let dead = status["dead_letters"]
@@ -515,16 +522,16 @@ fn the_engine_inside_the_green_node_copies_into_its_own_store() {
     };
     let (code, started) = run(&["start", "--plan", &plan]);
     assert_eq!(code, Some(0), "start: {started}");
-    let status = wait_until("ready for cutover", Duration::from_secs(60), || {
+    let status = wait_until("the switch", Duration::from_secs(60), || {
         let (_, status) = run(&["status"]);
         matches!(
             status["phase"].as_str(),
-            Some("ready_for_cutover" | "failed" | "aborted")
+            Some("reverse_sync" | "failed" | "aborted")
         )
         .then_some(status)
     })
     .expect("the upgrade ends");
-    assert_eq!(status["phase"], json!("ready_for_cutover"), "{status}");
+    assert_eq!(status["phase"], json!("reverse_sync"), "{status}");
     assert_eq!(
         digests(&green),
         digests(&blue),
@@ -586,6 +593,6 @@ fn sigterm_with_a_watcher_attached_stops_the_orchestrator_and_a_restart_resumes(
     );
     let (code, _) = upgrade(&cluster, &orchestrator, &["proceed"]);
     assert_eq!(code, 0);
-    wait_phase(&cluster, &orchestrator, &["ready_for_cutover"]);
+    wait_phase(&cluster, &orchestrator, &["reverse_sync"]);
     assert_eq!(digests(&green), digests(&blue));
 }

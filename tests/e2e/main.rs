@@ -6,6 +6,7 @@
 use cutover_tests::harness::{Binary, Cluster};
 
 mod cli;
+mod cutover;
 mod engine;
 mod node;
 mod proxy;

@@ -5,8 +5,8 @@ use std::{path::Path, time::Duration};
 
 use cutover_daemon::auth::read_token_file;
 use cutover_proto::v1::{
-    AbortRequest, ProceedRequest, ProgressEvent, StartRequest, StartResponse, StatusRequest,
-    UpgradeStatus, WatchRequest, orchestrator_client::OrchestratorClient,
+    AbortRequest, ProceedRequest, ProgressEvent, RollbackRequest, StartRequest, StartResponse,
+    StatusRequest, UpgradeStatus, WatchRequest, orchestrator_client::OrchestratorClient,
 };
 use tonic::{
     Code, Request, Status, Streaming,
@@ -103,6 +103,20 @@ impl Orchestrator {
     pub(super) async fn abort(&mut self, reason: String) -> Result<UpgradeStatus, CliError> {
         let answer = self.client.abort(AbortRequest { reason }).await;
         self.answer("Abort", answer)
+    }
+
+    /// `Orchestrator.Rollback`.
+    pub(super) async fn rollback(
+        &mut self,
+        discard_green_writes: bool,
+        confirmed: bool,
+    ) -> Result<UpgradeStatus, CliError> {
+        let request = RollbackRequest {
+            discard_green_writes,
+            confirmed,
+        };
+        let answer = self.client.rollback(request).await;
+        self.answer("Rollback", answer)
     }
 
     /// `Orchestrator.Watch`: the stream, to read with [`Orchestrator::next_event`].

@@ -147,6 +147,9 @@ pub struct OrchestratorArgs {
     /// File holding the bearer token that Orchestrator calls must present.
     #[arg(long, env = "CUTOVER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Crash tests only: abort the process when the cutover passes this point.
+    #[arg(long, hide = true)]
+    pub fault_point: Option<String>,
 }
 
 pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
@@ -254,6 +257,9 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
 }
 
 pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError> {
+    if let Some(point) = &args.fault_point {
+        crate::engine::fault::arm(point).map_err(|e| CliError::Failed(anyhow::anyhow!(e)))?;
+    }
     let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
     let engine = Engine::open(&args.journal, None)
         .with_context(|| format!("opening the journal in {}", args.journal.display()))?;

@@ -83,7 +83,13 @@ pub enum Command {
 /// Runs a parsed command line to completion and maps the outcome to an exit status
 /// (see [`codes`]). Errors are printed to standard error with what to do about them.
 pub fn run(cli: Cli) -> ExitCode {
-    if let Err(error) = logging::init(cli.log_format.into()) {
+    // The demo tells its own story on stdout; its logs stay quiet unless RUST_LOG asks.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    if let Err(error) = logging::init(cli.log_format.into(), default_level) {
         eprintln!("error: {error}");
         return ExitCode::from(codes::USAGE);
     }

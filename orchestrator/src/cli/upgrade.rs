@@ -135,10 +135,50 @@ pub(super) async fn run(args: UpgradeArgs) -> Result<(), CliError> {
             let status = connect().await?.abort(reason).await?;
             print_brief(output, &status)
         }
-        UpgradeCommand::Rollback { .. } => Err(CliError::NotImplemented {
-            command: "upgrade rollback",
-            issue: 6,
-        }),
+        UpgradeCommand::Rollback {
+            discard_green_writes,
+            yes,
+        } => {
+            let mut orchestrator = connect().await?;
+            let status = if discard_green_writes {
+                // Ask first without confirming: the refusal states what would be lost.
+                match orchestrator.rollback(true, yes).await {
+                    Err(CliError::Refused { message, .. }) if !yes => {
+                        eprintln!("{message}");
+                        confirm("Roll back and lose these writes? Type yes: ")?;
+                        orchestrator.rollback(true, true).await?
+                    }
+                    other => other?,
+                }
+            } else {
+                orchestrator.rollback(false, true).await?
+            };
+            print_brief(output, &status)
+        }
+    }
+}
+
+/// Asks the operator on the terminal; anything but "yes" (or no terminal) refuses.
+fn confirm(question: &str) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Failed(anyhow::anyhow!(
+            "not confirmed: stdin is not a terminal; pass --yes to confirm in a script"
+        )));
+    }
+    eprint!("{question}");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Failed(e.into()))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CliError::Failed(anyhow::anyhow!(
+            "rollback not confirmed; nothing was changed"
+        )))
     }
 }
 

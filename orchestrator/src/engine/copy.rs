@@ -27,7 +27,7 @@ use tokio_stream::StreamExt;
 use tonic::Status;
 
 use super::{
-    journal::{BatchRecord, Journal, JournalError},
+    journal::{BatchRecord, Direction, Journal, JournalError},
     metrics as m,
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::{Routes, Tally, Transformed, transform_batch},
@@ -72,6 +72,8 @@ pub struct CopyContext {
     pub upgrade_id: String,
     /// The source's key in the journal (its node id).
     pub source_id: String,
+    /// Which way the copy goes (where its dead letters and drops are journaled).
+    pub direction: Direction,
     /// The plan's transforms.
     pub routes: Arc<Routes>,
     /// Keys that are dead letters or drops in the journal.
@@ -110,8 +112,15 @@ pub async fn copy(
     // Changes past the last batch (in no batch of ours) are covered by the snapshot's head.
     if high_watermark > committed {
         let (journal, upgrade, id) = owned(context);
+        let direction = context.direction;
         blocking(move || {
-            journal.acknowledge(&upgrade, &id, high_watermark, &BatchRecord::default())
+            journal.acknowledge(
+                &upgrade,
+                direction,
+                &id,
+                high_watermark,
+                &BatchRecord::default(),
+            )
         })
         .await?;
     }
@@ -258,7 +267,8 @@ async fn journal_stage(
                 .fetch_add(batch.tally.documents, Ordering::Relaxed);
         }
         let (journal, upgrade, id) = owned(context);
-        blocking(move || journal.acknowledge(&upgrade, &id, watermark, &record)).await?;
+        let direction = context.direction;
+        blocking(move || journal.acknowledge(&upgrade, direction, &id, watermark, &record)).await?;
         committed = watermark;
     }
     Ok((tally, committed))

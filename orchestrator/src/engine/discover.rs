@@ -18,6 +18,8 @@ pub struct Pair {
     pub source_id: String,
     /// The green node.
     pub sink: SinkPeer,
+    /// Its node id.
+    pub sink_id: String,
 }
 
 /// What discovery found wrong.
@@ -77,6 +79,7 @@ pub async fn discover(
             source,
             source_id: about.node_id,
             sink: sink.clone(),
+            sink_id: sink_about.node_id.clone(),
         });
     }
     Ok(pairs)

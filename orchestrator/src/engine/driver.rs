@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::{
     copy::{CopyContext, CopyError, copy},
     discover::{DiscoverError, Pair, discover},
-    journal::{CycleRecord, JournalError, UpgradeRecord},
+    fleet::Fleet,
+    journal::{CycleRecord, Direction, JournalError, UpgradeRecord},
     metrics as m,
     peer::{PeerError, Token},
     plan::Plan,
@@ -38,7 +39,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What ended a driver early.
 #[derive(Debug, thiserror::Error)]
-enum DriveError {
+pub(super) enum DriveError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
@@ -51,6 +52,12 @@ enum DriveError {
     Plan(String),
     #[error("cancelled")]
     Cancelled,
+    /// A cutover or rollback step failed; the message says which and why.
+    #[error("{0}")]
+    Step(String),
+    /// Verification found the two sides different.
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 /// A running upgrade's handles.
@@ -60,6 +67,8 @@ pub struct Controls {
     pub cancel: CancellationToken,
     /// Wakes a POSTPONED upgrade.
     pub proceed: Arc<Notify>,
+    /// Wakes a driver that waits in REVERSE_SYNC (a rollback was asked for).
+    pub wake: Arc<Notify>,
 }
 
 /// Everything a driver runs with.
@@ -101,19 +110,91 @@ impl Driver {
     async fn drive(&self) -> Result<(), DriveError> {
         let plan = Plan::parse(&self.upgrade.plan_name, &self.upgrade.plan_toml)
             .map_err(|e| DriveError::Plan(e.to_string()))?;
+        let fleet = Fleet::from_plan(&plan).map_err(DriveError::Plan)?;
+        // After the commit the switch comes first: it needs no discovery, and must not wait
+        // for a blue node that is down.
+        match self.board.phase() {
+            Phase::Committed | Phase::Switching => self.switch_forward(&fleet).await?,
+            Phase::Aborting => return self.abort_cutover(&fleet).await,
+            _ => {}
+        }
         let routes = Arc::new(Routes::forward(&plan).map_err(|e| DriveError::Plan(e.to_string()))?);
-        let token = read_token(plan.green.token_file.as_deref())?;
+        let token = read_token(plan.green.token_file.as_deref(), "green.token_file")?;
         let pairs = self
             .attempt("discovery", || discover(&plan, &token, self.local.as_ref()))
             .await?;
-        if self.board.phase() == Phase::Discovering {
-            self.board.enter(Phase::Cycling, "")?;
+        let run = Run {
+            plan,
+            routes,
+            pairs,
+            fleet,
+        };
+        let mut attempts = 0u32;
+        loop {
+            match self.board.phase() {
+                Phase::Discovering => self.board.enter(Phase::Cycling, "")?,
+                Phase::Cycling | Phase::Postponed => self.converge(&run).await?,
+                Phase::ReadyForCutover => {
+                    if self.upgrade.rehearse && self.board.journal().cutover()?.is_some() {
+                        return Ok(());
+                    }
+                    attempts += 1;
+                    self.cut_over(&run, attempts).await?;
+                }
+                Phase::Pausing | Phase::Fencing | Phase::FinalCycle | Phase::Verifying => {
+                    self.undo_forward(&run.fleet, "the orchestrator restarted in the middle of it")
+                        .await?;
+                    self.board.enter(
+                        Phase::Cycling,
+                        "a cutover was interrupted and undone; cycling again",
+                    )?;
+                }
+                Phase::Committed | Phase::Switching => self.switch_forward(&run.fleet).await?,
+                Phase::Switched => self.board.enter(
+                    Phase::ReverseSync,
+                    "green serves; its changes flow back to blue",
+                )?,
+                Phase::ReverseSync => self.reverse_sync(&run).await?,
+                Phase::RollingBack => self.roll_back(&run).await?,
+                Phase::Aborting => return self.abort_cutover(&run.fleet).await,
+                Phase::Unspecified
+                | Phase::Idle
+                | Phase::RolledBack
+                | Phase::Aborted
+                | Phase::Failed => return Ok(()),
+            }
         }
+    }
+
+    /// ABORTING: undoes whatever the cutover did, then ABORTED with the abort's reason.
+    async fn abort_cutover(&self, fleet: &Fleet) -> Result<(), DriveError> {
+        let why = self
+            .board
+            .journal()
+            .phase()?
+            .map(|p| p.reason)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "aborted by operator".to_owned());
+        self.undo_forward(fleet, &why).await?;
+        self.board.enter(Phase::Aborted, &why)?;
+        Ok(())
+    }
+
+    /// Copy cycles until the threshold engine says the final cycle fits the pause budget
+    /// (READY_FOR_CUTOVER) or gives up (ABORTED).
+    async fn converge(&self, run: &Run) -> Result<(), DriveError> {
+        let Run {
+            plan,
+            routes,
+            pairs,
+            ..
+        } = run;
         let mut history: Vec<Cycle> = self
             .board
             .journal()
             .cycles()?
             .iter()
+            .filter(|c| c.direction == Direction::Forward && !c.final_cycle)
             .map(|c| Cycle {
                 documents: c.documents,
                 duration: Duration::from_millis(c.duration_ms),
@@ -129,10 +210,10 @@ impl Driver {
         loop {
             let phase = self.board.phase();
             if phase == Phase::Postponed {
-                return self.postponed(&plan, &pairs, &routes, history.len()).await;
+                return self.postponed(run).await;
             }
             let record = self
-                .cycle(&plan, &pairs, &routes, history.len() as u32 + 1)
+                .cycle(pairs, routes, self.next_cycle(Direction::Forward, false)?)
                 .await?;
             history.push(Cycle {
                 documents: record.documents,
@@ -195,13 +276,13 @@ impl Driver {
     }
 
     /// At the threshold, waiting for Proceed: small delta cycles keep the gap small.
-    async fn postponed(
-        &self,
-        plan: &Plan,
-        pairs: &[Pair],
-        routes: &Arc<Routes>,
-        mut cycles: usize,
-    ) -> Result<(), DriveError> {
+    async fn postponed(&self, run: &Run) -> Result<(), DriveError> {
+        let Run {
+            plan,
+            routes,
+            pairs,
+            ..
+        } = run;
         loop {
             tokio::select! {
                 () = self.controls.proceed.notified() => {
@@ -223,14 +304,14 @@ impl Driver {
                 .attempt("measuring the delta", || self.pending(pairs))
                 .await?;
             if pending > 0 {
-                self.cycle(plan, pairs, routes, cycles as u32 + 1).await?;
+                self.cycle(pairs, routes, self.next_cycle(Direction::Forward, false)?)
+                    .await?;
                 self.board.refresh_dead_letters()?;
-                cycles += 1;
             }
         }
     }
 
-    async fn pause(&self, how_long: Duration) -> Result<(), DriveError> {
+    pub(super) async fn pause(&self, how_long: Duration) -> Result<(), DriveError> {
         tokio::select! {
             () = self.controls.cancel.cancelled() => Err(DriveError::Cancelled),
             () = tokio::time::sleep(how_long) => Ok(()),
@@ -238,7 +319,7 @@ impl Driver {
     }
 
     /// Retries `step` on a node failure, with backoff, up to [`ATTEMPTS`] times.
-    async fn attempt<T, E, F>(
+    pub(super) async fn attempt<T, E, F>(
         &self,
         what: &str,
         mut step: impl FnMut() -> F,
@@ -269,7 +350,7 @@ impl Driver {
         unreachable!("the loop returns")
     }
 
-    async fn pending(&self, pairs: &[Pair]) -> Result<u64, DriveError> {
+    pub(super) async fn pending(&self, pairs: &[Pair]) -> Result<u64, DriveError> {
         let mut pending = 0;
         for pair in pairs {
             let watermark = self.board.journal().watermark(&pair.source_id)?;
@@ -278,14 +359,31 @@ impl Driver {
         Ok(pending)
     }
 
-    /// Runs cycle `number` on every pair at once and journals its record.
-    async fn cycle(
+    /// The next cycle's record, still empty: its number follows every journaled cycle.
+    pub(super) fn next_cycle(
         &self,
-        plan: &Plan,
+        direction: Direction,
+        final_cycle: bool,
+    ) -> Result<CycleRecord, DriveError> {
+        let last = self.board.journal().cycles()?.last().map_or(0, |c| c.cycle);
+        Ok(CycleRecord {
+            cycle: last + 1,
+            final_cycle,
+            direction,
+            ..CycleRecord::default()
+        })
+    }
+
+    /// Runs the cycle `kind` (its number, direction and finality) on every pair at once and
+    /// journals its record.
+    pub(super) async fn cycle(
+        &self,
         pairs: &[Pair],
         routes: &Arc<Routes>,
-        number: u32,
+        kind: CycleRecord,
     ) -> Result<CycleRecord, DriveError> {
+        let number = kind.cycle;
+        let plan = self.plan()?;
         let started = Instant::now();
         let expected = self
             .attempt("measuring the delta", || self.pending(pairs))
@@ -297,7 +395,7 @@ impl Driver {
         let result = self
             .attempt(&format!("cycle {number}"), || {
                 progress.store(0, Ordering::Relaxed);
-                self.copy_all(plan, pairs, routes, &progress)
+                self.copy_all(&plan, pairs, routes, kind.direction, &progress)
             })
             .await;
         reporter.abort();
@@ -309,7 +407,6 @@ impl Driver {
             .attempt("measuring the delta", || self.pending(pairs))
             .await?;
         let record = CycleRecord {
-            cycle: number,
             documents: tally.documents,
             bytes: tally.bytes,
             tombstones: tally.tombstones,
@@ -317,21 +414,35 @@ impl Driver {
             failed: tally.failed,
             duration_ms: started.elapsed().as_millis() as u64,
             pending_after,
+            ..kind
         };
         self.board.journal().record_cycle(&record)?;
         metrics::counter!(m::CYCLES).increment(1);
         metrics::histogram!(m::CYCLE_DURATION).record(started.elapsed().as_secs_f64());
-        tracing::info!(
-            cycle = number,
-            documents = record.documents,
-            bytes = record.bytes,
-            tombstones = record.tombstones,
-            dropped = record.dropped,
-            failed = record.failed,
-            duration_ms = record.duration_ms,
-            pending_after,
-            "cycle done"
-        );
+        // Reverse sync runs a small cycle every few hundred milliseconds: those are debug.
+        let level_info = record.direction == Direction::Forward || record.final_cycle;
+        macro_rules! cycle_done {
+            ($level:ident) => {
+                tracing::$level!(
+                    cycle = number,
+                    documents = record.documents,
+                    bytes = record.bytes,
+                    tombstones = record.tombstones,
+                    dropped = record.dropped,
+                    failed = record.failed,
+                    duration_ms = record.duration_ms,
+                    pending_after,
+                    direction = record.direction.as_str(),
+                    final_cycle = record.final_cycle,
+                    "cycle done"
+                )
+            };
+        }
+        if level_info {
+            cycle_done!(info);
+        } else {
+            cycle_done!(debug);
+        }
         self.board.cycle(&record);
         Ok(record)
     }
@@ -345,10 +456,11 @@ impl Driver {
         plan: &Plan,
         pairs: &[Pair],
         routes: &Arc<Routes>,
+        direction: Direction,
         progress: &Arc<AtomicU64>,
     ) -> Result<Tally, DriveError> {
         // Read per attempt: an attempt that failed may have recorded dead letters.
-        let problems = Arc::new(self.problems()?);
+        let problems = Arc::new(self.problems(direction)?);
         let mut copies = tokio::task::JoinSet::new();
         for pair in pairs {
             let pair = pair.clone();
@@ -356,6 +468,7 @@ impl Driver {
                 journal: Arc::clone(self.board.journal()),
                 upgrade_id: self.upgrade.id.clone(),
                 source_id: pair.source_id.clone(),
+                direction,
                 routes: Arc::clone(routes),
                 problems: Arc::clone(&problems),
                 batch_documents: plan.batch_documents,
@@ -386,14 +499,19 @@ impl Driver {
     }
 
     /// Keys that are dead letters or drops in the journal.
-    fn problems(&self) -> Result<HashSet<(String, String)>, JournalError> {
+    fn problems(&self, direction: Direction) -> Result<HashSet<(String, String)>, JournalError> {
         let journal = self.board.journal();
         let mut keys: HashSet<_> = journal
-            .dead_letters()?
+            .dead_letters_of(direction)?
             .into_iter()
             .map(|d| (d.collection, d.id))
             .collect();
-        keys.extend(journal.dropped()?.into_iter().map(|(c, id, _)| (c, id)));
+        keys.extend(
+            journal
+                .dropped_of(direction)?
+                .into_iter()
+                .map(|(c, id, _)| (c, id)),
+        );
         Ok(keys)
     }
 
@@ -430,6 +548,8 @@ impl DriveError {
             | Self::Journal(_)
             | Self::Discover(DiscoverError::Mismatch(_))
             | Self::Plan(_)
+            | Self::Step(_)
+            | Self::Mismatch(_)
             | Self::Cancelled => false,
         }
     }
@@ -449,10 +569,32 @@ fn transient(status: &tonic::Status) -> bool {
     )
 }
 
-fn read_token(path: Option<&std::path::Path>) -> Result<Token, DriveError> {
+/// The token in the file at `path` (the plan's `field`), or none.
+pub(super) fn read_token(path: Option<&std::path::Path>, field: &str) -> Result<Token, DriveError> {
     let token = path
         .map(cutover_daemon::auth::read_token_file)
         .transpose()
-        .map_err(|e| DriveError::Plan(format!("green.token_file: {e}")))?;
-    Token::new(token.as_deref()).map_err(|e| DriveError::Plan(format!("green.token_file: {e}")))
+        .map_err(|e| DriveError::Plan(format!("{field}: {e}")))?;
+    Token::new(token.as_deref()).map_err(|e| DriveError::Plan(format!("{field}: {e}")))
+}
+
+impl Driver {
+    /// The upgrade's plan (checked when the upgrade started).
+    pub(super) fn plan(&self) -> Result<Plan, DriveError> {
+        Plan::parse(&self.upgrade.plan_name, &self.upgrade.plan_toml)
+            .map_err(|e| DriveError::Plan(e.to_string()))
+    }
+}
+
+/// What a running upgrade works with, found once per driver.
+#[derive(Debug)]
+pub(super) struct Run {
+    /// The plan.
+    pub plan: Plan,
+    /// Its forward transforms.
+    pub routes: Arc<Routes>,
+    /// Blue → green pipelines.
+    pub pairs: Vec<Pair>,
+    /// The proxies and the nodes' fences.
+    pub fleet: Fleet,
 }

@@ -10,6 +10,9 @@
 //! | `cycle/<n>` (u32 big-endian) | [`CycleRecord`] (JSON) |
 //! | `dead/<collection> 0x00 <id>` | [`DeadLetter`] (JSON) |
 //! | `dropped/<collection> 0x00 <id>` | the source version dropped by the transform, u64 |
+//! | `rdead/…`, `rdropped/…` | the same for reverse sync (green → blue) |
+//! | `cutover` | [`CutoverRecord`] (JSON): the cutover or rollback under way |
+//! | `epoch` | u64 big-endian: the last proxy epoch used; kept across upgrades |
 //!
 //! A watermark advances together with the dead letters and drops of the batch that took it
 //! there, in one batch: a crash never records a failure twice nor loses one.
@@ -26,6 +29,67 @@ const WATERMARK: &[u8] = b"watermark/";
 const CYCLE: &[u8] = b"cycle/";
 const DEAD: &[u8] = b"dead/";
 const DROPPED: &[u8] = b"dropped/";
+const REVERSE_DEAD: &[u8] = b"rdead/";
+const REVERSE_DROPPED: &[u8] = b"rdropped/";
+const CUTOVER: &[u8] = b"cutover";
+const EPOCH: &[u8] = b"epoch";
+
+/// Which way documents flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Blue to green: the copy cycles and the cutover.
+    #[default]
+    Forward,
+    /// Green to blue: reverse sync and the rollback.
+    Reverse,
+}
+
+impl Direction {
+    /// "forward" or "reverse".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Reverse => "reverse",
+        }
+    }
+
+    fn prefixes(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            Self::Forward => (DEAD, DROPPED),
+            Self::Reverse => (REVERSE_DEAD, REVERSE_DROPPED),
+        }
+    }
+}
+
+/// A cutover (or rollback) under way: what a restarted orchestrator needs to finish or undo
+/// it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutoverRecord {
+    /// Forward (a cutover) or reverse (a rollback).
+    pub direction: Direction,
+    /// The proxy epoch of the hold.
+    pub epoch: u64,
+    /// A rollback's decision is committed (a cutover's is its COMMITTED phase).
+    #[serde(default)]
+    pub committed: bool,
+    /// Head seq of each fenced node (node id, seq) as the fence reported it.
+    #[serde(default)]
+    pub fenced_heads: Vec<(String, u64)>,
+    /// Per proxy: endpoint, requests released, longest hold in microseconds.
+    #[serde(default)]
+    pub holds: Vec<(String, u64, u64)>,
+    /// What the verification found.
+    #[serde(default)]
+    pub verified: String,
+    /// Per green node (endpoint, seq): green's head when the cutover verified, where reverse
+    /// sync starts (every later change on green is a client write).
+    #[serde(default)]
+    pub reverse_from: Vec<(String, u64)>,
+    /// A rollback that discards green's writes to collections without a reverse program.
+    #[serde(default)]
+    pub discard: bool,
+}
 
 /// What can go wrong with the journal.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +155,7 @@ struct StoredPhase {
 }
 
 /// One finished cycle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CycleRecord {
     /// 1 for the full copy, then 2, 3, …
     pub cycle: u32,
@@ -109,6 +173,12 @@ pub struct CycleRecord {
     pub duration_ms: u64,
     /// Documents changed on the sources after the cycle's watermarks.
     pub pending_after: u64,
+    /// The final delta cycle of a cutover or rollback (its sources fenced).
+    #[serde(default)]
+    pub final_cycle: bool,
+    /// Which way it copied.
+    #[serde(default)]
+    pub direction: Direction,
 }
 
 /// A document the transform failed on.
@@ -239,11 +309,19 @@ impl Journal {
     pub fn begin(&self, upgrade: &UpgradeRecord) -> Result<(), JournalError> {
         let _serial = self.writes.lock().expect("not poisoned");
         let mut batch = WriteBatch::default();
-        for prefix in [WATERMARK, CYCLE, DEAD, DROPPED] {
+        for prefix in [
+            WATERMARK,
+            CYCLE,
+            DEAD,
+            DROPPED,
+            REVERSE_DEAD,
+            REVERSE_DROPPED,
+        ] {
             for key in self.prefixed(prefix, |key, _| Ok(key.to_vec()))? {
                 batch.delete(key);
             }
         }
+        batch.delete(CUTOVER);
         batch.put(UPGRADE, serde_json::to_vec(upgrade).expect("serialises"));
         batch.put(
             PHASE,
@@ -304,6 +382,7 @@ impl Journal {
     pub fn acknowledge(
         &self,
         upgrade_id: &str,
+        direction: Direction,
         source: &str,
         watermark: u64,
         record: &BatchRecord,
@@ -317,21 +396,25 @@ impl Journal {
             });
         }
         let watermark = watermark.max(self.watermark(source)?);
+        let (dead_prefix, dropped_prefix) = direction.prefixes();
         let mut batch = WriteBatch::default();
         for (collection, id) in &record.copied {
-            batch.delete(document_key(DEAD, collection, id));
-            batch.delete(document_key(DROPPED, collection, id));
+            batch.delete(document_key(dead_prefix, collection, id));
+            batch.delete(document_key(dropped_prefix, collection, id));
         }
         for dead in &record.failed {
-            batch.delete(document_key(DROPPED, &dead.collection, &dead.id));
+            batch.delete(document_key(dropped_prefix, &dead.collection, &dead.id));
             batch.put(
-                document_key(DEAD, &dead.collection, &dead.id),
+                document_key(dead_prefix, &dead.collection, &dead.id),
                 serde_json::to_vec(dead).expect("serialises"),
             );
         }
         for (collection, id, version) in &record.dropped {
-            batch.delete(document_key(DEAD, collection, id));
-            batch.put(document_key(DROPPED, collection, id), version.to_be_bytes());
+            batch.delete(document_key(dead_prefix, collection, id));
+            batch.put(
+                document_key(dropped_prefix, collection, id),
+                version.to_be_bytes(),
+            );
         }
         batch.put(watermark_key(source), watermark.to_be_bytes());
         self.write(batch)
@@ -354,17 +437,31 @@ impl Journal {
         })
     }
 
-    /// Every current dead letter, by collection and id.
+    /// Every current dead letter of the forward copy, by collection and id.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, JournalError> {
-        self.prefixed(DEAD, |_, value| {
+        self.dead_letters_of(Direction::Forward)
+    }
+
+    /// Every current dead letter of one direction, by collection and id.
+    pub fn dead_letters_of(&self, direction: Direction) -> Result<Vec<DeadLetter>, JournalError> {
+        self.prefixed(direction.prefixes().0, |_, value| {
             serde_json::from_slice(value).map_err(|e| self.corrupt(format!("dead letter: {e}")))
         })
     }
 
-    /// Documents currently dropped by the transforms: `(collection, id, version)`.
+    /// Documents currently dropped by the forward transforms: `(collection, id, version)`.
     pub fn dropped(&self) -> Result<Vec<(String, String, u64)>, JournalError> {
-        self.prefixed(DROPPED, |key, value| {
-            let rest = &key[DROPPED.len()..];
+        self.dropped_of(Direction::Forward)
+    }
+
+    /// Documents currently dropped by the transforms of one direction.
+    pub fn dropped_of(
+        &self,
+        direction: Direction,
+    ) -> Result<Vec<(String, String, u64)>, JournalError> {
+        let prefix = direction.prefixes().1;
+        self.prefixed(prefix, |key, value| {
+            let rest = &key[prefix.len()..];
             let split = rest.iter().position(|b| *b == 0);
             let version = <[u8; 8]>::try_from(value).map(u64::from_be_bytes);
             match (split, version) {
@@ -376,6 +473,38 @@ impl Journal {
                 _ => Err(self.corrupt("dropped record")),
             }
         })
+    }
+}
+
+impl Journal {
+    /// The cutover or rollback under way, if any.
+    pub fn cutover(&self) -> Result<Option<CutoverRecord>, JournalError> {
+        self.json(CUTOVER)
+    }
+
+    /// Records the cutover or rollback under way (synced).
+    pub fn set_cutover(&self, record: &CutoverRecord) -> Result<(), JournalError> {
+        let mut batch = WriteBatch::default();
+        batch.put(CUTOVER, serde_json::to_vec(record).expect("serialises"));
+        self.write(batch)
+    }
+
+    /// Takes a new proxy epoch: above every epoch this journal used and at least
+    /// `at_least` (the highest epoch a proxy reported, plus one). Synced before it is used,
+    /// so no epoch is ever handed out twice.
+    pub fn next_epoch(&self, at_least: u64) -> Result<u64, JournalError> {
+        let _serial = self.writes.lock().expect("not poisoned");
+        let last = match self.db.get_pinned(EPOCH).map_err(|e| self.rocks(e))? {
+            None => 0,
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| self.corrupt("epoch is not 8 bytes"))?,
+        };
+        let epoch = (last + 1).max(at_least);
+        let mut batch = WriteBatch::default();
+        batch.put(EPOCH, epoch.to_be_bytes());
+        self.write(batch)?;
+        Ok(epoch)
     }
 }
 
@@ -424,6 +553,7 @@ mod tests {
             journal
                 .acknowledge(
                     "u1",
+                    Direction::Forward,
                     "http://blue:1",
                     500,
                     &BatchRecord {
@@ -443,6 +573,8 @@ mod tests {
                     failed: 1,
                     duration_ms: 40,
                     pending_after: 7,
+                    final_cycle: false,
+                    direction: Direction::Forward,
                 })
                 .expect("cycle");
         }
@@ -469,10 +601,12 @@ mod tests {
             failed: vec![dead("a", 3), dead("c", 1)],
             ..BatchRecord::default()
         };
-        journal.acknowledge("u1", "s", 10, &failed).expect("ack");
+        journal
+            .acknowledge("u1", Direction::Forward, "s", 10, &failed)
+            .expect("ack");
         // Redelivery of the same batch records nothing twice.
         journal
-            .acknowledge("u1", "s", 10, &failed)
+            .acknowledge("u1", Direction::Forward, "s", 10, &failed)
             .expect("same watermark again");
         assert_eq!(journal.dead_letters().expect("read").len(), 2);
         let fixed = BatchRecord {
@@ -480,15 +614,17 @@ mod tests {
             dropped: vec![("users".into(), "c".into(), 2)],
             ..BatchRecord::default()
         };
-        journal.acknowledge("u1", "s", 20, &fixed).expect("ack");
+        journal
+            .acknowledge("u1", Direction::Forward, "s", 20, &fixed)
+            .expect("ack");
         assert_eq!(journal.dead_letters().expect("read"), Vec::new());
         assert_eq!(journal.dropped().expect("read").len(), 1);
         journal
-            .acknowledge("u1", "s", 15, &BatchRecord::default())
+            .acknowledge("u1", Direction::Forward, "s", 15, &BatchRecord::default())
             .expect("a late, lower watermark is harmless");
         assert_eq!(journal.watermark("s").expect("read"), 20);
         let err = journal
-            .acknowledge("u0", "s", 30, &BatchRecord::default())
+            .acknowledge("u0", Direction::Forward, "s", 30, &BatchRecord::default())
             .expect_err("a write of another upgrade");
         assert!(matches!(err, JournalError::Superseded { .. }), "{err}");
         assert_eq!(journal.watermark("s").expect("read"), 20);
@@ -502,6 +638,7 @@ mod tests {
         journal
             .acknowledge(
                 "u1",
+                Direction::Forward,
                 "s",
                 10,
                 &BatchRecord {

@@ -6,8 +6,8 @@ use std::{fmt, pin::Pin};
 
 use cutover_node::store::Store;
 use cutover_proto::v1::{
-    ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, LagRequest, PullRequest,
-    PullResponse, sink_client::SinkClient, source_client::SourceClient,
+    ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse,
+    LagRequest, PullRequest, PullResponse, sink_client::SinkClient, source_client::SourceClient,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
@@ -59,7 +59,8 @@ impl Token {
             .map(Self)
     }
 
-    fn attach<T>(&self, message: T) -> Request<T> {
+    /// `message` with the token attached.
+    pub fn attach<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Some(value) = &self.0 {
             request
@@ -84,7 +85,8 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// instead of leaving a cycle waiting forever.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn channel(endpoint: &str) -> Result<Channel, String> {
+/// A lazily connected channel to `endpoint`, with the timeouts every peer uses.
+pub fn channel(endpoint: &str) -> Result<Channel, String> {
     cutover_proto::endpoint(endpoint.to_owned())
         .map(|e| {
             e.connect_timeout(CONNECT_TIMEOUT)
@@ -131,6 +133,13 @@ impl SourcePeer {
         answer
             .map(|r| r.into_inner().changed)
             .map_err(self.fail("Lag"))
+    }
+
+    /// `Source.Digest` of every partition.
+    pub async fn digest(&self) -> Result<DigestResponse, PeerError> {
+        let mut client = self.client.clone();
+        let answer = client.digest(DigestRequest::default()).await;
+        answer.map(|r| r.into_inner()).map_err(self.fail("Digest"))
     }
 
     /// `Source.Pull(since)` in batches of at most `documents` and `bytes`.

@@ -182,6 +182,24 @@ impl Plan {
             .unwrap_or(collection)
     }
 
+    /// Green names of the collections a rollback cannot carry back: a forward program and no
+    /// reverse one.
+    pub fn unreversible(&self) -> Vec<String> {
+        self.collections
+            .iter()
+            .filter(|(_, c)| c.forward.is_some() && c.reverse.is_none())
+            .map(|(name, _)| self.green_name(name).to_owned())
+            .collect()
+    }
+
+    /// A collection the plan renames, if any.
+    pub fn renamed(&self) -> Option<String> {
+        self.collections
+            .iter()
+            .find(|(_, c)| c.rename.is_some())
+            .map(|(name, _)| name.clone())
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.pause_budget.is_zero() {
             return Err("pause_budget: must be more than 0 (e.g. \"500ms\")".into());

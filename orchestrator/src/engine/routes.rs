@@ -25,6 +25,9 @@ struct Route {
 #[derive(Debug, Clone)]
 pub struct Routes {
     by_collection: HashMap<String, Route>,
+    /// Collections not carried at all (reverse only: a forward program without a reverse
+    /// one). Their documents are left alone on the other side, never deleted there.
+    skipped: HashSet<String>,
 }
 
 /// A program that does not compile: the plan field and the compiler's message.
@@ -54,7 +57,50 @@ impl Routes {
             let target = plan.green_name(name).to_owned();
             by_collection.insert(name.clone(), Route { target, transform });
         }
-        Ok(Self { by_collection })
+        Ok(Self {
+            by_collection,
+            skipped: HashSet::new(),
+        })
+    }
+
+    /// Compiles the reverse programs of `plan`, keyed by green's collection names: a renamed
+    /// collection is renamed back; a collection with a forward program but no reverse one is
+    /// not carried (see [`unreversible`](Plan::unreversible)).
+    pub fn reverse(plan: &Plan) -> Result<Self, CompileError> {
+        let mut by_collection = HashMap::new();
+        let mut skipped = HashSet::new();
+        for (name, collection) in &plan.collections {
+            let green = plan.green_name(name).to_owned();
+            let transform: Arc<dyn Transform> = match (&collection.forward, &collection.reverse) {
+                (_, Some(program)) => {
+                    Arc::new(Jq::compile(program).map_err(|message| CompileError {
+                        field: format!("collections.{name}.reverse"),
+                        message,
+                    })?)
+                }
+                (None, None) => Arc::new(Identity),
+                (Some(_), None) => {
+                    skipped.insert(green);
+                    continue;
+                }
+            };
+            by_collection.insert(
+                green,
+                Route {
+                    target: name.clone(),
+                    transform,
+                },
+            );
+        }
+        Ok(Self {
+            by_collection,
+            skipped,
+        })
+    }
+
+    /// Whether `collection` is not carried in this direction.
+    pub fn skips(&self, collection: &str) -> bool {
+        !self.skipped.is_empty() && self.skipped.contains(collection)
     }
 
     /// The name `collection` has on the other side.
@@ -129,6 +175,9 @@ pub fn transform_batch(
     let mut per_collection: HashMap<String, (u64, u64)> = HashMap::new();
     let mut crossed = Vec::new();
     for mut doc in batch.documents {
+        if routes.skips(&doc.collection) {
+            continue;
+        }
         let tally = &mut out.tally;
         tally.documents += 1;
         tally.bytes += doc.body.len() as u64;

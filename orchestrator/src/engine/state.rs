@@ -67,6 +67,17 @@ impl Board {
                 status.phase_detail = phase.reason;
             }
             status.cycles = journal.cycles()?.iter().map(cycle_message).collect();
+            if let Some(cutover) = journal.cutover()? {
+                status.holds = cutover
+                    .holds
+                    .iter()
+                    .map(|(proxy, held, max)| pb::ProxyHold {
+                        proxy: proxy.clone(),
+                        held: *held,
+                        max_hold_micros: *max,
+                    })
+                    .collect();
+            }
         }
         let event = ProgressEvent {
             status: Some(status),
@@ -179,11 +190,31 @@ impl Board {
         });
     }
 
-    /// Shows a finished cycle (already journaled).
+    /// Shows a finished cycle (already journaled); a cycle of the same number is replaced
+    /// (reverse sync accumulates into one).
     pub fn cycle(&self, cycle: &CycleRecord) {
         self.update(|event| {
             let status = event.status.get_or_insert_with(UpgradeStatus::default);
-            status.cycles.push(cycle_message(cycle));
+            let message = cycle_message(cycle);
+            match status.cycles.iter_mut().find(|c| c.cycle == cycle.cycle) {
+                Some(shown) => *shown = message,
+                None => status.cycles.push(message),
+            }
+        });
+    }
+
+    /// Shows the figures of the latest hold: (proxy, released, longest hold µs) each.
+    pub fn holds(&self, holds: &[(String, u64, u64)]) {
+        self.update(|event| {
+            let status = event.status.get_or_insert_with(UpgradeStatus::default);
+            status.holds = holds
+                .iter()
+                .map(|(proxy, held, max)| pb::ProxyHold {
+                    proxy: proxy.clone(),
+                    held: *held,
+                    max_hold_micros: *max,
+                })
+                .collect();
         });
     }
 
@@ -237,8 +268,8 @@ fn cycle_message(cycle: &CycleRecord) -> pb::CycleRecord {
         failed: cycle.failed,
         duration_micros: cycle.duration_ms * 1000,
         pending_after: cycle.pending_after,
-        final_cycle: false,
-        direction: "forward".to_owned(),
+        final_cycle: cycle.final_cycle,
+        direction: cycle.direction.as_str().to_owned(),
     }
 }
 

@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     driver::{Controls, Driver},
-    journal::{Journal, JournalError, UpgradeRecord},
+    journal::{CutoverRecord, Direction, Journal, JournalError, UpgradeRecord},
     metrics as m,
     plan::{Plan, PlanError},
+    reverse::count_changes,
     routes::{CompileError, Routes},
     sample::{SampleError, sample},
     state::{Board, is_terminal, now_unix_ms},
@@ -56,6 +57,30 @@ pub enum EngineError {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A rollback would lose green writes and was not told to.
+    #[error(
+        "rollback refused: {documents} documents written on green in {collections} would be \
+         lost (no reverse program): add a reverse program to the plan, or roll back with \
+         --discard-green-writes"
+    )]
+    WouldLose {
+        /// Green writes that cannot flow back.
+        documents: u64,
+        /// The collections without a reverse program.
+        collections: String,
+    },
+    /// A rollback was not confirmed.
+    #[error(
+        "rollback not confirmed: {documents} green writes would be lost; confirm (the CLI \
+         asks, or pass --yes)"
+    )]
+    Unconfirmed {
+        /// Green writes that would be lost.
+        documents: u64,
+    },
+    /// A node the request needs did not answer.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 struct Running {
@@ -93,7 +118,12 @@ impl Engine {
             closing: CancellationToken::new(),
         });
         match engine.board.phase() {
-            Phase::Discovering | Phase::Cycling | Phase::Postponed => {
+            Phase::Unspecified
+            | Phase::Idle
+            | Phase::RolledBack
+            | Phase::Aborted
+            | Phase::Failed => {}
+            phase => {
                 let upgrade =
                     engine
                         .board
@@ -105,12 +135,11 @@ impl Engine {
                         })?;
                 tracing::info!(
                     upgrade_id = upgrade.id,
+                    phase = m::phase_name(phase),
                     "resuming the upgrade from the journal"
                 );
                 engine.launch(upgrade);
             }
-            Phase::Aborting => engine.board.enter(Phase::Aborted, "aborted by operator")?,
-            _ => {}
         }
         Ok(engine)
     }
@@ -121,9 +150,16 @@ impl Engine {
     }
 
     fn launch_locked(&self, running: &mut Option<Running>, upgrade: UpgradeRecord) {
+        if let Some(previous) = running.take() {
+            // A driver still running here is in reverse sync of an earlier upgrade, which a
+            // new start ends.
+            previous.controls.cancel.cancel();
+            previous.task.abort();
+        }
         let controls = Controls {
             cancel: CancellationToken::new(),
             proceed: Arc::new(Notify::new()),
+            wake: Arc::new(Notify::new()),
         };
         let driver = Driver {
             board: self.board.clone(),
@@ -218,7 +254,9 @@ impl Engine {
         Ok(self.status())
     }
 
-    /// Abandons an upgrade that has not committed: stops its driver, then journals ABORTED.
+    /// Abandons an upgrade that has not committed: stops its driver, then journals ABORTING
+    /// and lets a new driver undo what the cutover did (proxies resume on blue, blue is
+    /// unfenced) and end in ABORTED.
     pub async fn abort(&self, reason: &str) -> Result<UpgradeStatus, EngineError> {
         let phase = self.board.phase();
         match phase {
@@ -229,12 +267,7 @@ impl Engine {
                     phase: m::phase_name(phase),
                 });
             }
-            p if p as i32 >= Phase::Committed as i32 => {
-                return Err(EngineError::WrongPhase {
-                    what: "abort is only possible before the cutover commits (use rollback)",
-                    phase: m::phase_name(phase),
-                });
-            }
+            p if committed(p) => return Err(too_late(p)),
             _ => {}
         }
         let reason = if reason.is_empty() {
@@ -242,14 +275,96 @@ impl Engine {
         } else {
             reason
         };
+        let Some(upgrade) = self.board.journal().upgrade()? else {
+            return Err(EngineError::WrongPhase {
+                what: "abort needs an upgrade in progress",
+                phase: m::phase_name(phase),
+            });
+        };
         // Stop the driver first, so nothing it journals can follow the abort.
-        let running = self.running.lock().expect("not poisoned").take();
-        if let Some(running) = running {
-            running.controls.cancel.cancel();
-            let _ = running.task.await;
+        let previous = self.running.lock().expect("not poisoned").take();
+        if let Some(previous) = previous {
+            previous.controls.cancel.cancel();
+            let _ = previous.task.await;
         }
-        self.board.enter(Phase::Aborted, reason)?;
+        let phase = self.board.phase();
+        if committed(phase) {
+            // The driver committed before it saw the cancel: it must go on.
+            self.launch(upgrade);
+            return Err(too_late(phase));
+        }
+        self.board.enter(Phase::Aborting, reason)?;
+        self.launch(upgrade);
         Ok(self.status())
+    }
+
+    /// Rolls a switched upgrade back to blue (see `Orchestrator.Rollback`): journals
+    /// ROLLING_BACK and wakes the driver, which runs the reverse cutover.
+    pub async fn rollback(
+        &self,
+        discard_green_writes: bool,
+        confirmed: bool,
+    ) -> Result<UpgradeStatus, EngineError> {
+        let phase = self.board.phase();
+        if !matches!(phase, Phase::Switched | Phase::ReverseSync) {
+            return Err(EngineError::WrongPhase {
+                what: "rollback is for a switched upgrade (SWITCHED or REVERSE_SYNC)",
+                phase: m::phase_name(phase),
+            });
+        }
+        let journal = self.board.journal();
+        let upgrade = journal.upgrade()?.ok_or(EngineError::WrongPhase {
+            what: "rollback needs an upgrade",
+            phase: m::phase_name(phase),
+        })?;
+        let plan = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)?;
+        let forward = journal.cutover()?.unwrap_or_default();
+        let unreversible = plan.unreversible();
+        let mut lost = 0;
+        if !unreversible.is_empty() {
+            lost = count_changes(&forward.reverse_from, &unreversible)
+                .await
+                .map_err(|e| EngineError::Unreachable(e.to_string()))?;
+        }
+        if lost > 0 && !discard_green_writes {
+            return Err(EngineError::WouldLose {
+                documents: lost,
+                collections: unreversible.join(", "),
+            });
+        }
+        if !confirmed {
+            return Err(EngineError::Unconfirmed { documents: lost });
+        }
+        journal.set_cutover(&CutoverRecord {
+            direction: Direction::Reverse,
+            discard: discard_green_writes && lost > 0,
+            reverse_from: forward.reverse_from,
+            ..CutoverRecord::default()
+        })?;
+        self.board.enter(
+            Phase::RollingBack,
+            &if lost > 0 {
+                format!("rolling back to blue; {lost} green writes discarded on request")
+            } else {
+                "rolling back to blue".to_owned()
+            },
+        )?;
+        if let Some(running) = &*self.running.lock().expect("not poisoned") {
+            running.controls.wake.notify_one();
+        }
+        Ok(self.status())
+    }
+
+    /// Whether `status` is the last a `Watch` stream sends: a terminal phase, or a rehearsal
+    /// that has run its cutover and resumed.
+    pub fn is_final(&self, status: &UpgradeStatus) -> bool {
+        let phase = Phase::try_from(status.phase).unwrap_or(Phase::Idle);
+        if is_terminal(phase) {
+            return true;
+        }
+        phase == Phase::ReadyForCutover
+            && matches!(self.board.journal().upgrade(), Ok(Some(u)) if u.rehearse)
+            && matches!(self.board.journal().cutover(), Ok(Some(_)))
     }
 
     /// Stops the running driver without ending the upgrade (the daemon is stopping); the
@@ -261,6 +376,26 @@ impl Engine {
             running.controls.cancel.cancel();
             let _ = running.task.await;
         }
+    }
+}
+
+/// Whether an upgrade in `phase` has committed its cutover (abort no longer applies).
+fn committed(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Committed
+            | Phase::Switching
+            | Phase::Switched
+            | Phase::ReverseSync
+            | Phase::RollingBack
+            | Phase::RolledBack
+    )
+}
+
+fn too_late(phase: Phase) -> EngineError {
+    EngineError::WrongPhase {
+        what: "abort is only possible before the cutover commits (use rollback)",
+        phase: m::phase_name(phase),
     }
 }
 

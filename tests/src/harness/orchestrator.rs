@@ -31,8 +31,18 @@ impl Cluster {
     /// Starts `cutover orchestrator` named `name` with its journal in `name/journal` on fresh
     /// loopback ports, and waits until `/readyz` says ready.
     pub fn start_orchestrator(&self, name: &str) -> anyhow::Result<OrchestratorProcess> {
+        self.start_orchestrator_with(name, &[])
+    }
+
+    /// [`start_orchestrator`](Self::start_orchestrator) with `extra` flags (e.g. the hidden
+    /// `--fault-point NAME` of the crash tests).
+    pub fn start_orchestrator_with(
+        &self,
+        name: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<OrchestratorProcess> {
         let journal = self.dir(name)?.join("journal");
-        self.start_orchestrator_on(name, journal, self.free_addr()?, self.free_addr()?)
+        self.start_orchestrator_on(name, journal, self.free_addr()?, self.free_addr()?, extra)
     }
 
     /// Starts `cutover orchestrator` again on the journal and addresses of one that stopped.
@@ -47,7 +57,7 @@ impl Cluster {
             http,
             ..
         } = stopped;
-        self.start_orchestrator_on(name, journal, grpc, http)
+        self.start_orchestrator_on(name, journal, grpc, http, &[])
     }
 
     fn start_orchestrator_on(
@@ -56,8 +66,9 @@ impl Cluster {
         journal: PathBuf,
         grpc: SocketAddr,
         http_addr: SocketAddr,
+        extra: &[&str],
     ) -> anyhow::Result<OrchestratorProcess> {
-        let args = [
+        let mut args = vec![
             "orchestrator".to_owned(),
             "--journal".to_owned(),
             journal.display().to_string(),
@@ -66,6 +77,7 @@ impl Cluster {
             "--http".to_owned(),
             http_addr.to_string(),
         ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         let daemon = self.spawn_ready(name, &args, http_addr, READY_TIMEOUT)?;
         Ok(OrchestratorProcess {
             daemon,

@@ -1,0 +1,324 @@
+//! `cutover demo`: the whole story in one process on loopback. A blue node loaded with N
+//! documents, a proxy in front of it, a client load through the proxy for the whole run, a
+//! green node with the engine inside it, a plan whose transform changes the schema (and its
+//! reverse); then the upgrade with its cycle table, the pause the clients saw and a check of
+//! every acknowledged write on green; then the rollback with the same report against blue.
+
+pub mod load;
+pub mod report;
+
+use std::{
+    io::{IsTerminal, Write},
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use cutover_node::{
+    Node, NodeConfig,
+    store::{Incoming, Store, StoreConfig, SyncPolicy},
+};
+use cutover_proto::v1::{Phase, UpgradeStatus};
+use cutover_proxy::{Proxy, ProxyConfig, UpstreamProtocol};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, cutover::max_hold_ms};
+use load::{COLLECTION, Ledger, Load, LoadConfig};
+
+/// The demo's schema change: `name` split into `first_name`/`last_name`, `"schema": 2`; and
+/// back.
+const FORWARD: &str = r#".first_name = (.name | split(" ") | .[0]) | .last_name = (.name | split(" ") | .[1:] | join(" ")) | del(.name) | .schema = 2"#;
+const REVERSE: &str =
+    r#".name = ([.first_name, .last_name] | join(" ")) | del(.first_name, .last_name, .schema)"#;
+/// Concurrent clients of the load.
+const CLIENTS: u32 = 32;
+/// Documents per store write while loading blue.
+const LOAD_BATCH: u64 = 5_000;
+/// How long the load runs on each side after a switch before it is checked.
+const AFTER_SWITCH: Duration = Duration::from_secs(2);
+/// Longest an upgrade or rollback may take before the demo gives up.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the demo is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoConfig {
+    /// Documents loaded into blue.
+    pub docs: u64,
+    /// Client requests per second through the proxy.
+    pub rate: u32,
+}
+
+/// One side's outcome: what the checks found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Client requests that failed.
+    pub errors: u64,
+    /// Acknowledged writes not found with their last value.
+    pub lost: usize,
+}
+
+struct Running {
+    store: Store,
+    http: SocketAddr,
+    grpc: SocketAddr,
+}
+
+async fn start_node(dir: &Path, name: &str, cancel: &CancellationToken) -> anyhow::Result<Running> {
+    let node = Node::open(NodeConfig {
+        store: StoreConfig {
+            path: dir.join(name),
+            partitions: None,
+            sync: SyncPolicy::Os,
+        },
+        max_body: 1 << 20,
+        token: None,
+    })
+    .with_context(|| format!("opening the {name} node"))?;
+    let store = node.store().clone();
+    let http = TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = TcpListener::bind("127.0.0.1:0").await?;
+    let running = Running {
+        store,
+        http: http.local_addr()?,
+        grpc: grpc.local_addr()?,
+    };
+    tokio::spawn(node.run(http, grpc, cancel.child_token()));
+    Ok(running)
+}
+
+/// Loads documents `0..docs` into `store` (version 1, blue's schema).
+async fn preload(store: &Store, docs: u64) -> anyhow::Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        for first in (0..docs).step_by(LOAD_BATCH as usize) {
+            let numbers = first..(first + LOAD_BATCH).min(docs);
+            let ids: Vec<String> = numbers.clone().map(load::id).collect();
+            let bodies: Vec<Vec<u8>> = numbers.map(load::body).collect();
+            let batch: Vec<Incoming<'_>> = ids
+                .iter()
+                .zip(&bodies)
+                .map(|(id, body)| Incoming {
+                    collection: COLLECTION,
+                    id,
+                    version: 1,
+                    tombstone: false,
+                    body,
+                })
+                .collect();
+            store.apply(&batch)?;
+        }
+        store.flush()?;
+        anyhow::Ok(())
+    })
+    .await?
+}
+
+/// The `(version, visits)` of `id` in `store`, or none.
+fn stored(store: &Store, id: &str) -> Option<(u64, u64)> {
+    let doc = store.get(COLLECTION, id).ok()??;
+    let body: serde_json::Value = serde_json::from_slice(&doc.body).ok()?;
+    Some((doc.version, body.get("visits")?.as_u64()?))
+}
+
+/// Runs the demo, printing as it goes; fails when a check does not hold.
+pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("cutover-demo-").tempdir()?;
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let blue = start_node(dir.path(), "blue", &cancel).await?;
+    let green = start_node(dir.path(), "green", &cancel).await?;
+    println!("loading blue with {} documents…", config.docs);
+    let loading = Instant::now();
+    preload(&blue.store, config.docs).await?;
+    println!("  loaded in {:.1} s", loading.elapsed().as_secs_f64());
+
+    let listen = TcpListener::bind("127.0.0.1:0").await?;
+    let admin = TcpListener::bind("127.0.0.1:0").await?;
+    let (proxy_addr, admin_addr) = (listen.local_addr()?, admin.local_addr()?);
+    let mut proxy_config = ProxyConfig::new(
+        vec![format!("http://{}", blue.http)],
+        vec![format!("http://{}", green.http)],
+        dir.path().join("route.json"),
+    );
+    proxy_config.upstream_protocol = UpstreamProtocol::H2c;
+    let proxy = Proxy::open(proxy_config)?;
+    tokio::spawn(proxy.run(listen, admin, cancel.child_token()));
+
+    let engine = Engine::open(&dir.path().join("journal"), Some(green.store.clone()))?;
+    let plan = format!(
+        "[blue]\nsources = [\"http://{}\"]\n\n[green]\nsinks = [\"http://{}\"]\n\n\
+         [proxies]\ncontrol = [\"http://{admin_addr}\"]\n\n\
+         [collections.{COLLECTION}]\nforward = '{FORWARD}'\nreverse = '{REVERSE}'\n",
+        blue.grpc, green.grpc
+    );
+    println!("\nplan:\n{}", indent(&plan));
+
+    let load_config = LoadConfig {
+        targets: vec![proxy_addr],
+        rate: config.rate,
+        keys: config.docs,
+        workers: CLIENTS,
+    };
+    println!(
+        "client load: {} requests/s through the proxy at {proxy_addr} (reads, updates with \
+         If-Match, deletes, creations)\n",
+        config.rate
+    );
+    let load = Load::start(&load_config, Ledger::default());
+    engine.start(&plan, "demo-plan.toml", false)?;
+    let (status, window) = follow(&engine, &load, Phase::ReverseSync).await?;
+    println!(
+        "\nupgrade done in {:.1} s: green serves",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(AFTER_SWITCH).await;
+    let (forward, ledger) = settle(load, &status, window, &green.store, "green").await;
+
+    println!("\nrolling back to blue…");
+    let load = Load::start(&load_config, ledger);
+    tokio::time::sleep(AFTER_SWITCH).await;
+    let rolling = Instant::now();
+    engine.rollback(false, true).await?;
+    let (status, window) = follow(&engine, &load, Phase::RolledBack).await?;
+    println!(
+        "\nrollback done in {:.1} s: blue serves",
+        rolling.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(AFTER_SWITCH).await;
+    let (back, _) = settle(load, &status, window, &blue.store, "blue").await;
+    engine.shutdown().await;
+
+    println!(
+        "\ndemo finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if forward.errors + back.errors > 0 || forward.lost + back.lost > 0 {
+        bail!(
+            "checks failed: {} client errors, {} lost acknowledged writes",
+            forward.errors + back.errors,
+            forward.lost + back.lost
+        );
+    }
+    println!("all checks passed: 0 client errors, 0 lost acknowledged writes");
+    Ok(())
+}
+
+/// Follows the upgrade until `until`, printing phases and progress; returns the last status
+/// and the switch window (from the pause to the switch, µs since the load began).
+async fn follow(
+    engine: &Arc<Engine>,
+    load: &Load,
+    until: Phase,
+) -> anyhow::Result<(UpgradeStatus, (u64, u64))> {
+    let tty = std::io::stdout().is_terminal();
+    let mut events = engine.watch();
+    let deadline = tokio::time::Instant::now() + PHASE_TIMEOUT;
+    let mut last_phase = Phase::Unspecified;
+    let (mut from, mut to) = (u64::MAX, 0);
+    let since = |load: &Load| load.started.elapsed().as_micros() as u64;
+    loop {
+        let event = events.borrow_and_update().clone();
+        let status = event.status.clone().unwrap_or_default();
+        let phase = status.phase();
+        if phase != last_phase {
+            if matches!(phase, Phase::Pausing | Phase::RollingBack) {
+                from = from.min(since(load));
+            }
+            if matches!(phase, Phase::Switched | Phase::RolledBack) {
+                to = since(load);
+            }
+            println!(
+                "{}[{:>6.2} s] {:<18} {}",
+                if tty { "\r\x1b[K" } else { "" },
+                load.started.elapsed().as_secs_f64(),
+                crate::engine::metrics::phase_name(phase),
+                status.phase_detail
+            );
+            last_phase = phase;
+        } else if tty && event.documents_expected > 0 {
+            print!(
+                "\r\x1b[K  copying {}/{} documents, {:.0} docs/s",
+                event.documents_copied, event.documents_expected, event.docs_per_sec
+            );
+            let _ = std::io::stdout().flush();
+        }
+        if phase == until {
+            return Ok((status, (from, to.max(from))));
+        }
+        if matches!(phase, Phase::Aborted | Phase::Failed) {
+            bail!("the upgrade ended in {phase:?}: {}", status.error);
+        }
+        tokio::select! {
+            changed = events.changed() => changed.context("the engine stopped")?,
+            () = tokio::time::sleep_until(deadline) => bail!("no {until:?} within {PHASE_TIMEOUT:?}"),
+        }
+    }
+}
+
+/// Stops the load, prints the cycle table and the pause, and checks every acknowledged write
+/// against `store`.
+async fn settle(
+    load: Load,
+    status: &UpgradeStatus,
+    (from, to): (u64, u64),
+    store: &Store,
+    side: &str,
+) -> (Checked, Ledger) {
+    let stats = Arc::clone(&load.stats);
+    let ledger = load.stop().await;
+    let latencies = stats.latencies.lock().expect("not poisoned").clone();
+    let pause = report::pause(&latencies, from, to);
+    let holds: Vec<(String, u64, u64)> = status
+        .holds
+        .iter()
+        .map(|h| (h.proxy.clone(), h.held, h.max_hold_micros))
+        .collect();
+    println!("\ncycles:\n{}", report::cycles(status));
+    println!(
+        "the pause clients saw: {} requests held by the proxy (longest hold {} ms); client \
+         latency during the switch: max {:.1} ms, p99 {:.1} ms, added over the {:.2} ms median: \
+         max {:.1} ms, p99 {:.1} ms",
+        holds.iter().map(|h| h.1).sum::<u64>(),
+        max_hold_ms(&holds),
+        pause.max_micros as f64 / 1e3,
+        pause.p99_micros as f64 / 1e3,
+        pause.baseline_p50_micros as f64 / 1e3,
+        pause.max_added_micros() as f64 / 1e3,
+        pause.p99_added_micros() as f64 / 1e3,
+    );
+    let errors = stats.errors.load(Ordering::Relaxed);
+    println!(
+        "client requests: {} ({} writes acknowledged), errors: {errors}",
+        stats.requests.load(Ordering::Relaxed),
+        stats.writes.load(Ordering::Relaxed)
+    );
+    for sample in stats.error_samples.lock().expect("not poisoned").iter() {
+        println!("  error: {sample}");
+    }
+    let lost = ledger.check(|id| stored(store, id));
+    println!(
+        "check: {} keys written by clients, {} on {side} with their last acknowledged value, {} \
+         lost",
+        ledger.known(),
+        ledger.known() - lost.len(),
+        lost.len()
+    );
+    for l in lost.iter().take(10) {
+        println!("  lost: {} expected {} found {}", l.id, l.expected, l.found);
+    }
+    (
+        Checked {
+            errors,
+            lost: lost.len(),
+        },
+        ledger,
+    )
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect::<String>()
+}

@@ -1,0 +1,477 @@
+//! The cutover: pause every proxy → fence blue (a lease) → final delta cycle → verify → fence
+//! blue for good → commit (phase COMMITTED, journaled) → switch every proxy to green. A failure
+//! before the commit undoes the attempt (proxies resume on blue, blue unfenced); after it, the
+//! switch is retried until every proxy routes to green.
+//!
+//! Blue's fence is made permanent before the commit rather than after: between the commit and
+//! a permanent fence, a lease that lapsed (the orchestrator stalled, a blue node slow to
+//! answer) would let blue take writes that green never sees. The other order has no such
+//! window; an undo lifts a permanent fence like a lease.
+
+use std::time::Duration;
+
+use cutover_proto::v1::{Color, Phase};
+use tokio::task::JoinSet;
+
+use super::{
+    driver::{DriveError, Driver, Run},
+    fault,
+    fleet::{Fleet, ProxyPeer},
+    journal::{CutoverRecord, Direction, Journal},
+    peer::PeerError,
+    verify::{self, Allowances},
+};
+
+/// Cutover attempts undone (a proxy that could not drain, a node that did not answer) before
+/// the upgrade gives up.
+const CUTOVER_ATTEMPTS: u32 = 3;
+/// Wait between two tries of a step that must eventually succeed (the switch after the
+/// commit).
+const RETRY: Duration = Duration::from_millis(250);
+
+/// How long proxies hold: long enough for the fence, the final cycle, the verification and
+/// the switch of a delta that fits the pause budget, with room for a slow peer.
+pub(super) fn hold_timeout(pause_budget: Duration) -> Duration {
+    (pause_budget * 10).clamp(Duration::from_secs(5), Duration::from_secs(60))
+}
+
+/// How long a fence lease lasts: past the proxies' hold, so that a proxy whose hold expired
+/// (the orchestrator died) meets a fenced blue for a moment rather than the other way round.
+fn lease(pause_budget: Duration) -> Duration {
+    hold_timeout(pause_budget) + Duration::from_secs(5)
+}
+
+/// Runs `call` on every proxy at once; the answers in proxy order.
+pub(super) async fn on_proxies<T, F>(
+    proxies: &[ProxyPeer],
+    call: impl Fn(ProxyPeer) -> F,
+) -> Vec<Result<T, PeerError>>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, PeerError>> + Send + 'static,
+{
+    let mut calls = JoinSet::new();
+    for (i, proxy) in proxies.iter().enumerate() {
+        let call = call(proxy.clone());
+        calls.spawn(async move { (i, call.await) });
+    }
+    let mut answers: Vec<Option<Result<T, PeerError>>> = proxies.iter().map(|_| None).collect();
+    while let Some(joined) = calls.join_next().await {
+        match joined {
+            Ok((i, answer)) => answers[i] = Some(answer),
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => {}
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.expect("every call was joined"))
+        .collect()
+}
+
+/// The first error of `answers`, as a step failure saying what was being done.
+fn all_ok<T>(answers: Vec<Result<T, PeerError>>, doing: &str) -> Result<Vec<T>, DriveError> {
+    answers
+        .into_iter()
+        .map(|a| a.map_err(|e| DriveError::Step(format!("{doing}: {e}"))))
+        .collect()
+}
+
+/// Pauses every proxy under `epoch`; returns once all have drained.
+pub(super) async fn all_proxies_paused(run: &Run, epoch: u64) -> Result<(), DriveError> {
+    let hold = hold_timeout(run.plan.pause_budget);
+    let answers = on_proxies(
+        &run.fleet.proxies,
+        |p| async move { p.pause(epoch, hold).await },
+    );
+    all_ok(answers.await, "pausing").map(drop)
+}
+
+/// A proxy epoch above every epoch any proxy has seen, journaled before use.
+pub(super) async fn take_epoch(journal: &Journal, fleet: &Fleet) -> Result<u64, DriveError> {
+    let statuses = all_ok(
+        on_proxies(&fleet.proxies, |p| async move { p.status().await }).await,
+        "reading the proxies' epochs",
+    )?;
+    let highest = statuses.iter().map(|s| s.epoch).max().unwrap_or(0);
+    Ok(journal.next_epoch(highest + 1)?)
+}
+
+/// Switches `proxy` to `color` under `epoch`, however long it takes: a hold that expired
+/// meanwhile is paused again under a new epoch first. Returns (released, longest hold µs).
+pub(super) async fn switch_until_done(
+    journal: &Journal,
+    proxy: &ProxyPeer,
+    epoch: u64,
+    color: Color,
+    hold: Duration,
+) -> (u64, u64) {
+    let mut epoch = epoch;
+    loop {
+        match proxy.switch(epoch, color).await {
+            Ok(answer) => {
+                fault::point("first-switch");
+                return (answer.released, answer.max_hold_micros);
+            }
+            Err(error) if error.status.code() == tonic::Code::FailedPrecondition => {
+                // The hold ended without us (it expired), or a newer epoch took over: look.
+                let renewed = async {
+                    let status = proxy.status().await?;
+                    if status.active == color as i32
+                        && status.mode == cutover_proto::v1::RouteMode::Forwarding as i32
+                    {
+                        return Ok::<_, PeerError>(true);
+                    }
+                    epoch = journal
+                        .next_epoch(status.epoch + 1)
+                        .unwrap_or(status.epoch + 1);
+                    proxy.pause(epoch, hold).await?;
+                    Ok(false)
+                };
+                match renewed.await {
+                    Ok(true) => return (0, 0),
+                    Ok(false) => continue,
+                    Err(error) => tracing::warn!(%error, "switching a proxy; retrying"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, "switching a proxy; retrying"),
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+impl Driver {
+    /// One cutover attempt from READY_FOR_CUTOVER: ends COMMITTED and switched, or undone
+    /// and back to CYCLING (ABORTED after [`CUTOVER_ATTEMPTS`] or a verification mismatch),
+    /// or, for a rehearsal, undone after a passed verification and back at READY_FOR_CUTOVER.
+    pub(super) async fn cut_over(&self, run: &Run, attempt: u32) -> Result<(), DriveError> {
+        let journal = self.board.journal();
+        let epoch = self
+            .attempt("reading the proxies' epochs", || {
+                take_epoch(journal, &run.fleet)
+            })
+            .await?;
+        let mut record = CutoverRecord {
+            direction: Direction::Forward,
+            epoch,
+            ..CutoverRecord::default()
+        };
+        journal.set_cutover(&record)?;
+        match self.hold_and_verify(run, &mut record).await {
+            Ok(()) => {}
+            Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
+            Err(error) => {
+                tracing::warn!(%error, attempt, "cutover attempt failed; undoing it");
+                self.undo_forward(&run.fleet, &error.to_string()).await?;
+                let why = format!(
+                    "cutover attempt {attempt} undone ({error}); proxies resumed on blue, blue \
+                     unfenced"
+                );
+                return if matches!(error, DriveError::Mismatch(_)) || attempt >= CUTOVER_ATTEMPTS {
+                    self.board
+                        .enter(Phase::Aborted, &format!("{why}: giving up"))?;
+                    Ok(())
+                } else {
+                    self.board
+                        .enter(Phase::Cycling, &format!("{why}: cycling again"))?;
+                    Ok(())
+                };
+            }
+        }
+        if self.upgrade.rehearse {
+            let holds = self.release(&run.fleet, &record).await;
+            record.holds = holds;
+            journal.set_cutover(&record)?;
+            self.board.holds(&record.holds);
+            self.unfence_all(&run.fleet, Color::Blue).await?;
+            self.board.enter(
+                Phase::ReadyForCutover,
+                &format!(
+                    "rehearsal done: {}; clients were held up to {} ms; proxies resumed on blue, \
+                     blue unfenced",
+                    record.verified,
+                    max_hold_ms(&record.holds)
+                ),
+            )?;
+            return Ok(());
+        }
+        self.board.enter(
+            Phase::Committed,
+            &format!("{}; blue fenced for good", record.verified),
+        )?;
+        fault::point("committed");
+        self.switch_forward(&run.fleet).await
+    }
+
+    /// Pause, fence, final cycle, verify, fence for good. Any error leaves the undo to the
+    /// caller.
+    async fn hold_and_verify(
+        &self,
+        run: &Run,
+        record: &mut CutoverRecord,
+    ) -> Result<(), DriveError> {
+        let journal = self.board.journal();
+        let budget = run.plan.pause_budget;
+        let epoch = record.epoch;
+        self.board.enter(
+            Phase::Pausing,
+            &format!(
+                "epoch {epoch}: {} proxies hold new requests and drain",
+                run.fleet.proxies.len()
+            ),
+        )?;
+        all_proxies_paused(run, epoch).await?;
+        fault::point("paused");
+        self.board
+            .enter(Phase::Fencing, "fencing blue's client writes")?;
+        let reason = format!("cutover {}", self.upgrade.id);
+        for node in &run.fleet.blue {
+            let head = node
+                .admin
+                .fence_lease(lease(budget), &reason)
+                .await
+                .map_err(|e| DriveError::Step(format!("fencing blue: {e}")))?;
+            record.fenced_heads.push((node.endpoint.clone(), head));
+        }
+        journal.set_cutover(record)?;
+        fault::point("fenced");
+        self.board.enter(
+            Phase::FinalCycle,
+            "copying what blue took since the last cycle",
+        )?;
+        self.cycle(
+            &run.pairs,
+            &run.routes,
+            self.next_cycle(Direction::Forward, true)?,
+        )
+        .await?;
+        fault::point("final-cycle");
+        self.board.enter(
+            Phase::Verifying,
+            "comparing per-partition counts and digests",
+        )?;
+        self.verify_forward(run, record).await?;
+        for node in &run.fleet.blue {
+            node.admin
+                .fence_permanent(&reason)
+                .await
+                .map_err(|e| DriveError::Step(format!("fencing blue for good: {e}")))?;
+        }
+        journal.set_cutover(record)?;
+        Ok(())
+    }
+
+    /// Blue's digests (fenced: its heads must not have moved) against green's.
+    async fn verify_forward(
+        &self,
+        run: &Run,
+        record: &mut CutoverRecord,
+    ) -> Result<(), DriveError> {
+        let journal = self.board.journal();
+        let mut blue = Vec::new();
+        for (node, (_, fenced)) in run.fleet.blue.iter().zip(&record.fenced_heads) {
+            let digest = node
+                .source
+                .digest()
+                .await
+                .map_err(|e| DriveError::Step(format!("verifying: {e}")))?;
+            if digest.head_seq != *fenced {
+                return Err(DriveError::Mismatch(format!(
+                    "blue {} moved from seq {fenced} to {} while fenced: a write got past the \
+                     fence",
+                    node.endpoint, digest.head_seq
+                )));
+            }
+            blue.push(digest);
+        }
+        let dead = journal.dead_letters()?;
+        let mut allowances = Allowances {
+            only_from: journal.dropped()?,
+            unknown: dead.into_iter().map(|d| d.id).collect(),
+            renamed: run.plan.renamed(),
+            ..Allowances::default()
+        };
+        if run.fleet.green.len() > 1 {
+            // A drop's blue node is not journaled: with several groups, leave its partition
+            // out rather than guess.
+            let ids = allowances.only_from.drain(..).map(|(_, id, _)| id);
+            allowances.unknown.extend(ids);
+        }
+        let (mut partitions, mut skipped, mut documents) = (0, 0, 0);
+        for (g, green) in run.fleet.green.iter().enumerate() {
+            let from: Vec<_> = blue
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| run.fleet.sink_of(*i) == g)
+                .map(|(_, d)| d.clone())
+                .collect();
+            let to = green
+                .source
+                .digest()
+                .await
+                .map_err(|e| DriveError::Step(format!("verifying: {e}")))?;
+            let verified = verify::compare(&from, &to, &allowances).map_err(|m| {
+                DriveError::Mismatch(format!(
+                    "verification failed on green {}: {m}",
+                    green.endpoint
+                ))
+            })?;
+            partitions += verified.partitions;
+            skipped += verified.skipped;
+            documents += verified.documents;
+            record
+                .reverse_from
+                .push((green.endpoint.clone(), to.head_seq));
+        }
+        record.verified = format!(
+            "verified {documents} documents in {partitions} partitions ({}{})",
+            if allowances.renamed.is_some() {
+                "counts; a collection is renamed"
+            } else {
+                "counts and digests"
+            },
+            if skipped > 0 {
+                format!("; {skipped} partitions with dead letters skipped")
+            } else {
+                String::new()
+            }
+        );
+        tracing::info!(verified = record.verified, "verification passed");
+        Ok(())
+    }
+
+    /// Resumes the proxies of the journaled hold; returns their figures.
+    async fn release(&self, fleet: &Fleet, record: &CutoverRecord) -> Vec<(String, u64, u64)> {
+        let epoch = record.epoch;
+        let answers = on_proxies(&fleet.proxies, |p| async move { p.resume(epoch).await }).await;
+        fleet
+            .proxies
+            .iter()
+            .zip(answers)
+            .map(|(proxy, answer)| match answer {
+                Ok(r) => (proxy.endpoint.clone(), r.released, r.max_hold_micros),
+                Err(error) => {
+                    // A newer epoch took over, or the proxy is down: its hold expires alone.
+                    tracing::warn!(%error, "resuming a proxy");
+                    (proxy.endpoint.clone(), 0, 0)
+                }
+            })
+            .collect()
+    }
+
+    /// Lifts the fence of every node of `color`, retrying: a permanent fence never lifts by
+    /// itself.
+    pub(super) async fn unfence_all(&self, fleet: &Fleet, color: Color) -> Result<(), DriveError> {
+        let nodes = match color {
+            Color::Green => &fleet.green,
+            _ => &fleet.blue,
+        };
+        let reason = format!("undo of {}", self.upgrade.id);
+        for node in nodes {
+            self.attempt("unfencing", || node.admin.unfence(&reason))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Undoes a cutover that did not commit: proxies resume on blue, blue is unfenced.
+    pub(super) async fn undo_forward(&self, fleet: &Fleet, why: &str) -> Result<(), DriveError> {
+        let Some(record) = self.board.journal().cutover()? else {
+            return Ok(());
+        };
+        if record.direction != Direction::Forward {
+            return Ok(());
+        }
+        self.board.detail(format!(
+            "undoing the cutover ({why}): resuming proxies on blue"
+        ));
+        let holds = self.release(fleet, &record).await;
+        self.board.holds(&holds);
+        self.unfence_all(fleet, Color::Blue).await
+    }
+
+    /// After the commit: switches every proxy to green, retrying until all have, then
+    /// SWITCHED.
+    pub(super) async fn switch_forward(&self, fleet: &Fleet) -> Result<(), DriveError> {
+        if self.board.phase() == Phase::Committed {
+            self.board
+                .enter(Phase::Switching, "switching every proxy to green")?;
+        }
+        let holds = self.switch_all(fleet, Color::Green).await?;
+        self.board.enter(
+            Phase::Switched,
+            &format!(
+                "every proxy routes to green; {} held requests released, longest hold {} ms",
+                holds.iter().map(|h| h.1).sum::<u64>(),
+                max_hold_ms(&holds)
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Switches every proxy to `color` under the journaled epoch, until all have.
+    pub(super) async fn switch_all(
+        &self,
+        fleet: &Fleet,
+        color: Color,
+    ) -> Result<Vec<(String, u64, u64)>, DriveError> {
+        let journal = std::sync::Arc::clone(self.board.journal());
+        let mut record = journal.cutover()?.unwrap_or_default();
+        let epoch = record.epoch;
+        let plan = self.plan()?;
+        let hold = hold_timeout(plan.pause_budget);
+        let answers = tokio::select! {
+            answers = on_proxies(&fleet.proxies, |p| {
+                let journal = std::sync::Arc::clone(&journal);
+                async move {
+                    Ok::<_, PeerError>(switch_until_done(&journal, &p, epoch, color, hold).await)
+                }
+            }) => answers,
+            () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
+        };
+        let holds: Vec<_> = fleet
+            .proxies
+            .iter()
+            .zip(answers)
+            .map(|(p, a)| {
+                let (released, max) = a.unwrap_or((0, 0));
+                (p.endpoint.clone(), released, max)
+            })
+            .collect();
+        record.holds = holds.clone();
+        journal.set_cutover(&record)?;
+        self.board.holds(&holds);
+        Ok(holds)
+    }
+}
+
+/// The longest hold of `holds`, in milliseconds.
+pub fn max_hold_ms(holds: &[(String, u64, u64)]) -> u64 {
+    holds.iter().map(|h| h.2).max().unwrap_or(0) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hold_outlasts_the_budget_and_the_lease_outlasts_the_hold() {
+        assert_eq!(
+            hold_timeout(Duration::from_millis(500)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            hold_timeout(Duration::from_secs(2)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            hold_timeout(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        assert!(lease(Duration::from_millis(500)) > hold_timeout(Duration::from_millis(500)));
+        assert_eq!(
+            max_hold_ms(&[("a".into(), 3, 41_000), ("b".into(), 1, 7_000)]),
+            41
+        );
+    }
+}

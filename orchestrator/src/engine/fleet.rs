@@ -1,0 +1,241 @@
+//! What a cutover steers besides the copy: the proxies (`ProxyControl`) and the nodes' write
+//! fences (`NodeAdmin`), as clients that name the endpoint and the call in every error.
+
+use std::time::Duration;
+
+use cutover_proto::v1::{
+    Color, FenceRequest, PauseRequest, PauseResponse, ProxyStatus, ProxyStatusRequest,
+    ResumeRequest, ResumeResponse, SwitchRequest, SwitchResponse, UnfenceRequest,
+    fence_request::Mode, node_admin_client::NodeAdminClient,
+    proxy_control_client::ProxyControlClient,
+};
+use tonic::{Status, transport::Channel};
+
+use super::{
+    peer::{PeerError, SourcePeer, Token, channel},
+    plan::Plan,
+};
+
+/// Longest any single control call may take: a Pause waits for the drain, which the proxy
+/// bounds by its own drain timeout, so this is only a guard against a frozen peer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn fail(endpoint: &str, call: &'static str) -> impl FnOnce(Status) -> PeerError {
+    let endpoint = endpoint.to_owned();
+    move |status| PeerError {
+        endpoint,
+        call,
+        status,
+    }
+}
+
+async fn timed<T>(
+    endpoint: &str,
+    call: &'static str,
+    answer: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, PeerError> {
+    match tokio::time::timeout(CALL_TIMEOUT, answer).await {
+        Ok(answer) => answer.map(|r| r.into_inner()).map_err(fail(endpoint, call)),
+        Err(_) => Err(fail(endpoint, call)(Status::deadline_exceeded(format!(
+            "no answer within {CALL_TIMEOUT:?}"
+        )))),
+    }
+}
+
+/// A proxy in front of the service.
+#[derive(Debug, Clone)]
+pub struct ProxyPeer {
+    /// Its `ProxyControl` endpoint, as in the plan.
+    pub endpoint: String,
+    client: ProxyControlClient<Channel>,
+    token: Token,
+}
+
+impl ProxyPeer {
+    /// A lazily connected client of `endpoint`.
+    pub fn new(endpoint: &str, token: Token) -> Result<Self, String> {
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            client: ProxyControlClient::new(channel(endpoint)?),
+            token,
+        })
+    }
+
+    /// `Pause(epoch)`: hold new requests, drain in-flight ones. `hold` bounds the hold.
+    pub async fn pause(&self, epoch: u64, hold: Duration) -> Result<PauseResponse, PeerError> {
+        let request = self.token.attach(PauseRequest {
+            epoch,
+            hold_timeout_ms: hold.as_millis() as u64,
+            drain_timeout_ms: 0,
+        });
+        timed(&self.endpoint, "Pause", self.client.clone().pause(request)).await
+    }
+
+    /// `Switch(epoch, color)`: route to `color` and release the hold there.
+    pub async fn switch(&self, epoch: u64, color: Color) -> Result<SwitchResponse, PeerError> {
+        let request = self.token.attach(SwitchRequest {
+            epoch,
+            color: color as i32,
+        });
+        timed(
+            &self.endpoint,
+            "Switch",
+            self.client.clone().switch(request),
+        )
+        .await
+    }
+
+    /// `Resume(epoch)`: release the hold on the current colour.
+    pub async fn resume(&self, epoch: u64) -> Result<ResumeResponse, PeerError> {
+        let request = self.token.attach(ResumeRequest { epoch });
+        timed(
+            &self.endpoint,
+            "Resume",
+            self.client.clone().resume(request),
+        )
+        .await
+    }
+
+    /// `Status`.
+    pub async fn status(&self) -> Result<ProxyStatus, PeerError> {
+        let request = self.token.attach(ProxyStatusRequest {});
+        timed(
+            &self.endpoint,
+            "Status",
+            self.client.clone().status(request),
+        )
+        .await
+    }
+}
+
+/// A node's write fence.
+#[derive(Debug, Clone)]
+pub struct AdminPeer {
+    /// Its gRPC endpoint, as in the plan.
+    pub endpoint: String,
+    client: NodeAdminClient<Channel>,
+    token: Token,
+}
+
+impl AdminPeer {
+    /// A lazily connected client of `endpoint`.
+    pub fn new(endpoint: &str, token: Token) -> Result<Self, String> {
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            client: NodeAdminClient::new(channel(endpoint)?),
+            token,
+        })
+    }
+
+    /// Fences client writes for `lease` (renewing a lease; a permanent fence stays) and
+    /// returns the node's head seq once every write accepted before is durable.
+    pub async fn fence_lease(&self, lease: Duration, reason: &str) -> Result<u64, PeerError> {
+        self.fence(Mode::LeaseMs(lease.as_millis().max(1) as u64), reason)
+            .await
+    }
+
+    /// Fences client writes until [`unfence`](Self::unfence); returns the head seq.
+    pub async fn fence_permanent(&self, reason: &str) -> Result<u64, PeerError> {
+        self.fence(Mode::Permanent(true), reason).await
+    }
+
+    async fn fence(&self, mode: Mode, reason: &str) -> Result<u64, PeerError> {
+        let request = self.token.attach(FenceRequest {
+            mode: Some(mode),
+            reason: reason.to_owned(),
+        });
+        let answer = timed(&self.endpoint, "Fence", self.client.clone().fence(request)).await?;
+        Ok(answer.head_seq)
+    }
+
+    /// Lifts the fence (idempotent).
+    pub async fn unfence(&self, reason: &str) -> Result<(), PeerError> {
+        let request = self.token.attach(UnfenceRequest {
+            reason: reason.to_owned(),
+        });
+        timed(
+            &self.endpoint,
+            "Unfence",
+            self.client.clone().unfence(request),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// A node of either side: its fence and its Source (for digests and reverse sync).
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its gRPC endpoint, as in the plan.
+    pub endpoint: String,
+    /// Its `NodeAdmin`.
+    pub admin: AdminPeer,
+    /// Its `Source`.
+    pub source: SourcePeer,
+}
+
+impl Node {
+    fn new(endpoint: &str, token: &Token) -> Result<Self, String> {
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            admin: AdminPeer::new(endpoint, token.clone())?,
+            source: SourcePeer::new(endpoint)?,
+        })
+    }
+}
+
+/// Everything a cutover steers, from the plan alone (no discovery needed, so a switch after
+/// the commit never waits for a node that is down).
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// Every proxy, in plan order.
+    pub proxies: Vec<ProxyPeer>,
+    /// Every blue node, in plan order.
+    pub blue: Vec<Node>,
+    /// Every green node, in plan order.
+    pub green: Vec<Node>,
+    /// Blue's token, for its `Sink` in reverse sync.
+    pub blue_token: Token,
+}
+
+impl Fleet {
+    /// The clients of every node and proxy of `plan`.
+    pub fn from_plan(plan: &Plan) -> Result<Self, String> {
+        let token = |path: Option<&std::path::Path>, field: &str| -> Result<Token, String> {
+            let text = path
+                .map(cutover_daemon::auth::read_token_file)
+                .transpose()
+                .map_err(|e| format!("{field}: {e}"))?;
+            Token::new(text.as_deref()).map_err(|e| format!("{field}: {e}"))
+        };
+        let blue_token = token(plan.blue.token_file.as_deref(), "blue.token_file")?;
+        let green_token = token(plan.green.token_file.as_deref(), "green.token_file")?;
+        let proxy_token = token(plan.proxies.token_file.as_deref(), "proxies.token_file")?;
+        Ok(Self {
+            proxies: plan
+                .proxies
+                .control
+                .iter()
+                .map(|e| ProxyPeer::new(e, proxy_token.clone()))
+                .collect::<Result<_, _>>()?,
+            blue: plan
+                .blue
+                .sources
+                .iter()
+                .map(|e| Node::new(e, &blue_token))
+                .collect::<Result<_, _>>()?,
+            green: plan
+                .green
+                .sinks
+                .iter()
+                .map(|e| Node::new(e, &green_token))
+                .collect::<Result<_, _>>()?,
+            blue_token,
+        })
+    }
+
+    /// The green node blue node `i` is copied to (one sink for all, or pairs in order).
+    pub fn sink_of(&self, i: usize) -> usize {
+        if self.green.len() == 1 { 0 } else { i }
+    }
+}

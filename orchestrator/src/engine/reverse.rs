@@ -1,0 +1,337 @@
+//! After the switch: reverse sync (green's changes flow back to blue, through the reverse
+//! programs, while blue stays fenced to clients) and the rollback, the same protocol as the
+//! cutover in the other direction: pause → fence green → final reverse cycle → verify →
+//! commit → unfence blue → switch every proxy to blue.
+
+use std::{sync::Arc, time::Duration};
+
+use cutover_proto::v1::{Color, Phase, pull_response::Kind};
+
+use super::{
+    cutover::{all_proxies_paused, hold_timeout, max_hold_ms, on_proxies, take_epoch},
+    discover::Pair,
+    driver::{DriveError, Driver, Run},
+    journal::{CutoverRecord, CycleRecord, Direction},
+    peer::{PeerError, SinkPeer, SourcePeer},
+    routes::Routes,
+    verify::{self, Allowances},
+};
+
+/// How often reverse sync looks for green's changes.
+const REVERSE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Green → blue pipelines: each green node feeds the blue node it was copied from. `None`
+/// when several blue nodes fed one green node (green's documents cannot be told apart).
+fn reverse_pairs(run: &Run) -> Result<Option<Vec<Pair>>, DriveError> {
+    if run.fleet.blue.len() > 1 && run.fleet.green.len() == 1 {
+        return Ok(None);
+    }
+    run.pairs
+        .iter()
+        .map(|pair| {
+            Ok(Pair {
+                source: SourcePeer::new(pair.sink.endpoint()).map_err(DriveError::Plan)?,
+                source_id: pair.sink_id.clone(),
+                sink: SinkPeer::remote(&pair.source.endpoint, run.fleet.blue_token.clone())
+                    .map_err(DriveError::Plan)?,
+                sink_id: pair.source_id.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Documents changed on green since `since` (per endpoint) in `collections`: the green writes
+/// a rollback without their reverse programs would lose. One pull of green's changes since
+/// the switch, O(changes).
+pub async fn count_changes(
+    since: &[(String, u64)],
+    collections: &[String],
+) -> Result<u64, PeerError> {
+    let mut count = 0;
+    for (endpoint, from) in since {
+        let source = SourcePeer::new(endpoint).map_err(|e| PeerError {
+            endpoint: endpoint.clone(),
+            call: "Pull",
+            status: tonic::Status::invalid_argument(e),
+        })?;
+        let mut stream = source.pull(*from, 0, 0).await?;
+        while let Some(message) = stream.message().await.map_err(|status| PeerError {
+            endpoint: endpoint.clone(),
+            call: "Pull",
+            status,
+        })? {
+            if let Some(Kind::Batch(batch)) = message.kind {
+                count += batch
+                    .documents
+                    .iter()
+                    .filter(|d| collections.contains(&d.collection))
+                    .count() as u64;
+            }
+        }
+    }
+    Ok(count)
+}
+
+impl Driver {
+    /// Copies green's changes back to blue until the phase changes (a rollback) or the driver
+    /// is cancelled. Reverse sync accumulates into one cycle record; a node that does not
+    /// answer is retried, never failing the upgrade: green serves either way.
+    pub(super) async fn reverse_sync(&self, run: &Run) -> Result<(), DriveError> {
+        let Some(pairs) = reverse_pairs(run)? else {
+            self.board.detail(
+                "green serves; reverse sync is off: several blue nodes feed one green node, so \
+                 green's writes cannot be sent back (rollback is not possible)"
+                    .to_owned(),
+            );
+            return self.wait_for_phase_change(Phase::ReverseSync).await;
+        };
+        let routes =
+            Arc::new(Routes::reverse(&run.plan).map_err(|e| DriveError::Plan(e.to_string()))?);
+        let journal = self.board.journal();
+        let mut total = match journal.cycles()?.last() {
+            Some(c) if c.direction == Direction::Reverse && !c.final_cycle => c.clone(),
+            _ => self.next_cycle(Direction::Reverse, false)?,
+        };
+        while self.board.phase() == Phase::ReverseSync {
+            tokio::select! {
+                () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
+                () = self.controls.wake.notified() => continue,
+                () = tokio::time::sleep(REVERSE_INTERVAL) => {}
+            }
+            match self.pending(&pairs).await {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(error) => {
+                    self.board.detail(format!("reverse sync waiting: {error}"));
+                    continue;
+                }
+            }
+            match self.cycle(&pairs, &routes, total.clone()).await {
+                Ok(cycle) => {
+                    total = accumulate(&total, &cycle);
+                    journal.record_cycle(&total)?;
+                    self.board.cycle(&total);
+                    self.board
+                        .detail("green serves; its changes flow back to blue".to_owned());
+                }
+                Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
+                Err(DriveError::Journal(error)) => return Err(error.into()),
+                Err(error) => {
+                    tracing::warn!(%error, "reverse sync cycle failed; retrying");
+                    self.board.detail(format!("reverse sync waiting: {error}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_for_phase_change(&self, phase: Phase) -> Result<(), DriveError> {
+        while self.board.phase() == phase {
+            tokio::select! {
+                () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
+                () = self.controls.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The rollback, from ROLLING_BACK (the engine journaled its request): ends ROLLED_BACK,
+    /// or undone and back in REVERSE_SYNC with the reason.
+    pub(super) async fn roll_back(&self, run: &Run) -> Result<(), DriveError> {
+        let journal = self.board.journal();
+        let mut record = journal.cutover()?.unwrap_or_default();
+        if record.direction != Direction::Reverse {
+            return Err(DriveError::Plan(
+                "the journal holds a rollback phase without its record".into(),
+            ));
+        }
+        if record.committed {
+            return self.switch_back(run).await;
+        }
+        if record.epoch != 0 {
+            // Restarted in the middle of it, before its commit.
+            self.undo_reverse(run, &record).await?;
+            self.board.enter(
+                Phase::ReverseSync,
+                "a rollback was interrupted and undone; green still serves: roll back again",
+            )?;
+            return Ok(());
+        }
+        record.epoch = self
+            .attempt("reading the proxies' epochs", || {
+                take_epoch(journal, &run.fleet)
+            })
+            .await?;
+        journal.set_cutover(&record)?;
+        match self.reverse_hold_and_verify(run, &mut record).await {
+            Ok(()) => {}
+            Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
+            Err(error) => {
+                tracing::warn!(%error, "rollback failed; undoing it");
+                self.undo_reverse(run, &record).await?;
+                self.board.enter(
+                    Phase::ReverseSync,
+                    &format!(
+                        "rollback failed and was undone ({error}); green still serves and \
+                         nothing was lost: fix the cause and roll back again"
+                    ),
+                )?;
+                return Ok(());
+            }
+        }
+        record.committed = true;
+        journal.set_cutover(&record)?;
+        tracing::info!(verified = record.verified, "rollback committed");
+        self.switch_back(run).await
+    }
+
+    async fn reverse_hold_and_verify(
+        &self,
+        run: &Run,
+        record: &mut CutoverRecord,
+    ) -> Result<(), DriveError> {
+        let Some(pairs) = reverse_pairs(run)? else {
+            return Err(DriveError::Step(
+                "several blue nodes feed one green node: green's writes cannot be sent back".into(),
+            ));
+        };
+        let routes =
+            Arc::new(Routes::reverse(&run.plan).map_err(|e| DriveError::Plan(e.to_string()))?);
+        let epoch = record.epoch;
+        self.board.detail(format!(
+            "rollback, epoch {epoch}: proxies hold new requests and drain"
+        ));
+        all_proxies_paused(run, epoch).await?;
+        self.board.detail("rollback: fencing green".to_owned());
+        let reason = format!("rollback {}", self.upgrade.id);
+        let lease = hold_timeout(run.plan.pause_budget) + Duration::from_secs(5);
+        record.fenced_heads.clear();
+        for node in &run.fleet.green {
+            let head = node
+                .admin
+                .fence_lease(lease, &reason)
+                .await
+                .map_err(|e| DriveError::Step(format!("fencing green: {e}")))?;
+            record.fenced_heads.push((node.endpoint.clone(), head));
+        }
+        self.board.journal().set_cutover(record)?;
+        self.board
+            .detail("rollback: final reverse cycle".to_owned());
+        self.cycle(&pairs, &routes, self.next_cycle(Direction::Reverse, true)?)
+            .await?;
+        self.board.detail("rollback: verifying".to_owned());
+        self.verify_reverse(run, record).await?;
+        for node in &run.fleet.green {
+            node.admin
+                .fence_permanent(&reason)
+                .await
+                .map_err(|e| DriveError::Step(format!("fencing green for good: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Green's digests (fenced) against blue's, each pair on its own.
+    async fn verify_reverse(
+        &self,
+        run: &Run,
+        record: &mut CutoverRecord,
+    ) -> Result<(), DriveError> {
+        if record.discard {
+            record.verified =
+                "not verified: green's writes to collections without a reverse program were \
+                 discarded on request"
+                    .to_owned();
+            return Ok(());
+        }
+        let journal = self.board.journal();
+        let unknown: Vec<String> = journal
+            .dead_letters_of(Direction::Forward)?
+            .into_iter()
+            .chain(journal.dead_letters_of(Direction::Reverse)?)
+            .map(|d| d.id)
+            .collect();
+        let allowances = Allowances {
+            only_from: journal.dropped_of(Direction::Reverse)?,
+            only_to: journal.dropped_of(Direction::Forward)?,
+            unknown,
+            renamed: run.plan.renamed(),
+        };
+        let mut documents = 0;
+        for (i, blue) in run.fleet.blue.iter().enumerate() {
+            let green = &run.fleet.green[run.fleet.sink_of(i)];
+            let failed = |e: PeerError| DriveError::Step(format!("verifying: {e}"));
+            let from = green.source.digest().await.map_err(failed)?;
+            let fenced = record
+                .fenced_heads
+                .iter()
+                .find(|(e, _)| *e == green.endpoint)
+                .map_or(from.head_seq, |f| f.1);
+            if from.head_seq != fenced {
+                return Err(DriveError::Mismatch(format!(
+                    "green {} moved from seq {fenced} to {} while fenced",
+                    green.endpoint, from.head_seq
+                )));
+            }
+            let to = blue.source.digest().await.map_err(failed)?;
+            let verified = verify::compare(&[from], &to, &allowances).map_err(|m| {
+                DriveError::Mismatch(format!(
+                    "verification failed on blue {}: {m}",
+                    blue.endpoint
+                ))
+            })?;
+            documents += verified.documents;
+        }
+        record.verified = format!("verified {documents} documents back on blue");
+        Ok(())
+    }
+
+    async fn undo_reverse(&self, run: &Run, record: &CutoverRecord) -> Result<(), DriveError> {
+        let epoch = record.epoch;
+        let answers =
+            on_proxies(&run.fleet.proxies, |p| async move { p.resume(epoch).await }).await;
+        for error in answers.into_iter().filter_map(Result::err) {
+            tracing::warn!(%error, "resuming a proxy after a failed rollback");
+        }
+        self.unfence_all(&run.fleet, Color::Green).await
+    }
+
+    /// After the rollback's commit: blue unfenced, every proxy switched to blue, ROLLED_BACK.
+    async fn switch_back(&self, run: &Run) -> Result<(), DriveError> {
+        self.board
+            .detail("rollback committed: unfencing blue, switching proxies to blue".to_owned());
+        self.unfence_all(&run.fleet, Color::Blue).await?;
+        let holds = self.switch_all(&run.fleet, Color::Blue).await?;
+        let verified = self
+            .board
+            .journal()
+            .cutover()?
+            .map(|r| r.verified)
+            .unwrap_or_default();
+        self.board.enter(
+            Phase::RolledBack,
+            &format!(
+                "{verified}; every proxy routes to blue; {} held requests released, longest \
+                 hold {} ms",
+                holds.iter().map(|h| h.1).sum::<u64>(),
+                max_hold_ms(&holds)
+            ),
+        )?;
+        Ok(())
+    }
+}
+
+/// Reverse sync's running totals with one more cycle added.
+fn accumulate(total: &CycleRecord, cycle: &CycleRecord) -> CycleRecord {
+    CycleRecord {
+        documents: total.documents + cycle.documents,
+        bytes: total.bytes + cycle.bytes,
+        tombstones: total.tombstones + cycle.tombstones,
+        dropped: total.dropped + cycle.dropped,
+        failed: total.failed + cycle.failed,
+        duration_ms: total.duration_ms + cycle.duration_ms,
+        pending_after: cycle.pending_after,
+        ..total.clone()
+    }
+}

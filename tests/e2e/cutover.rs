@@ -1,0 +1,437 @@
+//! The cutover and the rollback end to end: two real nodes, two real proxies, a real
+//! orchestrator process and a client load through both proxies that records every
+//! acknowledged write. Checked: no client error, no lost acknowledged write on either side,
+//! an `ETag` from blue honoured by green, proxies routing to the right colour (also after a
+//! restart), and an orchestrator killed after each cutover step that finishes by itself.
+
+use std::time::Duration;
+
+use cutover_orchestrator::demo::load::{self, COLLECTION, Ledger, Load, LoadConfig};
+use cutover_proto::v1::{
+    ApplyRequest, Document, NodeStatusRequest, node_admin_client::NodeAdminClient,
+    sink_client::SinkClient,
+};
+use cutover_tests::harness::{
+    Cluster, NodeProcess, OrchestratorProcess, ProxyProcess, http, wait_until,
+};
+use serde_json::Value;
+
+use crate::{cluster, runtime};
+
+/// Documents blue starts with.
+const DOCS: u64 = 5_000;
+/// A document outside the load's keys, for the `ETag` check.
+const PROBE: &str = "probe";
+
+const FORWARD: &str = r#".first_name = (.name | split(" ") | .[0]) | .last_name = (.name | split(" ") | .[1:] | join(" ")) | del(.name) | .schema = 2"#;
+const REVERSE: &str =
+    r#".name = ([.first_name, .last_name] | join(" ")) | del(.first_name, .last_name, .schema)"#;
+
+/// Blue, green, two proxies in front of them and a plan naming them all.
+struct Stack {
+    cluster: Cluster,
+    blue: NodeProcess,
+    green: NodeProcess,
+    proxies: Vec<ProxyProcess>,
+    plan: String,
+}
+
+impl Stack {
+    fn start() -> Self {
+        let cluster = cluster();
+        let blue = cluster.start_node("blue", &[]).expect("blue starts");
+        let green = cluster.start_node("green", &[]).expect("green starts");
+        let backends = |n: &NodeProcess| vec![format!("http://{}", n.http)];
+        let proxies: Vec<ProxyProcess> = ["proxy-1", "proxy-2"]
+            .iter()
+            .map(|name| {
+                cluster
+                    .start_proxy(
+                        name,
+                        &backends(&blue),
+                        &backends(&green),
+                        &["--upstream-protocol", "h2c"],
+                    )
+                    .expect("proxy starts")
+            })
+            .collect();
+        preload(&blue);
+        let controls: Vec<String> = proxies
+            .iter()
+            .map(|p| format!("\"{}\"", p.admin_url()))
+            .collect();
+        let text = format!(
+            "[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n[proxies]\ncontrol = [{}]\n\
+             [collections.{COLLECTION}]\nforward = '{FORWARD}'\nreverse = '{REVERSE}'\n",
+            blue.grpc_url(),
+            green.grpc_url(),
+            controls.join(", ")
+        );
+        let path = cluster.dir("plans").expect("plans").join("plan.toml");
+        std::fs::write(&path, text).expect("plan written");
+        Self {
+            cluster,
+            blue,
+            green,
+            proxies,
+            plan: path.display().to_string(),
+        }
+    }
+
+    fn load_config(&self) -> LoadConfig {
+        LoadConfig {
+            targets: self.proxies.iter().map(|p| p.listen).collect(),
+            rate: 400,
+            keys: DOCS,
+            workers: 8,
+        }
+    }
+
+    /// `cutover upgrade ARGS --orchestrator URL --output json`: exit code and JSON.
+    fn upgrade(&self, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
+        let url = orchestrator.url();
+        let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
+        all.extend_from_slice(args);
+        let out = self.cluster.run(&all).expect("cutover upgrade runs");
+        let value = serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|_| Value::String(format!("{}{}", out.stdout, out.stderr)));
+        (out.code.unwrap_or(-1), value)
+    }
+
+    fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
+        wait_until(&format!("phase {wanted}"), Duration::from_secs(120), || {
+            let (code, status) = self.upgrade(orchestrator, &["status"]);
+            (code == 0 && status["phase"] == wanted).then_some(status)
+        })
+        .expect("the upgrade reaches the phase")
+    }
+
+    /// The colour and epoch of every proxy's `GET /route`.
+    fn routes(&self) -> Vec<(String, u64)> {
+        self.proxies
+            .iter()
+            .map(|p| {
+                let route = http::get(p.admin, "/route")
+                    .expect("route")
+                    .json()
+                    .expect("json");
+                (
+                    route["active"].as_str().unwrap_or_default().to_owned(),
+                    route["epoch"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Loads blue with the demo's documents through its `Sink` (version 1).
+fn preload(blue: &NodeProcess) {
+    runtime().block_on(async {
+        let mut sink = SinkClient::connect(blue.grpc_url()).await.expect("sink");
+        let batches: Vec<ApplyRequest> = (0..DOCS)
+            .collect::<Vec<_>>()
+            .chunks(1_000)
+            .enumerate()
+            .map(|(b, ns)| ApplyRequest {
+                batch_id: b as u64 + 1,
+                documents: ns
+                    .iter()
+                    .map(|&n| Document {
+                        collection: COLLECTION.into(),
+                        id: load::id(n),
+                        version: 1,
+                        seq: 0,
+                        body: load::body(n).into(),
+                        tombstone: false,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut batches = batches;
+        batches.push(ApplyRequest {
+            batch_id: batches.len() as u64 + 1,
+            documents: vec![Document {
+                collection: COLLECTION.into(),
+                id: PROBE.into(),
+                version: 1,
+                seq: 0,
+                body: load::body(DOCS).into(),
+                tombstone: false,
+            }],
+        });
+        let n = batches.len();
+        let mut acks = sink
+            .apply(tokio_stream::iter(batches))
+            .await
+            .expect("apply")
+            .into_inner();
+        for _ in 0..n {
+            acks.message()
+                .await
+                .expect("ack")
+                .expect("an ack per batch");
+        }
+    });
+}
+
+/// Checks every key of `ledger` against `node` over HTTP: the ids whose stored version or
+/// `visits` differ from the last acknowledged write.
+fn lost(ledger: &Ledger, node: &NodeProcess) -> Vec<load::Lost> {
+    ledger.check(|id| {
+        let response = http::get(node.http, &format!("/v1/{COLLECTION}/{id}")).ok()?;
+        if response.status != 200 {
+            return None;
+        }
+        let version = response.header("etag")?.trim_matches('"').parse().ok()?;
+        let visits = response.json().ok()?.get("visits")?.as_u64()?;
+        Some((version, visits))
+    })
+}
+
+/// Runs the load for `how_long` on a runtime of its own thread, so the test thread can call
+/// the CLI meanwhile. Returns the handle to stop it.
+struct Background {
+    runtime: tokio::runtime::Runtime,
+    load: Option<Load>,
+}
+
+impl Background {
+    fn start(config: &LoadConfig, ledger: Ledger) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let load = runtime.block_on(async { Load::start(config, ledger) });
+        Self {
+            runtime,
+            load: Some(load),
+        }
+    }
+
+    /// Stops the load: its ledger, errors and error samples.
+    fn stop(mut self) -> (Ledger, u64, Vec<String>) {
+        let load = self.load.take().expect("running");
+        let stats = std::sync::Arc::clone(&load.stats);
+        let ledger = self.runtime.block_on(load.stop());
+        let errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed);
+        let samples = stats.error_samples.lock().expect("not poisoned").clone();
+        (ledger, errors, samples)
+    }
+}
+
+fn settle(how_long: Duration) {
+    // The load runs on its own threads; this only lets it make requests.
+    std::thread::sleep(how_long);
+}
+
+#[test]
+fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
+    let stack = Stack::start();
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator("orchestrator")
+        .expect("starts");
+    // A client reads a document from blue before the upgrade and keeps its ETag.
+    let probe_path = format!("/v1/{COLLECTION}/{PROBE}");
+    let probe = http::get(stack.proxies[0].listen, &probe_path).expect("probe read");
+    let blue_etag = probe.header("etag").expect("an etag").to_owned();
+    let config = stack.load_config();
+    let background = Background::start(&config, Ledger::default());
+    settle(Duration::from_secs(1));
+
+    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
+    assert_eq!(code, 0, "start: {started}");
+    let status = stack.wait_phase(&orchestrator, "reverse_sync");
+    let cycles = status["cycles"].as_array().expect("cycles");
+    assert!(
+        cycles.iter().any(|c| c["final_cycle"] == true),
+        "a final cycle ran: {status}"
+    );
+    assert!(
+        stack.routes().iter().all(|(colour, _)| colour == "green"),
+        "every proxy routes to green: {:?}",
+        stack.routes()
+    );
+    settle(Duration::from_secs(1));
+    let (ledger, errors, samples) = background.stop();
+    assert_eq!(errors, 0, "client errors across the cutover: {samples:?}");
+    assert!(ledger.known() > 100, "the load wrote: {}", ledger.known());
+    let missing = lost(&ledger, &stack.green);
+    assert!(
+        missing.is_empty(),
+        "lost on green: {:?}",
+        &missing[..missing.len().min(5)]
+    );
+    // Blue is fenced for good: after the decision it takes no client write.
+    let refused =
+        http::put(stack.blue.http, "/v1/users/after", r#"{"name":"x y"}"#).expect("blue answers");
+    assert_eq!(
+        refused.status,
+        503,
+        "blue refuses client writes: {}",
+        refused.text()
+    );
+
+    // The ETag read from blue before the upgrade is honoured by green.
+    let now = http::get(stack.proxies[1].listen, &probe_path).expect("read on green");
+    assert_eq!(
+        now.header("etag"),
+        Some(blue_etag.as_str()),
+        "{}",
+        now.text()
+    );
+    let mut body = now.json().expect("json");
+    assert_eq!(body["schema"], 2, "green's schema: {body}");
+    body["visits"] = 1000.into();
+    let put = http::request(
+        stack.proxies[1].listen,
+        "PUT",
+        &probe_path,
+        &[("if-match", &blue_etag)],
+        body.to_string().as_bytes(),
+    )
+    .expect("conditional write");
+    assert_eq!(
+        put.status,
+        200,
+        "If-Match with blue's ETag on green: {}",
+        put.text()
+    );
+
+    // Rollback under the same load, going on from the same ledger.
+    let background = Background::start(&config, ledger);
+    settle(Duration::from_secs(1));
+    let (code, answer) = stack.upgrade(&orchestrator, &["rollback"]);
+    assert_eq!(code, 0, "rollback: {answer}");
+    stack.wait_phase(&orchestrator, "rolled_back");
+    assert!(
+        stack.routes().iter().all(|(colour, _)| colour == "blue"),
+        "every proxy routes to blue: {:?}",
+        stack.routes()
+    );
+    settle(Duration::from_secs(1));
+    let (ledger, errors, samples) = background.stop();
+    assert_eq!(errors, 0, "client errors across the rollback: {samples:?}");
+    let missing = lost(&ledger, &stack.blue);
+    assert!(
+        missing.is_empty(),
+        "lost on blue: {:?}",
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// Kills the orchestrator (abort, like `kill -9`) at `point`, restarts it, and checks the
+/// upgrade ends switched with every acknowledged write on green. Client errors are allowed
+/// here (a proxy whose hold expires answers 503 with Retry-After); lost writes are not.
+fn killed_at(point: &str) {
+    let stack = Stack::start();
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator_with("orchestrator", &["--fault-point", point])
+        .expect("starts");
+    let background = Background::start(&stack.load_config(), Ledger::default());
+    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
+    assert_eq!(code, 0, "start: {started}");
+    let mut orchestrator = orchestrator;
+    let exited = orchestrator
+        .daemon
+        .wait_exit(Duration::from_secs(120))
+        .expect("the orchestrator dies at the fault point");
+    assert!(!exited.success(), "{point}: it aborted");
+    // Whatever it left: blue either fenced (writes refused) or serving; never both colours.
+    let colours: Vec<String> = stack.routes().into_iter().map(|r| r.0).collect();
+    let fenced = runtime().block_on(async {
+        let mut admin = NodeAdminClient::connect(stack.blue.grpc_url())
+            .await
+            .expect("admin");
+        let status = admin
+            .status(NodeStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        status.fence.is_some_and(|f| f.fenced)
+    });
+    if colours.iter().any(|c| c == "green") {
+        assert!(
+            fenced,
+            "{point}: a proxy routes to green, so blue must be fenced"
+        );
+    }
+    let orchestrator = stack
+        .cluster
+        .restart_orchestrator("orchestrator", orchestrator)
+        .expect("restarts");
+    stack.wait_phase(&orchestrator, "reverse_sync");
+    assert!(
+        stack.routes().iter().all(|(colour, _)| colour == "green"),
+        "{point}: every proxy routes to green: {:?}",
+        stack.routes()
+    );
+    settle(Duration::from_millis(500));
+    let (ledger, _, _) = background.stop();
+    let missing = lost(&ledger, &stack.green);
+    assert!(
+        missing.is_empty(),
+        "{point}: lost on green: {:?}",
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn an_orchestrator_killed_after_the_pause_finishes_the_cutover_after_a_restart() {
+    killed_at("paused");
+}
+
+#[test]
+fn an_orchestrator_killed_after_the_fence_finishes_the_cutover_after_a_restart() {
+    killed_at("fenced");
+}
+
+#[test]
+fn an_orchestrator_killed_after_the_final_cycle_finishes_the_cutover_after_a_restart() {
+    killed_at("final-cycle");
+}
+
+#[test]
+fn an_orchestrator_killed_after_the_commit_finishes_the_cutover_after_a_restart() {
+    killed_at("committed");
+}
+
+#[test]
+fn an_orchestrator_killed_after_switching_one_of_two_proxies_finishes_after_a_restart() {
+    killed_at("first-switch");
+}
+
+#[test]
+fn a_proxy_restarted_after_the_switch_routes_to_green() {
+    let mut stack = Stack::start();
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator("orchestrator")
+        .expect("starts");
+    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
+    assert_eq!(code, 0, "start: {started}");
+    stack.wait_phase(&orchestrator, "reverse_sync");
+    let mut proxy = stack.proxies.remove(0);
+    proxy.daemon.kill9().expect("killed");
+    let proxy = stack
+        .cluster
+        .restart_proxy("proxy-1", proxy)
+        .expect("restarts");
+    let route = http::get(proxy.admin, "/route")
+        .expect("route")
+        .json()
+        .expect("json");
+    assert_eq!(route["active"], "green", "{route}");
+    // A write through it lands on green.
+    let put = http::put(
+        proxy.listen,
+        "/v1/users/after-restart",
+        r#"{"first_name":"a","last_name":"b","visits":0,"schema":2}"#,
+    )
+    .expect("write");
+    assert!(put.status < 300, "{}", put.text());
+    let on_green = http::get(stack.green.http, "/v1/users/after-restart").expect("read");
+    assert_eq!(on_green.status, 200);
+}
