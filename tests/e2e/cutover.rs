@@ -38,6 +38,11 @@ struct Stack {
 
 impl Stack {
     fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// A stack whose plan has the reverse program, or not.
+    fn start_with(reverse: bool) -> Self {
         let cluster = cluster();
         let blue = cluster.start_node("blue", &[]).expect("blue starts");
         let green = cluster.start_node("green", &[]).expect("green starts");
@@ -62,10 +67,15 @@ impl Stack {
             .collect();
         let text = format!(
             "[blue]\nsources = [\"{}\"]\n[green]\nsinks = [\"{}\"]\n[proxies]\ncontrol = [{}]\n\
-             [collections.{COLLECTION}]\nforward = '{FORWARD}'\nreverse = '{REVERSE}'\n",
+             [collections.{COLLECTION}]\nforward = '{FORWARD}'\n{}",
             blue.grpc_url(),
             green.grpc_url(),
-            controls.join(", ")
+            controls.join(", "),
+            if reverse {
+                format!("reverse = '{REVERSE}'\n")
+            } else {
+                String::new()
+            }
         );
         let path = cluster.dir("plans").expect("plans").join("plan.toml");
         std::fs::write(&path, text).expect("plan written");
@@ -370,6 +380,11 @@ fn killed_at(point: &str) {
     );
     settle(Duration::from_millis(500));
     let (ledger, _, _) = background.stop();
+    assert!(
+        ledger.known() > 10,
+        "{point}: the load wrote: {}",
+        ledger.known()
+    );
     let missing = lost(&ledger, &stack.green);
     assert!(
         missing.is_empty(),
@@ -434,4 +449,120 @@ fn a_proxy_restarted_after_the_switch_routes_to_green() {
     assert!(put.status < 300, "{}", put.text());
     let on_green = http::get(stack.green.http, "/v1/users/after-restart").expect("read");
     assert_eq!(on_green.status, 200);
+}
+
+/// Whether `node` is fenced, per `NodeAdmin.Status`.
+fn fenced(node: &NodeProcess) -> bool {
+    runtime().block_on(async {
+        let mut admin = NodeAdminClient::connect(node.grpc_url())
+            .await
+            .expect("admin");
+        let status = admin
+            .status(NodeStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        status.fence.is_some_and(|f| f.fenced)
+    })
+}
+
+#[test]
+fn a_rehearsal_pauses_fences_verifies_and_resumes_on_blue_and_abort_ends_it() {
+    let stack = Stack::start();
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator("orchestrator")
+        .expect("starts");
+    let background = Background::start(&stack.load_config(), Ledger::default());
+    let (code, started) = stack.upgrade(
+        &orchestrator,
+        &["start", "--plan", &stack.plan, "--rehearse"],
+    );
+    assert_eq!(code, 0, "start: {started}");
+    let status = wait_until("the rehearsal", Duration::from_secs(120), || {
+        let (_, status) = stack.upgrade(&orchestrator, &["status"]);
+        let detail = status["phase_detail"].as_str().unwrap_or_default();
+        detail.starts_with("rehearsal done").then_some(status)
+    })
+    .expect("the rehearsal ends");
+    assert_eq!(status["phase"], "ready_for_cutover", "{status}");
+    let detail = status["phase_detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("verified"), "{detail}");
+    assert_eq!(
+        status["holds"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert!(
+        stack
+            .routes()
+            .iter()
+            .all(|(c, epoch)| c == "blue" && *epoch >= 1),
+        "paused under an epoch, resumed on blue: {:?}",
+        stack.routes()
+    );
+    assert!(!fenced(&stack.blue), "blue unfenced after the rehearsal");
+    let (code, refused) = stack.upgrade(&orchestrator, &["proceed"]);
+    assert_eq!(code, 1, "proceed is refused after a rehearsal: {refused}");
+    let (code, aborted) = stack.upgrade(&orchestrator, &["abort"]);
+    assert_eq!(code, 0, "abort: {aborted}");
+    stack.wait_phase(&orchestrator, "aborted");
+    let (ledger, errors, samples) = background.stop();
+    assert_eq!(errors, 0, "client errors across the rehearsal: {samples:?}");
+    let missing = lost(&ledger, &stack.blue);
+    assert!(
+        missing.is_empty(),
+        "lost on blue: {:?}",
+        &missing[..missing.len().min(5)]
+    );
+    let put = http::put(
+        stack.proxies[0].listen,
+        "/v1/users/after",
+        r#"{"name":"a b"}"#,
+    )
+    .expect("write");
+    assert!(put.status < 300, "blue takes writes again: {}", put.text());
+}
+
+#[test]
+fn a_rollback_that_would_lose_green_writes_is_refused_with_their_number_unless_discarded() {
+    let stack = Stack::start_with(false);
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator("orchestrator")
+        .expect("starts");
+    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
+    assert_eq!(code, 0, "start: {started}");
+    stack.wait_phase(&orchestrator, "reverse_sync");
+    for i in 0..3 {
+        let put = http::put(
+            stack.proxies[0].listen,
+            &format!("/v1/users/green-only-{i}"),
+            r#"{"first_name":"a","last_name":"b","schema":2}"#,
+        )
+        .expect("write on green");
+        assert!(put.status < 300, "{}", put.text());
+    }
+    let (code, refused) = stack.upgrade(&orchestrator, &["rollback"]);
+    assert_eq!(code, 1, "refused: {refused}");
+    let message = refused.to_string();
+    assert!(
+        message.contains("3 documents") && message.contains("users"),
+        "the refusal names the number and the collection: {message}"
+    );
+    stack.wait_phase(&orchestrator, "reverse_sync");
+    let (code, answer) = stack.upgrade(
+        &orchestrator,
+        &["rollback", "--discard-green-writes", "--yes"],
+    );
+    assert_eq!(code, 0, "discarding rollback: {answer}");
+    stack.wait_phase(&orchestrator, "rolled_back");
+    assert!(stack.routes().iter().all(|(c, _)| c == "blue"));
+    assert_eq!(
+        http::get(stack.blue.http, "/v1/users/green-only-0")
+            .expect("read")
+            .status,
+        404,
+        "the discarded write is not on blue"
+    );
 }

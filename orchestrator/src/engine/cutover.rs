@@ -179,11 +179,12 @@ impl Driver {
             }
         }
         if self.upgrade.rehearse {
+            // Unfence first: a request released to a fenced blue would be refused.
+            self.unfence_all(&run.fleet, Color::Blue).await?;
             let holds = self.release(&run.fleet, &record).await;
             record.holds = holds;
             journal.set_cutover(&record)?;
             self.board.holds(&record.holds);
-            self.unfence_all(&run.fleet, Color::Blue).await?;
             self.board.enter(
                 Phase::ReadyForCutover,
                 &format!(
@@ -251,6 +252,10 @@ impl Driver {
             "comparing per-partition counts and digests",
         )?;
         self.verify_forward(run, record).await?;
+        if self.upgrade.rehearse {
+            // A rehearsal resumes on blue next: its fence stays a lease.
+            return Ok(());
+        }
         for node in &run.fleet.blue {
             node.admin
                 .fence_permanent(&reason)
@@ -383,11 +388,13 @@ impl Driver {
             return Ok(());
         }
         self.board.detail(format!(
-            "undoing the cutover ({why}): resuming proxies on blue"
+            "undoing the cutover ({why}): unfencing blue, resuming proxies on blue"
         ));
+        // Unfence first: a request released to a fenced blue would be refused.
+        self.unfence_all(fleet, Color::Blue).await?;
         let holds = self.release(fleet, &record).await;
         self.board.holds(&holds);
-        self.unfence_all(fleet, Color::Blue).await
+        Ok(())
     }
 
     /// After the commit: switches every proxy to green, retrying until all have, then

@@ -288,13 +288,15 @@ impl Driver {
     }
 
     async fn undo_reverse(&self, run: &Run, record: &CutoverRecord) -> Result<(), DriveError> {
+        // Unfence first: a request released to a fenced green would be refused.
+        self.unfence_all(&run.fleet, Color::Green).await?;
         let epoch = record.epoch;
         let answers =
             on_proxies(&run.fleet.proxies, |p| async move { p.resume(epoch).await }).await;
         for error in answers.into_iter().filter_map(Result::err) {
             tracing::warn!(%error, "resuming a proxy after a failed rollback");
         }
-        self.unfence_all(&run.fleet, Color::Green).await
+        Ok(())
     }
 
     /// After the rollback's commit: blue unfenced, every proxy switched to blue, ROLLED_BACK.
