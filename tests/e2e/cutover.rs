@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use cutover_orchestrator::demo::load::{self, COLLECTION, Ledger, Load, LoadConfig};
+use cutover_orchestrator::demo::{
+    load::{self, COLLECTION, Ledger, Load, LoadConfig},
+    rig::{FORWARD, REVERSE},
+};
 use cutover_proto::v1::{
     ApplyRequest, Document, NodeStatusRequest, node_admin_client::NodeAdminClient,
     sink_client::SinkClient,
@@ -22,10 +25,6 @@ use crate::{cluster, runtime};
 const DOCS: u64 = 5_000;
 /// A document outside the load's keys, for the `ETag` check.
 const PROBE: &str = "probe";
-
-const FORWARD: &str = r#".first_name = (.name | split(" ") | .[0]) | .last_name = (.name | split(" ") | .[1:] | join(" ")) | del(.name) | .schema = 2"#;
-const REVERSE: &str =
-    r#".name = ([.first_name, .last_name] | join(" ")) | del(.first_name, .last_name, .schema)"#;
 
 /// Blue, green, two proxies in front of them and a plan naming them all.
 struct Stack {

@@ -6,37 +6,24 @@
 
 pub mod load;
 pub mod report;
+pub mod rig;
 
 use std::{
     io::{IsTerminal, Write},
-    net::SocketAddr,
-    path::Path,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use cutover_node::{
-    Node, NodeConfig,
-    store::{Incoming, Store, StoreConfig, SyncPolicy},
-};
+use cutover_node::store::Store;
 use cutover_proto::v1::{Phase, UpgradeStatus};
-use cutover_proxy::{Proxy, ProxyConfig, UpstreamProtocol};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, cutover::max_hold_ms};
-use load::{COLLECTION, Ledger, Load, LoadConfig};
+use load::{Ledger, Load, LoadConfig};
+use rig::{Rig, preload, stored};
 
-/// The demo's schema change: `name` split into `first_name`/`last_name`, `"schema": 2`; and
-/// back.
-const FORWARD: &str = r#".first_name = (.name | split(" ") | .[0]) | .last_name = (.name | split(" ") | .[1:] | join(" ")) | del(.name) | .schema = 2"#;
-const REVERSE: &str =
-    r#".name = ([.first_name, .last_name] | join(" ")) | del(.first_name, .last_name, .schema)"#;
 /// Concurrent clients of the load.
 const CLIENTS: u32 = 32;
-/// Documents per store write while loading blue.
-const LOAD_BATCH: u64 = 5_000;
 /// How long the load runs on each side after a switch before it is checked.
 const AFTER_SWITCH: Duration = Duration::from_secs(2);
 /// Longest an upgrade or rollback may take before the demo gives up.
@@ -60,137 +47,51 @@ pub struct Checked {
     pub lost: usize,
 }
 
-struct Running {
-    store: Store,
-    http: SocketAddr,
-    grpc: SocketAddr,
-}
-
-async fn start_node(dir: &Path, name: &str, cancel: &CancellationToken) -> anyhow::Result<Running> {
-    let node = Node::open(NodeConfig {
-        store: StoreConfig {
-            path: dir.join(name),
-            partitions: None,
-            sync: SyncPolicy::Os,
-        },
-        max_body: 1 << 20,
-        token: None,
-    })
-    .with_context(|| format!("opening the {name} node"))?;
-    let store = node.store().clone();
-    let http = TcpListener::bind("127.0.0.1:0").await?;
-    let grpc = TcpListener::bind("127.0.0.1:0").await?;
-    let running = Running {
-        store,
-        http: http.local_addr()?,
-        grpc: grpc.local_addr()?,
-    };
-    tokio::spawn(node.run(http, grpc, cancel.child_token()));
-    Ok(running)
-}
-
-/// Loads documents `0..docs` into `store` (version 1, blue's schema).
-async fn preload(store: &Store, docs: u64) -> anyhow::Result<()> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        for first in (0..docs).step_by(LOAD_BATCH as usize) {
-            let numbers = first..(first + LOAD_BATCH).min(docs);
-            let ids: Vec<String> = numbers.clone().map(load::id).collect();
-            let bodies: Vec<Vec<u8>> = numbers.map(load::body).collect();
-            let batch: Vec<Incoming<'_>> = ids
-                .iter()
-                .zip(&bodies)
-                .map(|(id, body)| Incoming {
-                    collection: COLLECTION,
-                    id,
-                    version: 1,
-                    tombstone: false,
-                    body,
-                })
-                .collect();
-            store.apply(&batch)?;
-        }
-        store.flush()?;
-        anyhow::Ok(())
-    })
-    .await?
-}
-
-/// The `(version, visits)` of `id` in `store`, or none.
-fn stored(store: &Store, id: &str) -> Option<(u64, u64)> {
-    let doc = store.get(COLLECTION, id).ok()??;
-    let body: serde_json::Value = serde_json::from_slice(&doc.body).ok()?;
-    Some((doc.version, body.get("visits")?.as_u64()?))
-}
-
 /// Runs the demo, printing as it goes; fails when a check does not hold.
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let started = Instant::now();
-    let dir = tempfile::Builder::new().prefix("cutover-demo-").tempdir()?;
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    let blue = start_node(dir.path(), "blue", &cancel).await?;
-    let green = start_node(dir.path(), "green", &cancel).await?;
+    let rig = Rig::start().await?;
     println!("loading blue with {} documents…", config.docs);
     let loading = Instant::now();
-    preload(&blue.store, config.docs).await?;
+    preload(&rig.blue.store, 0..config.docs, 1, load::id).await?;
     println!("  loaded in {:.1} s", loading.elapsed().as_secs_f64());
-
-    let listen = TcpListener::bind("127.0.0.1:0").await?;
-    let admin = TcpListener::bind("127.0.0.1:0").await?;
-    let (proxy_addr, admin_addr) = (listen.local_addr()?, admin.local_addr()?);
-    let mut proxy_config = ProxyConfig::new(
-        vec![format!("http://{}", blue.http)],
-        vec![format!("http://{}", green.http)],
-        dir.path().join("route.json"),
-    );
-    proxy_config.upstream_protocol = UpstreamProtocol::H2c;
-    let proxy = Proxy::open(proxy_config)?;
-    tokio::spawn(proxy.run(listen, admin, cancel.child_token()));
-
-    let engine = Engine::open(&dir.path().join("journal"), Some(green.store.clone()))?;
-    let plan = format!(
-        "[blue]\nsources = [\"http://{}\"]\n\n[green]\nsinks = [\"http://{}\"]\n\n\
-         [proxies]\ncontrol = [\"http://{admin_addr}\"]\n\n\
-         [collections.{COLLECTION}]\nforward = '{FORWARD}'\nreverse = '{REVERSE}'\n",
-        blue.grpc, green.grpc
-    );
+    let plan = rig.plan("");
     println!("\nplan:\n{}", indent(&plan));
 
     let load_config = LoadConfig {
-        targets: vec![proxy_addr],
+        targets: vec![rig.proxy],
         rate: config.rate,
         keys: config.docs,
         workers: CLIENTS,
     };
     println!(
-        "client load: {} requests/s through the proxy at {proxy_addr} (reads, updates with \
-         If-Match, deletes, creations)\n",
-        config.rate
+        "client load: {} requests/s through the proxy at {} (reads, updates with If-Match, \
+         deletes, creations)\n",
+        config.rate, rig.proxy
     );
     let load = Load::start(&load_config, Ledger::default());
-    engine.start(&plan, "demo-plan.toml", false)?;
-    let (status, window) = follow(&engine, &load, Phase::ReverseSync).await?;
+    rig.engine.start(&plan, "demo-plan.toml", false)?;
+    let (status, window) = follow(&rig.engine, &load, Phase::ReverseSync).await?;
     println!(
         "\nupgrade done in {:.1} s: green serves",
         started.elapsed().as_secs_f64()
     );
     tokio::time::sleep(AFTER_SWITCH).await;
-    let (forward, ledger) = settle(load, &status, window, &green.store, "green").await;
+    let (forward, ledger) = settle(load, &status, window, &rig.green.store, "green").await;
 
     println!("\nrolling back to blue…");
     let load = Load::start(&load_config, ledger);
     tokio::time::sleep(AFTER_SWITCH).await;
     let rolling = Instant::now();
-    engine.rollback(false, true).await?;
-    let (status, window) = follow(&engine, &load, Phase::RolledBack).await?;
+    rig.engine.rollback(false, true).await?;
+    let (status, window) = follow(&rig.engine, &load, Phase::RolledBack).await?;
     println!(
         "\nrollback done in {:.1} s: blue serves",
         rolling.elapsed().as_secs_f64()
     );
     tokio::time::sleep(AFTER_SWITCH).await;
-    let (back, _) = settle(load, &status, window, &blue.store, "blue").await;
-    engine.shutdown().await;
+    let (back, _) = settle(load, &status, window, &rig.blue.store, "blue").await;
+    rig.stop().await;
 
     println!(
         "\ndemo finished in {:.1} s",
@@ -209,7 +110,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
 
 /// Follows the upgrade until `until`, printing phases and progress; returns the last status
 /// and the switch window (from the pause to the switch, µs since the load began).
-async fn follow(
+pub async fn follow(
     engine: &Arc<Engine>,
     load: &Load,
     until: Phase,
@@ -261,7 +162,7 @@ async fn follow(
 
 /// Stops the load, prints the cycle table and the pause, and checks every acknowledged write
 /// against `store`.
-async fn settle(
+pub async fn settle(
     load: Load,
     status: &UpgradeStatus,
     (from, to): (u64, u64),
