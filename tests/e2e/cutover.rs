@@ -115,6 +115,15 @@ impl Stack {
         .expect("the upgrade reaches the phase")
     }
 
+    /// Asserts that every proxy routes to `colour`.
+    fn assert_routes(&self, colour: &str) {
+        let routes = self.routes();
+        assert!(
+            routes.iter().all(|(c, _)| c == colour),
+            "every proxy routes to {colour}: {routes:?}"
+        );
+    }
+
     /// The colour and epoch of every proxy's `GET /route`.
     fn routes(&self) -> Vec<(String, u64)> {
         self.proxies
@@ -229,6 +238,21 @@ impl Background {
     }
 }
 
+/// Stops the load and asserts it saw no error and that `node` holds every acknowledged
+/// write; returns the ledger to go on from.
+fn nothing_failed_or_lost(background: Background, node: &NodeProcess) -> Ledger {
+    let (ledger, errors, samples) = background.stop();
+    assert_eq!(errors, 0, "client errors: {samples:?}");
+    assert!(ledger.known() > 50, "the load wrote: {}", ledger.known());
+    let missing = lost(&ledger, node);
+    assert!(
+        missing.is_empty(),
+        "lost: {:?}",
+        &missing[..missing.len().min(5)]
+    );
+    ledger
+}
+
 fn settle(how_long: Duration) {
     // The load runs on its own threads; this only lets it make requests.
     std::thread::sleep(how_long);
@@ -257,21 +281,9 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
         cycles.iter().any(|c| c["final_cycle"] == true),
         "a final cycle ran: {status}"
     );
-    assert!(
-        stack.routes().iter().all(|(colour, _)| colour == "green"),
-        "every proxy routes to green: {:?}",
-        stack.routes()
-    );
+    stack.assert_routes("green");
     settle(Duration::from_secs(1));
-    let (ledger, errors, samples) = background.stop();
-    assert_eq!(errors, 0, "client errors across the cutover: {samples:?}");
-    assert!(ledger.known() > 100, "the load wrote: {}", ledger.known());
-    let missing = lost(&ledger, &stack.green);
-    assert!(
-        missing.is_empty(),
-        "lost on green: {:?}",
-        &missing[..missing.len().min(5)]
-    );
+    let ledger = nothing_failed_or_lost(background, &stack.green);
     // Blue is fenced for good: after the decision it takes no client write.
     let refused =
         http::put(stack.blue.http, "/v1/users/after", r#"{"name":"x y"}"#).expect("blue answers");
@@ -314,20 +326,9 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
     let (code, answer) = stack.upgrade(&orchestrator, &["rollback"]);
     assert_eq!(code, 0, "rollback: {answer}");
     stack.wait_phase(&orchestrator, "rolled_back");
-    assert!(
-        stack.routes().iter().all(|(colour, _)| colour == "blue"),
-        "every proxy routes to blue: {:?}",
-        stack.routes()
-    );
+    stack.assert_routes("blue");
     settle(Duration::from_secs(1));
-    let (ledger, errors, samples) = background.stop();
-    assert_eq!(errors, 0, "client errors across the rollback: {samples:?}");
-    let missing = lost(&ledger, &stack.blue);
-    assert!(
-        missing.is_empty(),
-        "lost on blue: {:?}",
-        &missing[..missing.len().min(5)]
-    );
+    nothing_failed_or_lost(background, &stack.blue);
 }
 
 /// Kills the orchestrator (abort, like `kill -9`) at `point`, restarts it, and checks the
@@ -372,11 +373,7 @@ fn killed_at(point: &str) {
         .restart_orchestrator("orchestrator", orchestrator)
         .expect("restarts");
     stack.wait_phase(&orchestrator, "reverse_sync");
-    assert!(
-        stack.routes().iter().all(|(colour, _)| colour == "green"),
-        "{point}: every proxy routes to green: {:?}",
-        stack.routes()
-    );
+    stack.assert_routes("green");
     settle(Duration::from_millis(500));
     let (ledger, _, _) = background.stop();
     assert!(
@@ -506,14 +503,7 @@ fn a_rehearsal_pauses_fences_verifies_and_resumes_on_blue_and_abort_ends_it() {
     let (code, aborted) = stack.upgrade(&orchestrator, &["abort"]);
     assert_eq!(code, 0, "abort: {aborted}");
     stack.wait_phase(&orchestrator, "aborted");
-    let (ledger, errors, samples) = background.stop();
-    assert_eq!(errors, 0, "client errors across the rehearsal: {samples:?}");
-    let missing = lost(&ledger, &stack.blue);
-    assert!(
-        missing.is_empty(),
-        "lost on blue: {:?}",
-        &missing[..missing.len().min(5)]
-    );
+    nothing_failed_or_lost(background, &stack.blue);
     let put = http::put(
         stack.proxies[0].listen,
         "/v1/users/after",
@@ -556,7 +546,7 @@ fn a_rollback_that_would_lose_green_writes_is_refused_with_their_number_unless_d
     );
     assert_eq!(code, 0, "discarding rollback: {answer}");
     stack.wait_phase(&orchestrator, "rolled_back");
-    assert!(stack.routes().iter().all(|(c, _)| c == "blue"));
+    stack.assert_routes("blue");
     assert_eq!(
         http::get(stack.blue.http, "/v1/users/green-only-0")
             .expect("read")

@@ -157,6 +157,7 @@ impl Driver {
             ..CutoverRecord::default()
         };
         journal.set_cutover(&record)?;
+        let held_since = std::time::Instant::now();
         match self.hold_and_verify(run, &mut record).await {
             Ok(()) => {}
             Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
@@ -184,6 +185,7 @@ impl Driver {
             let holds = self.release(&run.fleet, &record).await;
             record.holds = holds;
             journal.set_cutover(&record)?;
+            self.measured(held_since.elapsed())?;
             self.board.holds(&record.holds);
             self.board.enter(
                 Phase::ReadyForCutover,
@@ -201,7 +203,8 @@ impl Driver {
             &format!("{}; blue fenced for good", record.verified),
         )?;
         fault::point("committed");
-        self.switch_forward(&run.fleet).await
+        self.switch_forward(&run.fleet).await?;
+        self.measured(held_since.elapsed())
     }
 
     /// Pause, fence, final cycle, verify, fence for good. Any error leaves the undo to the
@@ -263,6 +266,26 @@ impl Driver {
                 .map_err(|e| DriveError::Step(format!("fencing blue for good: {e}")))?;
         }
         journal.set_cutover(record)?;
+        Ok(())
+    }
+
+    /// Records the switch overhead of a hold that lasted `held`: all of it but the final
+    /// cycle, which the threshold engine predicts on its own.
+    fn measured(&self, held: Duration) -> Result<(), DriveError> {
+        let journal = self.board.journal();
+        let final_cycle = journal
+            .cycles()?
+            .iter()
+            .rev()
+            .find(|c| c.final_cycle && c.direction == Direction::Forward)
+            .map_or(Duration::ZERO, |c| Duration::from_millis(c.duration_ms));
+        let overhead = held.saturating_sub(final_cycle);
+        tracing::info!(
+            held_ms = held.as_millis() as u64,
+            overhead_ms = overhead.as_millis() as u64,
+            "switch overhead measured"
+        );
+        journal.set_switch_overhead(overhead)?;
         Ok(())
     }
 

@@ -1,6 +1,9 @@
-//! The driver: runs one upgrade from the journal's phase to READY_FOR_CUTOVER (or ABORTED /
-//! FAILED): discovery, then copy cycles with a threshold decision after each. It journals a
-//! phase before acting on it, so a restarted driver picks up where the last one stopped.
+//! The driver: runs one upgrade from the journal's phase to its end. [`Driver::drive`] is the
+//! dispatch on the journaled phase: discovery, copy cycles with a threshold decision after
+//! each, the cutover (`cutover.rs`), reverse sync and the rollback (`reverse.rs`), the undo
+//! of an abort. Every step journals its phase before acting on it, so a restarted driver
+//! picks up where the last one stopped: it undoes a cutover that had not committed and
+//! finishes one that had.
 
 use std::{
     collections::HashSet,
@@ -205,7 +208,7 @@ impl Driver {
             pause_budget: plan.pause_budget,
             max_cycles: plan.max_cycles,
             deadline: plan.deadline,
-            switch_overhead: None,
+            switch_overhead: self.board.journal().switch_overhead()?,
         };
         loop {
             let phase = self.board.phase();

@@ -13,6 +13,7 @@
 //! | `rdead/…`, `rdropped/…` | the same for reverse sync (green → blue) |
 //! | `cutover` | [`CutoverRecord`] (JSON): the cutover or rollback under way |
 //! | `epoch` | u64 big-endian: the last proxy epoch used; kept across upgrades |
+//! | `overhead` | u64 big-endian: the last measured switch overhead, µs; kept across upgrades |
 //!
 //! A watermark advances together with the dead letters and drops of the batch that took it
 //! there, in one batch: a crash never records a failure twice nor loses one.
@@ -33,6 +34,7 @@ const REVERSE_DEAD: &[u8] = b"rdead/";
 const REVERSE_DROPPED: &[u8] = b"rdropped/";
 const CUTOVER: &[u8] = b"cutover";
 const EPOCH: &[u8] = b"epoch";
+const OVERHEAD: &[u8] = b"overhead";
 
 /// Which way documents flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -486,6 +488,24 @@ impl Journal {
     pub fn set_cutover(&self, record: &CutoverRecord) -> Result<(), JournalError> {
         let mut batch = WriteBatch::default();
         batch.put(CUTOVER, serde_json::to_vec(record).expect("serialises"));
+        self.write(batch)
+    }
+
+    /// The switch overhead the last cutover or rehearsal measured (its hold less its final
+    /// cycle), if any: the threshold engine adds it to the predicted final cycle.
+    pub fn switch_overhead(&self) -> Result<Option<std::time::Duration>, JournalError> {
+        match self.db.get_pinned(OVERHEAD).map_err(|e| self.rocks(e))? {
+            None => Ok(None),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(|b| Some(std::time::Duration::from_micros(u64::from_be_bytes(b))))
+                .map_err(|_| self.corrupt("overhead is not 8 bytes")),
+        }
+    }
+
+    /// Records a measured switch overhead.
+    pub fn set_switch_overhead(&self, overhead: std::time::Duration) -> Result<(), JournalError> {
+        let mut batch = WriteBatch::default();
+        batch.put(OVERHEAD, (overhead.as_micros() as u64).to_be_bytes());
         self.write(batch)
     }
 

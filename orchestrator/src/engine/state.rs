@@ -68,15 +68,7 @@ impl Board {
             }
             status.cycles = journal.cycles()?.iter().map(cycle_message).collect();
             if let Some(cutover) = journal.cutover()? {
-                status.holds = cutover
-                    .holds
-                    .iter()
-                    .map(|(proxy, held, max)| pb::ProxyHold {
-                        proxy: proxy.clone(),
-                        held: *held,
-                        max_hold_micros: *max,
-                    })
-                    .collect();
+                status.holds = hold_messages(&cutover.holds);
             }
         }
         let event = ProgressEvent {
@@ -207,14 +199,7 @@ impl Board {
     pub fn holds(&self, holds: &[(String, u64, u64)]) {
         self.update(|event| {
             let status = event.status.get_or_insert_with(UpgradeStatus::default);
-            status.holds = holds
-                .iter()
-                .map(|(proxy, held, max)| pb::ProxyHold {
-                    proxy: proxy.clone(),
-                    held: *held,
-                    max_hold_micros: *max,
-                })
-                .collect();
+            status.holds = hold_messages(holds);
         });
     }
 
@@ -248,6 +233,17 @@ impl Board {
         });
         Ok(total)
     }
+}
+
+fn hold_messages(holds: &[(String, u64, u64)]) -> Vec<pb::ProxyHold> {
+    holds
+        .iter()
+        .map(|(proxy, held, max)| pb::ProxyHold {
+            proxy: proxy.clone(),
+            held: *held,
+            max_hold_micros: *max,
+        })
+        .collect()
 }
 
 fn phase_of(event: &ProgressEvent) -> Phase {
