@@ -28,6 +28,8 @@ use hyper_util::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub use super::ledger::{Expect, Ledger, Lost};
+
 /// The collection the load works on.
 pub const COLLECTION: &str = "users";
 /// How long one request may take before it counts as an error.
@@ -63,22 +65,6 @@ pub fn body(n: u64) -> Vec<u8> {
     .expect("serialises")
 }
 
-/// The last acknowledged state of a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// Live at this version with this `visits`.
-    Live {
-        /// Version the write returned.
-        version: u64,
-        /// The `visits` it wrote.
-        visits: u64,
-    },
-    /// Deleted.
-    Deleted,
-    /// A write failed without an answer: its outcome is unknown (and counted as an error).
-    Unknown,
-}
-
 /// What the load saw.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -102,58 +88,6 @@ impl Stats {
         if samples.len() < ERRORS_KEPT {
             samples.push(what);
         }
-    }
-}
-
-/// Every key's last acknowledged state.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    /// id → state.
-    pub keys: HashMap<String, Expect>,
-}
-
-/// A key whose stored state differs from its last acknowledged write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lost {
-    /// The id.
-    pub id: String,
-    /// What was acknowledged.
-    pub expected: String,
-    /// What the store holds.
-    pub found: String,
-}
-
-impl Ledger {
-    /// Compares every key with `read(id)` (the store's `(version, visits)`, or none) and
-    /// returns the keys that differ.
-    pub fn check(&self, mut read: impl FnMut(&str) -> Option<(u64, u64)>) -> Vec<Lost> {
-        let mut lost = Vec::new();
-        for (id, expect) in &self.keys {
-            let found = read(id);
-            let ok = match (expect, found) {
-                (Expect::Unknown, _) => true,
-                (Expect::Deleted, None) => true,
-                (Expect::Live { version, visits }, Some((v, n))) => *version == v && *visits == n,
-                _ => false,
-            };
-            if !ok {
-                lost.push(Lost {
-                    id: id.clone(),
-                    expected: format!("{expect:?}"),
-                    found: format!("{found:?}"),
-                });
-            }
-        }
-        lost.sort_by(|a, b| a.id.cmp(&b.id));
-        lost
-    }
-
-    /// Keys with an acknowledged state (not unknown).
-    pub fn known(&self) -> usize {
-        self.keys
-            .values()
-            .filter(|e| **e != Expect::Unknown)
-            .count()
     }
 }
 

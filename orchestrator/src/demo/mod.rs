@@ -4,6 +4,7 @@
 //! reverse); then the upgrade with its cycle table, the pause the clients saw and a check of
 //! every acknowledged write on green; then the rollback with the same report against blue.
 
+pub mod ledger;
 pub mod load;
 pub mod report;
 pub mod rig;
