@@ -130,7 +130,13 @@ pub async fn follow(
             if matches!(phase, Phase::Pausing | Phase::RollingBack) {
                 from = from.min(since(load));
             }
-            if matches!(phase, Phase::Switched | Phase::RolledBack) {
+            // The channel keeps only the latest status: SWITCHED may be skipped.
+            if to == 0
+                && matches!(
+                    phase,
+                    Phase::Switched | Phase::ReverseSync | Phase::RolledBack
+                )
+            {
                 to = since(load);
             }
             println!(

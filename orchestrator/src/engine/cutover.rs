@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::{
     driver::{DriveError, Driver, Run},
     fault,
-    fleet::{Fleet, ProxyPeer},
+    fleet::{Fleet, Node, ProxyPeer},
     journal::{CutoverRecord, Direction, Journal},
     peer::PeerError,
     verify::{self, Allowances},
@@ -75,6 +75,51 @@ fn all_ok<T>(answers: Vec<Result<T, PeerError>>, doing: &str) -> Result<Vec<T>, 
         .into_iter()
         .map(|a| a.map_err(|e| DriveError::Step(format!("{doing}: {e}"))))
         .collect()
+}
+
+/// Fences every node of `nodes` at once with a lease; their heads (endpoint, seq) once
+/// every write they accepted before is durable.
+pub(super) async fn fence_all(
+    nodes: &[Node],
+    pause_budget: Duration,
+    reason: &str,
+) -> Result<Vec<(String, u64)>, DriveError> {
+    let mut calls = JoinSet::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let (node, reason) = (node.clone(), reason.to_owned());
+        let lease = lease(pause_budget);
+        calls.spawn(async move { (i, node.admin.fence_lease(lease, &reason).await) });
+    }
+    let mut heads = vec![(String::new(), 0); nodes.len()];
+    while let Some(joined) = calls.join_next().await {
+        let (i, answer) = joined.map_err(|e| DriveError::Step(format!("fencing: {e}")))?;
+        let head = answer.map_err(|e| DriveError::Step(format!("fencing: {e}")))?;
+        heads[i] = (nodes[i].endpoint.clone(), head);
+    }
+    Ok(heads)
+}
+
+/// Makes the fence of every node permanent, checking that none took a write since its lease
+/// fence reported `fenced` heads (a lease that ran out would let one through).
+pub(super) async fn fence_for_good(
+    nodes: &[Node],
+    fenced: &[(String, u64)],
+    reason: &str,
+) -> Result<(), DriveError> {
+    for (node, (_, head)) in nodes.iter().zip(fenced) {
+        let now = node
+            .admin
+            .fence_permanent(reason)
+            .await
+            .map_err(|e| DriveError::Step(format!("fencing for good: {e}")))?;
+        if now != *head {
+            return Err(DriveError::Step(format!(
+                "{} took writes while fenced (seq {head} → {now}; its lease ran out?)",
+                node.endpoint
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Pauses every proxy under `epoch`; returns once all have drained.
@@ -184,6 +229,7 @@ impl Driver {
             self.unfence_all(&run.fleet, Color::Blue).await?;
             let holds = self.release(&run.fleet, &record).await;
             record.holds = holds;
+            record.rehearsed = true;
             journal.set_cutover(&record)?;
             self.measured(held_since.elapsed())?;
             self.board.holds(&record.holds);
@@ -229,14 +275,7 @@ impl Driver {
         self.board
             .enter(Phase::Fencing, "fencing blue's client writes")?;
         let reason = format!("cutover {}", self.upgrade.id);
-        for node in &run.fleet.blue {
-            let head = node
-                .admin
-                .fence_lease(lease(budget), &reason)
-                .await
-                .map_err(|e| DriveError::Step(format!("fencing blue: {e}")))?;
-            record.fenced_heads.push((node.endpoint.clone(), head));
-        }
+        record.fenced_heads = fence_all(&run.fleet.blue, budget, &reason).await?;
         journal.set_cutover(record)?;
         fault::point("fenced");
         self.board.enter(
@@ -259,12 +298,7 @@ impl Driver {
             // A rehearsal resumes on blue next: its fence stays a lease.
             return Ok(());
         }
-        for node in &run.fleet.blue {
-            node.admin
-                .fence_permanent(&reason)
-                .await
-                .map_err(|e| DriveError::Step(format!("fencing blue for good: {e}")))?;
-        }
+        fence_for_good(&run.fleet.blue, &record.fenced_heads, &reason).await?;
         journal.set_cutover(record)?;
         Ok(())
     }
@@ -304,9 +338,8 @@ impl Driver {
                 .await
                 .map_err(|e| DriveError::Step(format!("verifying: {e}")))?;
             if digest.head_seq != *fenced {
-                return Err(DriveError::Mismatch(format!(
-                    "blue {} moved from seq {fenced} to {} while fenced: a write got past the \
-                     fence",
+                return Err(DriveError::Step(format!(
+                    "blue {} moved from seq {fenced} to {} while fenced (its lease ran out?)",
                     node.endpoint, digest.head_seq
                 )));
             }

@@ -37,6 +37,8 @@ const ATTEMPTS: u32 = 5;
 /// Wait between delta cycles while nothing forces the pace (postponed, or blocked by dead
 /// letters).
 const IDLE_CYCLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Wait before a failed step of the cutover, reverse sync or rollback is tried again.
+const STEP_RETRY: Duration = Duration::from_secs(1);
 /// How often copy progress is published.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -88,25 +90,37 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Runs the upgrade until it ends or is cancelled; an abort is journaled as ABORTED.
+    /// Runs the upgrade until it ends or is cancelled. An error before the cutover fails the
+    /// upgrade (blue untouched); from the pause on, the step is retried from its journaled
+    /// phase until it gets through, since only finishing or undoing it leaves the system as
+    /// it should be.
     pub async fn run(self) {
-        let outcome = self.drive().await;
-        let result = match outcome {
-            Ok(()) => Ok(()),
-            // Whoever cancelled (an abort, a shutdown) journals what comes next.
-            Err(DriveError::Cancelled) => Ok(()),
-            Err(error) => {
-                tracing::error!(%error, "upgrade failed");
-                self.board.enter(
-                    Phase::Failed,
-                    &format!(
-                        "{error}; blue was not changed: fix the cause and start the upgrade again"
-                    ),
-                )
+        loop {
+            let error = match self.drive().await {
+                // Whoever cancelled (an abort, a shutdown) journals what comes next.
+                Ok(()) | Err(DriveError::Cancelled) => return,
+                Err(error) => error,
+            };
+            let phase = self.board.phase();
+            if must_finish(phase) {
+                tracing::warn!(%error, phase = m::phase_name(phase), "step failed; retrying");
+                self.board.detail(format!("retrying after: {error}"));
+                if self.pause(STEP_RETRY).await.is_err() {
+                    return;
+                }
+                continue;
             }
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "cannot journal the end of the upgrade");
+            tracing::error!(%error, "upgrade failed");
+            let failed = self.board.enter(
+                Phase::Failed,
+                &format!(
+                    "{error}; blue was not changed: fix the cause and start the upgrade again"
+                ),
+            );
+            if let Err(error) = failed {
+                tracing::error!(%error, "cannot journal the end of the upgrade");
+            }
+            return;
         }
     }
 
@@ -116,9 +130,20 @@ impl Driver {
         let fleet = Fleet::from_plan(&plan).map_err(DriveError::Plan)?;
         // After the commit the switch comes first: it needs no discovery, and must not wait
         // for a blue node that is down.
+        // What must be finished or undone comes first: it needs no discovery, and must not
+        // wait for a node that is down.
         match self.board.phase() {
             Phase::Committed | Phase::Switching => self.switch_forward(&fleet).await?,
             Phase::Aborting => return self.abort_cutover(&fleet).await,
+            Phase::Pausing | Phase::Fencing | Phase::FinalCycle | Phase::Verifying => {
+                self.undo_forward(&fleet, "the orchestrator restarted in the middle of it")
+                    .await?;
+                self.board.enter(
+                    Phase::Cycling,
+                    "a cutover was interrupted and undone; cycling again",
+                )?;
+            }
+            Phase::RollingBack => self.settle_rollback(&fleet).await?,
             _ => {}
         }
         let routes = Arc::new(Routes::forward(&plan).map_err(|e| DriveError::Plan(e.to_string()))?);
@@ -138,25 +163,28 @@ impl Driver {
                 Phase::Discovering => self.board.enter(Phase::Cycling, "")?,
                 Phase::Cycling | Phase::Postponed => self.converge(&run).await?,
                 Phase::ReadyForCutover => {
-                    if self.upgrade.rehearse && self.board.journal().cutover()?.is_some() {
+                    if self.upgrade.rehearse
+                        && self.board.journal().cutover()?.is_some_and(|c| c.rehearsed)
+                    {
                         return Ok(());
                     }
                     attempts += 1;
                     self.cut_over(&run, attempts).await?;
                 }
                 Phase::Pausing | Phase::Fencing | Phase::FinalCycle | Phase::Verifying => {
-                    self.undo_forward(&run.fleet, "the orchestrator restarted in the middle of it")
-                        .await?;
-                    self.board.enter(
-                        Phase::Cycling,
-                        "a cutover was interrupted and undone; cycling again",
-                    )?;
+                    self.undo_forward(&run.fleet, "a step failed").await?;
+                    self.board
+                        .enter(Phase::Cycling, "a cutover was undone; cycling again")?;
                 }
                 Phase::Committed | Phase::Switching => self.switch_forward(&run.fleet).await?,
-                Phase::Switched => self.board.enter(
-                    Phase::ReverseSync,
-                    "green serves; its changes flow back to blue",
-                )?,
+                Phase::Switched => {
+                    // Unless a rollback was asked for meanwhile.
+                    self.board.transition(
+                        &[Phase::Switched],
+                        Phase::ReverseSync,
+                        "green serves; its changes flow back to blue",
+                    )?;
+                }
                 Phase::ReverseSync => self.reverse_sync(&run).await?,
                 Phase::RollingBack => self.roll_back(&run).await?,
                 Phase::Aborting => return self.abort_cutover(&run.fleet).await,
@@ -537,6 +565,25 @@ impl Driver {
             }
         })
     }
+}
+
+/// Whether a driver stopped by an error in `phase` must try again rather than fail: from the
+/// pause on, blue (or green) may be fenced or proxies holding, and only finishing or undoing
+/// the step puts that right.
+fn must_finish(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Pausing
+            | Phase::Fencing
+            | Phase::FinalCycle
+            | Phase::Verifying
+            | Phase::Committed
+            | Phase::Switching
+            | Phase::Switched
+            | Phase::ReverseSync
+            | Phase::RollingBack
+            | Phase::Aborting
+    )
 }
 
 impl DriveError {

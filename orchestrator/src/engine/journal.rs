@@ -91,6 +91,9 @@ pub struct CutoverRecord {
     /// A rollback that discards green's writes to collections without a reverse program.
     #[serde(default)]
     pub discard: bool,
+    /// A rehearsal that passed verification and resumed on blue.
+    #[serde(default)]
+    pub rehearsed: bool,
 }
 
 /// What can go wrong with the journal.
@@ -335,6 +338,24 @@ impl Journal {
     /// The upgrade, if one was ever started.
     pub fn upgrade(&self) -> Result<Option<UpgradeRecord>, JournalError> {
         self.json(UPGRADE)
+    }
+
+    /// Enters `phase` if the current one is in `from`; returns whether it did. Serialised with
+    /// every other conditional write, so two callers cannot both move from the same phase.
+    pub fn set_phase_if(
+        &self,
+        from: &[Phase],
+        phase: Phase,
+        now_unix_ms: u64,
+        reason: &str,
+    ) -> Result<bool, JournalError> {
+        let _serial = self.writes.lock().expect("not poisoned");
+        let current = self.phase()?.map(|p| p.phase);
+        if !current.is_some_and(|c| from.contains(&c)) {
+            return Ok(false);
+        }
+        self.set_phase(phase, now_unix_ms, reason)?;
+        Ok(true)
     }
 
     /// Enters `phase`.

@@ -8,9 +8,10 @@ use std::{sync::Arc, time::Duration};
 use cutover_proto::v1::{Color, Phase, pull_response::Kind};
 
 use super::{
-    cutover::{all_proxies_paused, hold_timeout, max_hold_ms, on_proxies, take_epoch},
+    cutover::{all_proxies_paused, fence_all, fence_for_good, max_hold_ms, on_proxies, take_epoch},
     discover::Pair,
     driver::{DriveError, Driver, Run},
+    fleet::Fleet,
     journal::{CutoverRecord, CycleRecord, Direction},
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::Routes,
@@ -147,17 +148,8 @@ impl Driver {
                 "the journal holds a rollback phase without its record".into(),
             ));
         }
-        if record.committed {
-            return self.switch_back(run).await;
-        }
-        if record.epoch != 0 {
-            // Restarted in the middle of it, before its commit.
-            self.undo_reverse(run, &record).await?;
-            self.board.enter(
-                Phase::ReverseSync,
-                "a rollback was interrupted and undone; green still serves: roll back again",
-            )?;
-            return Ok(());
+        if record.committed || record.epoch != 0 {
+            return self.settle_rollback(&run.fleet).await;
         }
         record.epoch = self
             .attempt("reading the proxies' epochs", || {
@@ -170,7 +162,7 @@ impl Driver {
             Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
             Err(error) => {
                 tracing::warn!(%error, "rollback failed; undoing it");
-                self.undo_reverse(run, &record).await?;
+                self.undo_reverse(&run.fleet, &record).await?;
                 self.board.enter(
                     Phase::ReverseSync,
                     &format!(
@@ -184,7 +176,30 @@ impl Driver {
         record.committed = true;
         journal.set_cutover(&record)?;
         tracing::info!(verified = record.verified, "rollback committed");
-        self.switch_back(run).await
+        self.switch_back(&run.fleet).await
+    }
+
+    /// A rollback found in the journal part-way: finishes it when committed, undoes it when
+    /// it had paused the proxies but not committed (back to REVERSE_SYNC). A rollback that
+    /// has not begun is left for [`roll_back`](Self::roll_back).
+    pub(super) async fn settle_rollback(&self, fleet: &Fleet) -> Result<(), DriveError> {
+        let Some(record) = self.board.journal().cutover()? else {
+            return Ok(());
+        };
+        if record.direction != Direction::Reverse {
+            return Ok(());
+        }
+        if record.committed {
+            return self.switch_back(fleet).await;
+        }
+        if record.epoch != 0 {
+            self.undo_reverse(fleet, &record).await?;
+            self.board.enter(
+                Phase::ReverseSync,
+                "a rollback was interrupted and undone; green still serves: roll back again",
+            )?;
+        }
+        Ok(())
     }
 
     async fn reverse_hold_and_verify(
@@ -206,16 +221,7 @@ impl Driver {
         all_proxies_paused(run, epoch).await?;
         self.board.detail("rollback: fencing green".to_owned());
         let reason = format!("rollback {}", self.upgrade.id);
-        let lease = hold_timeout(run.plan.pause_budget) + Duration::from_secs(5);
-        record.fenced_heads.clear();
-        for node in &run.fleet.green {
-            let head = node
-                .admin
-                .fence_lease(lease, &reason)
-                .await
-                .map_err(|e| DriveError::Step(format!("fencing green: {e}")))?;
-            record.fenced_heads.push((node.endpoint.clone(), head));
-        }
+        record.fenced_heads = fence_all(&run.fleet.green, run.plan.pause_budget, &reason).await?;
         self.board.journal().set_cutover(record)?;
         self.board
             .detail("rollback: final reverse cycle".to_owned());
@@ -223,13 +229,7 @@ impl Driver {
             .await?;
         self.board.detail("rollback: verifying".to_owned());
         self.verify_reverse(run, record).await?;
-        for node in &run.fleet.green {
-            node.admin
-                .fence_permanent(&reason)
-                .await
-                .map_err(|e| DriveError::Step(format!("fencing green for good: {e}")))?;
-        }
-        Ok(())
+        fence_for_good(&run.fleet.green, &record.fenced_heads, &reason).await
     }
 
     /// Green's digests (fenced) against blue's, each pair on its own.
@@ -238,14 +238,21 @@ impl Driver {
         run: &Run,
         record: &mut CutoverRecord,
     ) -> Result<(), DriveError> {
-        if record.discard {
-            record.verified =
-                "not verified: green's writes to collections without a reverse program were \
-                 discarded on request"
-                    .to_owned();
-            return Ok(());
-        }
         let journal = self.board.journal();
+        let unreversible = run.plan.unreversible();
+        if !record.discard && !unreversible.is_empty() {
+            // Counted again under green's fence: writes since the request would be lost too.
+            let lost = count_changes(&record.reverse_from, &unreversible)
+                .await
+                .map_err(|e| DriveError::Step(format!("counting green's writes: {e}")))?;
+            if lost > 0 {
+                return Err(DriveError::Step(format!(
+                    "{lost} documents written on green in {} have no reverse program and would \
+                     be lost; roll back with --discard-green-writes to accept that",
+                    unreversible.join(", ")
+                )));
+            }
+        }
         let unknown: Vec<String> = journal
             .dead_letters_of(Direction::Forward)?
             .into_iter()
@@ -269,10 +276,13 @@ impl Driver {
                 .find(|(e, _)| *e == green.endpoint)
                 .map_or(from.head_seq, |f| f.1);
             if from.head_seq != fenced {
-                return Err(DriveError::Mismatch(format!(
-                    "green {} moved from seq {fenced} to {} while fenced",
+                return Err(DriveError::Step(format!(
+                    "green {} moved from seq {fenced} to {} while fenced (its lease ran out?)",
                     green.endpoint, from.head_seq
                 )));
+            }
+            if record.discard {
+                continue;
             }
             let to = blue.source.digest().await.map_err(failed)?;
             let verified = verify::compare(&[from], &to, &allowances).map_err(|m| {
@@ -283,16 +293,21 @@ impl Driver {
             })?;
             documents += verified.documents;
         }
-        record.verified = format!("verified {documents} documents back on blue");
+        record.verified = if record.discard {
+            "green's head checked; digests not compared: green's writes to collections without \
+             a reverse program were discarded on request"
+                .to_owned()
+        } else {
+            format!("verified {documents} documents back on blue")
+        };
         Ok(())
     }
 
-    async fn undo_reverse(&self, run: &Run, record: &CutoverRecord) -> Result<(), DriveError> {
+    async fn undo_reverse(&self, fleet: &Fleet, record: &CutoverRecord) -> Result<(), DriveError> {
         // Unfence first: a request released to a fenced green would be refused.
-        self.unfence_all(&run.fleet, Color::Green).await?;
+        self.unfence_all(fleet, Color::Green).await?;
         let epoch = record.epoch;
-        let answers =
-            on_proxies(&run.fleet.proxies, |p| async move { p.resume(epoch).await }).await;
+        let answers = on_proxies(&fleet.proxies, |p| async move { p.resume(epoch).await }).await;
         for error in answers.into_iter().filter_map(Result::err) {
             tracing::warn!(%error, "resuming a proxy after a failed rollback");
         }
@@ -300,11 +315,11 @@ impl Driver {
     }
 
     /// After the rollback's commit: blue unfenced, every proxy switched to blue, ROLLED_BACK.
-    async fn switch_back(&self, run: &Run) -> Result<(), DriveError> {
+    async fn switch_back(&self, fleet: &Fleet) -> Result<(), DriveError> {
         self.board
             .detail("rollback committed: unfencing blue, switching proxies to blue".to_owned());
-        self.unfence_all(&run.fleet, Color::Blue).await?;
-        let holds = self.switch_all(&run.fleet, Color::Blue).await?;
+        self.unfence_all(fleet, Color::Blue).await?;
+        let holds = self.switch_all(fleet, Color::Blue).await?;
         let verified = self
             .board
             .journal()

@@ -154,6 +154,30 @@ impl Board {
         Ok(())
     }
 
+    /// [`enter`](Self::enter), but only from a phase in `from` (checked against the journal
+    /// and serialised with other transitions); returns whether it entered.
+    pub fn transition(
+        &self,
+        from: &[Phase],
+        phase: Phase,
+        reason: &str,
+    ) -> Result<bool, JournalError> {
+        if !self
+            .journal
+            .set_phase_if(from, phase, now_unix_ms(), reason)?
+        {
+            return Ok(false);
+        }
+        tracing::info!(phase = m::phase_name(phase), reason, "phase");
+        m::phase(phase);
+        self.update(|event| {
+            let status = event.status.get_or_insert_with(UpgradeStatus::default);
+            status.phase = phase as i32;
+            status.phase_detail = reason.to_owned();
+        });
+        Ok(true)
+    }
+
     /// Shows a detail of the current phase (not journaled).
     pub fn detail(&self, detail: String) {
         self.update(|event| {

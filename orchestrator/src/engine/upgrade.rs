@@ -287,14 +287,25 @@ impl Engine {
             previous.controls.cancel.cancel();
             let _ = previous.task.await;
         }
+        let mut running = self.running.lock().expect("not poisoned");
         let phase = self.board.phase();
+        let same = self
+            .board
+            .journal()
+            .upgrade()?
+            .is_some_and(|u| u.id == upgrade.id);
+        if !same || is_terminal(phase) {
+            // It ended by itself meanwhile (and maybe another one started): nothing to abort.
+            return Ok(self.status());
+        }
         if committed(phase) {
             // The driver committed before it saw the cancel: it must go on.
-            self.launch(upgrade);
+            self.launch_locked(&mut running, upgrade);
             return Err(too_late(phase));
         }
         self.board.enter(Phase::Aborting, reason)?;
-        self.launch(upgrade);
+        self.launch_locked(&mut running, upgrade);
+        drop(running);
         Ok(self.status())
     }
 
@@ -335,23 +346,38 @@ impl Engine {
         if !confirmed {
             return Err(EngineError::Unconfirmed { documents: lost });
         }
+        // The count above awaited: check again, under the lock `start` takes too, that the
+        // same upgrade is still switched, then move it with a conditional transition (the
+        // driver's own SWITCHED → REVERSE_SYNC is conditional as well).
+        let running = self.running.lock().expect("not poisoned");
+        let phase = self.board.phase();
+        let same = journal.upgrade()?.is_some_and(|u| u.id == upgrade.id);
+        if !same || !matches!(phase, Phase::Switched | Phase::ReverseSync) {
+            return Err(EngineError::WrongPhase {
+                what: "rollback is for a switched upgrade (SWITCHED or REVERSE_SYNC)",
+                phase: m::phase_name(phase),
+            });
+        }
         journal.set_cutover(&CutoverRecord {
             direction: Direction::Reverse,
             discard: discard_green_writes && lost > 0,
             reverse_from: forward.reverse_from,
             ..CutoverRecord::default()
         })?;
-        self.board.enter(
+        let detail = if lost > 0 {
+            format!("rolling back to blue; {lost} green writes discarded on request")
+        } else {
+            "rolling back to blue".to_owned()
+        };
+        self.board.transition(
+            &[Phase::Switched, Phase::ReverseSync],
             Phase::RollingBack,
-            &if lost > 0 {
-                format!("rolling back to blue; {lost} green writes discarded on request")
-            } else {
-                "rolling back to blue".to_owned()
-            },
+            &detail,
         )?;
-        if let Some(running) = &*self.running.lock().expect("not poisoned") {
+        if let Some(running) = &*running {
             running.controls.wake.notify_one();
         }
+        drop(running);
         Ok(self.status())
     }
 
