@@ -39,6 +39,8 @@ async fn start_node(dir: &Path, name: &str, cancel: &CancellationToken) -> anyho
         store: StoreConfig {
             path: dir.join(name),
             partitions: None,
+            // Acknowledged once in the kernel (survives kill -9, not power loss): enough for
+            // stores in temporary folders, and the 1M-document load takes seconds, not minutes.
             sync: SyncPolicy::Os,
         },
         max_body: 1 << 20,

@@ -383,6 +383,20 @@ impl Driver {
             record
                 .reverse_from
                 .push((green.endpoint.clone(), to.head_seq));
+            // Everything green holds up to here came from blue: reverse sync starts after it.
+            if let Some(pair) = run
+                .pairs
+                .iter()
+                .find(|p| p.sink.endpoint() == green.endpoint)
+            {
+                journal.acknowledge(
+                    &self.upgrade.id,
+                    Direction::Reverse,
+                    &pair.sink_id,
+                    to.head_seq,
+                    &Default::default(),
+                )?;
+            }
         }
         record.verified = format!(
             "verified {documents} documents in {partitions} partitions ({}{})",
