@@ -191,7 +191,8 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Small answers must not wait for the peer's delayed ACK (Nagle).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             cancel.cancelled_owned(),
         )
         .await

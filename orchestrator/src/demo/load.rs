@@ -219,7 +219,10 @@ struct Answer {
 
 impl Worker {
     async fn run(mut self, interval: Duration, stop: CancellationToken) -> HashMap<String, Expect> {
-        let mut tick = tokio::time::interval(interval);
+        // Workers start spread over one interval, so the load arrives evenly instead of in
+        // bursts of every worker at once.
+        let offset = interval.mul_f64(self.number as f64 / self.workers as f64);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !stop.is_cancelled() {
             tokio::select! {
