@@ -1,6 +1,8 @@
 //! Cutover benchmark (issue #6): blue loaded with 1M documents (~200 bytes), a live client
 //! load of 2,000 requests/s through the proxy (reads, updates with `If-Match`, deletes,
-//! creations), the demo's schema change, the engine inside green. Reported: the cycle series,
+//! creations), the engine inside green, with two schema changes: a field renamed plus a
+//! version tag (`rename`, the transform's fast path) and the demo's split of `name` into two
+//! fields (`split`, the jq engine). Reported: the cycle series,
 //! then the cutover with a final delta of ~10K documents (10,000 documents rewritten on blue
 //! while the upgrade is postponed at the threshold, then `proceed`): the final cycle, the
 //! hold the proxy measured, the latency the clients saw (max and p99 added over the median),
@@ -12,12 +14,12 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use anyhow::{bail, ensure};
-use cutover_benches::{Size, report};
+use cutover_benches::{Size, report, wanted};
 use cutover_orchestrator::demo::{
     follow,
     load::{self, Ledger, Load, LoadConfig},
     report::{cycles, pause},
-    rig::{Rig, preload, stored},
+    rig::{FORWARD, REVERSE, Rig, preload, stored},
 };
 use cutover_proto::v1::Phase;
 
@@ -26,20 +28,41 @@ fn bulk_id(n: u64) -> String {
     format!("bulk-{n:08}")
 }
 
+/// A schema change the fast path runs (a renamed field and a version tag), and its reverse.
+const RENAME: (&str, &str) = (
+    ".full_name = .name | del(.name) | .schema = 2",
+    ".name = .full_name | del(.full_name, .schema)",
+);
+
 fn main() -> anyhow::Result<()> {
     let size = Size::from_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(
+    let figures = (
         size.pick(1_000_000, 5_000),
         size.pick(10_000, 500),
         size.pick(2_000, 200),
-    ))
+    );
+    runtime.block_on(async {
+        if wanted("rename") {
+            run("rename (fast path)", RENAME, figures).await?;
+        }
+        if wanted("split") {
+            run("split name (jq engine)", (FORWARD, REVERSE), figures).await?;
+        }
+        Ok(())
+    })
 }
 
-async fn run(documents: u64, delta: u64, rate: u32) -> anyhow::Result<()> {
-    println!("# cutover benchmark ({documents} documents, {rate} req/s, final delta {delta})");
+async fn run(
+    name: &str,
+    (forward, reverse): (&str, &str),
+    (documents, delta, rate): (u64, u64, u32),
+) -> anyhow::Result<()> {
+    println!(
+        "# cutover benchmark, {name}: {documents} documents, {rate} req/s, final delta {delta}"
+    );
     let rig = Rig::start().await?;
     preload(&rig.blue.store, 0..documents, 1, load::id).await?;
     preload(&rig.blue.store, 0..delta, 1, bulk_id).await?;
@@ -50,8 +73,11 @@ async fn run(documents: u64, delta: u64, rate: u32) -> anyhow::Result<()> {
         workers: 32,
     };
     let load = Load::start(&config, Ledger::default());
-    rig.engine
-        .start(&rig.plan("postpone = true\n"), "bench.toml", false)?;
+    rig.engine.start(
+        &rig.plan_with("postpone = true\n", forward, reverse),
+        "bench.toml",
+        false,
+    )?;
     let (status, _) = follow(&rig.engine, &load, Phase::Postponed).await?;
     // The final delta: `delta` documents rewritten on blue, then proceed at once.
     preload(&rig.blue.store, 0..delta, 2, bulk_id).await?;

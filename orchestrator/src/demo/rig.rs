@@ -150,10 +150,15 @@ impl Rig {
     /// The plan: `settings` (top-level fields), the nodes, the proxy, and the demo's schema
     /// change with its reverse.
     pub fn plan(&self, settings: &str) -> String {
+        self.plan_with(settings, FORWARD, REVERSE)
+    }
+
+    /// The plan with the programs `forward` and `reverse` for `users`.
+    pub fn plan_with(&self, settings: &str, forward: &str, reverse: &str) -> String {
         format!(
             "{settings}[blue]\nsources = [\"http://{}\"]\n\n[green]\nsinks = [\"http://{}\"]\n\n\
              [proxies]\ncontrol = [\"http://{}\"]\n\n\
-             [collections.{COLLECTION}]\nforward = '{FORWARD}'\nreverse = '{REVERSE}'\n",
+             [collections.{COLLECTION}]\nforward = '{forward}'\nreverse = '{reverse}'\n",
             self.blue.grpc, self.green.grpc, self.admin
         )
     }
