@@ -87,7 +87,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     rig.engine.rollback(false, true).await?;
     let (status, window) = follow(&rig.engine, &load, Phase::RolledBack).await?;
     println!(
-        "\nrollback done in {:.1} s: blue serves",
+        "\nrollback done in {:.2} s: blue serves",
         rolling.elapsed().as_secs_f64()
     );
     tokio::time::sleep(AFTER_SWITCH).await;
