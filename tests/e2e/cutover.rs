@@ -37,11 +37,11 @@ struct Stack {
 
 impl Stack {
     fn start() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, &[])
     }
 
-    /// A stack whose plan has the reverse program, or not.
-    fn start_with(reverse: bool) -> Self {
+    /// A stack whose plan has the reverse program, or not, with `proxy_flags` on each proxy.
+    fn start_with(reverse: bool, proxy_flags: &[&str]) -> Self {
         let cluster = cluster();
         let blue = cluster.start_node("blue", &[]).expect("blue starts");
         let green = cluster.start_node("green", &[]).expect("green starts");
@@ -54,7 +54,7 @@ impl Stack {
                         name,
                         &backends(&blue),
                         &backends(&green),
-                        &["--upstream-protocol", "h2c"],
+                        &[&["--upstream-protocol", "h2c"], proxy_flags].concat(),
                     )
                     .expect("proxy starts")
             })
@@ -527,7 +527,7 @@ fn a_rehearsal_pauses_fences_verifies_and_resumes_on_blue_and_abort_ends_it() {
 
 #[test]
 fn a_rollback_that_would_lose_green_writes_is_refused_with_their_number_unless_discarded() {
-    let stack = Stack::start_with(false);
+    let stack = Stack::start_with(false, &[]);
     let orchestrator = stack
         .cluster
         .start_orchestrator("orchestrator")
@@ -578,4 +578,38 @@ fn a_rollback_that_would_lose_green_writes_is_refused_with_their_number_unless_d
         404,
         "the discarded write is not on blue"
     );
+}
+
+#[test]
+fn a_cutover_whose_proxy_cannot_drain_is_undone_and_blue_keeps_serving() {
+    let stack = Stack::start_with(true, &["--drain-timeout", "300ms"]);
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator("orchestrator")
+        .expect("starts");
+    // A request that never finishes: its headers are in, its body never completes.
+    let mut stuck = std::net::TcpStream::connect(stack.proxies[1].listen).expect("connect");
+    std::io::Write::write_all(
+        &mut stuck,
+        b"PUT /v1/users/stuck HTTP/1.1\r\nhost: test\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .expect("a partial request");
+    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
+    assert_eq!(code, 0, "start: {started}");
+    let status = stack.wait_phase(&orchestrator, "aborted");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cutover attempt 3 undone") && error.contains("Pause"),
+        "three attempts, each undone, naming the pause that failed: {status}"
+    );
+    assert!(!fenced(&stack.blue), "blue is unfenced");
+    stack.assert_routes("blue");
+    let put = http::put(
+        stack.proxies[0].listen,
+        "/v1/users/after",
+        r#"{"name":"a b"}"#,
+    )
+    .expect("write");
+    assert!(put.status < 300, "blue takes writes: {}", put.text());
+    drop(stuck);
 }
