@@ -1,7 +1,7 @@
 //! Fault points for the crash tests: `cutover orchestrator --fault-point NAME` (a hidden flag)
-//! makes the process abort — no destructor, no flush, like `kill -9` — the moment the engine
-//! passes the point NAME, so a test can kill the orchestrator after an exact cutover step
-//! instead of racing a signal against it. Unset, a point costs one atomic load.
+//! makes the process send itself SIGKILL — `kill -9`: no destructor, no flush — the moment the
+//! engine passes the point NAME, so a test can kill the orchestrator after an exact cutover
+//! step instead of racing a signal against it. Unset, a point costs one atomic load.
 
 use std::sync::OnceLock;
 
@@ -28,10 +28,11 @@ pub fn arm(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Passes the point `name`: aborts the process when it is the armed one.
+/// Passes the point `name`: kills the process when it is the armed one.
 pub fn point(name: &str) {
     if ARMED.get().is_some_and(|armed| armed == name) {
-        tracing::error!(point = name, "fault point reached: aborting the process");
+        tracing::error!(point = name, "fault point reached: kill -9 of this process");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         std::process::abort();
     }
 }
