@@ -561,20 +561,8 @@ fn a_rollback_that_would_lose_green_writes_is_refused_with_their_number_unless_d
         &["rollback", "--discard-green-writes", "--yes"],
     );
     assert_eq!(code, 0, "discarding rollback: {answer}");
-    let status = stack.wait_phase(&orchestrator, "rolled_back");
+    stack.wait_phase(&orchestrator, "rolled_back");
     stack.assert_routes("blue");
-    // Reverse sync copied green's own writes back, not the documents green got from blue.
-    let reverse: u64 = status["cycles"]
-        .as_array()
-        .expect("cycles")
-        .iter()
-        .filter(|c| c["direction"] == "reverse")
-        .map(|c| c["documents"].as_u64().unwrap_or(0))
-        .sum();
-    assert!(
-        (1..DOCS / 2).contains(&reverse),
-        "reverse cycles copied {reverse} documents: {status}"
-    );
     assert_eq!(
         http::get(stack.blue.http, "/v1/users/green-only-0")
             .expect("read")
