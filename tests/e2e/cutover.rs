@@ -282,6 +282,17 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
         "a final cycle ran: {status}"
     );
     stack.assert_routes("green");
+    let metrics = http::get(orchestrator.http, "/metrics")
+        .expect("metrics")
+        .text();
+    for name in [
+        "cutover_orchestrator_cutover_attempts_total{direction=\"forward\",outcome=\"switched\"} 1",
+        "cutover_orchestrator_last_hold_seconds",
+        "cutover_orchestrator_last_hold_requests",
+        "cutover_orchestrator_phase{phase=\"reverse_sync\"} 1",
+    ] {
+        assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
+    }
     settle(Duration::from_secs(1));
     let ledger = nothing_failed_or_lost(background, &stack.green);
     // Blue is fenced for good: after the decision it takes no client write.

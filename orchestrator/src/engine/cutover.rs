@@ -18,6 +18,7 @@ use super::{
     fault,
     fleet::{Fleet, Node, ProxyPeer},
     journal::{CutoverRecord, Direction, Journal},
+    metrics as m,
     peer::PeerError,
     verify::{self, Allowances},
 };
@@ -208,6 +209,7 @@ impl Driver {
             Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
             Err(error) => {
                 tracing::warn!(%error, attempt, "cutover attempt failed; undoing it");
+                m::attempt("forward", "undone");
                 self.undo_forward(&run.fleet, &error.to_string()).await?;
                 let why = format!(
                     "cutover attempt {attempt} undone ({error}); proxies resumed on blue, blue \
@@ -230,6 +232,7 @@ impl Driver {
             let holds = self.release(&run.fleet, &record).await;
             record.holds = holds;
             record.rehearsed = true;
+            m::attempt("forward", "rehearsed");
             journal.set_cutover(&record)?;
             self.measured(held_since.elapsed())?;
             self.board.holds(&record.holds);
@@ -250,6 +253,7 @@ impl Driver {
         )?;
         fault::point("committed");
         self.switch_forward(&run.fleet).await?;
+        m::attempt("forward", "switched");
         self.measured(held_since.elapsed())
     }
 

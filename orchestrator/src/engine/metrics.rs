@@ -23,6 +23,12 @@ pub const FAILURES: &str = "cutover_orchestrator_transform_failures_total";
 pub const DROPS: &str = "cutover_orchestrator_transform_drops_total";
 /// 1 for the current `phase`, 0 for the others, gauge.
 pub const PHASE: &str = "cutover_orchestrator_phase";
+/// Cutover and rollback attempts by `direction` and `outcome`, counter.
+pub const ATTEMPTS: &str = "cutover_orchestrator_cutover_attempts_total";
+/// Longest time a proxy held a request in the last hold, gauge.
+pub const HOLD: &str = "cutover_orchestrator_last_hold_seconds";
+/// Requests the proxies held in the last hold, gauge.
+pub const HELD: &str = "cutover_orchestrator_last_hold_requests";
 
 /// Registers the descriptions of every orchestrator metric with the installed recorder.
 pub fn describe() {
@@ -59,6 +65,34 @@ pub fn describe() {
         Unit::Count,
         "1 for the current phase, 0 for the others."
     );
+    describe_counter!(
+        ATTEMPTS,
+        Unit::Count,
+        "Cutover (direction forward) and rollback (reverse) attempts, by outcome: switched, \
+         undone, rehearsed."
+    );
+    describe_gauge!(
+        HOLD,
+        Unit::Seconds,
+        "Longest time any proxy held a request in the last hold (the pause a client saw)."
+    );
+    describe_gauge!(
+        HELD,
+        Unit::Count,
+        "Requests the proxies held and released in the last hold."
+    );
+}
+
+/// Counts one cutover or rollback attempt.
+pub fn attempt(direction: &'static str, outcome: &'static str) {
+    metrics::counter!(ATTEMPTS, "direction" => direction, "outcome" => outcome).increment(1);
+}
+
+/// Shows the figures of the last hold: (proxy, released, longest hold µs) each.
+pub fn hold(holds: &[(String, u64, u64)]) {
+    let longest = holds.iter().map(|h| h.2).max().unwrap_or(0);
+    metrics::gauge!(HOLD).set(longest as f64 / 1e6);
+    metrics::gauge!(HELD).set(holds.iter().map(|h| h.1).sum::<u64>() as f64);
 }
 
 /// Counts one acknowledged batch.

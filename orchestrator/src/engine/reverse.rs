@@ -13,6 +13,7 @@ use super::{
     driver::{DriveError, Driver, Run},
     fleet::Fleet,
     journal::{CutoverRecord, CycleRecord, Direction},
+    metrics as m,
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::Routes,
     verify::{self, Allowances},
@@ -162,6 +163,7 @@ impl Driver {
             Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
             Err(error) => {
                 tracing::warn!(%error, "rollback failed; undoing it");
+                m::attempt("reverse", "undone");
                 self.undo_reverse(&run.fleet, &record).await?;
                 self.board.enter(
                     Phase::ReverseSync,
@@ -320,6 +322,7 @@ impl Driver {
             .detail("rollback committed: unfencing blue, switching proxies to blue".to_owned());
         self.unfence_all(fleet, Color::Blue).await?;
         let holds = self.switch_all(fleet, Color::Blue).await?;
+        m::attempt("reverse", "switched");
         let verified = self
             .board
             .journal()

@@ -221,6 +221,7 @@ impl Board {
 
     /// Shows the figures of the latest hold: (proxy, released, longest hold µs) each.
     pub fn holds(&self, holds: &[(String, u64, u64)]) {
+        m::hold(holds);
         self.update(|event| {
             let status = event.status.get_or_insert_with(UpgradeStatus::default);
             status.holds = hold_messages(holds);
