@@ -616,3 +616,43 @@ fn a_cutover_whose_proxy_cannot_drain_is_undone_and_blue_keeps_serving() {
     assert!(put.status < 300, "blue takes writes: {}", put.text());
     drop(stuck);
 }
+
+#[test]
+fn after_the_commit_a_proxy_that_is_down_is_switched_once_it_is_back() {
+    let mut stack = Stack::start();
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator_with("orchestrator", &["--fault-point", "committed"])
+        .expect("starts");
+    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
+    assert_eq!(code, 0, "start: {started}");
+    let mut orchestrator = orchestrator;
+    orchestrator
+        .daemon
+        .wait_exit(Duration::from_secs(120))
+        .expect("killed at the commit");
+    // Proxy 2 goes down too, before the restarted orchestrator can switch it.
+    let mut down = stack.proxies.remove(1);
+    down.daemon.kill9().expect("killed");
+    let orchestrator = stack
+        .cluster
+        .restart_orchestrator("orchestrator", orchestrator)
+        .expect("restarts");
+    let status = wait_until("the wait for proxy 2", Duration::from_secs(60), || {
+        let (_, status) = stack.upgrade(&orchestrator, &["status"]);
+        let detail = status["phase_detail"].as_str().unwrap_or_default();
+        detail
+            .contains("waiting for a proxy to switch")
+            .then_some(status)
+    })
+    .expect("the status says what it waits for");
+    assert_eq!(status["phase"], "switching", "{status}");
+    stack.assert_routes("green");
+    let back = stack
+        .cluster
+        .restart_proxy("proxy-2", down)
+        .expect("restarts");
+    stack.proxies.push(back);
+    stack.wait_phase(&orchestrator, "reverse_sync");
+    stack.assert_routes("green");
+}

@@ -20,6 +20,7 @@ use super::{
     journal::{CutoverRecord, Direction, Journal},
     metrics as m,
     peer::PeerError,
+    state::Board,
     verify::{self, Allowances},
 };
 
@@ -146,7 +147,7 @@ pub(super) async fn take_epoch(journal: &Journal, fleet: &Fleet) -> Result<u64, 
 /// Switches `proxy` to `color` under `epoch`, however long it takes: a hold that expired
 /// meanwhile is paused again under a new epoch first. Returns (released, longest hold µs).
 pub(super) async fn switch_until_done(
-    journal: &Journal,
+    board: &Board,
     proxy: &ProxyPeer,
     epoch: u64,
     color: Color,
@@ -168,7 +169,8 @@ pub(super) async fn switch_until_done(
                     {
                         return Ok::<_, PeerError>(true);
                     }
-                    epoch = journal
+                    epoch = board
+                        .journal()
                         .next_epoch(status.epoch + 1)
                         .unwrap_or(status.epoch + 1);
                     proxy.pause(epoch, hold).await?;
@@ -177,13 +179,21 @@ pub(super) async fn switch_until_done(
                 match renewed.await {
                     Ok(true) => return (0, 0),
                     Ok(false) => continue,
-                    Err(error) => tracing::warn!(%error, "switching a proxy; retrying"),
+                    Err(error) => waiting(board, &error),
                 }
             }
-            Err(error) => tracing::warn!(%error, "switching a proxy; retrying"),
+            Err(error) => waiting(board, &error),
         }
         tokio::time::sleep(RETRY).await;
     }
+}
+
+/// A proxy that has not switched yet: logged, and shown in the status until it has.
+fn waiting(board: &Board, error: &PeerError) {
+    tracing::warn!(%error, "switching a proxy; retrying");
+    board.detail(format!(
+        "waiting for a proxy to switch, retrying every {RETRY:?}: {error}"
+    ));
 }
 
 impl Driver {
@@ -503,9 +513,9 @@ impl Driver {
         let hold = hold_timeout(plan.pause_budget);
         let answers = tokio::select! {
             answers = on_proxies(&fleet.proxies, |p| {
-                let journal = std::sync::Arc::clone(&journal);
+                let board = self.board.clone();
                 async move {
-                    Ok::<_, PeerError>(switch_until_done(&journal, &p, epoch, color, hold).await)
+                    Ok::<_, PeerError>(switch_until_done(&board, &p, epoch, color, hold).await)
                 }
             }) => answers,
             () = self.controls.cancel.cancelled() => return Err(DriveError::Cancelled),
