@@ -489,14 +489,16 @@ impl Driver {
                 .enter(Phase::Switching, "switching every proxy to green")?;
         }
         let holds = self.switch_all(fleet, Color::Green).await?;
-        self.board.enter(
-            Phase::Switched,
-            &format!(
+        let detail = if fleet.proxies.is_empty() {
+            "no proxy in the plan: blue is fenced for good, send clients to green".to_owned()
+        } else {
+            format!(
                 "every proxy routes to green; {} held requests released, longest hold {} ms",
                 holds.iter().map(|h| h.1).sum::<u64>(),
                 max_hold_ms(&holds)
-            ),
-        )?;
+            )
+        };
+        self.board.enter(Phase::Switched, &detail)?;
         Ok(())
     }
 
