@@ -41,6 +41,24 @@ impl Cluster {
         Ok(dir)
     }
 
+    /// Runs `start` with two fresh loopback addresses, again with new ones (up to 5 times)
+    /// when the daemon could not listen because another process took an address between
+    /// [`free_addr`](Self::free_addr) and its bind: tests run in parallel, and their clients'
+    /// outgoing connections draw from the same port range.
+    pub fn on_fresh_ports<T>(
+        &self,
+        mut start: impl FnMut(SocketAddr, SocketAddr) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match start(self.free_addr()?, self.free_addr()?) {
+                Err(error) if tries < 5 && format!("{error:#}").contains("cannot listen") => {}
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// A loopback address that was free a moment ago: bound on `127.0.0.1:0`, read, released,
     /// so a child process can bind it. (A child cannot inherit the listener without `unsafe`.)
     pub fn free_addr(&self) -> anyhow::Result<SocketAddr> {

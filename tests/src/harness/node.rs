@@ -32,7 +32,9 @@ impl Cluster {
     /// cluster folder `name/data`, plus `extra` flags, and waits until `/readyz` says ready.
     pub fn start_node(&self, name: &str, extra: &[&str]) -> anyhow::Result<NodeProcess> {
         let data_dir = self.dir(name)?.join("data");
-        self.start_node_on(name, data_dir, self.free_addr()?, self.free_addr()?, extra)
+        self.on_fresh_ports(|http, grpc| {
+            self.start_node_on(name, data_dir.clone(), http, grpc, extra)
+        })
     }
 
     /// Starts `cutover node` again on the data directory and addresses of one that stopped

@@ -42,7 +42,9 @@ impl Cluster {
         extra: &[&str],
     ) -> anyhow::Result<OrchestratorProcess> {
         let journal = self.dir(name)?.join("journal");
-        self.start_orchestrator_on(name, journal, self.free_addr()?, self.free_addr()?, extra)
+        self.on_fresh_ports(|grpc, http| {
+            self.start_orchestrator_on(name, journal.clone(), grpc, http, extra)
+        })
     }
 
     /// Starts `cutover orchestrator` again on the journal and addresses of one that stopped.

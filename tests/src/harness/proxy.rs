@@ -48,13 +48,9 @@ impl Cluster {
         ];
         backends.extend(extra.iter().map(|s| (*s).to_owned()));
         let state_file = self.dir(name)?.join("route.json");
-        self.start_proxy_on(
-            name,
-            state_file,
-            self.free_addr()?,
-            self.free_addr()?,
-            backends,
-        )
+        self.on_fresh_ports(|listen, admin| {
+            self.start_proxy_on(name, state_file.clone(), listen, admin, backends.clone())
+        })
     }
 
     /// Starts `cutover proxy` again with the route file, addresses and flags of one that
