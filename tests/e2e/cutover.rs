@@ -59,7 +59,7 @@ impl Stack {
                     .expect("proxy starts")
             })
             .collect();
-        preload(&blue);
+        preload(&blue, None);
         let controls: Vec<String> = proxies
             .iter()
             .map(|p| format!("\"{}\"", p.admin_url()))
@@ -142,10 +142,26 @@ impl Stack {
     }
 }
 
-/// Loads blue with the demo's documents through its `Sink` (version 1).
-fn preload(blue: &NodeProcess) {
+/// Loads blue with the demo's documents through its `Sink` (version 1), with its bearer
+/// token when it has one.
+fn preload(blue: &NodeProcess, token: Option<&str>) {
     runtime().block_on(async {
-        let mut sink = SinkClient::connect(blue.grpc_url()).await.expect("sink");
+        let channel = tonic::transport::Endpoint::from_shared(blue.grpc_url())
+            .expect("an endpoint")
+            .connect()
+            .await
+            .expect("sink");
+        let bearer: Option<tonic::metadata::MetadataValue<_>> =
+            token.map(|t| format!("Bearer {t}").parse().expect("ascii"));
+        let mut sink =
+            SinkClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+                if let Some(value) = &bearer {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                Ok(request)
+            });
         let batches: Vec<ApplyRequest> = (0..DOCS)
             .collect::<Vec<_>>()
             .chunks(1_000)
@@ -655,4 +671,87 @@ fn after_the_commit_a_proxy_that_is_down_is_switched_once_it_is_back() {
     stack.proxies.push(back);
     stack.wait_phase(&orchestrator, "reverse_sync");
     stack.assert_routes("green");
+}
+
+#[test]
+fn every_control_plane_behind_its_own_token_cuts_over_and_rolls_back() {
+    let cluster = cluster();
+    let tokens = cluster.dir("tokens").expect("dir");
+    let token = |name: &str, secret: &str| {
+        let path = tokens.join(name);
+        std::fs::write(&path, format!("{secret}\n")).expect("token file");
+        path.display().to_string()
+    };
+    let (blue_token, green_token, proxy_token) = (
+        token("blue", "blue-secret"),
+        token("green", "green-secret"),
+        token("proxy", "proxy-secret"),
+    );
+    let blue = cluster
+        .start_node("blue", &["--token-file", &blue_token])
+        .expect("blue starts");
+    let green = cluster
+        .start_node("green", &["--token-file", &green_token])
+        .expect("green starts");
+    let proxy = cluster
+        .start_proxy(
+            "proxy",
+            &[format!("http://{}", blue.http)],
+            &[format!("http://{}", green.http)],
+            &["--upstream-protocol", "h2c", "--token-file", &proxy_token],
+        )
+        .expect("proxy starts");
+    preload(&blue, Some("blue-secret"));
+    let plan = cluster.dir("plans").expect("plans").join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[blue]\nsources = [\"{}\"]\ntoken_file = \"{blue_token}\"\n\
+             [green]\nsinks = [\"{}\"]\ntoken_file = \"{green_token}\"\n\
+             [proxies]\ncontrol = [\"{}\"]\ntoken_file = \"{proxy_token}\"\n\
+             [collections.{COLLECTION}]\nforward = '{FORWARD}'\nreverse = '{REVERSE}'\n",
+            blue.grpc_url(),
+            green.grpc_url(),
+            proxy.admin_url()
+        ),
+    )
+    .expect("plan written");
+    let stack = Stack {
+        cluster,
+        blue,
+        green,
+        proxies: vec![proxy],
+        plan: plan.display().to_string(),
+    };
+    let orchestrator = stack
+        .cluster
+        .start_orchestrator("orchestrator")
+        .expect("starts");
+    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
+    assert_eq!(code, 0, "start: {started}");
+    stack.wait_phase(&orchestrator, "reverse_sync");
+    stack.assert_routes("green");
+    let put = http::put(
+        stack.proxies[0].listen,
+        "/v1/users/on-green",
+        r#"{"first_name":"a","last_name":"b","visits":0,"schema":2}"#,
+    )
+    .expect("write");
+    assert!(put.status < 300, "{}", put.text());
+    let (code, answer) = stack.upgrade(&orchestrator, &["rollback"]);
+    assert_eq!(code, 0, "rollback: {answer}");
+    stack.wait_phase(&orchestrator, "rolled_back");
+    stack.assert_routes("blue");
+    let back = http::get(stack.blue.http, "/v1/users/on-green").expect("read");
+    assert_eq!(
+        back.status,
+        200,
+        "the write on green is on blue: {}",
+        back.text()
+    );
+    assert_eq!(
+        back.json().expect("json")["name"],
+        "a b",
+        "reverse program applied"
+    );
 }
