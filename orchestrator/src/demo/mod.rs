@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use cutover_node::store::Store;
 use cutover_proto::v1::{Phase, UpgradeStatus};
 
-use crate::engine::{Engine, cutover::max_hold_ms};
+use crate::engine::Engine;
 use load::{Ledger, Load, LoadConfig};
 use rig::{Rig, preload, stored};
 
@@ -180,18 +180,19 @@ pub async fn settle(
     let ledger = load.stop().await;
     let latencies = stats.latencies.lock().expect("not poisoned").clone();
     let pause = report::pause(&latencies, from, to);
-    let holds: Vec<(String, u64, u64)> = status
-        .holds
-        .iter()
-        .map(|h| (h.proxy.clone(), h.held, h.max_hold_micros))
-        .collect();
     println!("\ncycles:\n{}", report::cycles(status));
     println!(
         "the pause clients saw: {} requests held by the proxy (longest hold {} ms); client \
          latency during the switch: max {:.1} ms, p99 {:.1} ms, added over the {:.2} ms median: \
          max {:.1} ms, p99 {:.1} ms",
-        holds.iter().map(|h| h.1).sum::<u64>(),
-        max_hold_ms(&holds),
+        status.holds.iter().map(|h| h.held).sum::<u64>(),
+        status
+            .holds
+            .iter()
+            .map(|h| h.max_hold_micros)
+            .max()
+            .unwrap_or(0)
+            / 1000,
         pause.max_micros as f64 / 1e3,
         pause.p99_micros as f64 / 1e3,
         pause.baseline_p50_micros as f64 / 1e3,

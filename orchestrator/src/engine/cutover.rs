@@ -17,7 +17,7 @@ use super::{
     driver::{DriveError, Driver, Run},
     fault,
     fleet::{Fleet, Node, ProxyPeer},
-    journal::{CutoverRecord, Direction, Journal},
+    journal::{CutoverRecord, Direction, Hold, Journal},
     metrics as m,
     peer::PeerError,
     state::Board,
@@ -43,21 +43,22 @@ fn lease(pause_budget: Duration) -> Duration {
     hold_timeout(pause_budget) + Duration::from_secs(5)
 }
 
-/// Runs `call` on every proxy at once; the answers in proxy order.
-pub(super) async fn on_proxies<T, F>(
-    proxies: &[ProxyPeer],
-    call: impl Fn(ProxyPeer) -> F,
+/// Runs `call` on every peer of `peers` at once; the answers in the peers' order.
+pub(super) async fn on_each<P, T, F>(
+    peers: &[P],
+    call: impl Fn(P) -> F,
 ) -> Vec<Result<T, PeerError>>
 where
+    P: Clone,
     T: Send + 'static,
     F: Future<Output = Result<T, PeerError>> + Send + 'static,
 {
     let mut calls = JoinSet::new();
-    for (i, proxy) in proxies.iter().enumerate() {
-        let call = call(proxy.clone());
+    for (i, peer) in peers.iter().enumerate() {
+        let call = call(peer.clone());
         calls.spawn(async move { (i, call.await) });
     }
-    let mut answers: Vec<Option<Result<T, PeerError>>> = proxies.iter().map(|_| None).collect();
+    let mut answers: Vec<Option<Result<T, PeerError>>> = peers.iter().map(|_| None).collect();
     while let Some(joined) = calls.join_next().await {
         match joined {
             Ok((i, answer)) => answers[i] = Some(answer),
@@ -86,19 +87,17 @@ pub(super) async fn fence_all(
     pause_budget: Duration,
     reason: &str,
 ) -> Result<Vec<(String, u64)>, DriveError> {
-    let mut calls = JoinSet::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let (node, reason) = (node.clone(), reason.to_owned());
-        let lease = lease(pause_budget);
-        calls.spawn(async move { (i, node.admin.fence_lease(lease, &reason).await) });
-    }
-    let mut heads = vec![(String::new(), 0); nodes.len()];
-    while let Some(joined) = calls.join_next().await {
-        let (i, answer) = joined.map_err(|e| DriveError::Step(format!("fencing: {e}")))?;
-        let head = answer.map_err(|e| DriveError::Step(format!("fencing: {e}")))?;
-        heads[i] = (nodes[i].endpoint.clone(), head);
-    }
-    Ok(heads)
+    let lease = lease(pause_budget);
+    let answers = on_each(nodes, |node| {
+        let reason = reason.to_owned();
+        async move { node.admin.fence_lease(lease, &reason).await }
+    });
+    let heads = all_ok(answers.await, "fencing")?;
+    Ok(nodes
+        .iter()
+        .map(|n| n.endpoint.clone())
+        .zip(heads)
+        .collect())
 }
 
 /// Makes the fence of every node permanent, checking that none took a write since its lease
@@ -127,7 +126,7 @@ pub(super) async fn fence_for_good(
 /// Pauses every proxy under `epoch`; returns once all have drained.
 pub(super) async fn all_proxies_paused(run: &Run, epoch: u64) -> Result<(), DriveError> {
     let hold = hold_timeout(run.plan.pause_budget);
-    let answers = on_proxies(
+    let answers = on_each(
         &run.fleet.proxies,
         |p| async move { p.pause(epoch, hold).await },
     );
@@ -137,7 +136,7 @@ pub(super) async fn all_proxies_paused(run: &Run, epoch: u64) -> Result<(), Driv
 /// A proxy epoch above every epoch any proxy has seen, journaled before use.
 pub(super) async fn take_epoch(journal: &Journal, fleet: &Fleet) -> Result<u64, DriveError> {
     let statuses = all_ok(
-        on_proxies(&fleet.proxies, |p| async move { p.status().await }).await,
+        on_each(&fleet.proxies, |p| async move { p.status().await }).await,
         "reading the proxies' epochs",
     )?;
     let highest = statuses.iter().map(|s| s.epoch).max().unwrap_or(0);
@@ -249,10 +248,9 @@ impl Driver {
             self.board.enter(
                 Phase::ReadyForCutover,
                 &format!(
-                    "rehearsal done: {}; clients were held up to {} ms; proxies resumed on blue, \
-                     blue unfenced",
+                    "rehearsal done: {}; {}; proxies resumed on blue, blue unfenced",
                     record.verified,
-                    max_hold_ms(&record.holds)
+                    Hold::summary(&record.holds)
                 ),
             )?;
             return Ok(());
@@ -430,19 +428,27 @@ impl Driver {
     }
 
     /// Resumes the proxies of the journaled hold; returns their figures.
-    async fn release(&self, fleet: &Fleet, record: &CutoverRecord) -> Vec<(String, u64, u64)> {
+    async fn release(&self, fleet: &Fleet, record: &CutoverRecord) -> Vec<Hold> {
         let epoch = record.epoch;
-        let answers = on_proxies(&fleet.proxies, |p| async move { p.resume(epoch).await }).await;
+        let answers = on_each(&fleet.proxies, |p| async move { p.resume(epoch).await }).await;
         fleet
             .proxies
             .iter()
             .zip(answers)
-            .map(|(proxy, answer)| match answer {
-                Ok(r) => (proxy.endpoint.clone(), r.released, r.max_hold_micros),
-                Err(error) => {
-                    // A newer epoch took over, or the proxy is down: its hold expires alone.
-                    tracing::warn!(%error, "resuming a proxy");
-                    (proxy.endpoint.clone(), 0, 0)
+            .map(|(proxy, answer)| {
+                let (released, max_hold_micros) = match answer {
+                    Ok(r) => (r.released, r.max_hold_micros),
+                    Err(error) => {
+                        // A newer epoch took over, or the proxy is down: its hold expires
+                        // alone.
+                        tracing::warn!(%error, "resuming a proxy");
+                        (0, 0)
+                    }
+                };
+                Hold {
+                    proxy: proxy.endpoint.clone(),
+                    released,
+                    max_hold_micros,
                 }
             })
             .collect()
@@ -492,11 +498,7 @@ impl Driver {
         let detail = if fleet.proxies.is_empty() {
             "no proxy in the plan: blue is fenced for good, send clients to green".to_owned()
         } else {
-            format!(
-                "every proxy routes to green; {} held requests released, longest hold {} ms",
-                holds.iter().map(|h| h.1).sum::<u64>(),
-                max_hold_ms(&holds)
-            )
+            format!("every proxy routes to green; {}", Hold::summary(&holds))
         };
         self.board.enter(Phase::Switched, &detail)?;
         Ok(())
@@ -507,14 +509,14 @@ impl Driver {
         &self,
         fleet: &Fleet,
         color: Color,
-    ) -> Result<Vec<(String, u64, u64)>, DriveError> {
+    ) -> Result<Vec<Hold>, DriveError> {
         let journal = std::sync::Arc::clone(self.board.journal());
         let mut record = journal.cutover()?.unwrap_or_default();
         let epoch = record.epoch;
         let plan = self.plan()?;
         let hold = hold_timeout(plan.pause_budget);
         let answers = tokio::select! {
-            answers = on_proxies(&fleet.proxies, |p| {
+            answers = on_each(&fleet.proxies, |p| {
                 let board = self.board.clone();
                 async move {
                     Ok::<_, PeerError>(switch_until_done(&board, &p, epoch, color, hold).await)
@@ -527,8 +529,12 @@ impl Driver {
             .iter()
             .zip(answers)
             .map(|(p, a)| {
-                let (released, max) = a.unwrap_or((0, 0));
-                (p.endpoint.clone(), released, max)
+                let (released, max_hold_micros) = a.unwrap_or((0, 0));
+                Hold {
+                    proxy: p.endpoint.clone(),
+                    released,
+                    max_hold_micros,
+                }
             })
             .collect();
         record.holds = holds.clone();
@@ -536,11 +542,6 @@ impl Driver {
         self.board.holds(&holds);
         Ok(holds)
     }
-}
-
-/// The longest hold of `holds`, in milliseconds.
-pub fn max_hold_ms(holds: &[(String, u64, u64)]) -> u64 {
-    holds.iter().map(|h| h.2).max().unwrap_or(0) / 1000
 }
 
 #[cfg(test)]
@@ -562,9 +563,14 @@ mod tests {
             Duration::from_secs(60)
         );
         assert!(lease(Duration::from_millis(500)) > hold_timeout(Duration::from_millis(500)));
+        let hold = |released, max_hold_micros| Hold {
+            proxy: "p".into(),
+            released,
+            max_hold_micros,
+        };
         assert_eq!(
-            max_hold_ms(&[("a".into(), 3, 41_000), ("b".into(), 1, 7_000)]),
-            41
+            Hold::summary(&[hold(3, 41_000), hold(1, 7_000)]),
+            "4 held requests released, longest hold 41 ms"
         );
     }
 }

@@ -25,7 +25,7 @@ use super::{
     fleet::Fleet,
     journal::{CycleRecord, Direction, JournalError, UpgradeRecord},
     metrics as m,
-    peer::{PeerError, Token},
+    peer::PeerError,
     plan::Plan,
     routes::{Routes, Tally},
     state::{Board, now_unix_ms},
@@ -127,8 +127,7 @@ impl Driver {
     }
 
     async fn drive(&self) -> Result<(), DriveError> {
-        let plan = Plan::parse(&self.upgrade.plan_name, &self.upgrade.plan_toml)
-            .map_err(|e| DriveError::Plan(e.to_string()))?;
+        let plan = self.plan()?;
         let fleet = Fleet::from_plan(&plan).map_err(DriveError::Plan)?;
         // After the commit the switch comes first: it needs no discovery, and must not wait
         // for a blue node that is down.
@@ -149,9 +148,10 @@ impl Driver {
             _ => {}
         }
         let routes = Arc::new(Routes::forward(&plan).map_err(|e| DriveError::Plan(e.to_string()))?);
-        let token = read_token(plan.green.token_file.as_deref(), "green.token_file")?;
         let pairs = self
-            .attempt("discovery", || discover(&plan, &token, self.local.as_ref()))
+            .attempt("discovery", || {
+                discover(&plan, &fleet.green_token, self.local.as_ref())
+            })
             .await?;
         let run = Run {
             plan,
@@ -624,15 +624,6 @@ fn transient(status: &tonic::Status) -> bool {
             | Code::ResourceExhausted
             | Code::Aborted
     )
-}
-
-/// The token in the file at `path` (the plan's `field`), or none.
-pub(super) fn read_token(path: Option<&std::path::Path>, field: &str) -> Result<Token, DriveError> {
-    let token = path
-        .map(cutover_daemon::auth::read_token_file)
-        .transpose()
-        .map_err(|e| DriveError::Plan(format!("{field}: {e}")))?;
-    Token::new(token.as_deref()).map_err(|e| DriveError::Plan(format!("{field}: {e}")))
 }
 
 impl Driver {

@@ -20,25 +20,18 @@ use super::{
 /// bounds by its own drain timeout, so this is only a guard against a frozen peer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn fail(endpoint: &str, call: &'static str) -> impl FnOnce(Status) -> PeerError {
-    let endpoint = endpoint.to_owned();
-    move |status| PeerError {
-        endpoint,
-        call,
-        status,
-    }
-}
-
 async fn timed<T>(
     endpoint: &str,
     call: &'static str,
     answer: impl Future<Output = Result<tonic::Response<T>, Status>>,
 ) -> Result<T, PeerError> {
     match tokio::time::timeout(CALL_TIMEOUT, answer).await {
-        Ok(answer) => answer.map(|r| r.into_inner()).map_err(fail(endpoint, call)),
-        Err(_) => Err(fail(endpoint, call)(Status::deadline_exceeded(format!(
-            "no answer within {CALL_TIMEOUT:?}"
-        )))),
+        Ok(answer) => answer
+            .map(|r| r.into_inner())
+            .map_err(PeerError::at(endpoint, call)),
+        Err(_) => Err(PeerError::at(endpoint, call)(Status::deadline_exceeded(
+            format!("no answer within {CALL_TIMEOUT:?}"),
+        ))),
     }
 }
 
@@ -196,21 +189,17 @@ pub struct Fleet {
     pub green: Vec<Node>,
     /// Blue's token, for its `Sink` in reverse sync.
     pub blue_token: Token,
+    /// Green's token, for its `Sink` in the copy cycles.
+    pub green_token: Token,
 }
 
 impl Fleet {
     /// The clients of every node and proxy of `plan`.
     pub fn from_plan(plan: &Plan) -> Result<Self, String> {
-        let token = |path: Option<&std::path::Path>, field: &str| -> Result<Token, String> {
-            let text = path
-                .map(cutover_daemon::auth::read_token_file)
-                .transpose()
-                .map_err(|e| format!("{field}: {e}"))?;
-            Token::new(text.as_deref()).map_err(|e| format!("{field}: {e}"))
-        };
-        let blue_token = token(plan.blue.token_file.as_deref(), "blue.token_file")?;
-        let green_token = token(plan.green.token_file.as_deref(), "green.token_file")?;
-        let proxy_token = token(plan.proxies.token_file.as_deref(), "proxies.token_file")?;
+        let blue_token = Token::from_file(plan.blue.token_file.as_deref(), "blue.token_file")?;
+        let green_token = Token::from_file(plan.green.token_file.as_deref(), "green.token_file")?;
+        let proxy_token =
+            Token::from_file(plan.proxies.token_file.as_deref(), "proxies.token_file")?;
         Ok(Self {
             proxies: plan
                 .proxies
@@ -231,6 +220,7 @@ impl Fleet {
                 .map(|e| Node::new(e, &green_token))
                 .collect::<Result<_, _>>()?,
             blue_token,
+            green_token,
         })
     }
 

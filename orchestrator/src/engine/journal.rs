@@ -75,12 +75,12 @@ pub struct CutoverRecord {
     /// A rollback's decision is committed (a cutover's is its COMMITTED phase).
     #[serde(default)]
     pub committed: bool,
-    /// Head seq of each fenced node (node id, seq) as the fence reported it.
+    /// Head seq of each fenced node (endpoint, seq) as the fence reported it.
     #[serde(default)]
     pub fenced_heads: Vec<(String, u64)>,
-    /// Per proxy: endpoint, requests released, longest hold in microseconds.
+    /// Per proxy, the figures of its latest hold.
     #[serde(default)]
-    pub holds: Vec<(String, u64, u64)>,
+    pub holds: Vec<Hold>,
     /// What the verification found.
     #[serde(default)]
     pub verified: String,
@@ -94,6 +94,38 @@ pub struct CutoverRecord {
     /// A rehearsal that passed verification and resumed on blue.
     #[serde(default)]
     pub rehearsed: bool,
+}
+
+/// One proxy's figures for a hold (pause to switch or resume).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The proxy's control endpoint, as in the plan.
+    pub proxy: String,
+    /// Held requests it released.
+    pub released: u64,
+    /// Longest time any of them was held, in microseconds: the pause a client saw.
+    pub max_hold_micros: u64,
+}
+
+impl Hold {
+    /// Held requests released by every proxy.
+    pub fn released(holds: &[Self]) -> u64 {
+        holds.iter().map(|h| h.released).sum()
+    }
+
+    /// The longest hold over every proxy, in microseconds.
+    pub fn longest_micros(holds: &[Self]) -> u64 {
+        holds.iter().map(|h| h.max_hold_micros).max().unwrap_or(0)
+    }
+
+    /// "N held requests released, longest hold M ms", over every proxy.
+    pub fn summary(holds: &[Self]) -> String {
+        format!(
+            "{} held requests released, longest hold {} ms",
+            Self::released(holds),
+            Self::longest_micros(holds) / 1000
+        )
+    }
 }
 
 /// What can go wrong with the journal.

@@ -3,7 +3,7 @@
 use cutover_proto::v1::Phase;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-use super::routes::Tally;
+use super::{journal::Hold, routes::Tally};
 
 /// Cycles finished, counter.
 pub const CYCLES: &str = "cutover_orchestrator_cycles_total";
@@ -88,11 +88,10 @@ pub fn attempt(direction: &'static str, outcome: &'static str) {
     metrics::counter!(ATTEMPTS, "direction" => direction, "outcome" => outcome).increment(1);
 }
 
-/// Shows the figures of the last hold: (proxy, released, longest hold µs) each.
-pub fn hold(holds: &[(String, u64, u64)]) {
-    let longest = holds.iter().map(|h| h.2).max().unwrap_or(0);
-    metrics::gauge!(HOLD).set(longest as f64 / 1e6);
-    metrics::gauge!(HELD).set(holds.iter().map(|h| h.1).sum::<u64>() as f64);
+/// Shows the figures of the last hold.
+pub fn hold(holds: &[Hold]) {
+    metrics::gauge!(HOLD).set(Hold::longest_micros(holds) as f64 / 1e6);
+    metrics::gauge!(HELD).set(Hold::released(holds) as f64);
 }
 
 /// Counts one acknowledged batch.

@@ -32,6 +32,18 @@ pub struct PeerError {
     pub status: Status,
 }
 
+impl PeerError {
+    /// Turns a status answered by `endpoint` to `call` into a peer error.
+    pub fn at(endpoint: &str, call: &'static str) -> impl FnOnce(Status) -> PeerError {
+        let endpoint = endpoint.to_owned();
+        move |status| PeerError {
+            endpoint,
+            call,
+            status,
+        }
+    }
+}
+
 /// A bearer token as gRPC metadata.
 #[derive(Clone, Default)]
 pub struct Token(Option<MetadataValue<tonic::metadata::Ascii>>);
@@ -57,6 +69,16 @@ impl Token {
             })
             .transpose()
             .map(Self)
+    }
+
+    /// The token in the file at `path` (the plan's `field`), or none; an error names the
+    /// field.
+    pub fn from_file(path: Option<&std::path::Path>, field: &str) -> Result<Self, String> {
+        let token = path
+            .map(cutover_daemon::auth::read_token_file)
+            .transpose()
+            .map_err(|e| format!("{field}: {e}"))?;
+        Self::new(token.as_deref()).map_err(|e| format!("{field}: {e}"))
     }
 
     /// `message` with the token attached.
@@ -109,12 +131,8 @@ impl SourcePeer {
         })
     }
 
-    fn fail(&self, call: &'static str) -> impl FnOnce(Status) -> PeerError + '_ {
-        move |status| PeerError {
-            endpoint: self.endpoint.clone(),
-            call,
-            status,
-        }
+    fn fail(&self, call: &'static str) -> impl FnOnce(Status) -> PeerError {
+        PeerError::at(&self.endpoint, call)
     }
 
     /// `Source.Describe`.
@@ -204,12 +222,8 @@ impl SinkPeer {
         }
     }
 
-    fn fail(&self, call: &'static str) -> impl FnOnce(Status) -> PeerError + '_ {
-        move |status| PeerError {
-            endpoint: self.endpoint().to_owned(),
-            call,
-            status,
-        }
+    fn fail(&self, call: &'static str) -> impl FnOnce(Status) -> PeerError {
+        PeerError::at(self.endpoint(), call)
     }
 
     /// Opens an apply stream: batches go into the sender (at most [`APPLY_WINDOW`] waiting);

@@ -8,11 +8,11 @@ use std::{sync::Arc, time::Duration};
 use cutover_proto::v1::{Color, Phase, pull_response::Kind};
 
 use super::{
-    cutover::{all_proxies_paused, fence_all, fence_for_good, max_hold_ms, on_proxies, take_epoch},
+    cutover::{all_proxies_paused, fence_all, fence_for_good, on_each, take_epoch},
     discover::Pair,
     driver::{DriveError, Driver, Run},
     fleet::Fleet,
-    journal::{CutoverRecord, CycleRecord, Direction},
+    journal::{CutoverRecord, CycleRecord, Direction, Hold},
     metrics as m,
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::Routes,
@@ -52,17 +52,14 @@ pub async fn count_changes(
 ) -> Result<u64, PeerError> {
     let mut count = 0;
     for (endpoint, from) in since {
-        let source = SourcePeer::new(endpoint).map_err(|e| PeerError {
-            endpoint: endpoint.clone(),
-            call: "Pull",
-            status: tonic::Status::invalid_argument(e),
-        })?;
+        let source = SourcePeer::new(endpoint)
+            .map_err(|e| PeerError::at(endpoint, "Pull")(tonic::Status::invalid_argument(e)))?;
         let mut stream = source.pull(*from, 0, 0).await?;
-        while let Some(message) = stream.message().await.map_err(|status| PeerError {
-            endpoint: endpoint.clone(),
-            call: "Pull",
-            status,
-        })? {
+        while let Some(message) = stream
+            .message()
+            .await
+            .map_err(PeerError::at(endpoint, "Pull"))?
+        {
             if let Some(Kind::Batch(batch)) = message.kind {
                 count += batch
                     .documents
@@ -309,7 +306,7 @@ impl Driver {
         // Unfence first: a request released to a fenced green would be refused.
         self.unfence_all(fleet, Color::Green).await?;
         let epoch = record.epoch;
-        let answers = on_proxies(&fleet.proxies, |p| async move { p.resume(epoch).await }).await;
+        let answers = on_each(&fleet.proxies, |p| async move { p.resume(epoch).await }).await;
         for error in answers.into_iter().filter_map(Result::err) {
             tracing::warn!(%error, "resuming a proxy after a failed rollback");
         }
@@ -332,10 +329,8 @@ impl Driver {
         self.board.enter(
             Phase::RolledBack,
             &format!(
-                "{verified}; every proxy routes to blue; {} held requests released, longest \
-                 hold {} ms",
-                holds.iter().map(|h| h.1).sum::<u64>(),
-                max_hold_ms(&holds)
+                "{verified}; every proxy routes to blue; {}",
+                Hold::summary(&holds)
             ),
         )?;
         Ok(())

@@ -13,7 +13,7 @@ use cutover_proto::v1::{
 use tokio::sync::watch;
 
 use super::{
-    journal::{CycleRecord, Journal, JournalError},
+    journal::{CycleRecord, Hold, Journal, JournalError},
     metrics as m,
     threshold::{Assessment, Decision},
 };
@@ -219,8 +219,8 @@ impl Board {
         });
     }
 
-    /// Shows the figures of the latest hold: (proxy, released, longest hold µs) each.
-    pub fn holds(&self, holds: &[(String, u64, u64)]) {
+    /// Shows the figures of the latest hold.
+    pub fn holds(&self, holds: &[Hold]) {
         m::hold(holds);
         self.update(|event| {
             let status = event.status.get_or_insert_with(UpgradeStatus::default);
@@ -260,13 +260,13 @@ impl Board {
     }
 }
 
-fn hold_messages(holds: &[(String, u64, u64)]) -> Vec<pb::ProxyHold> {
+fn hold_messages(holds: &[Hold]) -> Vec<pb::ProxyHold> {
     holds
         .iter()
-        .map(|(proxy, held, max)| pb::ProxyHold {
-            proxy: proxy.clone(),
-            held: *held,
-            max_hold_micros: *max,
+        .map(|h| pb::ProxyHold {
+            proxy: h.proxy.clone(),
+            held: h.released,
+            max_hold_micros: h.max_hold_micros,
         })
         .collect()
 }
