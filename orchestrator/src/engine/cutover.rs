@@ -31,18 +31,6 @@ const CUTOVER_ATTEMPTS: u32 = 3;
 /// commit).
 const RETRY: Duration = Duration::from_millis(250);
 
-/// How long proxies hold: long enough for the fence, the final cycle, the verification and
-/// the switch of a delta that fits the pause budget, with room for a slow peer.
-pub(super) fn hold_timeout(pause_budget: Duration) -> Duration {
-    (pause_budget * 10).clamp(Duration::from_secs(5), Duration::from_secs(60))
-}
-
-/// How long a fence lease lasts: past the proxies' hold, so that a proxy whose hold expired
-/// (the orchestrator died) meets a fenced blue for a moment rather than the other way round.
-fn lease(pause_budget: Duration) -> Duration {
-    hold_timeout(pause_budget) + Duration::from_secs(5)
-}
-
 /// Runs `call` on every peer of `peers` at once; the answers in the peers' order.
 pub(super) async fn on_each<P, T, F>(
     peers: &[P],
@@ -84,10 +72,9 @@ fn all_ok<T>(answers: Vec<Result<T, PeerError>>, doing: &str) -> Result<Vec<T>, 
 /// every write they accepted before is durable.
 pub(super) async fn fence_all(
     nodes: &[Node],
-    pause_budget: Duration,
+    lease: Duration,
     reason: &str,
 ) -> Result<Vec<(String, u64)>, DriveError> {
-    let lease = lease(pause_budget);
     let answers = on_each(nodes, |node| {
         let reason = reason.to_owned();
         async move { node.admin.fence_lease(lease, &reason).await }
@@ -124,10 +111,10 @@ pub(super) async fn fence_for_good(
 }
 
 /// Pauses every proxy under `epoch`; returns once all have drained.
-pub(super) async fn all_proxies_paused(run: &Run, epoch: u64) -> Result<(), DriveError> {
-    let hold = hold_timeout(run.plan.pause_budget);
+pub(super) async fn all_proxies_paused(fleet: &Fleet, epoch: u64) -> Result<(), DriveError> {
+    let hold = fleet.hold;
     let answers = on_each(
-        &run.fleet.proxies,
+        &fleet.proxies,
         |p| async move { p.pause(epoch, hold).await },
     );
     all_ok(answers.await, "pausing").map(drop)
@@ -213,8 +200,8 @@ impl Driver {
         };
         journal.set_cutover(&record)?;
         let held_since = std::time::Instant::now();
-        match self.hold_and_verify(run, &mut record).await {
-            Ok(()) => {}
+        let final_cycle = match self.hold_and_verify(run, &mut record).await {
+            Ok(final_cycle) => final_cycle,
             Err(DriveError::Cancelled) => return Err(DriveError::Cancelled),
             Err(error) => {
                 tracing::warn!(%error, attempt, "cutover attempt failed; undoing it");
@@ -234,16 +221,13 @@ impl Driver {
                     Ok(())
                 };
             }
-        }
+        };
         if self.upgrade.rehearse {
-            // Unfence first: a request released to a fenced blue would be refused.
-            self.unfence_all(&run.fleet, Color::Blue).await?;
-            let holds = self.release(&run.fleet, &record).await;
-            record.holds = holds;
+            record.holds = self.end_hold(&run.fleet, &record, Color::Blue).await?;
             record.rehearsed = true;
             m::attempt("forward", "rehearsed");
             journal.set_cutover(&record)?;
-            self.measured(held_since.elapsed())?;
+            self.measured(held_since.elapsed(), final_cycle)?;
             self.board.holds(&record.holds);
             self.board.enter(
                 Phase::ReadyForCutover,
@@ -262,18 +246,17 @@ impl Driver {
         fault::point("committed");
         self.switch_forward(&run.fleet).await?;
         m::attempt("forward", "switched");
-        self.measured(held_since.elapsed())
+        self.measured(held_since.elapsed(), final_cycle)
     }
 
-    /// Pause, fence, final cycle, verify, fence for good. Any error leaves the undo to the
-    /// caller.
+    /// Pause, fence, final cycle, verify, fence for good; returns how long the final cycle
+    /// took. Any error leaves the undo to the caller.
     async fn hold_and_verify(
         &self,
         run: &Run,
         record: &mut CutoverRecord,
-    ) -> Result<(), DriveError> {
+    ) -> Result<Duration, DriveError> {
         let journal = self.board.journal();
-        let budget = run.plan.pause_budget;
         let epoch = record.epoch;
         self.board.enter(
             Phase::Pausing,
@@ -282,56 +265,52 @@ impl Driver {
                 run.fleet.proxies.len()
             ),
         )?;
-        all_proxies_paused(run, epoch).await?;
+        all_proxies_paused(&run.fleet, epoch).await?;
         fault::point("paused");
         self.board
             .enter(Phase::Fencing, "fencing blue's client writes")?;
         let reason = format!("cutover {}", self.upgrade.id);
-        record.fenced_heads = fence_all(&run.fleet.blue, budget, &reason).await?;
+        record.fenced_heads = fence_all(&run.fleet.blue, run.fleet.lease(), &reason).await?;
         journal.set_cutover(record)?;
         fault::point("fenced");
         self.board.enter(
             Phase::FinalCycle,
             "copying what blue took since the last cycle",
         )?;
-        self.cycle(
-            &run.pairs,
-            &run.routes,
-            self.next_cycle(Direction::Forward, true)?,
-        )
-        .await?;
+        let last = self
+            .cycle(
+                &run.plan,
+                &run.pairs,
+                &run.routes,
+                self.next_cycle(Direction::Forward, true)?,
+            )
+            .await?;
         fault::point("final-cycle");
         self.board.enter(
             Phase::Verifying,
             "comparing per-partition counts and digests",
         )?;
         self.verify_forward(run, record).await?;
+        let final_cycle = Duration::from_millis(last.duration_ms);
         if self.upgrade.rehearse {
             // A rehearsal resumes on blue next: its fence stays a lease.
-            return Ok(());
+            return Ok(final_cycle);
         }
         fence_for_good(&run.fleet.blue, &record.fenced_heads, &reason).await?;
         journal.set_cutover(record)?;
-        Ok(())
+        Ok(final_cycle)
     }
 
     /// Records the switch overhead of a hold that lasted `held`: all of it but the final
     /// cycle, which the threshold engine predicts on its own.
-    fn measured(&self, held: Duration) -> Result<(), DriveError> {
-        let journal = self.board.journal();
-        let final_cycle = journal
-            .cycles()?
-            .iter()
-            .rev()
-            .find(|c| c.final_cycle && c.direction == Direction::Forward)
-            .map_or(Duration::ZERO, |c| Duration::from_millis(c.duration_ms));
+    fn measured(&self, held: Duration, final_cycle: Duration) -> Result<(), DriveError> {
         let overhead = held.saturating_sub(final_cycle);
         tracing::info!(
             held_ms = held.as_millis() as u64,
             overhead_ms = overhead.as_millis() as u64,
             "switch overhead measured"
         );
-        journal.set_switch_overhead(overhead)?;
+        self.board.journal().set_switch_overhead(overhead)?;
         Ok(())
     }
 
@@ -427,6 +406,19 @@ impl Driver {
         Ok(())
     }
 
+    /// Ends the hold of `record` without switching: unfences the `fenced` side first (a request
+    /// released to a fenced node would be refused), then resumes every proxy on its current
+    /// colour; returns their figures.
+    pub(super) async fn end_hold(
+        &self,
+        fleet: &Fleet,
+        record: &CutoverRecord,
+        fenced: Color,
+    ) -> Result<Vec<Hold>, DriveError> {
+        self.unfence_all(fleet, fenced).await?;
+        Ok(self.release(fleet, record).await)
+    }
+
     /// Resumes the proxies of the journaled hold; returns their figures.
     async fn release(&self, fleet: &Fleet, record: &CutoverRecord) -> Vec<Hold> {
         let epoch = record.epoch;
@@ -480,9 +472,7 @@ impl Driver {
         self.board.detail(format!(
             "undoing the cutover ({why}): unfencing blue, resuming proxies on blue"
         ));
-        // Unfence first: a request released to a fenced blue would be refused.
-        self.unfence_all(fleet, Color::Blue).await?;
-        let holds = self.release(fleet, &record).await;
+        let holds = self.end_hold(fleet, &record, Color::Blue).await?;
         self.board.holds(&holds);
         Ok(())
     }
@@ -513,8 +503,7 @@ impl Driver {
         let journal = std::sync::Arc::clone(self.board.journal());
         let mut record = journal.cutover()?.unwrap_or_default();
         let epoch = record.epoch;
-        let plan = self.plan()?;
-        let hold = hold_timeout(plan.pause_budget);
+        let hold = fleet.hold;
         let answers = tokio::select! {
             answers = on_each(&fleet.proxies, |p| {
                 let board = self.board.clone();
@@ -549,20 +538,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hold_outlasts_the_budget_and_the_lease_outlasts_the_hold() {
-        assert_eq!(
-            hold_timeout(Duration::from_millis(500)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            hold_timeout(Duration::from_secs(2)),
-            Duration::from_secs(20)
-        );
-        assert_eq!(
-            hold_timeout(Duration::from_secs(60)),
-            Duration::from_secs(60)
-        );
-        assert!(lease(Duration::from_millis(500)) > hold_timeout(Duration::from_millis(500)));
+    fn a_hold_summary_counts_every_proxy_and_takes_the_longest() {
         let hold = |released, max_hold_micros| Hold {
             proxy: "p".into(),
             released,

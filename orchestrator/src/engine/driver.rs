@@ -127,25 +127,12 @@ impl Driver {
     }
 
     async fn drive(&self) -> Result<(), DriveError> {
-        let plan = self.plan()?;
+        let plan = Plan::parse(&self.upgrade.plan_name, &self.upgrade.plan_toml)
+            .map_err(|e| DriveError::Plan(e.to_string()))?;
         let fleet = Fleet::from_plan(&plan).map_err(DriveError::Plan)?;
-        // After the commit the switch comes first: it needs no discovery, and must not wait
-        // for a blue node that is down.
-        // What must be finished or undone comes first: it needs no discovery, and must not
-        // wait for a node that is down.
-        match self.board.phase() {
-            Phase::Committed | Phase::Switching => self.switch_forward(&fleet).await?,
-            Phase::Aborting => return self.abort_cutover(&fleet).await,
-            Phase::Pausing | Phase::Fencing | Phase::FinalCycle | Phase::Verifying => {
-                self.undo_forward(&fleet, "the orchestrator restarted in the middle of it")
-                    .await?;
-                self.board.enter(
-                    Phase::Cycling,
-                    "a cutover was interrupted and undone; cycling again",
-                )?;
-            }
-            Phase::RollingBack => self.settle_rollback(&fleet).await?,
-            _ => {}
+        // What must be finished or undone comes first.
+        if self.settle(&fleet).await? {
+            return Ok(());
         }
         let routes = Arc::new(Routes::forward(&plan).map_err(|e| DriveError::Plan(e.to_string()))?);
         let pairs = self
@@ -173,12 +160,17 @@ impl Driver {
                     attempts += 1;
                     self.cut_over(&run, attempts).await?;
                 }
-                Phase::Pausing | Phase::Fencing | Phase::FinalCycle | Phase::Verifying => {
-                    self.undo_forward(&run.fleet, "a step failed").await?;
-                    self.board
-                        .enter(Phase::Cycling, "a cutover was undone; cycling again")?;
+                Phase::Pausing
+                | Phase::Fencing
+                | Phase::FinalCycle
+                | Phase::Verifying
+                | Phase::Committed
+                | Phase::Switching
+                | Phase::Aborting => {
+                    if self.settle(&run.fleet).await? {
+                        return Ok(());
+                    }
                 }
-                Phase::Committed | Phase::Switching => self.switch_forward(&run.fleet).await?,
                 Phase::Switched => {
                     // Unless a rollback was asked for meanwhile.
                     self.board.transition(
@@ -189,7 +181,6 @@ impl Driver {
                 }
                 Phase::ReverseSync => self.reverse_sync(&run).await?,
                 Phase::RollingBack => self.roll_back(&run).await?,
-                Phase::Aborting => return self.abort_cutover(&run.fleet).await,
                 Phase::Unspecified
                 | Phase::Idle
                 | Phase::RolledBack
@@ -197,6 +188,29 @@ impl Driver {
                 | Phase::Failed => return Ok(()),
             }
         }
+    }
+
+    /// Finishes or undoes what a cutover, a rollback or an abort left part-way. Needs no
+    /// discovery, so it never waits for a node that is down; returns whether the upgrade is
+    /// over.
+    async fn settle(&self, fleet: &Fleet) -> Result<bool, DriveError> {
+        match self.board.phase() {
+            Phase::Committed | Phase::Switching => self.switch_forward(fleet).await?,
+            Phase::Aborting => {
+                self.abort_cutover(fleet).await?;
+                return Ok(true);
+            }
+            Phase::Pausing | Phase::Fencing | Phase::FinalCycle | Phase::Verifying => {
+                self.undo_forward(fleet, "interrupted").await?;
+                self.board.enter(
+                    Phase::Cycling,
+                    "a cutover was interrupted and undone; cycling again",
+                )?;
+            }
+            Phase::RollingBack => self.settle_rollback(fleet).await?,
+            _ => {}
+        }
+        Ok(false)
     }
 
     /// ABORTING: undoes whatever the cutover did, then ABORTED with the abort's reason.
@@ -246,7 +260,12 @@ impl Driver {
                 return self.postponed(run).await;
             }
             let record = self
-                .cycle(pairs, routes, self.next_cycle(Direction::Forward, false)?)
+                .cycle(
+                    plan,
+                    pairs,
+                    routes,
+                    self.next_cycle(Direction::Forward, false)?,
+                )
                 .await?;
             history.push(Cycle {
                 documents: record.documents,
@@ -337,8 +356,13 @@ impl Driver {
                 .attempt("measuring the delta", || self.pending(pairs))
                 .await?;
             if pending > 0 {
-                self.cycle(pairs, routes, self.next_cycle(Direction::Forward, false)?)
-                    .await?;
+                self.cycle(
+                    plan,
+                    pairs,
+                    routes,
+                    self.next_cycle(Direction::Forward, false)?,
+                )
+                .await?;
                 self.board.refresh_dead_letters()?;
             }
         }
@@ -407,21 +431,24 @@ impl Driver {
         })
     }
 
-    /// Runs the cycle `kind` (its number, direction and finality) on every pair at once and
-    /// journals its record.
+    /// Runs a cycle on every pair at once and journals its record: `into`'s figures plus this
+    /// cycle's, under `into`'s number, direction and finality. `into` is an empty record
+    /// ([`next_cycle`](Self::next_cycle)) for a new cycle, or reverse sync's running totals.
     pub(super) async fn cycle(
         &self,
+        plan: &Plan,
         pairs: &[Pair],
         routes: &Arc<Routes>,
-        kind: CycleRecord,
+        into: CycleRecord,
     ) -> Result<CycleRecord, DriveError> {
-        let number = kind.cycle;
-        let mut plan = self.plan()?;
-        if kind.final_cycle {
+        let number = into.cycle;
+        let batch_documents = if into.final_cycle {
             // Under the hold, small batches keep pull, transform and apply overlapped from
             // the first document to the last (measured: 12K documents in 75 ms instead of 93).
-            plan.batch_documents = plan.batch_documents.min(FINAL_BATCH_DOCUMENTS);
-        }
+            plan.batch_documents.min(FINAL_BATCH_DOCUMENTS)
+        } else {
+            plan.batch_documents
+        };
         let started = Instant::now();
         let expected = self
             .attempt("measuring the delta", || self.pending(pairs))
@@ -433,7 +460,8 @@ impl Driver {
         let result = self
             .attempt(&format!("cycle {number}"), || {
                 progress.store(0, Ordering::Relaxed);
-                self.copy_all(&plan, pairs, routes, kind.direction, &progress)
+                let batches = (batch_documents, plan.batch_bytes);
+                self.copy_all(batches, pairs, routes, into.direction, &progress)
             })
             .await;
         reporter.abort();
@@ -444,15 +472,16 @@ impl Driver {
         let pending_after = self
             .attempt("measuring the delta", || self.pending(pairs))
             .await?;
+        let duration_ms = started.elapsed().as_millis() as u64;
         let record = CycleRecord {
-            documents: tally.documents,
-            bytes: tally.bytes,
-            tombstones: tally.tombstones,
-            dropped: tally.dropped,
-            failed: tally.failed,
-            duration_ms: started.elapsed().as_millis() as u64,
+            documents: into.documents + tally.documents,
+            bytes: into.bytes + tally.bytes,
+            tombstones: into.tombstones + tally.tombstones,
+            dropped: into.dropped + tally.dropped,
+            failed: into.failed + tally.failed,
+            duration_ms: into.duration_ms + duration_ms,
             pending_after,
-            ..kind
+            ..into
         };
         self.board.journal().record_cycle(&record)?;
         metrics::counter!(m::CYCLES).increment(1);
@@ -463,12 +492,12 @@ impl Driver {
             ($level:ident) => {
                 tracing::$level!(
                     cycle = number,
-                    documents = record.documents,
-                    bytes = record.bytes,
-                    tombstones = record.tombstones,
-                    dropped = record.dropped,
-                    failed = record.failed,
-                    duration_ms = record.duration_ms,
+                    documents = tally.documents,
+                    bytes = tally.bytes,
+                    tombstones = tally.tombstones,
+                    dropped = tally.dropped,
+                    failed = tally.failed,
+                    duration_ms,
                     pending_after,
                     direction = record.direction.as_str(),
                     final_cycle = record.final_cycle,
@@ -491,7 +520,7 @@ impl Driver {
     /// has begun.
     async fn copy_all(
         &self,
-        plan: &Plan,
+        (batch_documents, batch_bytes): (u32, u64),
         pairs: &[Pair],
         routes: &Arc<Routes>,
         direction: Direction,
@@ -509,8 +538,8 @@ impl Driver {
                 direction,
                 routes: Arc::clone(routes),
                 problems: Arc::clone(&problems),
-                batch_documents: plan.batch_documents,
-                batch_bytes: plan.batch_bytes,
+                batch_documents,
+                batch_bytes,
                 progress: Arc::clone(progress),
             };
             copies.spawn(async move {
@@ -624,14 +653,6 @@ fn transient(status: &tonic::Status) -> bool {
             | Code::ResourceExhausted
             | Code::Aborted
     )
-}
-
-impl Driver {
-    /// The upgrade's plan (checked when the upgrade started).
-    pub(super) fn plan(&self) -> Result<Plan, DriveError> {
-        Plan::parse(&self.upgrade.plan_name, &self.upgrade.plan_toml)
-            .map_err(|e| DriveError::Plan(e.to_string()))
-    }
 }
 
 /// What a running upgrade works with, found once per driver.

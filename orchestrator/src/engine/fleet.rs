@@ -177,6 +177,19 @@ impl Node {
     }
 }
 
+/// How long proxies hold: long enough for the fence, the final cycle, the verification and
+/// the switch of a delta that fits the pause budget, with room for a slow peer.
+pub fn hold_timeout(pause_budget: Duration) -> Duration {
+    (pause_budget * 10).clamp(Duration::from_secs(5), Duration::from_secs(60))
+}
+
+/// How long a fence lease lasts for proxies that hold `hold`: past the hold, so that a proxy
+/// whose hold expired (the orchestrator died) meets a fenced node for a moment rather than
+/// the other way round.
+pub fn lease(hold: Duration) -> Duration {
+    hold + Duration::from_secs(5)
+}
+
 /// Everything a cutover steers, from the plan alone (no discovery needed, so a switch after
 /// the commit never waits for a node that is down).
 #[derive(Debug, Clone)]
@@ -191,6 +204,8 @@ pub struct Fleet {
     pub blue_token: Token,
     /// Green's token, for its `Sink` in the copy cycles.
     pub green_token: Token,
+    /// How long a Pause holds ([`hold_timeout`] of the plan's pause budget).
+    pub hold: Duration,
 }
 
 impl Fleet {
@@ -221,11 +236,40 @@ impl Fleet {
                 .collect::<Result<_, _>>()?,
             blue_token,
             green_token,
+            hold: hold_timeout(plan.pause_budget),
         })
+    }
+
+    /// How long a fence lease lasts ([`lease`] of the hold).
+    pub fn lease(&self) -> Duration {
+        lease(self.hold)
     }
 
     /// The green node blue node `i` is copied to (one sink for all, or pairs in order).
     pub fn sink_of(&self, i: usize) -> usize {
         if self.green.len() == 1 { 0 } else { i }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hold_outlasts_the_budget_and_the_lease_outlasts_the_hold() {
+        assert_eq!(
+            hold_timeout(Duration::from_millis(500)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            hold_timeout(Duration::from_secs(2)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            hold_timeout(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        let hold = hold_timeout(Duration::from_millis(500));
+        assert!(lease(hold) > hold);
     }
 }

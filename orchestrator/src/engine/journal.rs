@@ -418,16 +418,30 @@ impl Journal {
 
     /// The committed watermark of `source` (0: nothing applied yet).
     pub fn watermark(&self, source: &str) -> Result<u64, JournalError> {
-        match self
-            .db
-            .get_pinned(watermark_key(source))
-            .map_err(|e| self.rocks(e))?
-        {
-            None => Ok(0),
+        Ok(self
+            .number(&watermark_key(source), || format!("watermark of {source}"))?
+            .unwrap_or(0))
+    }
+
+    /// The big-endian u64 stored at `key` (`what` names it in an error), if any.
+    fn number(
+        &self,
+        key: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<u64>, JournalError> {
+        match self.db.get_pinned(key).map_err(|e| self.rocks(e))? {
+            None => Ok(None),
             Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| self.corrupt(format!("watermark of {source} is not 8 bytes"))),
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| self.corrupt(format!("{} is not 8 bytes", what()))),
         }
+    }
+
+    /// Stores `value` at `key` (synced).
+    fn set_number(&self, key: &[u8], value: u64) -> Result<(), JournalError> {
+        let mut batch = WriteBatch::default();
+        batch.put(key, value.to_be_bytes());
+        self.write(batch)
     }
 
     /// Records that the sink acknowledged a batch of `source` up to `watermark`, with the
@@ -547,19 +561,14 @@ impl Journal {
     /// The switch overhead the last cutover or rehearsal measured (its hold less its final
     /// cycle), if any: the threshold engine adds it to the predicted final cycle.
     pub fn switch_overhead(&self) -> Result<Option<std::time::Duration>, JournalError> {
-        match self.db.get_pinned(OVERHEAD).map_err(|e| self.rocks(e))? {
-            None => Ok(None),
-            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
-                .map(|b| Some(std::time::Duration::from_micros(u64::from_be_bytes(b))))
-                .map_err(|_| self.corrupt("overhead is not 8 bytes")),
-        }
+        Ok(self
+            .number(OVERHEAD, || "overhead".into())?
+            .map(std::time::Duration::from_micros))
     }
 
     /// Records a measured switch overhead.
     pub fn set_switch_overhead(&self, overhead: std::time::Duration) -> Result<(), JournalError> {
-        let mut batch = WriteBatch::default();
-        batch.put(OVERHEAD, (overhead.as_micros() as u64).to_be_bytes());
-        self.write(batch)
+        self.set_number(OVERHEAD, overhead.as_micros() as u64)
     }
 
     /// Takes a new proxy epoch: above every epoch this journal used and at least
@@ -567,16 +576,9 @@ impl Journal {
     /// so no epoch is ever handed out twice.
     pub fn next_epoch(&self, at_least: u64) -> Result<u64, JournalError> {
         let _serial = self.writes.lock().expect("not poisoned");
-        let last = match self.db.get_pinned(EPOCH).map_err(|e| self.rocks(e))? {
-            None => 0,
-            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| self.corrupt("epoch is not 8 bytes"))?,
-        };
+        let last = self.number(EPOCH, || "epoch".into())?.unwrap_or(0);
         let epoch = (last + 1).max(at_least);
-        let mut batch = WriteBatch::default();
-        batch.put(EPOCH, epoch.to_be_bytes());
-        self.write(batch)?;
+        self.set_number(EPOCH, epoch)?;
         Ok(epoch)
     }
 }
@@ -730,6 +732,56 @@ mod tests {
         assert_eq!(
             journal.phase().expect("read").map(|p| p.phase),
             Some(Phase::Discovering)
+        );
+    }
+
+    #[test]
+    fn epochs_and_the_switch_overhead_outlive_an_upgrade_its_cutover_record_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        journal.begin(&upgrade("u1")).expect("begin");
+        assert_eq!(journal.next_epoch(1).expect("epoch"), 1);
+        assert_eq!(
+            journal.next_epoch(1).expect("epoch"),
+            2,
+            "never handed out twice"
+        );
+        assert_eq!(
+            journal.next_epoch(7).expect("epoch"),
+            7,
+            "above every proxy's"
+        );
+        journal
+            .set_switch_overhead(std::time::Duration::from_millis(6))
+            .expect("overhead");
+        let record = CutoverRecord {
+            epoch: 7,
+            holds: vec![Hold {
+                proxy: "p".into(),
+                released: 3,
+                max_hold_micros: 41_000,
+            }],
+            ..CutoverRecord::default()
+        };
+        journal.set_cutover(&record).expect("cutover");
+        assert_eq!(journal.cutover().expect("read"), Some(record));
+        assert!(
+            !journal
+                .set_phase_if(&[Phase::Switched], Phase::RollingBack, 3_000, "")
+                .expect("phase"),
+            "not from DISCOVERING"
+        );
+        assert!(
+            journal
+                .set_phase_if(&[Phase::Discovering], Phase::Cycling, 3_000, "")
+                .expect("phase")
+        );
+        journal.begin(&upgrade("u2")).expect("begin again");
+        assert_eq!(journal.cutover().expect("read"), None);
+        assert_eq!(journal.next_epoch(1).expect("epoch"), 8);
+        assert_eq!(
+            journal.switch_overhead().expect("read"),
+            Some(std::time::Duration::from_millis(6))
         );
     }
 }

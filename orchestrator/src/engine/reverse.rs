@@ -8,11 +8,11 @@ use std::{sync::Arc, time::Duration};
 use cutover_proto::v1::{Color, Phase, pull_response::Kind};
 
 use super::{
-    cutover::{all_proxies_paused, fence_all, fence_for_good, on_each, take_epoch},
+    cutover::{all_proxies_paused, fence_all, fence_for_good, take_epoch},
     discover::Pair,
     driver::{DriveError, Driver, Run},
     fleet::Fleet,
-    journal::{CutoverRecord, CycleRecord, Direction, Hold},
+    journal::{CutoverRecord, Direction, Hold},
     metrics as m,
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::Routes,
@@ -87,8 +87,7 @@ impl Driver {
         };
         let routes =
             Arc::new(Routes::reverse(&run.plan).map_err(|e| DriveError::Plan(e.to_string()))?);
-        let journal = self.board.journal();
-        let mut total = match journal.cycles()?.last() {
+        let mut total = match self.board.journal().cycles()?.last() {
             Some(c) if c.direction == Direction::Reverse && !c.final_cycle => c.clone(),
             _ => self.next_cycle(Direction::Reverse, false)?,
         };
@@ -106,11 +105,9 @@ impl Driver {
                     continue;
                 }
             }
-            match self.cycle(&pairs, &routes, total.clone()).await {
+            match self.cycle(&run.plan, &pairs, &routes, total.clone()).await {
                 Ok(cycle) => {
-                    total = accumulate(&total, &cycle);
-                    journal.record_cycle(&total)?;
-                    self.board.cycle(&total);
+                    total = cycle;
                     self.board
                         .detail("green serves; its changes flow back to blue".to_owned());
                 }
@@ -217,15 +214,20 @@ impl Driver {
         self.board.detail(format!(
             "rollback, epoch {epoch}: proxies hold new requests and drain"
         ));
-        all_proxies_paused(run, epoch).await?;
+        all_proxies_paused(&run.fleet, epoch).await?;
         self.board.detail("rollback: fencing green".to_owned());
         let reason = format!("rollback {}", self.upgrade.id);
-        record.fenced_heads = fence_all(&run.fleet.green, run.plan.pause_budget, &reason).await?;
+        record.fenced_heads = fence_all(&run.fleet.green, run.fleet.lease(), &reason).await?;
         self.board.journal().set_cutover(record)?;
         self.board
             .detail("rollback: final reverse cycle".to_owned());
-        self.cycle(&pairs, &routes, self.next_cycle(Direction::Reverse, true)?)
-            .await?;
+        self.cycle(
+            &run.plan,
+            &pairs,
+            &routes,
+            self.next_cycle(Direction::Reverse, true)?,
+        )
+        .await?;
         self.board.detail("rollback: verifying".to_owned());
         self.verify_reverse(run, record).await?;
         fence_for_good(&run.fleet.green, &record.fenced_heads, &reason).await
@@ -303,14 +305,7 @@ impl Driver {
     }
 
     async fn undo_reverse(&self, fleet: &Fleet, record: &CutoverRecord) -> Result<(), DriveError> {
-        // Unfence first: a request released to a fenced green would be refused.
-        self.unfence_all(fleet, Color::Green).await?;
-        let epoch = record.epoch;
-        let answers = on_each(&fleet.proxies, |p| async move { p.resume(epoch).await }).await;
-        for error in answers.into_iter().filter_map(Result::err) {
-            tracing::warn!(%error, "resuming a proxy after a failed rollback");
-        }
-        Ok(())
+        self.end_hold(fleet, record, Color::Green).await.map(drop)
     }
 
     /// After the rollback's commit: blue unfenced, every proxy switched to blue, ROLLED_BACK.
@@ -334,19 +329,5 @@ impl Driver {
             ),
         )?;
         Ok(())
-    }
-}
-
-/// Reverse sync's running totals with one more cycle added.
-fn accumulate(total: &CycleRecord, cycle: &CycleRecord) -> CycleRecord {
-    CycleRecord {
-        documents: total.documents + cycle.documents,
-        bytes: total.bytes + cycle.bytes,
-        tombstones: total.tombstones + cycle.tombstones,
-        dropped: total.dropped + cycle.dropped,
-        failed: total.failed + cycle.failed,
-        duration_ms: total.duration_ms + cycle.duration_ms,
-        pending_after: cycle.pending_after,
-        ..total.clone()
     }
 }

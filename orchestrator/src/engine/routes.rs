@@ -40,20 +40,27 @@ pub struct CompileError {
     pub message: String,
 }
 
+/// `program` (the plan's `collections.NAME.FIELD`) compiled, or identity when absent.
+fn compile(
+    name: &str,
+    field: &str,
+    program: Option<&String>,
+) -> Result<Arc<dyn Transform>, CompileError> {
+    Ok(match program {
+        None => Arc::new(Identity),
+        Some(program) => Arc::new(Jq::compile(program).map_err(|message| CompileError {
+            field: format!("collections.{name}.{field}"),
+            message,
+        })?),
+    })
+}
+
 impl Routes {
     /// Compiles the forward programs of `plan` (identity where none is given).
     pub fn forward(plan: &Plan) -> Result<Self, CompileError> {
         let mut by_collection = HashMap::new();
         for (name, collection) in &plan.collections {
-            let transform: Arc<dyn Transform> = match &collection.forward {
-                None => Arc::new(Identity),
-                Some(program) => {
-                    Arc::new(Jq::compile(program).map_err(|message| CompileError {
-                        field: format!("collections.{name}.forward"),
-                        message,
-                    })?)
-                }
-            };
+            let transform = compile(name, "forward", collection.forward.as_ref())?;
             let target = plan.green_name(name).to_owned();
             by_collection.insert(name.clone(), Route { target, transform });
         }
@@ -64,33 +71,19 @@ impl Routes {
     }
 
     /// Compiles the reverse programs of `plan`, keyed by green's collection names: a renamed
-    /// collection is renamed back; a collection with a forward program but no reverse one is
-    /// not carried (see [`unreversible`](Plan::unreversible)).
+    /// collection is renamed back; one the plan cannot carry back
+    /// ([`unreversible`](Plan::unreversible)) is skipped.
     pub fn reverse(plan: &Plan) -> Result<Self, CompileError> {
+        let skipped: HashSet<String> = plan.unreversible().into_iter().collect();
         let mut by_collection = HashMap::new();
-        let mut skipped = HashSet::new();
         for (name, collection) in &plan.collections {
             let green = plan.green_name(name).to_owned();
-            let transform: Arc<dyn Transform> = match (&collection.forward, &collection.reverse) {
-                (_, Some(program)) => {
-                    Arc::new(Jq::compile(program).map_err(|message| CompileError {
-                        field: format!("collections.{name}.reverse"),
-                        message,
-                    })?)
-                }
-                (None, None) => Arc::new(Identity),
-                (Some(_), None) => {
-                    skipped.insert(green);
-                    continue;
-                }
-            };
-            by_collection.insert(
-                green,
-                Route {
-                    target: name.clone(),
-                    transform,
-                },
-            );
+            if skipped.contains(&green) {
+                continue;
+            }
+            let transform = compile(name, "reverse", collection.reverse.as_ref())?;
+            let target = name.clone();
+            by_collection.insert(green, Route { target, transform });
         }
         Ok(Self {
             by_collection,
@@ -326,5 +319,38 @@ mod tests {
         let plan = plan("[collections.users]\nforward = '.a |'\n");
         let error = Routes::forward(&plan).expect_err("does not compile");
         assert_eq!(error.field, "collections.users.forward");
+    }
+
+    #[test]
+    fn reverse_routes_rename_back_and_skip_what_has_no_reverse_program() {
+        let plan = plan(
+            "[collections.users]\nforward = '.v += 1'\nreverse = '.v -= 1'\n\
+             [collections.orders]\nrename = \"purchases\"\n\
+             [collections.tmp]\nforward = 'select(.keep)'\n",
+        );
+        let routes = Routes::reverse(&plan).expect("compiles");
+        let batch = DocumentBatch {
+            documents: vec![
+                doc("users", "a", 2, r#"{"v":2}"#),
+                doc("purchases", "b", 1, r#"{"x":1}"#),
+                doc("tmp", "c", 1, r#"{"keep":true}"#),
+            ],
+            last_seq: 3,
+        };
+        let out = transform_batch(batch, &routes, &HashSet::new());
+        let sent: Vec<_> = out
+            .documents
+            .iter()
+            .map(|d| (d.collection.as_str(), d.body.clone()))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                ("users", Bytes::from(r#"{"v":1}"#)),
+                ("orders", Bytes::from(r#"{"x":1}"#)),
+            ],
+            "tmp has a forward program and no reverse one: left alone on blue"
+        );
+        assert!(routes.skips("tmp") && !routes.skips("users"));
     }
 }
