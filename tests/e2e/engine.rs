@@ -472,6 +472,12 @@ fn a_bad_plan_is_refused_with_the_file_the_field_and_the_fix() {
              [collections.users]\nforward = '.a |'\n",
             "collections.users.forward",
         ),
+        (
+            "reverse.toml",
+            "[blue]\nsources = [\"http://127.0.0.1:1\"]\n[green]\nsinks = [\"http://127.0.0.1:2\"]\n\
+             [collections.users]\nforward = '.a = 1'\nreverse = 'del(.a'\n",
+            "collections.users.reverse",
+        ),
     ];
     for (name, text, field) in cases {
         let plan = write_plan(&cluster, name, text);

@@ -390,7 +390,7 @@ impl Engine {
         }
         phase == Phase::ReadyForCutover
             && matches!(self.board.journal().upgrade(), Ok(Some(u)) if u.rehearse)
-            && matches!(self.board.journal().cutover(), Ok(Some(_)))
+            && matches!(self.board.journal().cutover(), Ok(Some(c)) if c.rehearsed)
     }
 
     /// Stops the running driver without ending the upgrade (the daemon is stopping); the
@@ -425,9 +425,13 @@ fn too_late(phase: Phase) -> EngineError {
     }
 }
 
+/// Compiles the plan's programs, both ways (a reverse program that does not compile would
+/// otherwise surface only after the switch, in reverse sync); returns the forward routes.
 fn compile(plan: &Plan, plan_name: &str) -> Result<Routes, PlanError> {
-    Routes::forward(plan).map_err(|CompileError { field, message }| PlanError {
+    let refused = |CompileError { field, message }| PlanError {
         file: plan_name.to_owned(),
         what: format!("{field}: the jq program does not compile: {message}"),
-    })
+    };
+    Routes::reverse(plan).map_err(refused)?;
+    Routes::forward(plan).map_err(refused)
 }
