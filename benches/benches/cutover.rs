@@ -11,7 +11,7 @@
 //! `cargo bench --workspace --bench cutover` for the figures; `cargo test` runs it at smoke
 //! size and checks the zeros.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::time::Duration;
 
 use anyhow::{bail, ensure};
 use cutover_benches::{Size, report, wanted};
@@ -84,10 +84,8 @@ async fn run(
     rig.engine.proceed()?;
     let (status_after, (from, to)) = follow(&rig.engine, &load, Phase::ReverseSync).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let stats = std::sync::Arc::clone(&load.stats);
-    let ledger = load.stop().await;
-    let latencies = stats.latencies.lock().expect("not poisoned").clone();
-    let seen = pause(&latencies, from, to);
+    let finished = load.stop().await;
+    let seen = pause(&finished.latencies, from, to);
 
     println!("\ncycles until the threshold:\n{}", cycles(&status));
     println!("all cycles:\n{}", cycles(&status_after));
@@ -132,21 +130,13 @@ async fn run(
         seen.baseline_p50_micros as f64 / 1e3,
         "ms",
     );
-    let errors = stats.errors.load(Ordering::Relaxed);
-    report(
-        "client requests",
-        stats.requests.load(Ordering::Relaxed) as f64,
-        "requests",
-    );
+    let errors = finished.errors;
+    report("client requests", finished.requests as f64, "requests");
     report("client errors", errors as f64, "errors");
-    let lost = ledger.check(|id| stored(&rig.green.store, id));
+    let lost = finished.ledger.check(|id| stored(&rig.green.store, id));
     report("lost acknowledged writes", lost.len() as f64, "writes");
     rig.stop().await;
-    ensure!(
-        errors == 0,
-        "client errors: {:?}",
-        stats.error_samples.lock().expect("not poisoned")
-    );
+    ensure!(errors == 0, "client errors: {:?}", finished.error_samples);
     if !lost.is_empty() {
         bail!("lost acknowledged writes: {:?}", &lost[..lost.len().min(5)]);
     }

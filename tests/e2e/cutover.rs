@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use cutover_orchestrator::demo::{
-    load::{self, COLLECTION, Ledger, Load, LoadConfig},
+    load::{self, COLLECTION, Finished, Ledger, Load, LoadConfig},
     rig::{FORWARD, REVERSE},
 };
 use cutover_proto::v1::{
@@ -94,6 +94,21 @@ impl Stack {
             keys: DOCS,
             workers: 8,
         }
+    }
+
+    /// A `cutover orchestrator` with `flags`.
+    fn orchestrator(&self, flags: &[&str]) -> OrchestratorProcess {
+        self.cluster
+            .start_orchestrator_with("orchestrator", flags)
+            .expect("the orchestrator starts")
+    }
+
+    /// `cutover upgrade start --plan PLAN EXTRA`, which must succeed.
+    fn start_upgrade(&self, orchestrator: &OrchestratorProcess, extra: &[&str]) {
+        let mut args = vec!["start", "--plan", &self.plan];
+        args.extend_from_slice(extra);
+        let (code, started) = self.upgrade(orchestrator, &args);
+        assert_eq!(code, 0, "start: {started}");
     }
 
     /// `cutover upgrade ARGS --orchestrator URL --output json`: exit code and JSON.
@@ -222,8 +237,7 @@ fn lost(ledger: &Ledger, node: &NodeProcess) -> Vec<load::Lost> {
     })
 }
 
-/// Runs the load for `how_long` on a runtime of its own thread, so the test thread can call
-/// the CLI meanwhile. Returns the handle to stop it.
+/// A load on a runtime of its own threads, so the test thread can call the CLI meanwhile.
 struct Background {
     runtime: tokio::runtime::Runtime,
     load: Option<Load>,
@@ -243,22 +257,19 @@ impl Background {
         }
     }
 
-    /// Stops the load: its ledger, errors and error samples.
-    fn stop(mut self) -> (Ledger, u64, Vec<String>) {
+    /// Stops the load: what it saw.
+    fn stop(mut self) -> Finished {
         let load = self.load.take().expect("running");
-        let stats = std::sync::Arc::clone(&load.stats);
-        let ledger = self.runtime.block_on(load.stop());
-        let errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed);
-        let samples = stats.error_samples.lock().expect("not poisoned").clone();
-        (ledger, errors, samples)
+        self.runtime.block_on(load.stop())
     }
 }
 
 /// Stops the load and asserts it saw no error and that `node` holds every acknowledged
 /// write; returns the ledger to go on from.
 fn nothing_failed_or_lost(background: Background, node: &NodeProcess) -> Ledger {
-    let (ledger, errors, samples) = background.stop();
-    assert_eq!(errors, 0, "client errors: {samples:?}");
+    let seen = background.stop();
+    assert_eq!(seen.errors, 0, "client errors: {:?}", seen.error_samples);
+    let ledger = seen.ledger;
     assert!(ledger.known() > 50, "the load wrote: {}", ledger.known());
     let missing = lost(&ledger, node);
     assert!(
@@ -277,10 +288,7 @@ fn settle(how_long: Duration) {
 #[test]
 fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
     let stack = Stack::start();
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator("orchestrator")
-        .expect("starts");
+    let orchestrator = stack.orchestrator(&[]);
     // A client reads a document from blue before the upgrade and keeps its ETag.
     let probe_path = format!("/v1/{COLLECTION}/{PROBE}");
     let probe = http::get(stack.proxies[0].listen, &probe_path).expect("probe read");
@@ -289,8 +297,7 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
     let background = Background::start(&config, Ledger::default());
     settle(Duration::from_secs(1));
 
-    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
-    assert_eq!(code, 0, "start: {started}");
+    stack.start_upgrade(&orchestrator, &[]);
     let status = stack.wait_phase(&orchestrator, "reverse_sync");
     let cycles = status["cycles"].as_array().expect("cycles");
     assert!(
@@ -298,17 +305,15 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
         "a final cycle ran: {status}"
     );
     stack.assert_routes("green");
-    let metrics = http::get(orchestrator.http, "/metrics")
-        .expect("metrics")
-        .text();
-    for name in [
-        "cutover_orchestrator_cutover_attempts_total{direction=\"forward\",outcome=\"switched\"} 1",
-        "cutover_orchestrator_last_hold_seconds",
-        "cutover_orchestrator_last_hold_requests",
-        "cutover_orchestrator_phase{phase=\"reverse_sync\"} 1",
-    ] {
-        assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
-    }
+    http::assert_metrics(
+        orchestrator.http,
+        &[
+            "cutover_orchestrator_cutover_attempts_total{direction=\"forward\",outcome=\"switched\"} 1",
+            "cutover_orchestrator_last_hold_seconds",
+            "cutover_orchestrator_last_hold_requests",
+            "cutover_orchestrator_phase{phase=\"reverse_sync\"} 1",
+        ],
+    );
     settle(Duration::from_secs(1));
     let ledger = nothing_failed_or_lost(background, &stack.green);
     // Blue is fenced for good: after the decision it takes no client write.
@@ -375,13 +380,9 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
 /// here (a proxy whose hold expires answers 503 with Retry-After); lost writes are not.
 fn killed_at(point: &str) {
     let stack = Stack::start();
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator_with("orchestrator", &["--fault-point", point])
-        .expect("starts");
+    let orchestrator = stack.orchestrator(&["--fault-point", point]);
     let background = Background::start(&stack.load_config(), Ledger::default());
-    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
-    assert_eq!(code, 0, "start: {started}");
+    stack.start_upgrade(&orchestrator, &[]);
     let mut orchestrator = orchestrator;
     let exited = orchestrator
         .daemon
@@ -418,7 +419,7 @@ fn killed_at(point: &str) {
     stack.wait_phase(&orchestrator, "reverse_sync");
     stack.assert_routes("green");
     settle(Duration::from_millis(500));
-    let (ledger, _, _) = background.stop();
+    let ledger = background.stop().ledger;
     assert!(
         ledger.known() > 10,
         "{point}: the load wrote: {}",
@@ -460,12 +461,8 @@ fn an_orchestrator_killed_after_switching_one_of_two_proxies_finishes_after_a_re
 #[test]
 fn a_proxy_restarted_after_the_switch_routes_to_green() {
     let mut stack = Stack::start();
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator("orchestrator")
-        .expect("starts");
-    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
-    assert_eq!(code, 0, "start: {started}");
+    let orchestrator = stack.orchestrator(&[]);
+    stack.start_upgrade(&orchestrator, &[]);
     stack.wait_phase(&orchestrator, "reverse_sync");
     let mut proxy = stack.proxies.remove(0);
     proxy.daemon.kill9().expect("killed");
@@ -508,16 +505,9 @@ fn fenced(node: &NodeProcess) -> bool {
 #[test]
 fn a_rehearsal_pauses_fences_verifies_and_resumes_on_blue_and_abort_ends_it() {
     let stack = Stack::start();
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator("orchestrator")
-        .expect("starts");
+    let orchestrator = stack.orchestrator(&[]);
     let background = Background::start(&stack.load_config(), Ledger::default());
-    let (code, started) = stack.upgrade(
-        &orchestrator,
-        &["start", "--plan", &stack.plan, "--rehearse"],
-    );
-    assert_eq!(code, 0, "start: {started}");
+    stack.start_upgrade(&orchestrator, &["--rehearse"]);
     let status = wait_until("the rehearsal", Duration::from_secs(120), || {
         let (_, status) = stack.upgrade(&orchestrator, &["status"]);
         let detail = status["phase_detail"].as_str().unwrap_or_default();
@@ -559,12 +549,8 @@ fn a_rehearsal_pauses_fences_verifies_and_resumes_on_blue_and_abort_ends_it() {
 #[test]
 fn a_rollback_that_would_lose_green_writes_is_refused_with_their_number_unless_discarded() {
     let stack = Stack::start_with(false, &[]);
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator("orchestrator")
-        .expect("starts");
-    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
-    assert_eq!(code, 0, "start: {started}");
+    let orchestrator = stack.orchestrator(&[]);
+    stack.start_upgrade(&orchestrator, &[]);
     stack.wait_phase(&orchestrator, "reverse_sync");
     for i in 0..3 {
         let put = http::put(
@@ -602,10 +588,7 @@ fn a_rollback_that_would_lose_green_writes_is_refused_with_their_number_unless_d
 #[test]
 fn a_cutover_whose_proxy_cannot_drain_is_undone_and_blue_keeps_serving() {
     let stack = Stack::start_with(true, &["--drain-timeout", "300ms"]);
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator("orchestrator")
-        .expect("starts");
+    let orchestrator = stack.orchestrator(&[]);
     // A request that never finishes: its headers are in, its body never completes.
     let mut stuck = std::net::TcpStream::connect(stack.proxies[1].listen).expect("connect");
     std::io::Write::write_all(
@@ -613,8 +596,7 @@ fn a_cutover_whose_proxy_cannot_drain_is_undone_and_blue_keeps_serving() {
         b"PUT /v1/users/stuck HTTP/1.1\r\nhost: test\r\ncontent-length: 100\r\n\r\n{",
     )
     .expect("a partial request");
-    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
-    assert_eq!(code, 0, "start: {started}");
+    stack.start_upgrade(&orchestrator, &[]);
     let status = stack.wait_phase(&orchestrator, "aborted");
     let error = status["error"].as_str().unwrap_or_default();
     assert!(
@@ -636,12 +618,8 @@ fn a_cutover_whose_proxy_cannot_drain_is_undone_and_blue_keeps_serving() {
 #[test]
 fn after_the_commit_a_proxy_that_is_down_is_switched_once_it_is_back() {
     let mut stack = Stack::start();
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator_with("orchestrator", &["--fault-point", "committed"])
-        .expect("starts");
-    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
-    assert_eq!(code, 0, "start: {started}");
+    let orchestrator = stack.orchestrator(&["--fault-point", "committed"]);
+    stack.start_upgrade(&orchestrator, &[]);
     let mut orchestrator = orchestrator;
     orchestrator
         .daemon
@@ -723,12 +701,8 @@ fn every_control_plane_behind_its_own_token_cuts_over_and_rolls_back() {
         proxies: vec![proxy],
         plan: plan.display().to_string(),
     };
-    let orchestrator = stack
-        .cluster
-        .start_orchestrator("orchestrator")
-        .expect("starts");
-    let (code, started) = stack.upgrade(&orchestrator, &["start", "--plan", &stack.plan]);
-    assert_eq!(code, 0, "start: {started}");
+    let orchestrator = stack.orchestrator(&[]);
+    stack.start_upgrade(&orchestrator, &[]);
     stack.wait_phase(&orchestrator, "reverse_sync");
     stack.assert_routes("green");
     let put = http::put(

@@ -310,17 +310,15 @@ fn cycles_under_live_writes_end_with_green_equal_to_the_transform_of_blue() {
     assert_eq!(digests(&green), want, "green's digests");
 
     // The orchestrator's metrics say what it did.
-    let metrics = http::get(orchestrator.http, "/metrics")
-        .expect("metrics")
-        .text();
-    for name in [
-        "cutover_orchestrator_cycles_total",
-        "cutover_orchestrator_documents_copied_total{collection=\"users\"}",
-        "cutover_orchestrator_transform_drops_total",
-        "cutover_orchestrator_phase{phase=\"reverse_sync\"} 1",
-    ] {
-        assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
-    }
+    http::assert_metrics(
+        orchestrator.http,
+        &[
+            "cutover_orchestrator_cycles_total",
+            "cutover_orchestrator_documents_copied_total{collection=\"users\"}",
+            "cutover_orchestrator_transform_drops_total",
+            "cutover_orchestrator_phase{phase=\"reverse_sync\"} 1",
+        ],
+    );
 }
 
 #[test]

@@ -67,18 +67,18 @@ pub fn body(n: u64) -> Vec<u8> {
 
 /// What the load saw.
 #[derive(Debug, Default)]
-pub struct Stats {
+struct Stats {
     /// Requests answered (any status).
-    pub requests: AtomicU64,
+    requests: AtomicU64,
     /// Writes acknowledged (2xx).
-    pub writes: AtomicU64,
+    writes: AtomicU64,
     /// Requests that failed: a 5xx, a transport error, or an answer that contradicts an
     /// acknowledged write (a 404 for a live key, a 412 on an `ETag` just read).
-    pub errors: AtomicU64,
+    errors: AtomicU64,
     /// The first errors, for the report.
-    pub error_samples: Mutex<Vec<String>>,
+    error_samples: Mutex<Vec<String>>,
     /// (start since the load began, latency), both in microseconds, of every request.
-    pub latencies: Mutex<Vec<(u64, u64)>>,
+    latencies: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Stats {
@@ -96,8 +96,7 @@ impl Stats {
 pub struct Load {
     stop: CancellationToken,
     workers: Vec<tokio::task::JoinHandle<HashMap<String, Expect>>>,
-    /// Live figures.
-    pub stats: Arc<Stats>,
+    stats: Arc<Stats>,
     /// When it started (latencies are measured from here).
     pub started: Instant,
 }
@@ -184,8 +183,8 @@ impl Load {
         }
     }
 
-    /// Stops the workers (each finishes its request) and returns the ledger.
-    pub async fn stop(self) -> Ledger {
+    /// Stops the workers (each finishes its request); what they saw.
+    pub async fn stop(self) -> Finished {
         self.stop.cancel();
         let mut ledger = Ledger::default();
         for worker in self.workers {
@@ -193,8 +192,34 @@ impl Load {
                 ledger.keys.extend(keys);
             }
         }
-        ledger
+        let stats = self.stats;
+        Finished {
+            ledger,
+            requests: stats.requests.load(Ordering::Relaxed),
+            writes: stats.writes.load(Ordering::Relaxed),
+            errors: stats.errors.load(Ordering::Relaxed),
+            error_samples: std::mem::take(&mut *stats.error_samples.lock().expect("not poisoned")),
+            latencies: std::mem::take(&mut *stats.latencies.lock().expect("not poisoned")),
+        }
     }
+}
+
+/// What a stopped load saw.
+#[derive(Debug)]
+pub struct Finished {
+    /// Every key's last acknowledged state.
+    pub ledger: Ledger,
+    /// Requests answered (any status).
+    pub requests: u64,
+    /// Writes acknowledged.
+    pub writes: u64,
+    /// Requests that failed: a 5xx, a transport error, or an answer that contradicts an
+    /// acknowledged write.
+    pub errors: u64,
+    /// The first errors.
+    pub error_samples: Vec<String>,
+    /// (start since the load began, latency), both in microseconds, of every request.
+    pub latencies: Vec<(u64, u64)>,
 }
 
 struct Worker {

@@ -11,7 +11,7 @@ pub mod rig;
 
 use std::{
     io::{IsTerminal, Write},
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -176,10 +176,8 @@ pub async fn settle(
     store: &Store,
     side: &str,
 ) -> (Checked, Ledger) {
-    let stats = Arc::clone(&load.stats);
-    let ledger = load.stop().await;
-    let latencies = stats.latencies.lock().expect("not poisoned").clone();
-    let pause = report::pause(&latencies, from, to);
+    let seen = load.stop().await;
+    let pause = report::pause(&seen.latencies, from, to);
     println!("\ncycles:\n{}", report::cycles(status));
     println!(
         "the pause clients saw: {} requests held by the proxy (longest hold {} ms); client \
@@ -199,15 +197,14 @@ pub async fn settle(
         pause.max_added_micros() as f64 / 1e3,
         pause.p99_added_micros() as f64 / 1e3,
     );
-    let errors = stats.errors.load(Ordering::Relaxed);
     println!(
-        "client requests: {} ({} writes acknowledged), errors: {errors}",
-        stats.requests.load(Ordering::Relaxed),
-        stats.writes.load(Ordering::Relaxed)
+        "client requests: {} ({} writes acknowledged), errors: {}",
+        seen.requests, seen.writes, seen.errors
     );
-    for sample in stats.error_samples.lock().expect("not poisoned").iter() {
+    for sample in &seen.error_samples {
         println!("  error: {sample}");
     }
+    let ledger = seen.ledger;
     let lost = ledger.check(|id| stored(store, id));
     println!(
         "check: {} keys written by clients, {} on {side} with their last acknowledged value, {} \
@@ -221,7 +218,7 @@ pub async fn settle(
     }
     (
         Checked {
-            errors,
+            errors: seen.errors,
             lost: lost.len(),
         },
         ledger,

@@ -45,6 +45,14 @@ impl HttpResponse {
     }
 }
 
+/// Asserts that the `/metrics` page of `addr` holds every line fragment of `wanted`.
+pub fn assert_metrics(addr: SocketAddr, wanted: &[&str]) {
+    let metrics = get(addr, "/metrics").expect("GET /metrics").text();
+    for name in wanted {
+        assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
+    }
+}
+
 /// Sends `METHOD PATH` with `headers` and `body` to `addr`. `path` goes on the wire as given,
 /// so tests can send percent-encoded and malformed paths.
 pub fn request(
