@@ -31,9 +31,6 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
-    /// The reflection service could not load the contract's descriptors.
-    #[error("gRPC reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// A node, opened and ready to run.
@@ -98,9 +95,6 @@ impl Node {
         health.set_serving::<SourceServer<SourceService>>().await;
         health.set_serving::<SinkServer<SinkService>>().await;
         health.set_serving::<NodeAdminServer<AdminService>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(cutover_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
         let sink = SinkServer::new(SinkService::new(store.clone()))
             .max_decoding_message_size(MAX_APPLY_MESSAGE_BYTES);
         let grpc_server = tonic::transport::Server::builder()
@@ -117,7 +111,7 @@ impl Node {
                 auth,
             ))
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(cutover_proto::reflection())
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY a small answer (an ack, a Fence, a Digest) written after
                 // another one waits for the peer's delayed ACK: ~40 ms per call on loopback.

@@ -178,10 +178,6 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cutover_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor set is valid");
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<OrchestratorServer<OrchestratorService>>()
@@ -189,7 +185,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_routes(routes(engine, token))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(cutover_proto::reflection())
         .serve_with_incoming_shutdown(
             // Small answers must not wait for the peer's delayed ACK (Nagle).
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -32,4 +32,15 @@ pub fn endpoint(
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
 }
 
+/// The gRPC server reflection service for the whole contract, which every daemon serves so
+/// that grpcurl and similar tools need no `.proto` files.
+pub fn reflection() -> tonic_reflection::server::v1::ServerReflectionServer<
+    impl tonic_reflection::server::v1::ServerReflection,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor set decodes (proto/tests/contract.rs checks it)")
+}
+
 pub use color::{Color, UnknownColor};

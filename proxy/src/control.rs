@@ -15,7 +15,7 @@ use crate::{
     error::ControlError,
     hold::{Gate, Released, Snapshot},
     metrics as m,
-    route::{Change, Command, Ending, Epoch, Mode, Refusal, RouteFile, RouteState},
+    route::{Change, Command, Ending, Epoch, Refusal, RouteFile, RouteState},
 };
 
 /// The timeouts of a hold.
@@ -82,10 +82,7 @@ impl Controller {
         config: HoldConfig,
         cancel: CancellationToken,
     ) -> Arc<Self> {
-        let restored_hold = match route.mode {
-            Mode::Holding { deadline_unix_ms } => Some(deadline_unix_ms),
-            Mode::Forwarding => None,
-        };
+        let restored_hold = route.hold_deadline();
         let controller = Arc::new(Self {
             gate,
             file,

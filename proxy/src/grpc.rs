@@ -13,12 +13,7 @@ use cutover_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{
-    control::Controller,
-    error::ControlError,
-    hold::Released,
-    route::{Epoch, Mode},
-};
+use crate::{control::Controller, error::ControlError, hold::Released, route::Epoch};
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -131,10 +126,12 @@ impl From<Released> for ResumeResponse {
 /// The proxy's status, as the gRPC `Status` call reports it.
 async fn status(controller: &Controller) -> ProxyStatus {
     let (route, gate) = controller.status().await;
-    let (mode, deadline) = match route.mode {
-        Mode::Forwarding => (RouteMode::Forwarding, 0),
-        Mode::Holding { deadline_unix_ms } => (RouteMode::Holding, deadline_unix_ms),
+    let mode = if route.is_holding() {
+        RouteMode::Holding
+    } else {
+        RouteMode::Forwarding
     };
+    let deadline = route.hold_deadline().unwrap_or(0);
     ProxyStatus {
         epoch: route.epoch.0,
         active: v1::Color::from(route.active) as i32,

@@ -170,6 +170,14 @@ impl RouteState {
         matches!(self.mode, Mode::Holding { .. })
     }
 
+    /// When the hold in progress expires, in Unix milliseconds; none while forwarding.
+    pub fn hold_deadline(&self) -> Option<u64> {
+        match self.mode {
+            Mode::Holding { deadline_unix_ms } => Some(deadline_unix_ms),
+            Mode::Forwarding => None,
+        }
+    }
+
     /// The state after `command`, and what to do to live traffic; or why it is refused.
     pub fn step(self, command: Command) -> Result<(Self, Change), Refusal> {
         let current = self.epoch;
@@ -347,10 +355,7 @@ impl RouteFile {
         let stored = Stored {
             epoch: route.epoch.0,
             active: route.active.as_str().to_owned(),
-            holding_until_unix_ms: match route.mode {
-                Mode::Holding { deadline_unix_ms } => Some(deadline_unix_ms),
-                Mode::Forwarding => None,
-            },
+            holding_until_unix_ms: route.hold_deadline(),
             ended: route.ended.map(ending_name),
         };
         let mut text = serde_json::to_vec_pretty(&stored).expect("plain fields serialise");

@@ -20,7 +20,7 @@ use crate::{
     grpc::ProxyControlService,
     hold::{Gate, Limits},
     metrics as m,
-    route::{Mode, RouteFile, RouteFileError, RouteState},
+    route::{RouteFile, RouteFileError, RouteState},
     upstream::{BackendError, UpstreamProtocol, Upstreams},
 };
 
@@ -182,19 +182,12 @@ async fn serve_admin(
     readiness: Readiness,
     cancel: CancellationToken,
 ) {
-    let mut grpc = tonic::service::Routes::new(ProxyControlServer::with_interceptor(
+    let grpc = tonic::service::Routes::new(ProxyControlServer::with_interceptor(
         ProxyControlService::new(Arc::clone(&controller)),
         auth,
-    ));
-    // Reflection, so grpcurl and other tools need no .proto files (like the node's port).
-    match tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cutover_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-    {
-        Ok(reflection) => grpc = grpc.add_service(reflection),
-        Err(error) => tracing::warn!(%error, "gRPC reflection is off"),
-    }
-    let grpc = grpc.prepare();
+    ))
+    .add_service(cutover_proto::reflection())
+    .prepare();
     serve_http_from(listener, cancel, move |_peer| {
         let (grpc, controller, readiness) =
             (grpc.clone(), Arc::clone(&controller), readiness.clone());
@@ -248,9 +241,11 @@ async fn admin_http(
 
 async fn route_json(controller: &Controller) -> String {
     let (route, gate) = controller.status().await;
-    let (mode, deadline) = match route.mode {
-        Mode::Forwarding => ("forwarding", None),
-        Mode::Holding { deadline_unix_ms } => ("holding", Some(deadline_unix_ms)),
+    let deadline = route.hold_deadline();
+    let mode = if deadline.is_some() {
+        "holding"
+    } else {
+        "forwarding"
     };
     serde_json::json!({
         "epoch": route.epoch.0,

@@ -262,6 +262,10 @@ async fn forwards_over_h2c_to_backends_that_speak_it() {
     let seen = blue.seen();
     assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|s| s.body_len == 50_000));
+    assert!(
+        seen.iter().all(|s| s.version == http::Version::HTTP_2),
+        "the backend answers HTTP/1.1 too: the proxy must have spoken h2c"
+    );
     assert_eq!(
         seen[0].forwarded_for.as_deref(),
         Some("10.0.0.9, 127.0.0.1")

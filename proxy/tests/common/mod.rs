@@ -43,6 +43,7 @@ pub struct Seen {
     pub via: Option<String>,
     pub host: Option<String>,
     pub body_len: usize,
+    pub version: http::Version,
 }
 
 impl Backend {
@@ -108,6 +109,7 @@ async fn answer(
         via: header("via"),
         host: header("host"),
         body_len: body.len(),
+        version: parts.version,
     });
     if let Some(ms) = parts
         .uri
