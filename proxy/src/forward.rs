@@ -252,34 +252,29 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let name = x_forwarded_for();
     // Every earlier hop, from every X-Forwarded-For line, then the client.
-    let mut hops: Vec<&[u8]> = headers
-        .get_all(&name)
-        .iter()
-        .map(HeaderValue::as_bytes)
-        .collect();
-    hops.push(ip.as_bytes());
-    let value = hops.join(&b", "[..]);
-    if let Ok(value) = HeaderValue::from_bytes(&value) {
-        headers.insert(name, value);
-    }
+    let ip = peer.ip().to_string();
+    join_lines(headers, x_forwarded_for(), b", ", Some(ip.as_bytes()));
 }
 
 /// HTTP/2 may split `cookie` into several fields; an HTTP/1.1 backend expects one, joined
 /// with "; " (RFC 9113, section 8.2.3).
 fn join_cookies(headers: &mut HeaderMap) {
-    let cookies: Vec<&[u8]> = headers
-        .get_all(header::COOKIE)
+    if headers.get_all(header::COOKIE).iter().nth(1).is_some() {
+        join_lines(headers, header::COOKIE, b"; ", None);
+    }
+}
+
+/// Replaces every `name` line with one: their values joined by `separator`, then `last`.
+fn join_lines(headers: &mut HeaderMap, name: HeaderName, separator: &[u8], last: Option<&[u8]>) {
+    let mut values: Vec<&[u8]> = headers
+        .get_all(&name)
         .iter()
         .map(HeaderValue::as_bytes)
         .collect();
-    if cookies.len() < 2 {
-        return;
-    }
-    if let Ok(joined) = HeaderValue::from_bytes(&cookies.join(&b"; "[..])) {
-        headers.insert(header::COOKIE, joined);
+    values.extend(last);
+    if let Ok(joined) = HeaderValue::from_bytes(&values.join(separator)) {
+        headers.insert(name, joined);
     }
 }
 
