@@ -10,16 +10,13 @@ use cutover_orchestrator::demo::{
     load::{self, COLLECTION, Finished, Ledger, Load, LoadConfig},
     rig::{FORWARD, REVERSE},
 };
-use cutover_proto::v1::{
-    ApplyRequest, Document, NodeStatusRequest, node_admin_client::NodeAdminClient,
-    sink_client::SinkClient,
-};
+use cutover_proto::v1::{Document, NodeStatusRequest, node_admin_client::NodeAdminClient};
 use cutover_tests::harness::{
     Cluster, NodeProcess, OrchestratorProcess, ProxyProcess, http, wait_until,
 };
 use serde_json::Value;
 
-use crate::{cluster, runtime};
+use crate::{apply, cluster, runtime};
 
 /// Documents blue starts with.
 const DOCS: u64 = 5_000;
@@ -157,70 +154,20 @@ impl Stack {
     }
 }
 
-/// Loads blue with the demo's documents through its `Sink` (version 1), with its bearer
-/// token when it has one.
+/// Loads blue with the demo's documents, and the probe, through its `Sink` (version 1), with
+/// its bearer token when it has one.
 fn preload(blue: &NodeProcess, token: Option<&str>) {
-    runtime().block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(blue.grpc_url())
-            .expect("an endpoint")
-            .connect()
-            .await
-            .expect("sink");
-        let bearer: Option<tonic::metadata::MetadataValue<_>> =
-            token.map(|t| format!("Bearer {t}").parse().expect("ascii"));
-        let mut sink =
-            SinkClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-                if let Some(value) = &bearer {
-                    request
-                        .metadata_mut()
-                        .insert("authorization", value.clone());
-                }
-                Ok(request)
-            });
-        let batches: Vec<ApplyRequest> = (0..DOCS)
-            .collect::<Vec<_>>()
-            .chunks(1_000)
-            .enumerate()
-            .map(|(b, ns)| ApplyRequest {
-                batch_id: b as u64 + 1,
-                documents: ns
-                    .iter()
-                    .map(|&n| Document {
-                        collection: COLLECTION.into(),
-                        id: load::id(n),
-                        version: 1,
-                        seq: 0,
-                        body: load::body(n).into(),
-                        tombstone: false,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let mut batches = batches;
-        batches.push(ApplyRequest {
-            batch_id: batches.len() as u64 + 1,
-            documents: vec![Document {
-                collection: COLLECTION.into(),
-                id: PROBE.into(),
-                version: 1,
-                seq: 0,
-                body: load::body(DOCS).into(),
-                tombstone: false,
-            }],
-        });
-        let n = batches.len();
-        let mut acks = sink
-            .apply(tokio_stream::iter(batches))
-            .await
-            .expect("apply")
-            .into_inner();
-        for _ in 0..n {
-            acks.message()
-                .await
-                .expect("ack")
-                .expect("an ack per batch");
-        }
-    });
+    let document = |id: String, n| Document {
+        collection: COLLECTION.into(),
+        id,
+        version: 1,
+        seq: 0,
+        body: load::body(n).into(),
+        tombstone: false,
+    };
+    let mut documents: Vec<Document> = (0..DOCS).map(|n| document(load::id(n), n)).collect();
+    documents.push(document(PROBE.into(), DOCS));
+    apply(blue, token, documents);
 }
 
 /// Checks every key of `ledger` against `node` over HTTP: the ids whose stored version or
@@ -393,22 +340,11 @@ fn killed_at(point: &str) {
         Some(9),
         "{point}: killed by SIGKILL"
     );
-    // Whatever it left: blue either fenced (writes refused) or serving; never both colours.
+    // Whatever it left: a proxy on green means blue is fenced (never both colours open).
     let colours: Vec<String> = stack.routes().into_iter().map(|r| r.0).collect();
-    let fenced = runtime().block_on(async {
-        let mut admin = NodeAdminClient::connect(stack.blue.grpc_url())
-            .await
-            .expect("admin");
-        let status = admin
-            .status(NodeStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner();
-        status.fence.is_some_and(|f| f.fenced)
-    });
     if colours.iter().any(|c| c == "green") {
         assert!(
-            fenced,
+            fenced(&stack.blue),
             "{point}: a proxy routes to green, so blue must be fenced"
         );
     }

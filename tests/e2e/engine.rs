@@ -14,55 +14,33 @@ use std::{
 
 use cutover_node::store::digest::{partition_of, term};
 use cutover_proto::v1::{
-    ApplyRequest, DigestRequest, Document, PullRequest, pull_response, sink_client::SinkClient,
-    source_client::SourceClient,
+    DigestRequest, Document, PullRequest, pull_response, source_client::SourceClient,
 };
 use cutover_tests::harness::{Cluster, NodeProcess, OrchestratorProcess, http, wait_until};
 use serde_json::{Value, json};
 
-use crate::{cluster, runtime};
+use crate::{apply, cluster, runtime};
 
 /// Loads `count` documents `{"name": "user i", "n": i, ...}` into `collection` of a node
-/// through its `Sink`, in batches (much faster than one HTTP PUT each).
+/// through its `Sink`.
 fn load(node: &NodeProcess, collection: &str, count: u64, extra: impl Fn(u64) -> Value) {
-    runtime().block_on(async {
-        let mut sink = SinkClient::connect(node.grpc_url()).await.expect("sink");
-        let batches: Vec<ApplyRequest> = (0..count)
-            .collect::<Vec<_>>()
-            .chunks(1_000)
-            .enumerate()
-            .map(|(b, ids)| ApplyRequest {
-                batch_id: b as u64 + 1,
-                documents: ids
-                    .iter()
-                    .map(|i| {
-                        let mut body = json!({"name": format!("user {i}"), "n": i});
-                        if let (Some(map), Value::Object(more)) = (body.as_object_mut(), extra(*i))
-                        {
-                            map.extend(more);
-                        }
-                        Document {
-                            collection: collection.into(),
-                            id: format!("{collection}-{i:06}"),
-                            version: 1,
-                            seq: 0,
-                            body: body.to_string().into(),
-                            tombstone: false,
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
-        let n = batches.len();
-        let mut acks = sink
-            .apply(tokio_stream::iter(batches))
-            .await
-            .expect("apply")
-            .into_inner();
-        for _ in 0..n {
-            acks.message().await.expect("ack").expect("an ack a batch");
-        }
-    });
+    let documents = (0..count)
+        .map(|i| {
+            let mut body = json!({"name": format!("user {i}"), "n": i});
+            if let (Some(map), Value::Object(more)) = (body.as_object_mut(), extra(i)) {
+                map.extend(more);
+            }
+            Document {
+                collection: collection.into(),
+                id: format!("{collection}-{i:06}"),
+                version: 1,
+                seq: 0,
+                body: body.to_string().into(),
+                tombstone: false,
+            }
+        })
+        .collect();
+    apply(node, None, documents);
 }
 
 /// Every document of a node, tombstones included, by (collection, id).

@@ -3,7 +3,8 @@
 //! Compiled as the `e2e` integration test of `cutover-orchestrator` (see its Cargo.toml) so
 //! that `CARGO_BIN_EXE_cutover` points at the binary cargo built for this run.
 
-use cutover_tests::harness::{Binary, Cluster};
+use cutover_proto::v1::{ApplyRequest, Document, sink_client::SinkClient};
+use cutover_tests::harness::{Binary, Cluster, NodeProcess};
 
 mod cli;
 mod cutover;
@@ -22,4 +23,44 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
+}
+
+/// Writes `documents` (version set, seq ignored) into `node` through its `Sink`, in batches of
+/// 1,000 (much faster than one HTTP PUT each), with its bearer `token` when it has one.
+fn apply(node: &NodeProcess, token: Option<&str>, documents: Vec<Document>) {
+    runtime().block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())
+            .expect("an endpoint")
+            .connect()
+            .await
+            .expect("sink");
+        let bearer: Option<tonic::metadata::MetadataValue<_>> =
+            token.map(|t| format!("Bearer {t}").parse().expect("ascii"));
+        let mut sink =
+            SinkClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+                if let Some(value) = &bearer {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                Ok(request)
+            });
+        let batches: Vec<ApplyRequest> = documents
+            .chunks(1_000)
+            .enumerate()
+            .map(|(b, chunk)| ApplyRequest {
+                batch_id: b as u64 + 1,
+                documents: chunk.to_vec(),
+            })
+            .collect();
+        let n = batches.len();
+        let mut acks = sink
+            .apply(tokio_stream::iter(batches))
+            .await
+            .expect("apply")
+            .into_inner();
+        for _ in 0..n {
+            acks.message().await.expect("ack").expect("an ack a batch");
+        }
+    });
 }
