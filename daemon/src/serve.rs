@@ -13,7 +13,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// Serves `handler` on `listener` until `cancel` fires, then drains open connections.
@@ -25,25 +25,25 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    serve_http_from(listener, cancel, move |_peer| handler.clone()).await;
+    let builder = auto::Builder::new(TokioExecutor::new());
+    accept(listener, cancel, |stream, _peer, graceful| {
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service_fn(handler.clone()))
+            .into_owned();
+        tokio::spawn(finish(graceful.watch(connection)));
+    })
+    .await;
 }
 
-/// [`serve_http`] for handlers that need the client's address (a proxy's `X-Forwarded-For`):
-/// `connection(peer)` makes the handler of each accepted connection.
-pub async fn serve_http_from<C, F, Fut, B>(
+/// Accepts connections on `listener` until `cancel` fires, handing each one (`TCP_NODELAY`
+/// set) to `connection`, which serves it and watches it with the `GracefulShutdown` given;
+/// then waits for every watched connection to finish the request it is on.
+pub async fn accept(
     listener: TcpListener,
     cancel: CancellationToken,
-    connection: C,
-) where
-    C: Fn(SocketAddr) -> F,
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+    mut connection: impl FnMut(TcpStream, SocketAddr, &GracefulShutdown),
+) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
@@ -58,16 +58,15 @@ pub async fn serve_http_from<C, F, Fut, B>(
         };
         // Small request/response exchanges: do not wait to coalesce packets.
         let _ = stream.set_nodelay(true);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service_fn(connection(peer)))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
+        connection(stream, peer, &graceful);
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Runs a served connection to its end; how it ended is only worth a debug line.
+pub async fn finish<E: std::fmt::Display>(connection: impl Future<Output = Result<(), E>>) {
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "connection ended with an error");
+    }
 }

@@ -108,6 +108,16 @@ impl Forwarder {
         Ok(response)
     }
 
+    /// Records the hold of a request that waited as a bare connection (see `accept.rs`).
+    pub fn held_for(&self, held: Duration) {
+        self.metrics.held_for(held.as_secs_f64());
+    }
+
+    /// The answer to a request whose hold expired before it reached hyper.
+    pub fn hold_expired(&self, arrived: Instant) -> Response<ProxyBody> {
+        self.refuse(ProxyError::HoldTimeout, arrived)
+    }
+
     async fn forward(
         &self,
         peer: SocketAddr,

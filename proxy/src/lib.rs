@@ -6,8 +6,10 @@
 //! - [`hold`]: the gate every request passes (forward, hold, refuse) and the in-flight count;
 //! - [`control`]: Pause, Switch, Resume and expiry; [`grpc`]: `ProxyControl` over it;
 //! - [`forward`]: one request to a backend and back; [`upstream`]: backends and health;
-//! - [`server`]: the two listeners; [`error`] and [`metrics`].
+//! - [`server`]: the two listeners, and `accept`: client connections, which wait for the end
+//!   of a hold as bare sockets when they arrive during one; [`error`] and [`metrics`].
 
+mod accept;
 pub mod control;
 pub mod error;
 pub mod forward;

@@ -5,7 +5,7 @@
 use std::{convert::Infallible, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use cutover_daemon::{Readiness, auth::BearerAuth, serve::serve_http_from};
+use cutover_daemon::{Readiness, auth::BearerAuth, serve::serve_http};
 use cutover_proto::{Color, v1::proxy_control_server::ProxyControlServer};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::{
+    accept,
     control::{Controller, HoldConfig},
     forward::Forwarder,
     grpc::ProxyControlService,
@@ -137,7 +138,7 @@ impl Proxy {
             }
         });
         let forwarder = Forwarder::new(
-            gate,
+            Arc::clone(&gate),
             Arc::clone(&self.upstreams),
             self.config.upstream_timeout,
         );
@@ -159,11 +160,7 @@ impl Proxy {
             holding = self.route.is_holding(),
             "proxy serving"
         );
-        serve_http_from(listen, cancel.child_token(), move |peer| {
-            let forwarder = Arc::clone(&forwarder);
-            move |request| Arc::clone(&forwarder).handle(peer, request)
-        })
-        .await;
+        accept::serve_clients(listen, cancel.child_token(), gate, forwarder).await;
         self.readiness.set_not_ready();
         cancel.cancel();
         let _ = admin_task.await;
@@ -188,23 +185,19 @@ async fn serve_admin(
     ))
     .add_service(cutover_proto::reflection())
     .prepare();
-    serve_http_from(listener, cancel, move |_peer| {
+    serve_http(listener, cancel, move |request: Request<Incoming>| {
         let (grpc, controller, readiness) =
             (grpc.clone(), Arc::clone(&controller), readiness.clone());
-        move |request: Request<Incoming>| {
-            let (grpc, controller, readiness) =
-                (grpc.clone(), Arc::clone(&controller), readiness.clone());
-            async move {
-                let is_grpc = request
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-                if is_grpc {
-                    return grpc.oneshot(request).await;
-                }
-                let response = admin_http(&request, &controller, &readiness).await;
-                Ok::<_, Infallible>(response.map(tonic::body::Body::new))
+        async move {
+            let is_grpc = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            if is_grpc {
+                return grpc.oneshot(request).await;
             }
+            let response = admin_http(&request, &controller, &readiness).await;
+            Ok::<_, Infallible>(response.map(tonic::body::Body::new))
         }
     })
     .await;

@@ -449,3 +449,65 @@ async fn a_drain_as_long_as_the_hold_releases_the_held_requests_instead_of_refus
     assert_eq!(slow.await.unwrap().0, StatusCode::OK);
     proxy.stop().await;
 }
+
+/// A request held on a connection opened before the Pause waits inside hyper; one on a
+/// connection opened during the hold waits as a bare socket (`accept.rs`). Both count, both
+/// keep their bodies, both go to the new colour.
+#[tokio::test]
+async fn requests_on_old_and_new_connections_are_held_alike() {
+    let (blue, green, _dir, proxy) = start(|_| {}).await;
+    let pooled = client();
+    let url = proxy.url("/x");
+    let warm = send(&pooled, Request::get(&url).body(Full::default()).unwrap()).await;
+    assert_eq!(warm, (StatusCode::OK, "blue".to_owned()));
+    let mut control = proxy.control().await;
+    control.pause(pause(1)).await.unwrap();
+
+    let old = tokio::spawn({
+        let (pooled, url) = (pooled.clone(), url.clone());
+        async move { send(&pooled, Request::get(&url).body(Full::default()).unwrap()).await }
+    });
+    proxy.wait_route("one held", |r| r["held"] == 1).await;
+    let mut new = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+    new.write_all(
+        b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    proxy
+        .wait_route("two held, 5 bytes", |r| {
+            r["held"] == 2 && r["held_bytes"] == 5
+        })
+        .await;
+
+    let switched = control.switch(switch(1, Color::Green)).await.unwrap();
+    assert_eq!(switched.into_inner().released, 2);
+    assert_eq!(old.await.unwrap(), (StatusCode::OK, "green".to_owned()));
+    let mut answer = String::new();
+    new.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("green"), "{answer}");
+    assert_eq!(blue.seen().len(), 1, "only the warm-up");
+    let bodies: Vec<usize> = green.seen().iter().map(|s| s.body_len).collect();
+    assert_eq!(bodies.iter().sum::<usize>(), 5, "{bodies:?}");
+    proxy.stop().await;
+}
+
+/// A proxy stopped inside a hold answers what it holds 503, on old and new connections alike.
+#[tokio::test]
+async fn a_stop_inside_a_hold_answers_the_held_requests_503() {
+    let (blue, _green, _dir, proxy) = start(|_| {}).await;
+    let mut control = proxy.control().await;
+    control.pause(pause(1)).await.unwrap();
+    let mut held = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+    held.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    proxy.wait_route("held", |r| r["held"] == 1).await;
+    proxy.stop().await;
+    let mut answer = String::new();
+    held.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(blue.seen().is_empty());
+}

@@ -1,0 +1,270 @@
+//! Client connections. A connection accepted while the gate holds does not reach hyper until
+//! its request is released: it waits as a bare socket, its request left unread in the
+//! kernel's buffer. hyper gives every HTTP/1.1 connection an 8 KiB read buffer and an 8 KiB
+//! write buffer once it reads a request, so a request held inside hyper costs ~19 KB, and a
+//! bare socket well under 2 KB (`benches/RESULTS.md`). Clients open such connections during
+//! every hold: each held request keeps its connection busy, so a client's next request needs
+//! a new one.
+//!
+//! The request's head is read with `MSG_PEEK` to learn what the gate counts (its declared body
+//! bytes); a client that goes away meanwhile frees its slot at once (the socket's read side
+//! closes). HTTP/2 connections go to hyper at once and are held stream by stream, which is
+//! already cheap: their streams share the connection's buffers.
+
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use cutover_daemon::serve::{accept, finish};
+use http::{HeaderValue, header};
+use hyper::service::service_fn;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{
+        conn::auto,
+        graceful::{GracefulConnection, Watcher},
+    },
+};
+use tokio::{
+    io::Interest,
+    net::{TcpListener, TcpStream},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    forward::Forwarder,
+    hold::{Gate, Release},
+};
+
+/// Bytes peeked for a request's head: a head longer than this is held inside hyper instead.
+const PEEK_BYTES: usize = 4096;
+/// Headers parsed in a peeked head.
+const MAX_HEADERS: usize = 100;
+/// How long a connection whose hold ended in a shutdown gets to receive its 503.
+const LAST_ANSWER: Duration = Duration::from_secs(1);
+
+type Builder = auto::Builder<TokioExecutor>;
+
+/// What becomes of a connection after the 503 of its expired hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The proxy is stopping: close it.
+    Close,
+    /// It serves the client's next requests as usual.
+    KeepAlive,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves client connections on `listener` until `cancel` fires, then lets open exchanges
+/// finish.
+pub async fn serve_clients(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    gate: Arc<Gate>,
+    forwarder: Arc<Forwarder>,
+) {
+    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    let stopping = cancel.clone();
+    accept(listener, cancel, |stream, peer, graceful| {
+        let client = Client {
+            peer,
+            forwarder: Arc::clone(&forwarder),
+            builder: Arc::clone(&builder),
+        };
+        if gate.holding() {
+            let (gate, watcher) = (Arc::clone(&gate), graceful.watcher());
+            tokio::spawn(client.held(stream, gate, watcher, stopping.clone()));
+        } else {
+            tokio::spawn(finish(graceful.watch(client.serve(stream, None))));
+        }
+    })
+    .await;
+}
+
+/// What serving one client connection takes; small, because thousands of them wait in a hold.
+struct Client {
+    peer: SocketAddr,
+    forwarder: Arc<Forwarder>,
+    builder: Arc<Builder>,
+}
+
+impl Client {
+    /// A connection accepted during a hold: waits for its request, holds it as a bare socket,
+    /// then serves it like any other.
+    async fn held(
+        self,
+        stream: TcpStream,
+        gate: Arc<Gate>,
+        watcher: Watcher,
+        cancel: CancellationToken,
+    ) {
+        let arrived = Instant::now();
+        let first = tokio::select! {
+            ready = stream.readable() => ready.is_ok(),
+            () = cancel.cancelled() => false,
+        };
+        let ticket = match first {
+            true => head(&stream)
+                .await
+                .and_then(|bytes| gate.hold_connection(bytes)),
+            false => None,
+        };
+        let Some(ticket) = ticket else {
+            // Not held (the hold ended or is full, HTTP/2, a long head, a shutdown): the
+            // usual way, where `Gate::admit` decides.
+            return finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
+        };
+        let release = tokio::select! {
+            release = ticket.wait() => release,
+            // The client left: dropping the ticket frees its slot.
+            () = read_closed(&stream) => return,
+        };
+        // Waiting for the read side to close consumed the socket's readiness without reading
+        // the request: a new registration with the reactor finds the request there again.
+        let Ok(stream) = stream.into_std().and_then(TcpStream::from_std) else {
+            return;
+        };
+        match release {
+            Release::Forward(..) => {
+                // The request is admitted again when hyper has read it: forwarded to the
+                // colour active then (a new Pause meanwhile holds it again, inside hyper).
+                self.forwarder.held_for(arrived.elapsed());
+                finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
+            }
+            Release::Expired if cancel.is_cancelled() => {
+                // A shutdown: hyper's graceful close would drop the unread request, so answer
+                // it (503), holding `watcher` so that the shutdown waits for that.
+                let serving = self.serve(stream, Some((arrived, Ending::Close)));
+                let _ = Box::pin(tokio::time::timeout(LAST_ANSWER, serving)).await;
+                drop(watcher);
+            }
+            Release::Expired => {
+                let serving = self.serve(stream, Some((arrived, Ending::KeepAlive)));
+                finish(Box::pin(watcher.watch(serving))).await;
+            }
+        }
+    }
+
+    /// hyper serving `stream` (HTTP/1.1 or h2c); with `expired`, the first request is answered
+    /// 503 (its hold expired while it waited as a bare socket), then the connection ends or
+    /// goes on.
+    fn serve(
+        self,
+        stream: TcpStream,
+        expired: Option<(Instant, Ending)>,
+    ) -> impl GracefulConnection<Error = BoxError> + Send + 'static {
+        let Self {
+            peer,
+            forwarder,
+            builder,
+        } = self;
+        let expired = expired.map(|expired| (expired, Arc::new(AtomicBool::new(true))));
+        let service = service_fn(move |request| {
+            let forwarder = Arc::clone(&forwarder);
+            let refuse = expired
+                .as_ref()
+                .filter(|(_, first)| first.swap(false, Ordering::Relaxed))
+                .map(|(expired, _)| *expired);
+            async move {
+                let Some((arrived, ending)) = refuse else {
+                    return forwarder.handle(peer, request).await;
+                };
+                let mut response = forwarder.hold_expired(arrived);
+                if ending == Ending::Close {
+                    let close = HeaderValue::from_static("close");
+                    response.headers_mut().insert(header::CONNECTION, close);
+                }
+                Ok(response)
+            }
+        });
+        builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned()
+    }
+}
+
+/// The declared body bytes of the HTTP/1 request whose head is in `stream`'s buffer; `None`
+/// for HTTP/2, a head not complete in [`PEEK_BYTES`], or one that does not parse (hyper
+/// answers it).
+async fn head(stream: &TcpStream) -> Option<u64> {
+    let mut buffer = vec![0; PEEK_BYTES];
+    let peeked = stream.peek(&mut buffer).await.ok()?;
+    declared_bytes(&buffer[..peeked])
+}
+
+fn declared_bytes(head: &[u8]) -> Option<u64> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+    if head.is_empty() || PREFACE.starts_with(&head[..head.len().min(PREFACE.len())]) {
+        return None;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    if !request.parse(head).ok()?.is_complete() {
+        return None;
+    }
+    let length = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"));
+    match length {
+        // What hyper's body reports: an exact length, or none (chunked) counted as 0.
+        Some(h) => std::str::from_utf8(h.value).ok()?.trim().parse().ok(),
+        None => Some(0),
+    }
+}
+
+/// Resolves once the client closed its side (or the socket failed), without reading.
+async fn read_closed(stream: &TcpStream) {
+    loop {
+        match stream.ready(Interest::READABLE).await {
+            Ok(ready) if !ready.is_read_closed() => {
+                // Bytes, not the end: forget this readiness and wait for the next event.
+                let _ = stream.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                });
+            }
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::declared_bytes;
+
+    #[test]
+    fn reads_the_declared_body_of_a_complete_http1_head() {
+        assert_eq!(
+            declared_bytes(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n"),
+            Some(0)
+        );
+        assert_eq!(
+            declared_bytes(b"POST /x HTTP/1.1\r\nContent-Length: 600\r\n\r\nxx"),
+            Some(600)
+        );
+        assert_eq!(
+            declared_bytes(b"POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn leaves_http2_partial_and_malformed_heads_to_hyper() {
+        assert_eq!(declared_bytes(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), None);
+        assert_eq!(declared_bytes(b"PR"), None);
+        assert_eq!(declared_bytes(b"GET /x HTTP/1.1\r\nhost: a\r\n"), None);
+        assert_eq!(declared_bytes(b"\x00\x01 nonsense\r\n\r\n"), None);
+        assert_eq!(
+            declared_bytes(b"POST /x HTTP/1.1\r\ncontent-length: lots\r\n\r\n"),
+            None
+        );
+    }
+}
