@@ -1,10 +1,14 @@
-//! Client connections. A connection accepted while the gate holds does not reach hyper until
-//! its request is released: it waits as a bare socket, its request left unread in the
-//! kernel's buffer. hyper gives every HTTP/1.1 connection an 8 KiB read buffer and an 8 KiB
-//! write buffer once it reads a request, so a request held inside hyper costs ~19 KB, and a
-//! bare socket well under 2 KB (`benches/RESULTS.md`). Clients open such connections during
-//! every hold: each held request keeps its connection busy, so a client's next request needs
-//! a new one.
+//! Client connections. A request held inside hyper costs ~19 KB over HTTP/1.1 (hyper gives
+//! each connection an 8 KiB read and an 8 KiB write buffer once it reads a request), and a
+//! connection that waits as a bare socket, its request left unread in the kernel's buffer,
+//! ~1.5 KB (`benches/RESULTS.md`). The bare socket costs more at the release, though: hyper
+//! still has to set up the connection and read the request, ~10 ms more for 400 of them on
+//! two cores. So the first [`HELD_IN_HYPER`] requests of a hold (the default of
+//! `ProxyConfig::held_in_hyper`) wait inside hyper, ready to go, and connections accepted past
+//! that wait as bare sockets, which keeps a hold of 10,000
+//! requests on their own connections within ~45 MiB. Clients open such connections in every
+//! hold: each held request keeps its connection busy, so a client's next request needs a new
+//! one.
 //!
 //! The request's head is read with `MSG_PEEK` to learn what the gate counts (its declared body
 //! bytes); a client that goes away meanwhile frees its slot at once (the socket's read side
@@ -43,6 +47,8 @@ use crate::{
     hold::{Gate, Release},
 };
 
+/// Requests of a hold that wait inside hyper before new connections wait as bare sockets.
+pub(crate) const HELD_IN_HYPER: u64 = 1_000;
 /// Bytes peeked for a request's head: a head longer than this is held inside hyper instead.
 const PEEK_BYTES: usize = 4096;
 /// Headers parsed in a peeked head.
@@ -64,12 +70,14 @@ enum Ending {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves client connections on `listener` until `cancel` fires, then lets open exchanges
-/// finish.
+/// finish. Past `in_hyper` held requests, connections accepted during a hold wait as bare
+/// sockets.
 pub async fn serve_clients(
     listener: TcpListener,
     cancel: CancellationToken,
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
+    in_hyper: u64,
 ) {
     let builder = Arc::new(Builder::new(TokioExecutor::new()));
     let stopping = cancel.clone();
@@ -79,7 +87,7 @@ pub async fn serve_clients(
             forwarder: Arc::clone(&forwarder),
             builder: Arc::clone(&builder),
         };
-        if gate.holding() {
+        if gate.holding_at_least(in_hyper) {
             let (gate, watcher) = (Arc::clone(&gate), graceful.watcher());
             tokio::spawn(client.held(stream, gate, watcher, stopping.clone()));
         } else {
@@ -97,8 +105,8 @@ struct Client {
 }
 
 impl Client {
-    /// A connection accepted during a hold: waits for its request, holds it as a bare socket,
-    /// then serves it like any other.
+    /// A connection accepted during a hold past its first requests: waits for its request,
+    /// holds it as a bare socket, then serves it like any other.
     async fn held(
         self,
         stream: TcpStream,

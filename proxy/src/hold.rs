@@ -161,16 +161,17 @@ impl Gate {
         })
     }
 
-    /// Whether new requests are held now.
-    pub fn holding(&self) -> bool {
-        self.lock().holding
+    /// Whether new requests are held now and `count` are held already.
+    pub fn holding_at_least(&self, count: u64) -> bool {
+        let state = self.lock();
+        state.holding && state.held >= count
     }
 
     /// Holds the request of a connection that has not reached hyper yet (see `accept.rs`),
     /// like [`Gate::admit`] but only while the gate holds and has room: otherwise `None`,
     /// and the request goes the usual way (forwarded, or refused by `admit`).
     pub fn hold_connection(self: &Arc<Self>, bytes: u64) -> Option<Ticket> {
-        if !self.holding() {
+        if !self.lock().holding {
             return None;
         }
         match self.admit(bytes) {

@@ -46,6 +46,9 @@ pub struct ProxyConfig {
     pub health_interval: Duration,
     /// HTTP/1.1 or h2c to the backends.
     pub upstream_protocol: UpstreamProtocol,
+    /// Requests of a hold that wait inside hyper, quick to release, before connections
+    /// accepted during the hold wait as bare sockets, small to keep (see `accept.rs`).
+    pub held_in_hyper: u64,
 }
 
 impl ProxyConfig {
@@ -64,6 +67,7 @@ impl ProxyConfig {
             upstream_timeout: Duration::from_secs(30),
             health_interval: Duration::from_secs(1),
             upstream_protocol: UpstreamProtocol::Http1,
+            held_in_hyper: accept::HELD_IN_HYPER,
         }
     }
 }
@@ -160,7 +164,8 @@ impl Proxy {
             holding = self.route.is_holding(),
             "proxy serving"
         );
-        accept::serve_clients(listen, cancel.child_token(), gate, forwarder).await;
+        let in_hyper = self.config.held_in_hyper;
+        accept::serve_clients(listen, cancel.child_token(), gate, forwarder, in_hyper).await;
         self.readiness.set_not_ready();
         cancel.cancel();
         let _ = admin_task.await;

@@ -162,9 +162,16 @@ async fn a_drain_that_times_out_fails_the_pause_and_forwards_again() {
 
 #[tokio::test]
 async fn the_hold_answers_503_exactly_past_its_count_and_byte_bounds() {
+    for held_in_hyper in [1_000, 0] {
+        hold_bounds(held_in_hyper).await;
+    }
+}
+
+async fn hold_bounds(held_in_hyper: u64) {
     let (blue, _green, _dir, proxy) = start(|cfg| {
         cfg.limits.max_held = 3;
         cfg.limits.max_held_bytes = 1_000;
+        cfg.held_in_hyper = held_in_hyper;
     })
     .await;
     let mut control = proxy.control().await;
@@ -215,7 +222,13 @@ async fn the_hold_answers_503_exactly_past_its_count_and_byte_bounds() {
 
 #[tokio::test]
 async fn a_hold_nobody_ends_answers_503_and_returns_to_forwarding() {
-    let (_blue, _green, _dir, proxy) = start(|_| {}).await;
+    for held_in_hyper in [1_000, 0] {
+        expired_hold(held_in_hyper).await;
+    }
+}
+
+async fn expired_hold(held_in_hyper: u64) {
+    let (_blue, _green, _dir, proxy) = start(|cfg| cfg.held_in_hyper = held_in_hyper).await;
     let mut control = proxy.control().await;
     control
         .pause(PauseRequest {
@@ -340,8 +353,16 @@ async fn stale_epochs_and_calls_without_the_token_change_nothing() {
 
 #[tokio::test]
 async fn a_client_that_leaves_while_held_frees_its_slot() {
+    for held_in_hyper in [1_000, 0] {
+        a_client_leaves(held_in_hyper).await;
+    }
+}
+
+/// With `held_in_hyper` 0, every connection opened during the hold waits as a bare socket.
+async fn a_client_leaves(held_in_hyper: u64) {
     let (blue, _green, _dir, proxy) = start(|cfg| {
         cfg.limits.max_held = 1;
+        cfg.held_in_hyper = held_in_hyper;
     })
     .await;
     let mut control = proxy.control().await;
@@ -451,11 +472,11 @@ async fn a_drain_as_long_as_the_hold_releases_the_held_requests_instead_of_refus
 }
 
 /// A request held on a connection opened before the Pause waits inside hyper; one on a
-/// connection opened during the hold waits as a bare socket (`accept.rs`). Both count, both
-/// keep their bodies, both go to the new colour.
+/// connection opened during the hold past `held_in_hyper` (here 0) waits as a bare socket
+/// (`accept.rs`). Both count, both keep their bodies, both go to the new colour.
 #[tokio::test]
 async fn requests_on_old_and_new_connections_are_held_alike() {
-    let (blue, green, _dir, proxy) = start(|_| {}).await;
+    let (blue, green, _dir, proxy) = start(|cfg| cfg.held_in_hyper = 0).await;
     let pooled = client();
     let url = proxy.url("/x");
     let warm = send(&pooled, Request::get(&url).body(Full::default()).unwrap()).await;
@@ -493,10 +514,16 @@ async fn requests_on_old_and_new_connections_are_held_alike() {
     proxy.stop().await;
 }
 
-/// A proxy stopped inside a hold answers what it holds 503, on old and new connections alike.
+/// A proxy stopped inside a hold answers what it holds 503, inside hyper or as bare sockets.
 #[tokio::test]
 async fn a_stop_inside_a_hold_answers_the_held_requests_503() {
-    let (blue, _green, _dir, proxy) = start(|_| {}).await;
+    for held_in_hyper in [1_000, 0] {
+        stop_inside_a_hold(held_in_hyper).await;
+    }
+}
+
+async fn stop_inside_a_hold(held_in_hyper: u64) {
+    let (blue, _green, _dir, proxy) = start(|cfg| cfg.held_in_hyper = held_in_hyper).await;
     let mut control = proxy.control().await;
     control.pause(pause(1)).await.unwrap();
     let mut held = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
