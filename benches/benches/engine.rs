@@ -56,14 +56,23 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
         None
     };
     if wanted("identity") {
-        let identity = cycle_one(&blue, documents, None).await?;
+        let identity = cycle_one(&blue, documents, None, false).await?;
         report("cycle 1, identity, loopback gRPC", identity, "docs/s");
         if let Some(raw) = raw {
             report("cycle 1 identity / raw limit", identity / raw, "ratio");
         }
+        let inside = cycle_one(&blue, documents, None, true).await?;
+        report("cycle 1, identity, engine inside green", inside, "docs/s");
+        if let Some(raw) = raw {
+            report(
+                "cycle 1 identity inside green / raw limit",
+                inside / raw,
+                "ratio",
+            );
+        }
     }
     if wanted("jq") {
-        let renamed = cycle_one(&blue, documents, Some(RENAME)).await?;
+        let renamed = cycle_one(&blue, documents, Some(RENAME), false).await?;
         report("cycle 1, jq rename of one field", renamed, "docs/s");
     }
     blue.stop().await
@@ -71,12 +80,18 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
 
 /// Runs an upgrade from `blue` to a fresh green node until cycle 1 is recorded; returns its
 /// documents per second, after checking that green holds every document.
-async fn cycle_one(blue: &Running, documents: u64, program: Option<&str>) -> anyhow::Result<f64> {
+async fn cycle_one(
+    blue: &Running,
+    documents: u64,
+    program: Option<&str>,
+    inside_green: bool,
+) -> anyhow::Result<f64> {
     let green = Running::start(SyncPolicy::Always).await?;
     let dir = tempfile::Builder::new()
         .prefix("cutover-bench-")
         .tempdir()?;
-    let engine = Engine::open(&dir.path().join("journal"), None)?;
+    let local = inside_green.then(|| green.store.clone());
+    let engine = Engine::open(&dir.path().join("journal"), local)?;
     let collection = program.map_or(String::new(), |p| {
         format!("[collections.bench]\nforward = '{p}'\n")
     });
