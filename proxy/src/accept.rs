@@ -4,11 +4,10 @@
 //! ~1.5 KB (`benches/RESULTS.md`). The bare socket costs more at the release, though: hyper
 //! still has to set up the connection and read the request, ~10 ms more for 400 of them on
 //! two cores. So the first [`HELD_IN_HYPER`] requests of a hold (the default of
-//! `ProxyConfig::held_in_hyper`) wait inside hyper, ready to go, and connections accepted past
-//! that wait as bare sockets, which keeps a hold of 10,000
-//! requests on their own connections within ~45 MiB. Clients open such connections in every
-//! hold: each held request keeps its connection busy, so a client's next request needs a new
-//! one.
+//! `ProxyConfig::held_in_hyper`) wait inside hyper, ready to go, and connections accepted
+//! past that wait as bare sockets, which keeps a hold of 10,000 requests on their own
+//! connections within ~45 MiB. Clients open such connections in every hold: each held request
+//! keeps its connection busy, so a client's next request needs a new one.
 //!
 //! The request's head is read with `MSG_PEEK` to learn what the gate counts (its declared body
 //! bytes); a client that goes away meanwhile frees its slot at once (the socket's read side
