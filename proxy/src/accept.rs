@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     forward::Forwarder,
-    hold::{Gate, Release},
+    hold::{Admission, Gate, Release},
 };
 
 /// Requests of a hold that wait inside hyper before new connections wait as bare sockets.
@@ -118,15 +118,14 @@ impl Client {
             ready = stream.readable() => ready.is_ok(),
             () = cancel.cancelled() => false,
         };
-        let ticket = match first {
-            true => head(&stream)
-                .await
-                .and_then(|bytes| gate.hold_connection(bytes)),
-            false => None,
+        let admitted = if first {
+            head(&stream).await.map(|bytes| gate.admit(bytes))
+        } else {
+            None
         };
-        let Some(ticket) = ticket else {
-            // Not held (the hold ended or is full, HTTP/2, a long head, a shutdown): the
-            // usual way, where `Gate::admit` decides.
+        let Some(Admission::Held(ticket)) = admitted else {
+            // Not held (HTTP/2, a long head, a shutdown; or the hold ended or is full, and
+            // hyper's request is admitted again): the usual way.
             return finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
         };
         let release = tokio::select! {

@@ -167,20 +167,6 @@ impl Gate {
         state.holding && state.held >= count
     }
 
-    /// Holds the request of a connection that has not reached hyper yet (see `accept.rs`),
-    /// like [`Gate::admit`] but only while the gate holds and has room: otherwise `None`,
-    /// and the request goes the usual way (forwarded, or refused by `admit`).
-    pub fn hold_connection(self: &Arc<Self>, bytes: u64) -> Option<Ticket> {
-        if !self.lock().holding {
-            return None;
-        }
-        match self.admit(bytes) {
-            Admission::Held(ticket) => Some(ticket),
-            // The hold ended meanwhile (the guard completes at once), or it is full.
-            Admission::Forward(..) | Admission::Refused(_) => None,
-        }
-    }
-
     /// Starts holding new requests (a no-op while holding already).
     pub fn hold(&self) {
         self.lock().holding = true;

@@ -21,7 +21,7 @@ use cutover_proto::v1::{
 };
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 fn pause(epoch: u64) -> PauseRequest {
     PauseRequest {
@@ -368,11 +368,9 @@ async fn a_client_leaves(held_in_hyper: u64) {
     let mut control = proxy.control().await;
     control.pause(pause(1)).await.unwrap();
 
-    let mut leaving = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
-    leaving
-        .write_all(b"GET /x HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
+    let leaving = proxy
+        .send_raw(b"GET /x HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await;
     proxy.wait_route("one held", |r| r["held"] == 1).await;
     assert_eq!(
         get(&proxy.url("/x")).await.0,
@@ -382,11 +380,9 @@ async fn a_client_leaves(held_in_hyper: u64) {
     drop(leaving);
     proxy.wait_route("the slot freed", |r| r["held"] == 0).await;
 
-    let mut staying = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
-    staying
-        .write_all(b"GET /x HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let mut staying = proxy
+        .send_raw(b"GET /x HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await;
     proxy.wait_route("held again", |r| r["held"] == 1).await;
     let released = control.resume(ResumeRequest { epoch: 1 }).await.unwrap();
     assert_eq!(
@@ -489,12 +485,11 @@ async fn requests_on_old_and_new_connections_are_held_alike() {
         async move { send(&pooled, Request::get(&url).body(Full::default()).unwrap()).await }
     });
     proxy.wait_route("one held", |r| r["held"] == 1).await;
-    let mut new = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
-    new.write_all(
-        b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
-    )
-    .await
-    .unwrap();
+    let mut new = proxy
+        .send_raw(
+            b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+        )
+        .await;
     proxy
         .wait_route("two held, 5 bytes", |r| {
             r["held"] == 2 && r["held_bytes"] == 5
@@ -526,10 +521,7 @@ async fn stop_inside_a_hold(held_in_hyper: u64) {
     let (blue, _green, _dir, proxy) = start(|cfg| cfg.held_in_hyper = held_in_hyper).await;
     let mut control = proxy.control().await;
     control.pause(pause(1)).await.unwrap();
-    let mut held = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
-    held.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut held = proxy.send_raw(b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n").await;
     proxy.wait_route("held", |r| r["held"] == 1).await;
     proxy.stop().await;
     let mut answer = String::new();

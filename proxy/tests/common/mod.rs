@@ -172,6 +172,14 @@ impl Running {
         format!("http://{}{path}", self.listen)
     }
 
+    /// A new connection that has sent `request` as it is; read the answer from it.
+    pub async fn send_raw(&self, request: &[u8]) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(self.listen).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        stream
+    }
+
     /// `GET /route` on the admin port, as JSON.
     pub async fn route(&self) -> serde_json::Value {
         let (status, body) = get(&format!("http://{}/route", self.admin)).await;
