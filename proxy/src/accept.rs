@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     forward::Forwarder,
     hold::{Admission, Gate, Release},
+    metrics as m,
 };
 
 /// Requests of a hold that wait inside hyper before new connections wait as bare sockets.
@@ -128,6 +129,7 @@ impl Client {
             // hyper's request is admitted again): the usual way.
             return finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
         };
+        metrics::counter!(m::HELD_SOCKETS).increment(1);
         let release = tokio::select! {
             release = ticket.wait() => release,
             // The client left: dropping the ticket frees its slot.

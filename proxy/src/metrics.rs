@@ -12,6 +12,8 @@ pub const REQUESTS: &str = "cutover_proxy_requests_total";
 pub const REQUEST_DURATION: &str = "cutover_proxy_request_duration_seconds";
 /// Requests held right now.
 pub const HELD_REQUESTS: &str = "cutover_proxy_held_requests";
+/// Held requests whose connection waited as a bare socket, not inside hyper (`accept.rs`).
+pub const HELD_SOCKETS: &str = "cutover_proxy_held_sockets_total";
 /// How long each released request was held.
 pub const HOLD_DURATION: &str = "cutover_proxy_hold_duration_seconds";
 /// Requests the proxy answered with an error itself, by `reason` (`hold_full`,
@@ -37,6 +39,11 @@ pub fn describe() {
         "Arrival to response headers, holds included."
     );
     metrics::describe_gauge!(HELD_REQUESTS, Unit::Count, "Requests held right now.");
+    metrics::describe_counter!(
+        HELD_SOCKETS,
+        Unit::Count,
+        "Held requests whose connection waited as a bare socket (past the first 1,000 of a hold)."
+    );
     metrics::describe_histogram!(
         HOLD_DURATION,
         Unit::Seconds,

@@ -472,6 +472,7 @@ async fn a_drain_as_long_as_the_hold_releases_the_held_requests_instead_of_refus
 /// (`accept.rs`). Both count, both keep their bodies, both go to the new colour.
 #[tokio::test]
 async fn requests_on_old_and_new_connections_are_held_alike() {
+    cutover_daemon::metrics::install().unwrap();
     let (blue, green, _dir, proxy) = start(|cfg| cfg.held_in_hyper = 0).await;
     let pooled = client();
     let url = proxy.url("/x");
@@ -506,6 +507,13 @@ async fn requests_on_old_and_new_connections_are_held_alike() {
     assert_eq!(blue.seen().len(), 1, "only the warm-up");
     let bodies: Vec<usize> = green.seen().iter().map(|s| s.body_len).collect();
     assert_eq!(bodies.iter().sum::<usize>(), 5, "{bodies:?}");
+    // The new connection did wait as a bare socket (other tests may count theirs too).
+    let (_, metrics) = get(&format!("http://{}/metrics", proxy.admin)).await;
+    let sockets = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cutover_proxy_held_sockets_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(sockets.is_some_and(|n| n >= 1.0), "{metrics}");
     proxy.stop().await;
 }
 
