@@ -561,6 +561,82 @@ fn pull_then_apply_copies_one_node_into_another_with_versions_kept() {
 }
 
 #[test]
+fn a_sink_applies_batches_at_once_acks_them_in_order_and_keeps_the_newest_version() {
+    let cluster = cluster();
+    let green = cluster.start_node("green", &[]).expect("green starts");
+    let batch = |batch_id: u64, version: u64| ApplyRequest {
+        batch_id,
+        documents: (0..50)
+            .map(|i| Document {
+                collection: "c".to_owned(),
+                id: i.to_string(),
+                version,
+                seq: 0,
+                body: bytes::Bytes::from(format!(r#"{{"v":{version}}}"#)),
+                tombstone: false,
+            })
+            .collect(),
+    };
+    // Every batch rewrites the same 50 keys one version up, so batches applied at once
+    // contend for every key; then a batch id that does not increase.
+    let mut batches: Vec<ApplyRequest> = (1..=40).map(|k| batch(k, k)).collect();
+    batches.push(batch(40, 41));
+    let (acked, refusal) = runtime().block_on(async {
+        let mut sink = SinkClient::connect(green.grpc_url())
+            .await
+            .expect("connect");
+        let mut acks = sink
+            .apply(tokio_stream::iter(batches))
+            .await
+            .expect("apply")
+            .into_inner();
+        let mut acked = Vec::new();
+        loop {
+            match acks.message().await {
+                Ok(Some(ack)) => acked.push(ack.batch_id),
+                Ok(None) => panic!("the stream ended without refusing batch id 40 again"),
+                Err(status) => break (acked, status),
+            }
+        }
+    });
+    assert_eq!(
+        acked,
+        (1..=40).collect::<Vec<u64>>(),
+        "every batch, in order"
+    );
+    assert_eq!(refusal.code(), Code::InvalidArgument);
+    assert!(
+        refusal.message().contains("batch_id 40 does not increase"),
+        "{}",
+        refusal.message()
+    );
+    for i in 0..50 {
+        let document = http::get(green.http, &format!("/v1/c/{i}")).expect("GET");
+        assert_eq!(document.text(), r#"{"v":40}"#, "document {i}");
+        assert_eq!(document.header("etag"), Some("\"40\""), "document {i}");
+    }
+    assert_eq!(
+        http::get(green.http, "/v1/c/50").expect("GET").status,
+        404,
+        "nothing else"
+    );
+    let metrics = http::get(green.http, "/metrics")
+        .expect("GET /metrics")
+        .text();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+    };
+    assert_eq!(
+        metric("cutover_node_applied_documents_total") + metric("cutover_node_apply_skipped_total"),
+        2000.0,
+        "each of the 40 batches' documents applied or skipped as stale"
+    );
+}
+
+#[test]
 fn grpc_health_reports_every_node_service_as_serving() {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,

@@ -4,13 +4,14 @@
 
 use std::{fmt, pin::Pin};
 
-use cutover_node::store::Store;
+use cutover_node::{api::sink::APPLY_PARALLEL, store::Store};
 use cutover_proto::v1::{
     ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse,
     LagRequest, PullRequest, PullResponse, sink_client::SinkClient, source_client::SourceClient,
 };
+use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Status, Streaming, metadata::MetadataValue, transport::Channel};
 
 /// Largest message a client accepts: a batch holding one document bigger than the batch byte
@@ -249,7 +250,8 @@ impl SinkPeer {
                 Self::Local { store, .. } => {
                     let store = store.clone();
                     let acks = ReceiverStream::new(rx)
-                        .then(move |batch| apply_local(store.clone(), batch));
+                        .map(move |batch| apply_local(store.clone(), batch))
+                        .buffered(APPLY_PARALLEL);
                     Ok(Box::pin(acks) as Acks)
                 }
             }
@@ -258,7 +260,8 @@ impl SinkPeer {
     }
 }
 
-/// Applies one batch to the local store, as the node's `Sink.Apply` would.
+/// Applies one batch to the local store, as the node's `Sink.Apply` would (up to
+/// [`APPLY_PARALLEL`] at once, acknowledged in order).
 async fn apply_local(store: Store, batch: ApplyRequest) -> Result<ApplyAck, Status> {
     let batch_id = batch.batch_id;
     let joined = tokio::task::spawn_blocking(move || {
