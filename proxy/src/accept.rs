@@ -140,12 +140,12 @@ impl Client {
         let Ok(stream) = stream.into_std().and_then(TcpStream::from_std) else {
             return;
         };
-        match release {
+        let expired = match release {
             Release::Forward(..) => {
                 // The request is admitted again when hyper has read it: forwarded to the
                 // colour active then (a new Pause meanwhile holds it again, inside hyper).
                 self.forwarder.held_for(arrived.elapsed());
-                finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
+                None
             }
             Release::Expired if cancel.is_cancelled() => {
                 // A shutdown: hyper's graceful close would drop the unread request, so answer
@@ -153,12 +153,11 @@ impl Client {
                 let serving = self.serve(stream, Some((arrived, Ending::Close)));
                 let _ = Box::pin(tokio::time::timeout(LAST_ANSWER, serving)).await;
                 drop(watcher);
+                return;
             }
-            Release::Expired => {
-                let serving = self.serve(stream, Some((arrived, Ending::KeepAlive)));
-                finish(Box::pin(watcher.watch(serving))).await;
-            }
-        }
+            Release::Expired => Some((arrived, Ending::KeepAlive)),
+        };
+        finish(Box::pin(watcher.watch(self.serve(stream, expired)))).await;
     }
 
     /// hyper serving `stream` (HTTP/1.1 or h2c); with `expired`, the first request is answered

@@ -28,6 +28,14 @@ fn send(
     http::request(addr, method, path, headers, body.as_bytes()).expect("request answered")
 }
 
+/// The value of the unlabelled metric `name` on the node's `/metrics`.
+fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let text = http::get(addr, "/metrics").expect("GET /metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
 fn error_code(response: &http::HttpResponse) -> String {
     response.json().expect("errors are JSON")["error"]
         .as_str()
@@ -527,12 +535,6 @@ fn pull_then_apply_copies_one_node_into_another_with_versions_kept() {
         complete.high_watermark
     });
     assert!(copied >= 52);
-    let metric = |addr, name: &str| -> f64 {
-        let text = http::get(addr, "/metrics").expect("GET /metrics").text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-    };
     assert_eq!(
         metric(blue.http, "cutover_node_pulled_documents_total"),
         50.0
@@ -620,17 +622,9 @@ fn a_sink_applies_batches_at_once_acks_them_in_order_and_keeps_the_newest_versio
         404,
         "nothing else"
     );
-    let metrics = http::get(green.http, "/metrics")
-        .expect("GET /metrics")
-        .text();
-    let metric = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
-    };
     assert_eq!(
-        metric("cutover_node_applied_documents_total") + metric("cutover_node_apply_skipped_total"),
+        metric(green.http, "cutover_node_applied_documents_total")
+            + metric(green.http, "cutover_node_apply_skipped_total"),
         2000.0,
         "each of the 40 batches' documents applied or skipped as stale"
     );

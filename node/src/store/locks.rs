@@ -42,9 +42,8 @@ impl KeyLocks {
 
     /// Takes every key of `keys`, waiting until none of them is taken by another writer.
     pub fn lock_all<'a, K: AsRef<[u8]>>(&'a self, keys: impl IntoIterator<Item = K>) -> Held<'a> {
-        let mut hashes: Vec<u64> = keys.into_iter().map(|k| xxh3_64(k.as_ref())).collect();
-        hashes.sort_unstable();
-        hashes.dedup();
+        // A key twice in `keys` is inserted, then removed, twice: harmless in a set.
+        let hashes: Vec<u64> = keys.into_iter().map(|k| xxh3_64(k.as_ref())).collect();
         let mut held = self.set();
         while hashes.iter().any(|h| held.contains(h)) {
             held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
