@@ -38,6 +38,15 @@ fn switch(epoch: u64, color: Color) -> SwitchRequest {
     }
 }
 
+/// Runs `test` with the first 1,000 requests of a hold inside hyper (the default, so these
+/// tests' holds stay there), then with every connection opened during a hold waiting as a
+/// bare socket (`held_in_hyper` 0, see `accept.rs`).
+async fn inside_hyper_and_as_bare_sockets<F: Future<Output = ()>>(test: impl Fn(u64) -> F) {
+    for held_in_hyper in [1_000, 0] {
+        test(held_in_hyper).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switch_under_load_fails_no_request_and_sends_none_to_blue_after_it() {
     let (blue, _green, _dir, proxy) = start(|_| {}).await;
@@ -162,9 +171,7 @@ async fn a_drain_that_times_out_fails_the_pause_and_forwards_again() {
 
 #[tokio::test]
 async fn the_hold_answers_503_exactly_past_its_count_and_byte_bounds() {
-    for held_in_hyper in [1_000, 0] {
-        hold_bounds(held_in_hyper).await;
-    }
+    inside_hyper_and_as_bare_sockets(hold_bounds).await;
 }
 
 async fn hold_bounds(held_in_hyper: u64) {
@@ -222,9 +229,7 @@ async fn hold_bounds(held_in_hyper: u64) {
 
 #[tokio::test]
 async fn a_hold_nobody_ends_answers_503_and_returns_to_forwarding() {
-    for held_in_hyper in [1_000, 0] {
-        expired_hold(held_in_hyper).await;
-    }
+    inside_hyper_and_as_bare_sockets(expired_hold).await;
 }
 
 async fn expired_hold(held_in_hyper: u64) {
@@ -353,9 +358,7 @@ async fn stale_epochs_and_calls_without_the_token_change_nothing() {
 
 #[tokio::test]
 async fn a_client_that_leaves_while_held_frees_its_slot() {
-    for held_in_hyper in [1_000, 0] {
-        a_client_leaves(held_in_hyper).await;
-    }
+    inside_hyper_and_as_bare_sockets(a_client_leaves).await;
 }
 
 /// With `held_in_hyper` 0, every connection opened during the hold waits as a bare socket.
@@ -467,62 +470,10 @@ async fn a_drain_as_long_as_the_hold_releases_the_held_requests_instead_of_refus
     proxy.stop().await;
 }
 
-/// A request held on a connection opened before the Pause waits inside hyper; one on a
-/// connection opened during the hold past `held_in_hyper` (here 0) waits as a bare socket
-/// (`accept.rs`). Both count, both keep their bodies, both go to the new colour.
-#[tokio::test]
-async fn requests_on_old_and_new_connections_are_held_alike() {
-    cutover_daemon::metrics::install().unwrap();
-    let (blue, green, _dir, proxy) = start(|cfg| cfg.held_in_hyper = 0).await;
-    let pooled = client();
-    let url = proxy.url("/x");
-    let warm = send(&pooled, Request::get(&url).body(Full::default()).unwrap()).await;
-    assert_eq!(warm, (StatusCode::OK, "blue".to_owned()));
-    let mut control = proxy.control().await;
-    control.pause(pause(1)).await.unwrap();
-
-    let old = tokio::spawn({
-        let (pooled, url) = (pooled.clone(), url.clone());
-        async move { send(&pooled, Request::get(&url).body(Full::default()).unwrap()).await }
-    });
-    proxy.wait_route("one held", |r| r["held"] == 1).await;
-    let mut new = proxy
-        .send_raw(
-            b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
-        )
-        .await;
-    proxy
-        .wait_route("two held, 5 bytes", |r| {
-            r["held"] == 2 && r["held_bytes"] == 5
-        })
-        .await;
-
-    let switched = control.switch(switch(1, Color::Green)).await.unwrap();
-    assert_eq!(switched.into_inner().released, 2);
-    assert_eq!(old.await.unwrap(), (StatusCode::OK, "green".to_owned()));
-    let mut answer = String::new();
-    new.read_to_string(&mut answer).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.ends_with("green"), "{answer}");
-    assert_eq!(blue.seen().len(), 1, "only the warm-up");
-    let bodies: Vec<usize> = green.seen().iter().map(|s| s.body_len).collect();
-    assert_eq!(bodies.iter().sum::<usize>(), 5, "{bodies:?}");
-    // The new connection did wait as a bare socket (other tests may count theirs too).
-    let (_, metrics) = get(&format!("http://{}/metrics", proxy.admin)).await;
-    let sockets = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("cutover_proxy_held_sockets_total "))
-        .and_then(|v| v.parse::<f64>().ok());
-    assert!(sockets.is_some_and(|n| n >= 1.0), "{metrics}");
-    proxy.stop().await;
-}
-
 /// A proxy stopped inside a hold answers what it holds 503, inside hyper or as bare sockets.
 #[tokio::test]
 async fn a_stop_inside_a_hold_answers_the_held_requests_503() {
-    for held_in_hyper in [1_000, 0] {
-        stop_inside_a_hold(held_in_hyper).await;
-    }
+    inside_hyper_and_as_bare_sockets(stop_inside_a_hold).await;
 }
 
 async fn stop_inside_a_hold(held_in_hyper: u64) {
