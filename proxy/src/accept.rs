@@ -1,13 +1,16 @@
-//! Client connections. A request held inside hyper costs ~19 KB over HTTP/1.1 (hyper gives
-//! each connection an 8 KiB read and an 8 KiB write buffer once it reads a request), and a
-//! connection that waits as a bare socket, its request left unread in the kernel's buffer,
-//! ~1.5 KB (`benches/RESULTS.md`). The bare socket costs more at the release, though: hyper
-//! still has to set up the connection and read the request, ~10 ms more for 400 of them on
-//! two cores. So the first [`HELD_IN_HYPER`] requests of a hold (the default of
-//! `ProxyConfig::held_in_hyper`) wait inside hyper, ready to go, and connections accepted
-//! past that wait as bare sockets, which keeps a hold of 10,000 requests on their own
-//! connections within ~45 MiB. Clients open such connections in every hold: each held request
-//! keeps its connection busy, so a client's next request needs a new one.
+//! Client connections: served by the HTTP/1.1 relay (`relay.rs`) when the backends speak
+//! HTTP/1.1, by hyper otherwise and for what the relay leaves to it.
+//!
+//! A request held inside hyper costs ~19 KB over HTTP/1.1 (hyper gives each connection an
+//! 8 KiB read and an 8 KiB write buffer once it reads a request), one held in the relay ~5 KB
+//! (its read buffer), and a connection that waits as a bare socket, its request left unread in
+//! the kernel's buffer, ~1.5 KB (`benches/RESULTS.md`). The bare socket costs more at the
+//! release, though: the request still has to be read, ~10 ms more for 400 of them on two
+//! cores. So the first [`HELD_IN_HYPER`] requests of a hold (the default of
+//! `ProxyConfig::held_in_hyper`) wait read, ready to go, and connections accepted past that
+//! wait as bare sockets, which keeps a hold of 10,000 requests on their own connections
+//! within ~36 MiB. Clients open such connections in every hold: each held request keeps its
+//! connection busy, so a client's next request needs a new one.
 //!
 //! The request's head is read with `MSG_PEEK` to learn what the gate counts (its declared body
 //! bytes); a client that goes away meanwhile frees its slot at once (the socket's read side
@@ -45,11 +48,14 @@ use crate::{
     forward::Forwarder,
     hold::{Admission, Gate, Release},
     metrics as m,
+    relay::{Ended, Prefixed, Relay},
+    upstream::UpstreamProtocol,
 };
 
-/// Requests of a hold that wait inside hyper before new connections wait as bare sockets.
+/// Requests of a hold that wait read (in the relay or in hyper) before new connections wait
+/// as bare sockets.
 pub(crate) const HELD_IN_HYPER: u64 = 1_000;
-/// Bytes peeked for a request's head: a head longer than this is held inside hyper instead.
+/// Bytes peeked for a request's head: a head longer than this is held read instead.
 const PEEK_BYTES: usize = 4096;
 /// Headers parsed in a peeked head.
 const MAX_HEADERS: usize = 100;
@@ -87,11 +93,12 @@ pub async fn serve_clients(
             forwarder: Arc::clone(&forwarder),
             builder: Arc::clone(&builder),
         };
+        let watcher = graceful.watcher();
         if gate.holding_at_least(in_hyper) {
-            let (gate, watcher) = (Arc::clone(&gate), graceful.watcher());
+            let gate = Arc::clone(&gate);
             tokio::spawn(client.held(stream, gate, watcher, stopping.clone()));
         } else {
-            tokio::spawn(finish(graceful.watch(client.serve(stream, None))));
+            tokio::spawn(client.run(stream, Vec::new(), watcher, stopping.clone()));
         }
     })
     .await;
@@ -126,8 +133,10 @@ impl Client {
         };
         let Some(Admission::Held(ticket)) = admitted else {
             // Not held (HTTP/2, a long head, a shutdown; or the hold ended or is full, and
-            // hyper's request is admitted again): the usual way.
-            return finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
+            // the request is admitted again): the usual way.
+            // Boxed: this task waits with thousands of others, and serving takes a larger
+            // future than waiting; it is allocated only once this connection is served.
+            return Box::pin(self.run(stream, Vec::new(), watcher, cancel)).await;
         };
         metrics::counter!(m::HELD_SOCKETS).increment(1);
         let release = tokio::select! {
@@ -142,14 +151,15 @@ impl Client {
         };
         let expired = match release {
             Release::Forward(..) => {
-                // The request is admitted again when hyper has read it: forwarded to the
-                // colour active then (a new Pause meanwhile holds it again, inside hyper).
+                // The request is admitted again once read: forwarded to the colour active
+                // then (a new Pause meanwhile holds it again).
                 self.forwarder.held_for(arrived.elapsed());
-                None
+                return Box::pin(self.run(stream, Vec::new(), watcher, cancel)).await;
             }
             Release::Expired if cancel.is_cancelled() => {
                 // A shutdown: hyper's graceful close would drop the unread request, so answer
                 // it (503), holding `watcher` so that the shutdown waits for that.
+                let stream = Prefixed::new(Vec::new(), stream);
                 let serving = self.serve(stream, Some((arrived, Ending::Close)));
                 let _ = Box::pin(tokio::time::timeout(LAST_ANSWER, serving)).await;
                 drop(watcher);
@@ -157,7 +167,33 @@ impl Client {
             }
             Release::Expired => Some((arrived, Ending::KeepAlive)),
         };
+        let stream = Prefixed::new(Vec::new(), stream);
         finish(Box::pin(watcher.watch(self.serve(stream, expired)))).await;
+    }
+
+    /// Serves a connection whose first `prefix` bytes were read already: the HTTP/1.1 relay
+    /// when the backends speak HTTP/1.1, and hyper for what the relay does not take.
+    async fn run(
+        self,
+        stream: TcpStream,
+        prefix: Vec<u8>,
+        watcher: Watcher,
+        cancel: CancellationToken,
+    ) {
+        let (stream, prefix) = if self.forwarder.upstreams().protocol() == UpstreamProtocol::Http1 {
+            let forwarder = Arc::clone(&self.forwarder);
+            match Relay::new(forwarder, cancel, self.peer, stream, prefix)
+                .run()
+                .await
+            {
+                Ended::Closed => return,
+                Ended::ToHyper { stream, prefix } => (stream, prefix),
+            }
+        } else {
+            (stream, prefix)
+        };
+        let stream = Prefixed::new(prefix, stream);
+        finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
     }
 
     /// hyper serving `stream` (HTTP/1.1 or h2c); with `expired`, the first request is answered
@@ -165,7 +201,7 @@ impl Client {
     /// goes on.
     fn serve(
         self,
-        stream: TcpStream,
+        stream: Prefixed,
         expired: Option<(Instant, Ending)>,
     ) -> impl GracefulConnection<Error = BoxError> + Send + 'static {
         let Self {
@@ -229,7 +265,7 @@ fn declared_bytes(head: &[u8]) -> Option<u64> {
 }
 
 /// Resolves once the client closed its side (or the socket failed), without reading.
-async fn read_closed(stream: &TcpStream) {
+pub(crate) async fn read_closed(stream: &TcpStream) {
     loop {
         match stream.ready(Interest::READABLE).await {
             Ok(ready) if !ready.is_read_closed() => {

@@ -91,6 +91,47 @@ impl ProxyError {
     /// The response a client gets: the status of its code, a JSON body, and `Retry-After: 1`
     /// when retrying soon is the right thing to do.
     pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body())));
+        *response.status_mut() = self.code().http_status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.retry_soon() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+
+    /// The same response as [`Self::to_response`], as HTTP/1.1 bytes appended to `out`; with
+    /// `Connection: close` when `close`.
+    pub(crate) fn write_http1(&self, close: bool, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let status = self.code().http_status();
+        let body = self.body();
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        );
+        if self.retry_soon() {
+            out.extend_from_slice(b"retry-after: 1\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body.as_bytes());
+    }
+
+    fn retry_soon(&self) -> bool {
+        matches!(self, Self::HoldFull { .. } | Self::HoldTimeout)
+    }
+
+    fn body(&self) -> String {
         let mut body = serde_json::json!({
             "error": self.code().as_str(),
             "detail": self.to_string(),
@@ -107,17 +148,7 @@ impl ProxyError {
         }
         let mut text = body.to_string();
         text.push('\n');
-        let mut response = Response::new(Full::new(Bytes::from(text)));
-        *response.status_mut() = self.code().http_status();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if matches!(self, Self::HoldFull { .. } | Self::HoldTimeout) {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        text
     }
 }
 

@@ -12,9 +12,10 @@ use std::{
 };
 
 use bytes::Bytes;
+use cutover_daemon::Classify;
 use cutover_proto::Color;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version,
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
     header::{self, HOST},
 };
 use http_body_util::{Either, Full};
@@ -184,18 +185,44 @@ impl Forwarder {
     }
 
     fn refuse(&self, error: ProxyError, arrived: Instant) -> Response<ProxyBody> {
+        self.refused(&error, arrived);
+        error.to_response().map(Either::Right)
+    }
+
+    /// Logs and counts an answer of the proxy's own to a request that arrived at `arrived`.
+    pub(crate) fn refused(&self, error: &ProxyError, arrived: Instant) {
         tracing::debug!(%error, "answered by the proxy");
         self.metrics.rejected(error.rejection());
-        let response = error.to_response().map(Either::Right);
-        let color = match &error {
+        let color = match error {
             ProxyError::Unreachable { color, .. } | ProxyError::Timeout { color, .. } => {
                 Some(*color)
             }
             _ => None,
         };
+        let status = error.code().http_status();
         self.metrics
-            .answered(color, response.status(), arrived.elapsed().as_secs_f64());
-        response
+            .answered(color, status, arrived.elapsed().as_secs_f64());
+    }
+
+    /// Counts a backend's response, its head sent `elapsed` after the request arrived.
+    pub(crate) fn answered(&self, color: Option<Color>, status: u16, elapsed: Duration) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        self.metrics.answered(color, status, elapsed.as_secs_f64());
+    }
+
+    /// The gate every request passes.
+    pub(crate) fn gate(&self) -> &Arc<Gate> {
+        &self.gate
+    }
+
+    /// The backends.
+    pub(crate) fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+
+    /// The longest wait for a backend's response head.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 }
 

@@ -5,7 +5,9 @@
 //! - [`route`]: the persisted route and its pure transitions;
 //! - [`hold`]: the gate every request passes (forward, hold, refuse) and the in-flight count;
 //! - [`control`]: Pause, Switch, Resume and expiry; [`grpc`]: `ProxyControl` over it;
-//! - [`forward`]: one request to a backend and back; [`upstream`]: backends and health;
+//! - `relay`: HTTP/1.1 requests to HTTP/1.1 backends, both connections driven by one task;
+//!   [`forward`]: every other request (HTTP/2 clients, h2c backends), through hyper;
+//!   [`upstream`]: backends, their connection pools and health;
 //! - [`server`]: the two listeners, and `accept`: client connections, which wait for the end
 //!   of a hold as bare sockets when they arrive during one; [`error`] and [`metrics`].
 
@@ -16,6 +18,7 @@ pub mod forward;
 pub mod grpc;
 pub mod hold;
 pub mod metrics;
+mod relay;
 pub mod route;
 pub mod server;
 pub mod upstream;

@@ -12,7 +12,8 @@ pub const REQUESTS: &str = "cutover_proxy_requests_total";
 pub const REQUEST_DURATION: &str = "cutover_proxy_request_duration_seconds";
 /// Requests held right now.
 pub const HELD_REQUESTS: &str = "cutover_proxy_held_requests";
-/// Held requests whose connection waited as a bare socket, not inside hyper (`accept.rs`).
+/// Held requests whose connection waited as a bare socket, its request not read yet
+/// (`accept.rs`).
 pub const HELD_SOCKETS: &str = "cutover_proxy_held_sockets_total";
 /// How long each released request was held.
 pub const HOLD_DURATION: &str = "cutover_proxy_hold_duration_seconds";

@@ -46,8 +46,8 @@ pub struct ProxyConfig {
     pub health_interval: Duration,
     /// HTTP/1.1 or h2c to the backends.
     pub upstream_protocol: UpstreamProtocol,
-    /// Requests of a hold that wait inside hyper, quick to release, before connections
-    /// accepted during the hold wait as bare sockets, small to keep (see `accept.rs`).
+    /// Requests of a hold that wait read (in the relay or hyper), quick to release, before
+    /// connections accepted during the hold wait as bare sockets, small to keep (`accept.rs`).
     pub held_in_hyper: u64,
 }
 

@@ -2,12 +2,13 @@
 //! connections, and an active health check of `/healthz`.
 
 use std::{
-    fmt,
+    fmt, io,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::Duration,
+    task::{Context, Waker},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
@@ -58,15 +60,26 @@ impl Classify for BackendError {
     }
 }
 
+/// Idle connections kept per backend for the HTTP/1.1 relay.
+const MAX_IDLE: usize = 1024;
+
 /// One backend.
 #[derive(Debug)]
 pub struct Backend {
+    color: Color,
     authority: Authority,
     url: String,
     healthy: AtomicBool,
+    /// The relay's idle keep-alive connections, the most recently used last.
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
 }
 
 impl Backend {
+    /// The colour it serves.
+    pub fn color(&self) -> Color {
+        self.color
+    }
+
     /// Its URL, as configured (for errors and logs).
     pub fn url(&self) -> &str {
         &self.url
@@ -75,6 +88,53 @@ impl Backend {
     /// Its `host:port`.
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// An idle pooled connection, unless `fresh`. One the backend has closed (or sent bytes
+    /// on unasked) or that idled past the pool's timeout is dropped on the way.
+    pub(crate) fn checkout(&self, fresh: bool) -> Option<TcpStream> {
+        if fresh {
+            return None;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((stream, since)) = idle.pop() {
+            // Readable while idle means a close (or garbage): the reactor saw it, no syscall.
+            let mut context = Context::from_waker(Waker::noop());
+            let closed = stream.poll_read_ready(&mut context).is_ready();
+            if !closed && since.elapsed() < IDLE_TIMEOUT {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange ended cleanly to the pool.
+    pub(crate) fn checkin(&self, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
+    /// A new connection, `TCP_NODELAY` set, within the connect timeout.
+    pub(crate) async fn connect(&self) -> io::Result<TcpStream> {
+        // An IPv6 host comes in brackets ("[::1]"), which a resolver does not take.
+        let host = self
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let address = (host, self.authority.port_u16().unwrap_or(80));
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {CONNECT_TIMEOUT:?}"),
+                )
+            })??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 
     /// Marks it down until the next health check passes (a connection to it failed).
@@ -109,6 +169,7 @@ pub enum UpstreamProtocol {
 pub struct Upstreams {
     sides: [Side; 2],
     client: Client<HttpConnector, Incoming>,
+    protocol: UpstreamProtocol,
 }
 
 #[derive(Debug)]
@@ -152,6 +213,7 @@ impl Upstreams {
         Ok(Self {
             sides: [side(Color::Blue, blue)?, side(Color::Green, green)?],
             client,
+            protocol,
         })
     }
 
@@ -172,6 +234,11 @@ impl Upstreams {
             .map(|i| &side.backends[(start + i) % count])
             .find(|backend| backend.healthy.load(Ordering::Relaxed))
             .unwrap_or(&side.backends[start % count])
+    }
+
+    /// How the proxy talks to the backends.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
     }
 
     /// The pooled client.
@@ -257,9 +324,11 @@ fn parse_backend(color: Color, url: &str) -> Result<Backend, BackendError> {
         return Err(bad("a path or query is not supported"));
     }
     Ok(Backend {
+        color,
         url: format!("http://{authority}"),
         authority,
         healthy: AtomicBool::new(true),
+        idle: Mutex::new(Vec::new()),
     })
 }
 
