@@ -265,7 +265,7 @@ fn declared_bytes(head: &[u8]) -> Option<u64> {
 }
 
 /// Resolves once the client closed its side (or the socket failed), without reading.
-pub(crate) async fn read_closed(stream: &TcpStream) {
+async fn read_closed(stream: &TcpStream) {
     loop {
         match stream.ready(Interest::READABLE).await {
             Ok(ready) if !ready.is_read_closed() => {

@@ -105,8 +105,8 @@ impl ProxyError {
     }
 
     /// The same response as [`Self::to_response`], as HTTP/1.1 bytes appended to `out`; with
-    /// `Connection: close` when `close`.
-    pub(crate) fn write_http1(&self, close: bool, out: &mut Vec<u8>) {
+    /// `Connection: close` when `close`, and without its body (its length kept) for a HEAD.
+    pub(crate) fn write_http1(&self, close: bool, head_only: bool, out: &mut Vec<u8>) {
         use std::io::Write as _;
         let status = self.code().http_status();
         let body = self.body();
@@ -124,7 +124,9 @@ impl ProxyError {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body.as_bytes());
+        if !head_only {
+            out.extend_from_slice(body.as_bytes());
+        }
     }
 
     fn retry_soon(&self) -> bool {

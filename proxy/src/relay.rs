@@ -4,10 +4,13 @@
 //! until close). hyper's server and client cost ~15 µs of CPU a request here, nginx ~6 µs; the
 //! relay ~5 µs (`benches/RESULTS.md`).
 //!
-//! It takes the common request: HTTP/1.1, a path, no request `Transfer-Encoding`, `Expect` or
-//! `Upgrade`. Anything else (HTTP/2's preface, HTTP/1.0, CONNECT, a head it cannot parse or
-//! longer than [`MAX_HEAD`]) goes to hyper with the bytes read so far, and that connection
-//! stays with hyper: both paths admit through the same gate, so a hold treats them alike.
+//! It takes the common request: HTTP/1.1, a path, a body of at most [`MAX_BODY`] declared by
+//! `Content-Length` (read whole before it is sent, so a request can go again on a fresh
+//! connection when a pooled one turns out closed), no `Transfer-Encoding`, `Expect` or
+//! `Upgrade`. Anything else (HTTP/2's preface, HTTP/1.0, CONNECT, a bigger or chunked body, a
+//! head it cannot parse or longer than [`MAX_HEAD`]) goes to hyper with the bytes read so far,
+//! and that connection stays with hyper, which streams bodies both ways at once: both paths
+//! admit through the same gate, so a hold treats them alike.
 
 use std::{
     io,
@@ -34,6 +37,8 @@ use crate::{
 /// The longest request or response head the relay reads before it gives the request to hyper
 /// (a request) or answers 502 (a response).
 pub(crate) const MAX_HEAD: usize = 64 << 10;
+/// The largest request body the relay takes; it reads it whole before sending the request.
+pub(crate) const MAX_BODY: u64 = 64 << 10;
 /// Headers parsed in a head; more and the request goes to hyper.
 const MAX_HEADERS: usize = 100;
 /// A client connection's first read buffer; it grows for longer heads.
@@ -83,6 +88,7 @@ pub(crate) struct Relay {
 }
 
 /// A request head the relay takes, parsed.
+#[derive(Debug)]
 struct RequestHead {
     /// Its length in `input`.
     length: usize,
@@ -94,6 +100,14 @@ struct RequestHead {
     idempotent: bool,
     /// The client asked to close after this exchange.
     close: bool,
+}
+
+impl RequestHead {
+    /// The bytes of the head and its body.
+    fn whole(&self) -> usize {
+        // At most MAX_HEAD + MAX_BODY: parse_request refuses larger bodies.
+        self.length + usize::try_from(self.body).unwrap_or(usize::MAX)
+    }
 }
 
 /// What reading the next request gave.
@@ -176,7 +190,11 @@ impl Relay {
         loop {
             if !self.input.is_empty() {
                 match parse_request(&self.input) {
-                    Parsed::Complete(head) => return Next::Request(head),
+                    Parsed::Complete(head) if head.whole() <= self.input.len() => {
+                        return Next::Request(head);
+                    }
+                    // Its body is still coming.
+                    Parsed::Complete(_) => {}
                     Parsed::Other => return Next::ToHyper,
                     Parsed::Partial if self.input.len() >= MAX_HEAD => return Next::ToHyper,
                     Parsed::Partial => {}
@@ -187,7 +205,8 @@ impl Relay {
             }
             let read = tokio::select! {
                 read = self.client.read_buf(&mut self.input) => read,
-                () = self.cancel.cancelled(), if self.input.is_empty() => return Next::Closed,
+                // Stopping: an idle connection, or one inside a head or body, closes.
+                () = self.cancel.cancelled() => return Next::Closed,
             };
             match read {
                 Ok(0) | Err(_) => return Next::Closed,
@@ -217,8 +236,16 @@ impl Relay {
                 let release = loop {
                     tokio::select! {
                         release = &mut waiting => break release,
-                        // The client left: dropping the ticket frees its place.
-                        () = crate::accept::read_closed(&self.client) => return Ok(false),
+                        // Whatever the client sends meanwhile (pipelined requests) is kept; a
+                        // read of 0 is the client leaving: dropping the ticket frees its place.
+                        read = self.client.read_buf(&mut self.input),
+                            if self.input.len() < MAX_HEAD =>
+                        {
+                            if matches!(read, Ok(0) | Err(_)) {
+                                return Ok(false);
+                            }
+                            self.input.reserve(CLIENT_BUFFER);
+                        }
                         connection = &mut warming, if warmed.is_none() => {
                             warmed = Some(connection);
                         }
@@ -289,6 +316,7 @@ impl Relay {
             })
         };
         // A connection opened during a hold may have idled as long as the hold: as if pooled.
+        let warmed = warmed.filter(|stream| backend.usable(stream, None));
         let (mut upstream, reused) = match warmed.or_else(|| backend.checkout(fresh)) {
             Some(stream) => (stream, true),
             None => match backend.connect().await {
@@ -300,14 +328,15 @@ impl Relay {
             },
         };
         self.response.clear();
-        rewrite_request(&self.input[..head.length], self.peer, &mut self.out);
-        // The body: what came with the head now, the rest copied from the client as it comes.
-        let buffered = usize::try_from(head.body)
-            .unwrap_or(usize::MAX)
-            .min(self.input.len() - head.length);
-        let body_end = head.length + buffered;
-        // Only a request whose body came whole with its head can be sent again.
-        let replayable = buffered as u64 == head.body;
+        let authority = backend.authority().as_str();
+        rewrite_request(
+            &self.input[..head.length],
+            self.peer,
+            authority,
+            &mut self.out,
+        );
+        // The body came whole with the head (next_request).
+        let body_end = head.whole();
         self.out
             .extend_from_slice(&self.input[head.length..body_end]);
         let timeout = self.forwarder.timeout();
@@ -316,28 +345,6 @@ impl Relay {
                 .write_all(&self.out)
                 .await
                 .map_err(ResponseError::Io)?;
-            let mut left = head.body - buffered as u64;
-            while left > 0 {
-                self.response.clear();
-                self.response.reserve(RESPONSE_BUFFER);
-                let want = usize::try_from(left)
-                    .unwrap_or(usize::MAX)
-                    .min(RESPONSE_BUFFER);
-                let read = (&mut self.client)
-                    .take(want as u64)
-                    .read_buf(&mut self.response)
-                    .await
-                    .map_err(|_| ResponseError::Client)?;
-                if read == 0 {
-                    return Err(ResponseError::Client);
-                }
-                upstream
-                    .write_all(&self.response)
-                    .await
-                    .map_err(ResponseError::Io)?;
-                left -= read as u64;
-            }
-            self.response.clear();
             read_response_head(&mut upstream, &mut self.response, &mut self.client).await
         };
         let (status, head_length) = match tokio::time::timeout(timeout, sent).await {
@@ -349,7 +356,7 @@ impl Relay {
                 }));
             }
             Ok(Err(ResponseError::Io(error)))
-                if reused && replayable && self.response.is_empty() && is_stale(&error) =>
+                if reused && self.response.is_empty() && is_stale(&error) =>
             {
                 return Err(Failure::Stale);
             }
@@ -358,10 +365,10 @@ impl Relay {
             Ok(Err(ResponseError::Invalid(what))) => return Err(unreachable(what.to_owned())),
             Ok(Ok(parsed)) => parsed,
         };
-        // The request is sent: drop it (and any body bytes that came with it) from `input`.
-        self.input.drain(..body_end);
         let response = parse_response_head(&self.response[..head_length], head.head_only)
             .map_err(|what| unreachable(what.to_owned()))?;
+        // The request is answered: drop it and its body from `input`.
+        self.input.drain(..body_end);
         let mut framing = response.framing;
         let close_client =
             head.close || framing == Framing::UntilClose || self.cancel.is_cancelled();
@@ -406,20 +413,19 @@ impl Relay {
         Ok(!close_client)
     }
 
-    /// Answers the request at the head of `input` with the proxy's own error. The connection
-    /// goes on only when the request had no body (an unread body would be read as the next
-    /// request).
+    /// Answers the request at the head of `input` (its body read whole) with the proxy's own
+    /// error; the connection goes on.
     async fn refuse(
         &mut self,
         error: ProxyError,
         head: &RequestHead,
         arrived: Instant,
     ) -> io::Result<bool> {
-        let keep = head.body == 0 && !head.close && !self.cancel.is_cancelled();
+        let keep = !head.close && !self.cancel.is_cancelled();
         self.forwarder.refused(&error, arrived);
         self.out.clear();
-        error.write_http1(!keep, &mut self.out);
-        self.input.drain(..head.length);
+        error.write_http1(!keep, head.head_only, &mut self.out);
+        self.input.drain(..head.whole().min(self.input.len()));
         self.client.write_all(&self.out).await?;
         Ok(keep)
     }
@@ -473,6 +479,8 @@ async fn read_response_head(
     buffer: &mut Vec<u8>,
     client: &mut TcpStream,
 ) -> Result<(u16, usize), ResponseError> {
+    // Once a 1xx reached the client, the request cannot go again.
+    let mut informational = false;
     loop {
         if !buffer.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -492,6 +500,7 @@ async fn read_response_head(
                             .await
                             .map_err(|_| ResponseError::Client)?;
                         buffer.drain(..length);
+                        informational = true;
                         continue;
                     }
                     return Ok((status, length));
@@ -509,6 +518,11 @@ async fn read_response_head(
         }
         buffer.reserve(RESPONSE_BUFFER);
         if upstream.read_buf(buffer).await? == 0 {
+            if informational {
+                return Err(ResponseError::Invalid(
+                    "the connection closed after an informational response",
+                ));
+            }
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the backend closed the connection before a response",
@@ -523,6 +537,19 @@ enum Parsed {
     Partial,
     /// Not for the relay: hyper serves it.
     Other,
+}
+
+/// Headers a `Connection` header can not make hop-by-hop: dropping them would change where a
+/// message ends (or where it goes).
+const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// A `Content-Length` value: digits only (`+5` or `5 5` are not lengths).
+fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 fn is(name: &str, wanted: &str) -> bool {
@@ -559,17 +586,18 @@ fn parse_request(input: &[u8]) -> Parsed {
             return Parsed::Other;
         }
         if is(name, "content-length") {
-            let Some(length) = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            else {
+            let Some(length) = content_length(header.value) else {
                 return Parsed::Other;
             };
-            if body.is_some_and(|b| b != length) {
+            if body.is_some_and(|b| b != length) || length > MAX_BODY {
                 return Parsed::Other;
             }
             body = Some(length);
         } else if is(name, "connection") {
+            if FRAMING.iter().any(|name| lists(header.value, name)) {
+                // A Connection header may not take the framing away: hyper refuses it.
+                return Parsed::Other;
+            }
             close |= lists(header.value, "close");
         }
     }
@@ -588,15 +616,17 @@ fn parse_request(input: &[u8]) -> Parsed {
 /// Whether `name` is hop-by-hop: in [`HOP_BY_HOP`] or named by a `Connection` header.
 fn hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
     HOP_BY_HOP.iter().any(|h| is(name, h))
-        || headers
-            .iter()
-            .filter(|h| is(h.name, "connection"))
-            .any(|h| lists(h.value, name))
+        || (!FRAMING.iter().any(|f| is(name, f))
+            && headers
+                .iter()
+                .filter(|h| is(h.name, "connection"))
+                .any(|h| lists(h.value, name)))
 }
 
 /// The request head to send upstream: the client's, without hop-by-hop headers, with its
-/// `X-Forwarded-For` lines joined into one that ends with the client, and `Via` added.
-fn rewrite_request(head: &[u8], peer: SocketAddr, out: &mut Vec<u8>) {
+/// `X-Forwarded-For` lines joined into one that ends with the client, `Via` added, and
+/// `Host: authority` when it had none (as hyper's client adds it).
+fn rewrite_request(head: &[u8], peer: SocketAddr, authority: &str, out: &mut Vec<u8>) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     // parse_request took this head, so it parses the same again.
@@ -607,6 +637,9 @@ fn rewrite_request(head: &[u8], peer: SocketAddr, out: &mut Vec<u8>) {
     out.extend_from_slice(request.path.unwrap_or("/").as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let connection_names = request.headers.iter().any(|h| is(h.name, "connection"));
+    if !request.headers.iter().any(|h| is(h.name, "host")) {
+        push_header(out, b"host", authority.as_bytes());
+    }
     let mut forwarded: Vec<&[u8]> = Vec::new();
     for header in request.headers.iter() {
         if is(header.name, "x-forwarded-for") {
@@ -661,10 +694,8 @@ fn parse_response_head(head: &[u8], head_only: bool) -> Result<ResponseHead, &'s
     let mut close = response.version == Some(0);
     for header in response.headers.iter() {
         if is(header.name, "content-length") {
-            let value = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("a Content-Length that is not a number")?;
+            let value =
+                content_length(header.value).ok_or("a Content-Length that is not a number")?;
             if length.is_some_and(|l| l != value) {
                 return Err("two different Content-Length headers");
             }
@@ -712,12 +743,17 @@ fn rewrite_response(head: &[u8], close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let connection_names = response.headers.iter().any(|h| is(h.name, "connection"));
+    // With both, the transfer coding frames the body and the length must go (RFC 9112, 6.3).
+    let chunked = response
+        .headers
+        .iter()
+        .any(|h| is(h.name, "transfer-encoding"));
     for header in response.headers.iter() {
         let drop = if connection_names {
             hop_by_hop(header.name, response.headers)
         } else {
             HOP_BY_HOP.iter().any(|h| is(header.name, h))
-        };
+        } || (chunked && is(header.name, "content-length"));
         if !drop {
             push_header(out, header.name.as_bytes(), header.value);
         }
@@ -937,6 +973,10 @@ mod tests {
             b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: lots\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 65537\r\n\r\n",
+            b"POST / HTTP/1.1\r\nConnection: content-length\r\nContent-Length: 4\r\n\r\n",
             b"\x00\x01 nonsense\r\n\r\n",
         ] {
             assert!(
@@ -956,12 +996,21 @@ mod tests {
               Keep-Alive: timeout=5\r\nX-Private: 1\r\nX-Forwarded-For: 192.0.2.1\r\n\
               If-Match: \"3\"\r\nx-forwarded-for: 192.0.2.2\r\nTE: trailers\r\n\r\n",
             peer,
+            "backend:1",
             &mut out,
         );
         assert_eq!(
             String::from_utf8(out).expect("ascii"),
             "PUT /v1/x?y=1 HTTP/1.1\r\nHost: a\r\nIf-Match: \"3\"\r\n\
              x-forwarded-for: 192.0.2.1, 192.0.2.2, 10.1.2.3\r\nvia: 1.1 cutover\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        rewrite_request(b"GET / HTTP/1.1\r\n\r\n", peer, "backend:1", &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "GET / HTTP/1.1\r\nhost: backend:1\r\nx-forwarded-for: 10.1.2.3\r\n\
+             via: 1.1 cutover\r\n\r\n",
+            "a Host is added when the client sent none"
         );
     }
 
@@ -1025,6 +1074,22 @@ mod tests {
             Err("two different Content-Length headers")
         );
         assert!(framing(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false).is_err());
+    }
+
+    #[test]
+    fn a_response_keeps_the_headers_that_frame_it_whatever_connection_names() {
+        let mut out = Vec::new();
+        rewrite_response(
+            b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\n\
+              Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            false,
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).expect("ascii"),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nvia: 1.1 cutover\r\n\r\n",
+            "chunked kept; the length dropped because chunked frames the body"
+        );
     }
 
     #[test]
@@ -1096,7 +1161,7 @@ mod tests {
     #[test]
     fn proxy_errors_encode_as_http1() {
         let mut out = Vec::new();
-        ProxyError::HoldTimeout.write_http1(true, &mut out);
+        ProxyError::HoldTimeout.write_http1(true, false, &mut out);
         let text = String::from_utf8(out).expect("utf-8");
         let (head, body) = text.split_once("\r\n\r\n").expect("a head");
         assert!(
@@ -1109,5 +1174,14 @@ mod tests {
             "{head}"
         );
         assert!(body.contains("\"error\""), "{body}");
+
+        let mut out = Vec::new();
+        ProxyError::HoldTimeout.write_http1(false, true, &mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.ends_with("\r\n\r\n"), "no body to a HEAD: {text}");
+        assert!(
+            text.contains(&format!("content-length: {}", body.len())),
+            "{text}"
+        );
     }
 }

@@ -98,14 +98,21 @@ impl Backend {
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some((stream, since)) = idle.pop() {
-            // Readable while idle means a close (or garbage): the reactor saw it, no syscall.
-            let mut context = Context::from_waker(Waker::noop());
-            let closed = stream.poll_read_ready(&mut context).is_ready();
-            if !closed && since.elapsed() < IDLE_TIMEOUT {
+            if self.usable(&stream, Some(since)) {
                 return Some(stream);
             }
         }
         None
+    }
+
+    /// Whether an idle connection (idle since `since`, if known) can take a request: not past
+    /// the pool's idle timeout, and not readable. Readable while idle means the backend closed
+    /// it (or sent bytes nobody asked for); the reactor saw that already, so this costs no
+    /// syscall.
+    pub(crate) fn usable(&self, stream: &TcpStream, since: Option<Instant>) -> bool {
+        let mut context = Context::from_waker(Waker::noop());
+        stream.poll_read_ready(&mut context).is_pending()
+            && since.is_none_or(|since| since.elapsed() < IDLE_TIMEOUT)
     }
 
     /// Returns a connection whose exchange ended cleanly to the pool.

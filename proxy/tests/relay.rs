@@ -321,6 +321,12 @@ async fn held_requests_open_their_connections_to_green_before_the_switch() {
         assert!(Instant::now() < deadline, "no connections to green opened");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // A request pipelined behind a held one, sent during the hold, is kept and answered.
+    held[0]
+        .write_all(b"GET /pipelined HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
     control
         .switch(SwitchRequest {
             epoch: 1,
@@ -328,12 +334,14 @@ async fn held_requests_open_their_connections_to_green_before_the_switch() {
         })
         .await
         .unwrap();
-    for (i, client) in held.iter_mut().enumerate() {
-        let mut buffer = Vec::new();
+    let mut buffers: Vec<Vec<u8>> = held.iter().map(|_| Vec::new()).collect();
+    for (i, (client, buffer)) in held.iter_mut().zip(&mut buffers).enumerate() {
         let path = format!("/held-{i}");
-        let answer = response(client, &mut buffer, path.as_bytes()).await;
+        let answer = response(client, buffer, path.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     }
+    let pipelined = response(&mut held[0], &mut buffers[0], b"/pipelined").await;
+    assert!(pipelined.starts_with("HTTP/1.1 200 OK\r\n"), "{pipelined}");
     assert_eq!(
         green.accepted.load(Ordering::SeqCst) - before,
         5,
