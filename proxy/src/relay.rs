@@ -24,6 +24,7 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::TcpStream,
+    time::Sleep,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +86,8 @@ pub(crate) struct Relay {
     out: Vec<u8>,
     /// A response, a piece at a time.
     response: Vec<u8>,
+    /// The deadline of the response head being awaited.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// A request head the relay takes, parsed.
@@ -158,6 +161,7 @@ impl Relay {
             input,
             out: Vec::new(),
             response: Vec::new(),
+            timer: None,
         }
     }
 
@@ -340,15 +344,30 @@ impl Relay {
         self.out
             .extend_from_slice(&self.input[head.length..body_end]);
         let timeout = self.forwarder.timeout();
+        let (out, response, client) = (&self.out, &mut self.response, &mut self.client);
         let sent = async {
-            upstream
-                .write_all(&self.out)
-                .await
-                .map_err(ResponseError::Io)?;
-            read_response_head(&mut upstream, &mut self.response, &mut self.client).await
+            upstream.write_all(out).await.map_err(ResponseError::Io)?;
+            read_response_head(&mut upstream, response, client).await
         };
-        let (status, head_length) = match tokio::time::timeout(timeout, sent).await {
-            Err(_) => {
+        // One timer a connection, moved later for each request: tokio then only stores the
+        // new deadline, where a timer a request would take the timer wheel's lock twice.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        let answered = tokio::select! {
+            biased;
+            answered = sent => Ok(answered),
+            () = timer => Err(()),
+        };
+        let (status, head_length) = match answered {
+            Err(()) => {
                 return Err(Failure::Answer(ProxyError::Timeout {
                     color,
                     upstream: backend.url().to_owned(),
