@@ -321,10 +321,10 @@ impl Relay {
         };
         // A connection opened during a hold may have idled as long as the hold: as if pooled.
         let warmed = warmed.filter(|stream| backend.usable(stream, None));
-        let (mut upstream, reused) = match warmed.or_else(|| backend.checkout(fresh)) {
+        let (mut upstream, reused) = match warmed {
             Some(stream) => (stream, true),
-            None => match backend.connect().await {
-                Ok(stream) => (stream, false),
+            None => match backend.connection(fresh).await {
+                Ok(connection) => connection,
                 Err(error) => {
                     backend.mark_down();
                     return Err(unreachable(error.to_string()));

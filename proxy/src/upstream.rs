@@ -21,7 +21,7 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use tokio::net::TcpStream;
+use tokio::{net::TcpStream, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics as m;
@@ -62,6 +62,10 @@ impl Classify for BackendError {
 
 /// Idle connections kept per backend for the HTTP/1.1 relay.
 const MAX_IDLE: usize = 1024;
+/// Connections the relay opens to one backend at once. A released hold of thousands of
+/// requests would otherwise connect all at once, past a backend's accept backlog (128 by
+/// default), and wait out SYN retransmits (1 s, 3 s) or fail at the connect timeout.
+const MAX_CONNECTING: usize = 64;
 
 /// One backend.
 #[derive(Debug)]
@@ -72,6 +76,8 @@ pub struct Backend {
     healthy: AtomicBool,
     /// The relay's idle keep-alive connections, the most recently used last.
     idle: Mutex<Vec<(TcpStream, Instant)>>,
+    /// Permits to open a connection ([`MAX_CONNECTING`]).
+    connecting: Semaphore,
 }
 
 impl Backend {
@@ -92,7 +98,7 @@ impl Backend {
 
     /// An idle pooled connection, unless `fresh`. One the backend has closed (or sent bytes
     /// on unasked) or that idled past the pool's timeout is dropped on the way.
-    pub(crate) fn checkout(&self, fresh: bool) -> Option<TcpStream> {
+    fn checkout(&self, fresh: bool) -> Option<TcpStream> {
         if fresh {
             return None;
         }
@@ -123,8 +129,27 @@ impl Backend {
         }
     }
 
-    /// A new connection, `TCP_NODELAY` set, within the connect timeout.
+    /// A pooled connection (unless `fresh`), else a new one: `true` with a pooled one. A
+    /// request that waits for its turn to connect takes a connection returned meanwhile.
+    pub(crate) async fn connection(&self, fresh: bool) -> io::Result<(TcpStream, bool)> {
+        if let Some(stream) = self.checkout(fresh) {
+            return Ok((stream, true));
+        }
+        let _turn = self.connecting.acquire().await.map_err(io::Error::other)?;
+        if let Some(stream) = self.checkout(fresh) {
+            return Ok((stream, true));
+        }
+        Ok((self.open().await?, false))
+    }
+
+    /// A new connection, opened in its turn ([`MAX_CONNECTING`]).
     pub(crate) async fn connect(&self) -> io::Result<TcpStream> {
+        let _turn = self.connecting.acquire().await.map_err(io::Error::other)?;
+        self.open().await
+    }
+
+    /// A new connection, `TCP_NODELAY` set, within the connect timeout.
+    async fn open(&self) -> io::Result<TcpStream> {
         // An IPv6 host comes in brackets ("[::1]"), which a resolver does not take.
         let host = self
             .authority
@@ -336,6 +361,7 @@ fn parse_backend(color: Color, url: &str) -> Result<Backend, BackendError> {
         authority,
         healthy: AtomicBool::new(true),
         idle: Mutex::new(Vec::new()),
+        connecting: Semaphore::new(MAX_CONNECTING),
     })
 }
 
