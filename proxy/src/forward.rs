@@ -258,8 +258,9 @@ impl Body for Tracked {
     }
 }
 
-/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1).
-const HOP_BY_HOP: [&str; 7] = [
+/// Headers that describe one connection, not the message (RFC 9110, section 7.6.1); the relay
+/// drops them too, keeping `Transfer-Encoding`, which frames what it passes on as it is.
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
     "proxy-connection",

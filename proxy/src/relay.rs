@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::ProxyError,
-    forward::Forwarder,
+    forward::{Forwarder, HOP_BY_HOP},
     hold::{Admission, Release},
     upstream::Backend,
 };
@@ -46,18 +46,6 @@ const MAX_HEADERS: usize = 100;
 const CLIENT_BUFFER: usize = 4 << 10;
 /// The buffer a response is read into, a piece at a time.
 const RESPONSE_BUFFER: usize = 16 << 10;
-
-/// Request headers that describe one connection (RFC 9110, section 7.6.1), dropped with those
-/// the `Connection` header names. A request's `Transfer-Encoding` never reaches here.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// How a relayed connection ended.
 pub(crate) enum Ended {
