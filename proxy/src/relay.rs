@@ -125,8 +125,8 @@ enum Framing {
 enum Failure {
     /// Before the response head reached the client: the client gets a 502 or 504.
     Answer(ProxyError),
-    /// A pooled connection the backend had closed, before any byte of a response: the request
-    /// may go again on a fresh one.
+    /// A pooled connection the backend had closed, before any byte of a response, under an
+    /// idempotent request not sent on a fresh connection yet: it goes again on one.
     Stale,
     /// After the head reached the client, or the client went away: close.
     Abort,
@@ -270,16 +270,7 @@ impl Relay {
             };
             match self.forward(head, &backend, stream, fresh, arrived).await {
                 Ok(reusable) => return Ok(reusable),
-                Err(Failure::Stale) if head.idempotent && !fresh => fresh = true,
-                Err(Failure::Stale) => {
-                    let error = ProxyError::Unreachable {
-                        color,
-                        upstream: backend.url().to_owned(),
-                        detail: "the connection closed before a response".to_owned(),
-                    };
-                    drop(in_flight);
-                    return self.refuse(error, head, arrived).await;
-                }
+                Err(Failure::Stale) => fresh = true,
                 Err(Failure::Answer(error)) => {
                     drop(in_flight);
                     return self.refuse(error, head, arrived).await;
@@ -365,7 +356,12 @@ impl Relay {
             Ok(Err(ResponseError::Io(error)))
                 if reused && self.response.is_empty() && is_stale(&error) =>
             {
-                return Err(Failure::Stale);
+                if head.idempotent && !fresh {
+                    return Err(Failure::Stale);
+                }
+                return Err(unreachable(
+                    "the connection closed before a response".to_owned(),
+                ));
             }
             Ok(Err(ResponseError::Client)) => return Err(Failure::Abort),
             Ok(Err(ResponseError::Io(error))) => return Err(unreachable(error.to_string())),
@@ -620,10 +616,12 @@ fn parse_request(input: &[u8]) -> Parsed {
     })
 }
 
-/// Whether `name` is hop-by-hop: in [`HOP_BY_HOP`] or named by a `Connection` header.
-fn hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
+/// Whether `name` is hop-by-hop: in [`HOP_BY_HOP`] or, when the head has a `Connection`
+/// header (`named`, looked up once a head), named by it.
+fn hop_by_hop(name: &str, headers: &[httparse::Header<'_>], named: bool) -> bool {
     HOP_BY_HOP.iter().any(|h| is(name, h))
-        || (!FRAMING.iter().any(|f| is(name, f))
+        || (named
+            && !FRAMING.iter().any(|f| is(name, f))
             && headers
                 .iter()
                 .filter(|h| is(h.name, "connection"))
@@ -653,12 +651,7 @@ fn rewrite_request(head: &[u8], peer: SocketAddr, authority: &str, out: &mut Vec
             forwarded.push(header.value);
             continue;
         }
-        let drop = if connection_names {
-            hop_by_hop(header.name, request.headers)
-        } else {
-            HOP_BY_HOP.iter().any(|h| is(header.name, h))
-        };
-        if !drop {
+        if !hop_by_hop(header.name, request.headers, connection_names) {
             push_header(out, header.name.as_bytes(), header.value);
         }
     }
@@ -756,11 +749,8 @@ fn rewrite_response(head: &[u8], close: bool, out: &mut Vec<u8>) {
         .iter()
         .any(|h| is(h.name, "transfer-encoding"));
     for header in response.headers.iter() {
-        let drop = if connection_names {
-            hop_by_hop(header.name, response.headers)
-        } else {
-            HOP_BY_HOP.iter().any(|h| is(header.name, h))
-        } || (chunked && is(header.name, "content-length"));
+        let drop = hop_by_hop(header.name, response.headers, connection_names)
+            || (chunked && is(header.name, "content-length"));
         if !drop {
             push_header(out, header.name.as_bytes(), header.value);
         }

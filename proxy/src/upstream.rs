@@ -96,12 +96,9 @@ impl Backend {
         &self.authority
     }
 
-    /// An idle pooled connection, unless `fresh`. One the backend has closed (or sent bytes
-    /// on unasked) or that idled past the pool's timeout is dropped on the way.
-    fn checkout(&self, fresh: bool) -> Option<TcpStream> {
-        if fresh {
-            return None;
-        }
+    /// An idle pooled connection. One the backend has closed (or sent bytes on unasked) or
+    /// that idled past the pool's timeout is dropped on the way.
+    fn checkout(&self) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some((stream, since)) = idle.pop() {
             if self.usable(&stream, Some(since)) {
@@ -132,11 +129,12 @@ impl Backend {
     /// A pooled connection (unless `fresh`), else a new one: `true` with a pooled one. A
     /// request that waits for its turn to connect takes a connection returned meanwhile.
     pub(crate) async fn connection(&self, fresh: bool) -> io::Result<(TcpStream, bool)> {
-        if let Some(stream) = self.checkout(fresh) {
+        let pooled = || if fresh { None } else { self.checkout() };
+        if let Some(stream) = pooled() {
             return Ok((stream, true));
         }
         let _turn = self.connecting.acquire().await.map_err(io::Error::other)?;
-        if let Some(stream) = self.checkout(fresh) {
+        if let Some(stream) = pooled() {
             return Ok((stream, true));
         }
         Ok((self.open().await?, false))

@@ -144,6 +144,16 @@ async fn read_until(stream: &mut TcpStream, buffer: &mut Vec<u8>, end: &[u8]) ->
     }
 }
 
+/// Everything `stream` sends until it closes, as text.
+async fn read_all(stream: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut all))
+        .await
+        .expect("closed within 5 s")
+        .unwrap();
+    String::from_utf8(all).unwrap()
+}
+
 /// A proxy in front of a scripted blue and a scripted green.
 async fn proxy() -> (Scripted, Scripted, tempfile::TempDir, Running) {
     let (blue, green) = (Scripted::start().await, Scripted::start().await);
@@ -211,12 +221,7 @@ async fn passes_on_chunked_informational_head_and_close_delimited_responses_as_f
         .write_all(b"GET /close HTTP/1.1\r\nhost: a\r\n\r\n")
         .await
         .unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
-    let closed = String::from_utf8(rest).unwrap();
+    let closed = read_all(&mut client).await;
     assert!(closed.contains("connection: close\r\n"), "{closed}");
     assert!(closed.ends_with("\r\n\r\nuntil the close"), "{closed}");
     proxy.stop().await;
@@ -230,12 +235,7 @@ async fn pipelined_requests_are_answered_in_order_with_their_bodies() {
             b"POST /first HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhelloGET /second HTTP/1.1\r\nhost: a\r\n\r\nGET /third HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
         )
         .await;
-    let mut answers = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answers))
-        .await
-        .unwrap()
-        .unwrap();
-    let answers = String::from_utf8(answers).unwrap();
+    let answers = read_all(&mut client).await;
     let bodies: Vec<&str> = answers
         .split("HTTP/1.1 200 OK\r\n")
         .skip(1)
@@ -268,16 +268,11 @@ async fn a_backend_that_closes_its_idle_connections_fails_no_request() {
 #[tokio::test]
 async fn requests_the_relay_does_not_take_are_served_by_hyper() {
     let (_blue, _green, _dir, proxy) = proxy().await;
-    // HTTP/1.0, and a chunked request body: hyper reads them and answers.
+    // HTTP/1.0: hyper reads it and answers.
     let mut client = proxy
         .send_raw(b"GET /old HTTP/1.0\r\nhost: a\r\n\r\n")
         .await;
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer))
-        .await
-        .unwrap()
-        .unwrap();
-    let answer = String::from_utf8(answer).unwrap();
+    let answer = read_all(&mut client).await;
     assert!(answer.contains(" 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("/old"), "{answer}");
 
