@@ -1,8 +1,9 @@
 //! Proxy benchmark (issue #5), in one run on this machine:
 //!
-//! - `throughput`: wrk through the cutover proxy, through nginx (keep-alive upstream, the same
-//!   number of workers as the proxy has threads) and to the backend directly: requests/s at
-//!   64 connections and p50/p99 latency at 1 connection;
+//! - `throughput`: wrk through the cutover proxy, through nginx (keep-alive upstream, as many
+//!   worker processes as the proxy has worker threads) and to the backend directly: requests/s
+//!   at 64 connections (the median of three rounds that take the targets in turn) and p50/p99
+//!   latency at 1 connection;
 //! - `switch`: a steady open-loop load, `Pause` → 200 ms → `Switch`: the errors clients saw
 //!   and the p99 and max latency of the requests that were held;
 //! - `held`: the proxy's RSS with 10,000 requests held.
@@ -82,8 +83,10 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
         return Ok(());
     };
     let nginx_listen = free_addr()?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let nginx = match peers::find("nginx") {
-        Some(path) => Some(Nginx::start(&path, nginx_listen, backend.blue, 2)?),
+        // As many worker processes as the proxy has worker threads: one per core.
+        Some(path) => Some(Nginx::start(&path, nginx_listen, backend.blue, cores)?),
         None => {
             println!("(nginx is not installed: its lines are skipped; run benches/proxy.sh)");
             None
@@ -92,7 +95,6 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
     if nginx.is_some() {
         wait_ready(nginx_listen, "/").await?;
     }
-    let seconds = size.pick(10, 1);
     let mut targets = vec![
         ("direct", backend.blue, vec![]),
         ("cutover proxy", proxy.listen, vec![proxy.pid()]),
@@ -101,29 +103,47 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
     if let Some(nginx) = &nginx {
         targets.insert(1, ("nginx", nginx_listen, vec![nginx.pid()]));
     }
+    let url = |addr: &SocketAddr| format!("http://{addr}/v1/users/1");
+    // Warm the pools.
+    for (_, addr, _) in &targets {
+        peers::wrk(&wrk, &url(addr), 64, 1)?;
+    }
+    // Rounds that take each target in turn: a slow spell of this shared machine then lands
+    // on all of them alike, and each round's ratio compares runs seconds apart.
+    let (rounds, seconds) = (size.pick(3, 1), size.pick(5, 1));
+    let mut runs: Vec<Vec<(peers::WrkResult, f64)>> = vec![Vec::new(); targets.len()];
+    for _ in 0..rounds {
+        for ((name, addr, pids), runs) in targets.iter().zip(&mut runs) {
+            let ticks = peers::cpu_ticks(pids);
+            let loaded = peers::wrk(&wrk, &url(addr), 64, seconds)?;
+            let ticks = peers::cpu_ticks(pids) - ticks;
+            ensure!(loaded.errors == 0, "{name}: errors {loaded:?}");
+            // Ticks are 10 ms: CPU µs per request of the target's own processes.
+            let requests = loaded.requests_per_second * f64::from(seconds);
+            runs.push((loaded, ticks as f64 * 10_000.0 / requests));
+        }
+    }
     let mut rates = Vec::new();
     let mut p50s = Vec::new();
-    for (name, addr, pids) in &targets {
-        let url = format!("http://{addr}/v1/users/1");
-        // Warm the pools, then measure.
-        peers::wrk(&wrk, &url, 64, 1)?;
-        let ticks = peers::cpu_ticks(pids);
-        let loaded = peers::wrk(&wrk, &url, 64, seconds)?;
-        let ticks = peers::cpu_ticks(pids) - ticks;
+    for ((name, addr, pids), runs) in targets.iter().zip(&runs) {
+        // The round with the median rate stands for the target.
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_by(|&a, &b| {
+            runs[a]
+                .0
+                .requests_per_second
+                .total_cmp(&runs[b].0.requests_per_second)
+        });
+        let (loaded, cpu) = &runs[order[order.len() / 2]];
         if !pids.is_empty() {
-            // Ticks are 10 ms: CPU µs per request of the proxy's own processes.
-            let requests = loaded.requests_per_second * f64::from(seconds);
             report(
                 &format!("{name}: CPU per request, 64 connections"),
-                ticks as f64 * 10_000.0 / requests,
+                *cpu,
                 "µs",
             );
         }
-        let single = peers::wrk(&wrk, &url, 1, seconds)?;
-        ensure!(
-            loaded.errors == 0 && single.errors == 0,
-            "{name}: errors {loaded:?} {single:?}"
-        );
+        let single = peers::wrk(&wrk, &url(addr), 1, seconds)?;
+        ensure!(single.errors == 0, "{name}: errors {single:?}");
         report(
             &format!("{name}: requests/s, 64 connections"),
             loaded.requests_per_second,
@@ -144,18 +164,28 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
             micros(single.p99),
             "µs",
         );
-        rates.push((*name, loaded.requests_per_second));
+        rates.push((
+            *name,
+            runs.iter()
+                .map(|(r, _)| r.requests_per_second)
+                .collect::<Vec<_>>(),
+        ));
         p50s.push((*name, single.p50));
     }
-    let rate = |n: &str| rates.iter().find(|(name, _)| *name == n).map(|(_, r)| *r);
+    let rate = |n: &str| rates.iter().find(|(name, _)| *name == n).map(|(_, r)| r);
     let p50 = |n: &str| p50s.iter().find(|(name, _)| *name == n).map(|(_, d)| *d);
     for ours in ["cutover proxy", "cutover proxy h2c"] {
-        if let (Some(ours_rate), Some(theirs)) = (rate(ours), rate("nginx")) {
+        if let (Some(ours_rates), Some(theirs)) = (rate(ours), rate("nginx")) {
+            // Round by round, the median of the rounds' ratios.
+            let mut ratios: Vec<f64> = ours_rates.iter().zip(theirs).map(|(o, t)| o / t).collect();
+            ratios.sort_by(f64::total_cmp);
             report(
                 &format!("{ours} / nginx requests/s"),
-                ours_rate / theirs,
+                ratios[ratios.len() / 2],
                 "ratio",
             );
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            println!("  (the rounds' ratios: {})", each.join(", "));
         }
     }
     if let (Some(ours), Some(direct)) = (p50("cutover proxy"), p50("direct")) {

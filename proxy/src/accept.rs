@@ -12,6 +12,9 @@
 //! within ~36 MiB. Clients open such connections in every hold: each held request keeps its
 //! connection busy, so a client's next request needs a new one.
 //!
+//! Each connection is served on one of the proxy's worker threads (`workers.rs`); the accept
+//! loop and the hold's bookkeeping stay on the runtime `Proxy::run` was called on.
+//!
 //! The request's head is read with `MSG_PEEK` to learn what the gate counts (its declared body
 //! bytes); a client that goes away meanwhile frees its slot at once (the socket's read side
 //! closes). HTTP/2 connections go to hyper at once and are held stream by stream, which is
@@ -50,6 +53,7 @@ use crate::{
     metrics as m,
     relay::{Ended, Prefixed, Relay},
     upstream::UpstreamProtocol,
+    workers::Workers,
 };
 
 /// Requests of a hold that wait read (in the relay or in hyper) before new connections wait
@@ -76,14 +80,15 @@ enum Ending {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves client connections on `listener` until `cancel` fires, then lets open exchanges
-/// finish. Past `in_hyper` held requests, connections accepted during a hold wait as bare
-/// sockets.
+/// finish. Each connection is served on one of `workers`, round-robin. Past `in_hyper` held
+/// requests, connections accepted during a hold wait as bare sockets.
 pub async fn serve_clients(
     listener: TcpListener,
     cancel: CancellationToken,
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
     in_hyper: u64,
+    workers: &Workers,
 ) {
     let builder = Arc::new(Builder::new(TokioExecutor::new()));
     let stopping = cancel.clone();
@@ -94,11 +99,15 @@ pub async fn serve_clients(
             builder: Arc::clone(&builder),
         };
         let watcher = graceful.watcher();
+        let cancel = stopping.clone();
+        // Two tasks of their own sizes: one that waits in a hold stays small.
         if gate.holding_at_least(in_hyper) {
             let gate = Arc::clone(&gate);
-            tokio::spawn(client.held(stream, gate, watcher, stopping.clone()));
+            workers.serve(stream, |stream| client.held(stream, gate, watcher, cancel));
         } else {
-            tokio::spawn(client.run(stream, Vec::new(), watcher, stopping.clone()));
+            workers.serve(stream, |stream| {
+                client.run(stream, Vec::new(), watcher, cancel)
+            });
         }
     })
     .await;

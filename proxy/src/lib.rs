@@ -9,7 +9,8 @@
 //!   [`forward`]: every other request (HTTP/2 clients, h2c backends), through hyper;
 //!   [`upstream`]: backends, their connection pools and health;
 //! - [`server`]: the two listeners, and `accept`: client connections, which wait for the end
-//!   of a hold as bare sockets when they arrive during one; [`error`] and [`metrics`].
+//!   of a hold as bare sockets when they arrive during one, each served on one of the
+//!   `workers` (a single-threaded runtime per core); [`error`] and [`metrics`].
 
 mod accept;
 pub mod control;
@@ -22,6 +23,7 @@ mod relay;
 pub mod route;
 pub mod server;
 pub mod upstream;
+mod workers;
 
 pub use control::HoldConfig;
 pub use hold::Limits;

@@ -23,6 +23,7 @@ use crate::{
     metrics as m,
     route::{RouteFile, RouteFileError, RouteState},
     upstream::{BackendError, UpstreamProtocol, Upstreams},
+    workers::Workers,
 };
 
 /// Everything a proxy is configured with.
@@ -49,6 +50,9 @@ pub struct ProxyConfig {
     /// Requests of a hold that wait read (in the relay or hyper), quick to release, before
     /// connections accepted during the hold wait as bare sockets, small to keep (`accept.rs`).
     pub held_in_hyper: u64,
+    /// Threads that serve client connections, each a single-threaded runtime (`workers.rs`);
+    /// 0 counts as 1. By default one per core.
+    pub workers: usize,
 }
 
 impl ProxyConfig {
@@ -68,6 +72,7 @@ impl ProxyConfig {
             health_interval: Duration::from_secs(1),
             upstream_protocol: UpstreamProtocol::Http1,
             held_in_hyper: accept::HELD_IN_HYPER,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -81,6 +86,9 @@ pub enum ServeError {
     /// The route file cannot be read.
     #[error(transparent)]
     Route(#[from] RouteFileError),
+    /// A worker thread could not start.
+    #[error("cannot start the proxy's worker threads: {0}")]
+    Workers(#[source] std::io::Error),
 }
 
 /// A proxy, configured and with its route loaded, ready to run.
@@ -99,6 +107,7 @@ impl Proxy {
             &config.blue,
             &config.green,
             config.upstream_protocol,
+            config.workers,
         )?);
         let file = RouteFile::new(&config.state_file);
         let route = file.load()?.unwrap_or_else(|| RouteState::new(Color::Blue));
@@ -124,6 +133,7 @@ impl Proxy {
         cancel: CancellationToken,
     ) -> Result<(), ServeError> {
         m::describe();
+        let workers = Workers::start(self.config.workers).map_err(ServeError::Workers)?;
         let gate = Gate::new(self.route.active, self.config.limits);
         let controller = Controller::start(
             Arc::clone(&gate),
@@ -165,7 +175,9 @@ impl Proxy {
             "proxy serving"
         );
         let in_hyper = self.config.held_in_hyper;
-        accept::serve_clients(listen, cancel.child_token(), gate, forwarder, in_hyper).await;
+        let clients = cancel.child_token();
+        accept::serve_clients(listen, clients, gate, forwarder, in_hyper, &workers).await;
+        workers.stop().await;
         self.readiness.set_not_ready();
         cancel.cancel();
         let _ = admin_task.await;

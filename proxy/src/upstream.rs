@@ -24,7 +24,7 @@ use hyper_util::{
 use tokio::{net::TcpStream, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics as m;
+use crate::{metrics as m, workers};
 
 /// How long a connection to a backend may take before the request fails with 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,6 +67,9 @@ const MAX_IDLE: usize = 1024;
 /// default), and wait out SYN retransmits (1 s, 3 s) or fail at the connect timeout.
 const MAX_CONNECTING: usize = 64;
 
+/// Idle connections to a backend and since when each idled, the most recently used last.
+type Pool = Mutex<Vec<(TcpStream, Instant)>>;
+
 /// One backend.
 #[derive(Debug)]
 pub struct Backend {
@@ -74,8 +77,9 @@ pub struct Backend {
     authority: Authority,
     url: String,
     healthy: AtomicBool,
-    /// The relay's idle keep-alive connections, the most recently used last.
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    /// The relay's idle keep-alive connections: a pool per worker (`workers.rs`), as a
+    /// connection answers to the reactor of the worker that opened it.
+    idle: Box<[Pool]>,
     /// Permits to open a connection ([`MAX_CONNECTING`]).
     connecting: Semaphore,
 }
@@ -99,13 +103,18 @@ impl Backend {
     /// An idle pooled connection. One the backend has closed (or sent bytes on unasked) or
     /// that idled past the pool's timeout is dropped on the way.
     fn checkout(&self) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.pool().lock().unwrap_or_else(PoisonError::into_inner);
         while let Some((stream, since)) = idle.pop() {
             if self.usable(&stream, Some(since)) {
                 return Some(stream);
             }
         }
         None
+    }
+
+    /// This worker's pool of idle connections.
+    fn pool(&self) -> &Pool {
+        &self.idle[workers::current() % self.idle.len()]
     }
 
     /// Whether an idle connection (idle since `since`, if known) can take a request: not past
@@ -120,7 +129,7 @@ impl Backend {
 
     /// Returns a connection whose exchange ended cleanly to the pool.
     pub(crate) fn checkin(&self, stream: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self.pool().lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push((stream, Instant::now()));
         }
@@ -211,11 +220,13 @@ struct Side {
 
 impl Upstreams {
     /// Parses the URLs of each colour; each must be `http://host:port` (a trailing `/` is
-    /// allowed; a path, a query or https are refused).
+    /// allowed; a path, a query or https are refused). `workers`: the proxy's worker threads,
+    /// each with a pool of connections to every backend.
     pub fn new(
         blue: &[String],
         green: &[String],
         protocol: UpstreamProtocol,
+        workers: usize,
     ) -> Result<Self, BackendError> {
         let side = |color, urls: &[String]| -> Result<Side, BackendError> {
             if urls.is_empty() {
@@ -223,7 +234,7 @@ impl Upstreams {
             }
             let backends = urls
                 .iter()
-                .map(|url| parse_backend(color, url).map(Arc::new))
+                .map(|url| parse_backend(color, url, workers).map(Arc::new))
                 .collect::<Result<_, _>>()?;
             Ok(Side {
                 color,
@@ -332,7 +343,7 @@ async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, backend: &Backend) 
     healthy
 }
 
-fn parse_backend(color: Color, url: &str) -> Result<Backend, BackendError> {
+fn parse_backend(color: Color, url: &str, workers: usize) -> Result<Backend, BackendError> {
     let bad = |problem: &str| BackendError::BadUrl {
         color,
         url: url.to_owned(),
@@ -358,7 +369,7 @@ fn parse_backend(color: Color, url: &str) -> Result<Backend, BackendError> {
         url: format!("http://{authority}"),
         authority,
         healthy: AtomicBool::new(true),
-        idle: Mutex::new(Vec::new()),
+        idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
         connecting: Semaphore::new(MAX_CONNECTING),
     })
 }
@@ -380,14 +391,15 @@ mod tests {
             ("http://a:1/x", "path"),
             ("http://", ""),
         ] {
-            let error = Upstreams::new(&urls(&[url]), &urls(&["http://b:2"]), Default::default())
-                .expect_err(url)
-                .to_string();
+            let error =
+                Upstreams::new(&urls(&[url]), &urls(&["http://b:2"]), Default::default(), 1)
+                    .expect_err(url)
+                    .to_string();
             assert!(error.contains(url) && error.contains(says), "{error}");
             assert!(error.starts_with("blue backend"), "{error}");
         }
-        let error =
-            Upstreams::new(&urls(&["http://a:1/"]), &[], Default::default()).expect_err("no green");
+        let error = Upstreams::new(&urls(&["http://a:1/"]), &[], Default::default(), 1)
+            .expect_err("no green");
         assert_eq!(
             error,
             BackendError::None {
@@ -402,6 +414,7 @@ mod tests {
             &urls(&["http://a:1", "http://b:2", "http://c:3"]),
             &urls(&["http://g:4"]),
             Default::default(),
+            1,
         )
         .expect("valid");
         let picks = |n| {

@@ -30,7 +30,15 @@ fn a_switched_proxy_keeps_routing_to_green_across_kill_9() {
             "proxy",
             &[format!("http://{}", blue.http)],
             &[format!("http://{}", green.http)],
-            &["--token-file", &token, "--upstream-protocol", "h2c"],
+            &[
+                "--token-file",
+                &token,
+                "--upstream-protocol",
+                "h2c",
+                // As a sidecar runs it.
+                "--workers",
+                "1",
+            ],
         )
         .expect("proxy starts");
 
@@ -139,6 +147,13 @@ fn bad_proxy_flags_are_refused_with_what_is_wrong() {
     let zero = base("http://127.0.0.1:1", &["--hold-timeout", "0s"]);
     assert_eq!(zero.code, Some(2), "{}", zero.stderr);
     assert!(zero.stderr.contains("zero"), "{}", zero.stderr);
+    let workers = base("http://127.0.0.1:1", &["--workers", "0"]);
+    assert_eq!(workers.code, Some(2), "{}", workers.stderr);
+    assert!(
+        workers.stderr.contains("--workers") && workers.stderr.contains("0 is not in 1..=1024"),
+        "{}",
+        workers.stderr
+    );
 
     std::fs::write(&state, "not json").expect("write");
     let corrupt = base("http://127.0.0.1:1", &[]);

@@ -119,6 +119,10 @@ pub struct ProxyArgs {
     /// one multiplexed connection per backend; `cutover node` speaks it).
     #[arg(long, value_enum, default_value_t = UpstreamArg::Http1)]
     pub upstream_protocol: UpstreamArg,
+    /// Threads that serve client connections [default: one per core]. A sidecar next to
+    /// each client wants 1.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 /// `--upstream-protocol` values.
@@ -222,7 +226,7 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, CliError> {
 
 pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
     let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
-    let config = ProxyConfig {
+    let mut config = ProxyConfig {
         token,
         limits: Limits {
             max_held: args.max_held,
@@ -241,6 +245,9 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
         },
         ..ProxyConfig::new(args.blue, args.green, args.state_file)
     };
+    if let Some(workers) = args.workers {
+        config.workers = workers.into();
+    }
     let proxy = Proxy::open(config).map_err(anyhow::Error::from)?;
     let listen = bind(args.listen, "clients (--listen)").await?;
     let admin = bind(args.admin, "the admin port (--admin)").await?;
