@@ -1,7 +1,8 @@
 //! The HTTP/1.1 relay against a backend that writes its responses byte by byte as scripted:
 //! chunked bodies with trailers, bodies that end at the close, informational responses, HEAD,
-//! pipelined requests, a backend that closes its idle connections, requests the relay leaves
-//! to hyper, and the connections to green opened while requests are held.
+//! pipelined requests, a backend that closes its idle connections (before a request, and as
+//! one arrives), requests the relay leaves to hyper, and the connections to green opened
+//! while requests are held.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,6 +30,8 @@ use tokio::{
 /// - `/early`: a 103 before the 200;
 /// - `/once`: an answer, then the connection closes with no `Connection: close` (as a
 ///   backend's idle timeout does);
+/// - `/drop`: answered as the first request of a connection; a later one is read and the
+///   connection closes unanswered (a backend's idle timeout firing as the request came);
 /// - anything else: the path as the body (`Content-Length`), or no body to a HEAD.
 struct Scripted {
     addr: SocketAddr,
@@ -69,7 +72,7 @@ impl Scripted {
 
 async fn serve(mut stream: TcpStream) {
     let mut input = Vec::new();
-    loop {
+    for served in 0.. {
         let Some(end) = read_until(&mut stream, &mut input, b"\r\n\r\n").await else {
             return;
         };
@@ -90,6 +93,9 @@ async fn serve(mut stream: TcpStream) {
             input.extend_from_slice(&buffer[..n]);
         }
         input.drain(..length);
+        if path == "/drop" && served > 0 {
+            return;
+        }
         let pieces: Vec<&[u8]> = match path.as_str() {
             "/chunked" => vec![
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n",
@@ -261,6 +267,50 @@ async fn a_backend_that_closes_its_idle_connections_fails_no_request() {
         blue.accepted.load(Ordering::SeqCst) - before,
         20,
         "a connection the backend closed is not used again"
+    );
+    proxy.stop().await;
+}
+
+/// A pooled connection passes the pool's check and the backend closes it as the request
+/// arrives: a GET goes again on a fresh connection, a POST is answered 502.
+#[tokio::test]
+async fn a_pooled_connection_closed_under_a_request_retries_only_idempotent_ones() {
+    let (blue, _green, _dir, proxy) = proxy().await;
+    let before = blue.after_health_check().await;
+    // One client connection: its requests stay on one worker and its pool.
+    let mut client = proxy
+        .send_raw(b"GET /warm HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await;
+    let mut buffer = Vec::new();
+    let answer = response(&mut client, &mut buffer, b"/warm").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    client
+        .write_all(b"GET /drop HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = response(&mut client, &mut buffer, b"/drop").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert_eq!(
+        blue.accepted.load(Ordering::SeqCst) - before,
+        2,
+        "the GET went again on a new connection"
+    );
+    client
+        .write_all(
+            b"POST /drop HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi",
+        )
+        .await
+        .unwrap();
+    let answer = read_all(&mut client).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("closed before a response"), "{answer}");
+    assert_eq!(
+        blue.accepted.load(Ordering::SeqCst) - before,
+        2,
+        "the POST was not sent again"
     );
     proxy.stop().await;
 }
