@@ -368,14 +368,18 @@ impl Relay {
             Ok(Err(ResponseError::Invalid(what))) => return Err(unreachable(what.to_owned())),
             Ok(Ok(parsed)) => parsed,
         };
-        let response = parse_response_head(&self.response[..head_length], head.head_only)
+        // Parsed once for its framing and for the head the client gets.
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = parse_response(&self.response[..head_length], &mut headers)
+            .map_err(|what| unreachable(what.to_owned()))?;
+        let response = response_framing(&parsed, head.head_only)
             .map_err(|what| unreachable(what.to_owned()))?;
         // The request is answered: drop it and its body from `input`.
         self.input.drain(..body_end);
         let mut framing = response.framing;
         let close_client =
             head.close || framing == Framing::UntilClose || self.cancel.is_cancelled();
-        rewrite_response(&self.response[..head_length], close_client, &mut self.out);
+        rewrite_response(&parsed, close_client, &mut self.out);
         self.forwarder
             .answered(Some(color), status, arrived.elapsed());
         // The head and the body bytes that came with it, in one write.
@@ -680,14 +684,24 @@ struct ResponseHead {
     reusable: bool,
 }
 
+/// The response head `head`, its headers parsed into `headers`.
+fn parse_response<'h, 'b>(
+    head: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<httparse::Response<'h, 'b>, &'static str> {
+    let mut response = httparse::Response::new(headers);
+    match response.parse(head) {
+        Ok(httparse::Status::Complete(_)) => Ok(response),
+        _ => Err("a response head that does not parse"),
+    }
+}
+
 /// How the body of a response to a request (a HEAD request when `head_only`) is framed
 /// (RFC 9112, section 6.3), and whether the backend keeps the connection.
-fn parse_response_head(head: &[u8], head_only: bool) -> Result<ResponseHead, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    if !matches!(response.parse(head), Ok(httparse::Status::Complete(_))) {
-        return Err("a response head that does not parse");
-    }
+fn response_framing(
+    response: &httparse::Response<'_, '_>,
+    head_only: bool,
+) -> Result<ResponseHead, &'static str> {
     let status = response.code.unwrap_or(0);
     let mut length = None;
     let mut chunked = None;
@@ -732,10 +746,7 @@ fn parse_response_head(head: &[u8], head_only: bool) -> Result<ResponseHead, &'s
 /// The response head for the client: the backend's, without hop-by-hop headers (its framing,
 /// `Content-Length` or `Transfer-Encoding`, kept: the body goes on as the backend framed it),
 /// with `Via` and, when the relay closes after it, `Connection: close`.
-fn rewrite_response(head: &[u8], close: bool, out: &mut Vec<u8>) {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let _ = response.parse(head);
+fn rewrite_response(response: &httparse::Response<'_, '_>, close: bool, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     let _ = io::Write::write_fmt(out, format_args!("{:03}", response.code.unwrap_or(502)));
@@ -938,6 +949,12 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
 
+    /// `check` of the response head `head`, parsed.
+    fn with_response<R>(head: &[u8], check: impl FnOnce(&httparse::Response<'_, '_>) -> R) -> R {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        check(&parse_response(head, &mut headers).expect("a response head"))
+    }
+
     fn head(input: &[u8]) -> RequestHead {
         match parse_request(input) {
             Parsed::Complete(head) => head,
@@ -1013,7 +1030,8 @@ mod tests {
 
     #[test]
     fn frames_responses_as_rfc_9112_says() {
-        let framing = |head: &[u8], head_only| parse_response_head(head, head_only);
+        let framing =
+            |head: &[u8], head_only| with_response(head, |r| response_framing(r, head_only));
         let ok = |framing, reusable| Ok(ResponseHead { framing, reusable });
         assert_eq!(
             framing(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", false),
@@ -1076,11 +1094,10 @@ mod tests {
     #[test]
     fn a_response_keeps_the_headers_that_frame_it_whatever_connection_names() {
         let mut out = Vec::new();
-        rewrite_response(
+        with_response(
             b"HTTP/1.1 200 OK\r\nConnection: content-length, transfer-encoding\r\n\
               Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-            false,
-            &mut out,
+            |r| rewrite_response(r, false, &mut out),
         );
         assert_eq!(
             String::from_utf8(out).expect("ascii"),
@@ -1092,11 +1109,10 @@ mod tests {
     #[test]
     fn rewrites_a_response_keeping_its_framing() {
         let mut out = Vec::new();
-        rewrite_response(
+        with_response(
             b"HTTP/1.1 201 Created\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
               Transfer-Encoding: chunked\r\nETag: \"4\"\r\n\r\n",
-            true,
-            &mut out,
+            |r| rewrite_response(r, true, &mut out),
         );
         assert_eq!(
             String::from_utf8(out).expect("ascii"),
