@@ -33,36 +33,46 @@ pub(crate) fn current() -> usize {
 
 /// The worker threads, each running a single-threaded runtime.
 pub(crate) struct Workers {
-    handles: Vec<Handle>,
+    workers: Vec<Worker>,
     next: AtomicUsize,
-    threads: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+struct Worker {
+    /// Spawns onto its runtime.
+    handle: Handle,
+    /// Its thread runs until this is dropped.
+    _running: oneshot::Sender<()>,
+    thread: JoinHandle<()>,
 }
 
 impl Workers {
     /// `count` workers (at least 1).
     pub(crate) fn start(count: usize) -> io::Result<Self> {
-        let mut handles = Vec::new();
-        let mut threads = Vec::new();
-        for index in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            handles.push(runtime.handle().clone());
-            let (stop, stopped) = oneshot::channel::<()>();
-            let thread = std::thread::Builder::new()
-                .name(format!("proxy-worker-{index}"))
-                .spawn(move || {
-                    WORKER.with(|w| w.set(index));
-                    runtime.block_on(async {
-                        let _ = stopped.await;
-                    });
-                })?;
-            threads.push((stop, thread));
-        }
+        let workers = (0..count.max(1))
+            .map(|index| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let handle = runtime.handle().clone();
+                let (running, stopped) = oneshot::channel::<()>();
+                let thread = std::thread::Builder::new()
+                    .name(format!("proxy-worker-{index}"))
+                    .spawn(move || {
+                        WORKER.with(|w| w.set(index));
+                        runtime.block_on(async {
+                            let _ = stopped.await;
+                        });
+                    })?;
+                Ok(Worker {
+                    handle,
+                    _running: running,
+                    thread,
+                })
+            })
+            .collect::<io::Result<_>>()?;
         Ok(Self {
-            handles,
+            workers,
             next: AtomicUsize::new(0),
-            threads,
         })
     }
 
@@ -78,8 +88,8 @@ impl Workers {
         let Ok(stream) = stream.into_std() else {
             return;
         };
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        self.handles[index].spawn(async move {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        self.workers[index].handle.spawn(async move {
             if let Ok(stream) = TcpStream::from_std(stream) {
                 serve(stream).await;
             }
@@ -88,14 +98,8 @@ impl Workers {
 
     /// Stops the workers (their tasks are dropped) and waits for their threads.
     pub(crate) async fn stop(self) {
-        let threads: Vec<_> = self
-            .threads
-            .into_iter()
-            .map(|(stop, thread)| {
-                let _ = stop.send(());
-                thread
-            })
-            .collect();
+        // Each `_running` dropped on the way ends its worker.
+        let threads: Vec<_> = self.workers.into_iter().map(|w| w.thread).collect();
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
