@@ -44,6 +44,12 @@ fn a_switched_proxy_keeps_routing_to_green_across_kill_9() {
 
     let put = |path: &str| http::put(proxy.listen, path, r#"{"name":"Ada"}"#).expect("PUT");
     assert_eq!(put("/v1/users/a").status, 201);
+    let workers = std::fs::read_dir(format!("/proc/{}/task", proxy.daemon.pid()))
+        .expect("the proxy's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("proxy-worker-"))
+        .count();
+    assert_eq!(workers, 1, "--workers 1");
     assert_eq!(
         http::get(blue.http, "/v1/users/a").expect("GET").status,
         200
