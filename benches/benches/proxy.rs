@@ -127,14 +127,9 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
     let mut p50s = Vec::new();
     for ((name, addr, pids), runs) in targets.iter().zip(&runs) {
         // The round with the median rate stands for the target.
-        let mut order: Vec<usize> = (0..runs.len()).collect();
-        order.sort_by(|&a, &b| {
-            runs[a]
-                .0
-                .requests_per_second
-                .total_cmp(&runs[b].0.requests_per_second)
-        });
-        let (loaded, cpu) = &runs[order[order.len() / 2]];
+        let mut sorted = runs.clone();
+        sorted.sort_by(|(a, _), (b, _)| a.requests_per_second.total_cmp(&b.requests_per_second));
+        let (loaded, cpu) = &sorted[sorted.len() / 2];
         if !pids.is_empty() {
             report(
                 &format!("{name}: CPU per request, 64 connections"),
