@@ -3,7 +3,9 @@
 use cutover_proto::v1::{
     ApplyAck, ApplyRequest, DigestRequest, DigestResponse, Document, sink_server::Sink,
 };
-use futures_util::StreamExt as _;
+use std::{pin::Pin, sync::Arc};
+
+use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -11,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{blocking, status};
 use crate::{
     metrics as m,
-    store::{ApplyOutcome, Incoming, Store, StoreError},
+    store::{ApplyOutcome, Incoming, Ingest, Store, StoreError},
 };
 
 /// Acks buffered towards a slow client before applying waits.
@@ -55,18 +57,17 @@ impl Sink for SinkService {
                     .ok()
             });
             let mut last_batch: Option<u64> = None;
-            let acks = batches
-                .map(|batch| {
-                    let in_order = check_order(batch.batch_id, &mut last_batch);
-                    let store = store.clone();
-                    async move {
-                        in_order?;
-                        apply_one(store, batch).await
-                    }
-                })
-                .buffered(APPLY_PARALLEL);
-            let mut acks = std::pin::pin!(acks);
-            while let Some(result) = acks.next().await {
+            let batches = batches
+                .map(move |batch| check_order(batch.batch_id, &mut last_batch).map(|()| batch));
+            let mut applied = apply_stream(store, batches);
+            while let Some(result) = applied.next().await {
+                let result = result.map(|applied| {
+                    let outcome = applied.outcome;
+                    metrics::counter!(m::APPLIED_DOCUMENTS).increment(u64::from(outcome.applied));
+                    metrics::counter!(m::APPLIED_BYTES).increment(outcome.bytes);
+                    metrics::counter!(m::APPLY_SKIPPED).increment(u64::from(outcome.skipped_stale));
+                    applied.ack()
+                });
                 let stop = result.is_err();
                 if tx.send(result).await.is_err() || stop {
                     return;
@@ -100,8 +101,116 @@ fn check_order(batch_id: u64, last_batch: &mut Option<u64>) -> Result<(), Status
     Ok(())
 }
 
+/// Batches of an apply stream ingested at once, at most (whatever has arrived while the
+/// previous chunk was written, up to this many).
+pub const INGEST_BATCHES: usize = 16;
+
+/// Chunks being ingested at once: while one waits for its files to sync, the next one builds
+/// its own.
+pub const INGEST_PARALLEL: usize = 2;
+
+/// A batch written durably.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    /// The batch.
+    pub batch_id: u64,
+    /// What was written of it.
+    pub outcome: ApplyOutcome,
+    /// The store's head seq once it was written.
+    pub head_seq: u64,
+}
+
+impl Applied {
+    /// Its acknowledgement.
+    pub fn ack(&self) -> ApplyAck {
+        ApplyAck {
+            batch_id: self.batch_id,
+            applied: self.outcome.applied,
+            skipped_stale: self.outcome.skipped_stale,
+            head_seq: self.head_seq,
+        }
+    }
+}
+
+/// Writes a stream of batches; gives each one once it is durable, in order. An `Err` batch
+/// fails the stream there. Into a store that has never held a document (cycle
+/// 1 into a fresh green) the batches are ingested as table files, a chunk at a time (see
+/// [`Store::ingest`]); otherwise up to [`APPLY_PARALLEL`] batches are applied at once. This
+/// is `Sink.Apply`, and how an engine inside the node writes its own store.
+pub fn apply_stream(
+    store: Store,
+    batches: impl Stream<Item = Result<ApplyRequest, Status>> + Send + 'static,
+) -> Pin<Box<dyn Stream<Item = Result<Applied, Status>> + Send>> {
+    let Some(session) = store.ingest() else {
+        return Box::pin(
+            batches
+                .map(move |batch| {
+                    let store = store.clone();
+                    async move { apply_one(store, batch?).await }
+                })
+                .buffered(APPLY_PARALLEL),
+        );
+    };
+    let session = Arc::new(session);
+    Box::pin(
+        batches
+            .ready_chunks(INGEST_BATCHES)
+            .map(move |chunk| ingest_chunk(store.clone(), Arc::clone(&session), chunk))
+            .buffered(INGEST_PARALLEL)
+            .flat_map(futures_util::stream::iter),
+    )
+}
+
+/// Writes a chunk of batches durably (up to its first `Err`, which ends it) and builds
+/// their acks.
+async fn ingest_chunk(
+    store: Store,
+    session: Arc<Ingest>,
+    chunk: Vec<Result<ApplyRequest, Status>>,
+) -> Vec<Result<Applied, Status>> {
+    let mut batches = Vec::with_capacity(chunk.len());
+    let mut refused = None;
+    for batch in chunk {
+        match batch {
+            Ok(batch) => batches.push(batch),
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let written = blocking(move || {
+        let incoming: Vec<Vec<Incoming<'_>>> =
+            batches.iter().map(|b| incoming(&b.documents)).collect();
+        let outcomes = match session.load(&incoming)? {
+            Some(outcomes) => outcomes,
+            None => incoming
+                .iter()
+                .map(|batch| store.apply(batch))
+                .collect::<Result<_, _>>()?,
+        };
+        let head_seq = store.head_seq();
+        Ok(batches
+            .iter()
+            .zip(outcomes)
+            .map(|(batch, outcome)| Applied {
+                batch_id: batch.batch_id,
+                outcome,
+                head_seq,
+            })
+            .collect::<Vec<_>>())
+    })
+    .await;
+    let mut acks: Vec<_> = match written {
+        Ok(acks) => acks.into_iter().map(Ok).collect(),
+        Err(error) => vec![Err(status(error))],
+    };
+    acks.extend(refused.map(Err));
+    acks
+}
+
 /// Applies one batch durably and builds its ack.
-async fn apply_one(store: Store, batch: ApplyRequest) -> Result<ApplyAck, Status> {
+async fn apply_one(store: Store, batch: ApplyRequest) -> Result<Applied, Status> {
     let batch_id = batch.batch_id;
     let (outcome, head_seq) = blocking(move || {
         let outcome = apply_documents(&store, &batch.documents)?;
@@ -109,21 +218,21 @@ async fn apply_one(store: Store, batch: ApplyRequest) -> Result<ApplyAck, Status
     })
     .await
     .map_err(status)?;
-    metrics::counter!(m::APPLIED_DOCUMENTS).increment(u64::from(outcome.applied));
-    metrics::counter!(m::APPLIED_BYTES).increment(outcome.bytes);
-    metrics::counter!(m::APPLY_SKIPPED).increment(u64::from(outcome.skipped_stale));
-    Ok(ApplyAck {
+    Ok(Applied {
         batch_id,
-        applied: outcome.applied,
-        skipped_stale: outcome.skipped_stale,
+        outcome,
         head_seq,
     })
 }
 
 /// Applies replicated documents to `store` as `Sink.Apply` does (blocking; see
-/// [`Store::apply`]). Also how an engine embedded in the node writes its own store.
+/// [`Store::apply`]).
 pub fn apply_documents(store: &Store, documents: &[Document]) -> Result<ApplyOutcome, StoreError> {
-    let incoming: Vec<Incoming<'_>> = documents
+    store.apply(&incoming(documents))
+}
+
+fn incoming(documents: &[Document]) -> Vec<Incoming<'_>> {
+    documents
         .iter()
         .map(|d| Incoming {
             collection: &d.collection,
@@ -132,6 +241,5 @@ pub fn apply_documents(store: &Store, documents: &[Document]) -> Result<ApplyOut
             tombstone: d.tombstone,
             body: &d.body,
         })
-        .collect();
-    store.apply(&incoming)
+        .collect()
 }

@@ -12,6 +12,7 @@
 
 pub mod digest;
 mod fence;
+mod ingest;
 pub mod keys;
 mod locks;
 mod read;
@@ -29,6 +30,7 @@ use std::{path::PathBuf, sync::Arc};
 use cutover_daemon::{Classify, ErrorCode};
 pub use digest::{partition_of, term};
 pub use fence::{FenceMode, FenceState, now_unix_ms};
+pub use ingest::Ingest;
 pub use read::{Changed, Describe, Digest, Doc, Listing, PartitionDigest, PullSpec, PullSummary};
 use rocksdb::{DB, WriteBatch};
 pub use write::{ApplyOutcome, Incoming, Precondition, WriteOutcome};
@@ -168,6 +170,16 @@ pub enum StoreError {
     /// The thread that commits client writes is gone (a bug: restart the node).
     #[error("the store's write thread has stopped: restart the node")]
     WriterStopped,
+    /// The folder of an ingest's table files could not be made.
+    #[error("cannot {action} {path}: {reason}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: String,
+        /// What the OS said.
+        reason: String,
+    },
     /// Any other RocksDB failure.
     #[error("storage error: {0}")]
     Rocks(#[from] rocksdb::Error),
@@ -190,6 +202,7 @@ impl Classify for StoreError {
             | Self::PartitionMismatch { .. }
             | Self::Corrupt { .. }
             | Self::WriterStopped
+            | Self::Io { .. }
             | Self::Rocks(_) => ErrorCode::Internal,
         }
     }
@@ -203,6 +216,8 @@ pub struct Store {
 
 struct Inner {
     db: DB,
+    /// The RocksDB directory.
+    path: PathBuf,
     node_id: String,
     partitions: u32,
     sync: SyncPolicy,
@@ -268,10 +283,13 @@ impl Store {
                 what: "fence state",
             })?,
         };
+        ingest::roll_back(&db)?;
+        ingest::clear(&config.path);
         let head = read::last_seq(&db)?;
         Ok(Self {
             inner: Arc::new_cyclic(|inner| Inner {
                 db,
+                path: config.path.clone(),
                 node_id,
                 partitions,
                 sync: config.sync,

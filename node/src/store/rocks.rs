@@ -27,6 +27,10 @@ pub const META_PARTITIONS: &[u8] = b"partitions";
 pub const META_NODE_ID: &[u8] = b"node_id";
 /// Meta key: the fence state, JSON.
 pub const META_FENCE: &[u8] = b"fence";
+/// Meta key prefix: a chunk being ingested, followed by its first seq, with its last as the
+/// value (u64 big-endian each); present only from before its first table file is linked
+/// until its counters are merged (see `ingest.rs`).
+pub const META_INGEST: &[u8] = b"ingest";
 
 /// Opens (or creates) the database with every column family.
 pub fn open(path: &Path) -> Result<DB, StoreError> {
@@ -39,6 +43,26 @@ pub fn open(path: &Path) -> Result<DB, StoreError> {
     // under load.
     db_options.set_enable_pipelined_write(true);
 
+    let mut stats = Options::default();
+    stats.set_merge_operator_associative("cutover_counter_add", add_counters);
+    // Every write merges into a few hot counters: fold them in the memtable as they arrive,
+    // so reading a counter never walks thousands of pending operands.
+    stats.set_max_successive_merges(16);
+
+    let descriptors = vec![
+        ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ColumnFamilyDescriptor::new(CF_DOCS, docs_options()),
+        ColumnFamilyDescriptor::new(CF_CHANGES, changes_options()),
+        ColumnFamilyDescriptor::new(CF_STATS, stats),
+    ];
+    DB::open_cf_descriptors(&db_options, path, descriptors).map_err(|source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The options of `docs`; also those of the table files an ingest writes for it.
+pub fn docs_options() -> Options {
     let mut docs = Options::default();
     let mut docs_table = BlockBasedOptions::default();
     docs_table.set_bloom_filter(10.0, false);
@@ -48,28 +72,16 @@ pub fn open(path: &Path) -> Result<DB, StoreError> {
     docs.set_memtable_prefix_bloom_ratio(0.1);
     docs.set_memtable_whole_key_filtering(true);
     docs.set_compression_type(DBCompressionType::Lz4);
+    docs
+}
 
+/// The options of `changes`; also those of the table files an ingest writes for it.
+pub fn changes_options() -> Options {
     let mut changes = Options::default();
     changes.set_compression_type(DBCompressionType::Lz4);
     // Bigger memtables: the by-sequence index takes every body.
     changes.set_write_buffer_size(64 << 20);
-
-    let mut stats = Options::default();
-    stats.set_merge_operator_associative("cutover_counter_add", add_counters);
-    // Every write merges into a few hot counters: fold them in the memtable as they arrive,
-    // so reading a counter never walks thousands of pending operands.
-    stats.set_max_successive_merges(16);
-
-    let descriptors = vec![
-        ColumnFamilyDescriptor::new(CF_META, Options::default()),
-        ColumnFamilyDescriptor::new(CF_DOCS, docs),
-        ColumnFamilyDescriptor::new(CF_CHANGES, changes),
-        ColumnFamilyDescriptor::new(CF_STATS, stats),
-    ];
-    DB::open_cf_descriptors(&db_options, path, descriptors).map_err(|source| StoreError::Open {
-        path: path.display().to_string(),
-        source,
-    })
+    changes
 }
 
 /// The handle of a column family created by [`open`].

@@ -50,7 +50,17 @@ impl SeqTracker {
 
     /// Assigns `count` (≥ 1) consecutive seqs; the first is returned with the range.
     pub fn assign(self: &Arc<Self>, count: u64) -> SeqRange {
+        self.take(&mut self.lock(), count)
+    }
+
+    /// [`SeqTracker::assign`], only if the highest seq assigned so far is `head`: `None`
+    /// when another writer took a seq since.
+    pub fn assign_after(self: &Arc<Self>, head: u64, count: u64) -> Option<SeqRange> {
         let mut state = self.lock();
+        (state.head == head).then(|| self.take(&mut state, count))
+    }
+
+    fn take(self: &Arc<Self>, state: &mut State, count: u64) -> SeqRange {
         let first = state.head + 1;
         state.head += count.max(1);
         state.in_flight.insert(first);
@@ -58,6 +68,11 @@ impl SeqTracker {
             tracker: Arc::clone(self),
             first,
         }
+    }
+
+    /// The highest seq assigned (committed or not).
+    pub fn assigned(&self) -> u64 {
+        self.lock().head
     }
 
     /// Every seq ≤ the returned value has committed or failed.
@@ -100,5 +115,19 @@ mod tests {
         drop(a);
         assert_eq!(tracker.stable(), 9);
         assert_eq!(tracker.assign(1).first(), 10);
+    }
+
+    #[test]
+    fn assign_after_refuses_once_another_writer_took_a_seq() {
+        let tracker = SeqTracker::new(0);
+        let first = tracker.assign_after(0, 4).expect("nothing assigned yet");
+        assert_eq!(first.first(), 1);
+        assert!(tracker.assign_after(0, 1).is_none(), "head is 4 now");
+        drop(tracker.assign(1));
+        assert!(
+            tracker.assign_after(4, 1).is_none(),
+            "seq 5 went to another writer"
+        );
+        assert_eq!(tracker.assign_after(5, 2).map(|r| r.first()), Some(6));
     }
 }

@@ -452,3 +452,182 @@ fn concurrent_client_writes_lose_and_reorder_nothing() {
     assert_eq!(changes, 4, "one index entry per document");
     assert_eq!(store.live_documents().expect("count"), 4);
 }
+
+/// The source's whole pull, as replicated documents.
+fn as_incoming(changes: &[Pulled]) -> Vec<Incoming<'_>> {
+    changes
+        .iter()
+        .map(|(_, c, id, v, body)| Incoming {
+            collection: c,
+            id,
+            version: *v,
+            tombstone: body.is_none(),
+            body: body.as_deref().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// A source with live documents, tombstones and rewrites in two collections.
+fn loaded_source(dir: &TempDir) -> Store {
+    let source = open(dir, 8);
+    for round in 0..3u8 {
+        for k in 0..12 {
+            let (c, id) = key(k);
+            if (k + usize::from(round)).is_multiple_of(4) {
+                let _ = source.delete(&c, &id, &Precondition::Always);
+            } else {
+                let body = format!("{{\"r\":{round},\"k\":{k}}}");
+                source
+                    .put(&c, &id, body.as_bytes(), &Precondition::Always)
+                    .expect("put");
+            }
+        }
+    }
+    source
+}
+
+/// Everything a store shows of its documents: its pull from 0 (seqs included) and digest.
+fn contents(store: &Store) -> (Vec<Pulled>, Digest) {
+    (pull(store, 0), store.digest(&[]).expect("digest"))
+}
+
+#[test]
+fn ingesting_a_pull_gives_what_applying_it_gives() {
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("tempdir")).collect();
+    let source = loaded_source(&dirs[0]);
+    let changes = pull(&source, 0);
+    let mut incoming = as_incoming(&changes);
+    assert_eq!(
+        incoming.len(),
+        12,
+        "one change a document in the source's pull"
+    );
+    // A document twice in a chunk, its older version second: `apply` skips it as stale.
+    let twice = incoming
+        .iter()
+        .position(|d| d.version >= 2)
+        .expect("a rewritten document");
+    let mut older = incoming[twice];
+    older.version -= 1;
+    incoming.insert(twice + 2, older);
+    let batches: Vec<Vec<Incoming<'_>>> = incoming.chunks(4).map(<[_]>::to_vec).collect();
+
+    let applied = open(&dirs[1], 8);
+    let mut apply_outcomes = Vec::new();
+    for batch in &batches {
+        apply_outcomes.push(applied.apply(batch).expect("apply"));
+    }
+    let ingested = open(&dirs[2], 8);
+    let session = ingested.ingest().expect("an empty store takes an ingest");
+    let mut ingest_outcomes = Vec::new();
+    for chunk in batches.chunks(3) {
+        let outcomes = session
+            .load(chunk)
+            .expect("load")
+            .expect("nobody else wrote");
+        ingest_outcomes.extend(outcomes);
+    }
+    assert_eq!(ingest_outcomes, apply_outcomes);
+    assert_eq!(contents(&ingested), contents(&applied));
+    assert_eq!(
+        ingested.describe().expect("d"),
+        Describe {
+            node_id: ingested.node_id().to_owned(),
+            ..applied.describe().expect("d")
+        }
+    );
+    for (_, c, id, v, body) in &changes {
+        let got = ingested.get(c, id).expect("get");
+        assert_eq!(
+            got.as_ref().map(|d| d.version),
+            body.as_ref().map(|_| *v),
+            "{c}/{id}"
+        );
+        assert_eq!(got.map(|d| d.body.to_vec()), body.clone(), "{c}/{id}");
+    }
+    // Redelivery afterwards goes through `apply`, which skips every document.
+    let again = ingested.apply(&incoming).expect("re-apply");
+    assert_eq!(again.applied, 0);
+    // Nothing is left of the table files once they are linked.
+    let left =
+        std::fs::read_dir(dirs[2].path().join("db").join("ingest")).map_or(0, Iterator::count);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn an_ingest_stops_once_another_writer_wrote() {
+    let dirs: Vec<TempDir> = (0..2).map(|_| TempDir::new().expect("tempdir")).collect();
+    let source = loaded_source(&dirs[0]);
+    let changes = pull(&source, 0);
+    let incoming = as_incoming(&changes);
+    let sink = open(&dirs[1], 8);
+    let session = sink.ingest().expect("an empty store takes an ingest");
+    session
+        .load(&[incoming[..10].to_vec()])
+        .expect("load")
+        .expect("nobody else wrote");
+    sink.put("other", "x", b"{}", &Precondition::Always)
+        .expect("a client write");
+    let head = sink.head_seq();
+    assert_eq!(
+        session.load(&[incoming[10..].to_vec()]).expect("load"),
+        None
+    );
+    assert_eq!(sink.head_seq(), head, "nothing written");
+    assert!(sink.ingest().is_none(), "the store holds documents");
+    sink.apply(&incoming[10..]).expect("apply");
+    let (pulled, digest) = contents(&sink);
+    assert_eq!(pulled.len(), 13);
+    assert_eq!(
+        digest
+            .partitions
+            .iter()
+            .map(|p| p.live_documents)
+            .sum::<u64>(),
+        source.live_documents().expect("live") + 1
+    );
+}
+
+#[test]
+fn a_crash_in_the_middle_of_an_ingest_is_rolled_back_when_the_store_opens() {
+    for step in [1, 2] {
+        let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("tempdir")).collect();
+        let source = loaded_source(&dirs[0]);
+        let changes = pull(&source, 0);
+        let incoming = as_incoming(&changes);
+        let (done, crashed) = incoming.split_at(10);
+        let expected = open(&dirs[1], 8);
+        expected.apply(done).expect("apply");
+        {
+            let sink = open(&dirs[2], 8);
+            let session = sink.ingest().expect("an empty store takes an ingest");
+            session
+                .load(&[done.to_vec()])
+                .expect("load")
+                .expect("nobody else wrote");
+            session
+                .crash_after
+                .store(step, std::sync::atomic::Ordering::Relaxed);
+            let crash = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                session.load(&[crashed.to_vec()])
+            }));
+            assert!(crash.is_err(), "step {step}: the crash point was reached");
+            let linked = pull(&sink, 0).len();
+            assert_eq!(
+                linked, 12,
+                "step {step}: the second chunk's changes are linked"
+            );
+        }
+        let sink = open(&dirs[2], 8);
+        assert_eq!(contents(&sink), contents(&expected), "step {step}");
+        for doc in crashed {
+            let got = sink.get(doc.collection, doc.id).expect("get");
+            assert!(got.is_none(), "step {step}: {}/{}", doc.collection, doc.id);
+        }
+        // The copy sends the chunk again; the store now holds documents, so it is applied.
+        assert!(sink.ingest().is_none());
+        sink.apply(crashed).expect("apply");
+        expected.apply(crashed).expect("apply");
+        assert_eq!(contents(&sink), contents(&expected), "step {step}");
+    }
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use rocksdb::WriteBatch;
+use rocksdb::{ColumnFamily, WriteBatch};
 use tokio::sync::oneshot;
 
 use super::{
@@ -71,9 +71,82 @@ pub struct ApplyOutcome {
 
 /// Counter deltas of one batch, summed before they are merged.
 #[derive(Default)]
-struct Counters<'a> {
+pub(super) struct Counters<'a> {
     partitions: HashMap<u32, Counter>,
     collections: HashMap<&'a str, Counter>,
+}
+
+impl<'a> Counters<'a> {
+    /// Counts a document going from `old` to `new` (each its live version, `None` when
+    /// absent or a tombstone).
+    pub(super) fn add(
+        &mut self,
+        collection: &'a str,
+        id: &str,
+        partitions: u32,
+        old: Option<u64>,
+        new: Option<u64>,
+    ) {
+        let old = old.map(|version| term(collection, id, version));
+        let new = new.map(|version| term(collection, id, version));
+        let delta = Counter {
+            count: u64::from(new.is_some()).wrapping_sub(u64::from(old.is_some())),
+            digest: new.unwrap_or(0).wrapping_sub(old.unwrap_or(0)),
+        };
+        if delta == Counter::default() {
+            return;
+        }
+        let sum = self
+            .partitions
+            .entry(partition_of(id, partitions))
+            .or_default();
+        *sum = sum.combine(delta);
+        if delta.count != 0 {
+            let sum = self.collections.entry(collection).or_default();
+            *sum = sum.combine(Counter {
+                count: delta.count,
+                digest: 0,
+            });
+        }
+    }
+
+    /// Stages one merge per touched counter, not one per document: merges are the costly
+    /// part of a write to the memtable.
+    pub(super) fn stage(self, batch: &mut WriteBatch, stats: &ColumnFamily) {
+        for (partition, delta) in self.partitions {
+            batch.merge_cf(stats, keys::partition_stats_key(partition), delta.encode());
+        }
+        for (collection, delta) in self.collections {
+            batch.merge_cf(
+                stats,
+                keys::collection_stats_key(collection),
+                delta.encode(),
+            );
+        }
+    }
+}
+
+/// Checks a batch of replicated documents whole, before any of it is written.
+pub(super) fn check_incoming(documents: &[Incoming<'_>]) -> Result<(), StoreError> {
+    for doc in documents {
+        check_collection(doc.collection)?;
+        check_id(doc.id)?;
+        let problem = if doc.version == 0 {
+            Some("version 0: versions start at 1")
+        } else if doc.tombstone && !doc.body.is_empty() {
+            Some("a tombstone carries no body")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(StoreError::BadDocument {
+                collection: doc.collection.to_owned(),
+                id: doc.id.to_owned(),
+                problem,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A document's new state, staged into a batch.
@@ -150,24 +223,7 @@ impl Store {
     /// skipped, so redelivery is harmless. Not fenced: this is how reverse sync writes back to
     /// a fenced blue. The whole batch is checked before any of it is written.
     pub fn apply(&self, documents: &[Incoming<'_>]) -> Result<ApplyOutcome, StoreError> {
-        for doc in documents {
-            check_collection(doc.collection)?;
-            check_id(doc.id)?;
-            let problem = if doc.version == 0 {
-                Some("version 0: versions start at 1")
-            } else if doc.tombstone && !doc.body.is_empty() {
-                Some("a tombstone carries no body")
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Err(StoreError::BadDocument {
-                    collection: doc.collection.to_owned(),
-                    id: doc.id.to_owned(),
-                    problem,
-                });
-            }
-        }
+        check_incoming(documents)?;
         let keys: Vec<Vec<u8>> = documents
             .iter()
             .map(|d| keys::doc_key(d.collection, d.id))
@@ -246,19 +302,7 @@ impl Store {
                 },
             );
         }
-        // One merge per touched counter, not one per document: merges are the costly part
-        // of a write to the memtable.
-        let stats = cf(&self.inner.db, CF_STATS);
-        for (partition, delta) in counters.partitions {
-            batch.merge_cf(stats, keys::partition_stats_key(partition), delta.encode());
-        }
-        for (collection, delta) in counters.collections {
-            batch.merge_cf(
-                stats,
-                keys::collection_stats_key(collection),
-                delta.encode(),
-            );
-        }
+        counters.stage(batch, cf(&self.inner.db, CF_STATS));
     }
 
     /// Adds one document's new state to `batch`: pointer and index entry (replacing the
@@ -290,27 +334,13 @@ impl Store {
             body: next.body,
         };
         batch.put_cf(changes, keys::seq_key(next.seq), change.encode());
-
-        let old = previous
-            .filter(|p| !p.tombstone)
-            .map(|p| term(next.collection, next.id, p.version));
-        let new = (!next.tombstone).then(|| term(next.collection, next.id, next.version));
-        let delta = Counter {
-            count: u64::from(new.is_some()).wrapping_sub(u64::from(old.is_some())),
-            digest: new.unwrap_or(0).wrapping_sub(old.unwrap_or(0)),
-        };
-        if delta != Counter::default() {
-            let partition = partition_of(next.id, self.inner.partitions);
-            let sum = counters.partitions.entry(partition).or_default();
-            *sum = sum.combine(delta);
-            if delta.count != 0 {
-                let sum = counters.collections.entry(next.collection).or_default();
-                *sum = sum.combine(Counter {
-                    count: delta.count,
-                    digest: 0,
-                });
-            }
-        }
+        counters.add(
+            next.collection,
+            next.id,
+            self.inner.partitions,
+            previous.filter(|p| !p.tombstone).map(|p| p.version),
+            (!next.tombstone).then_some(next.version),
+        );
     }
 
     /// The pointers of many documents, in one batched lookup.

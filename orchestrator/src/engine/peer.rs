@@ -4,7 +4,10 @@
 
 use std::{fmt, pin::Pin};
 
-use cutover_node::{api::sink::APPLY_PARALLEL, store::Store};
+use cutover_node::{
+    api::sink::{INGEST_BATCHES, apply_stream},
+    store::Store,
+};
 use cutover_proto::v1::{
     ApplyAck, ApplyRequest, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse,
     LagRequest, PullRequest, PullResponse, sink_client::SinkClient, source_client::SourceClient,
@@ -236,7 +239,13 @@ impl SinkPeer {
         mpsc::Sender<ApplyRequest>,
         impl Future<Output = Result<Acks, PeerError>> + Send + '_,
     ) {
-        let (tx, rx) = mpsc::channel(APPLY_WINDOW);
+        // The local store takes batches in chunks of up to INGEST_BATCHES while it is filled
+        // by ingest; the window lets a whole chunk wait while the previous one is written.
+        let window = match self {
+            Self::Remote { .. } => APPLY_WINDOW,
+            Self::Local { .. } => INGEST_BATCHES,
+        };
+        let (tx, rx) = mpsc::channel(window);
         let opened = async move {
             match self {
                 Self::Remote { client, token, .. } => {
@@ -248,35 +257,11 @@ impl SinkPeer {
                     Ok(Box::pin(answer.into_inner()) as Acks)
                 }
                 Self::Local { store, .. } => {
-                    let store = store.clone();
-                    let acks = ReceiverStream::new(rx)
-                        .map(move |batch| apply_local(store.clone(), batch))
-                        .buffered(APPLY_PARALLEL);
-                    Ok(Box::pin(acks) as Acks)
+                    let applied = apply_stream(store.clone(), ReceiverStream::new(rx).map(Ok));
+                    Ok(Box::pin(applied.map(|applied| applied.map(|a| a.ack()))) as Acks)
                 }
             }
         };
         (tx, opened)
-    }
-}
-
-/// Applies one batch to the local store, as the node's `Sink.Apply` would (up to
-/// [`APPLY_PARALLEL`] at once, acknowledged in order).
-async fn apply_local(store: Store, batch: ApplyRequest) -> Result<ApplyAck, Status> {
-    let batch_id = batch.batch_id;
-    let joined = tokio::task::spawn_blocking(move || {
-        cutover_node::api::sink::apply_documents(&store, &batch.documents)
-            .map(|outcome| (outcome, store.head_seq()))
-    })
-    .await;
-    match joined {
-        Ok(Ok((outcome, head_seq))) => Ok(ApplyAck {
-            batch_id,
-            applied: outcome.applied,
-            skipped_stale: outcome.skipped_stale,
-            head_seq,
-        }),
-        Ok(Err(error)) => Err(Status::internal(format!("local apply: {error}"))),
-        Err(error) => Err(Status::internal(format!("local apply stopped: {error}"))),
     }
 }

@@ -1,0 +1,333 @@
+//! Ingest: how a copy fills a store that has never held a document (cycle 1 into a fresh
+//! green). Instead of a write per batch (a version lookup per document, the write-ahead
+//! log, the memtables, then their flushes and compactions) it writes each chunk of batches
+//! as two sorted table files, one for `docs` and one for `changes`, and links them into the
+//! database. The result is the one [`Store::apply`] would give: the same pointers, changes,
+//! seqs and counters.
+//!
+//! It only holds while nothing else writes the store: a session checks before each chunk
+//! that the highest seq assigned is still the one its last chunk left (0 for the first), and
+//! takes the chunk's seqs in the same step. Once another writer has taken a seq, the session
+//! is spent and the caller applies as usual. A document given twice in a chunk keeps its
+//! newest version; each source's `Pull(0)` gives every document once, and a second source's
+//! session is spent by the first one's chunks.
+//!
+//! Two chunks may be written at once: they take their seqs one after the other, then each
+//! builds and links its own files (one waits for its files to sync while the other builds).
+//!
+//! Crash safety: the two files of a chunk cannot be linked in one atomic step (RocksDB's C
+//! API ingests one column family at a time), so a synced marker names the chunk's seqs
+//! before its first file is linked, and the counters are merged in the same batch that
+//! removes it. A store opened with a marker present rolls that chunk back (its changes, and
+//! the pointers to them), as does a failure in the middle of the steps; the chunk was never
+//! acknowledged, so the copy sends it again, and `apply` writes it.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, PoisonError},
+};
+
+use rocksdb::{DB, IngestExternalFileOptions, ReadOptions, SstFileWriter, WriteBatch};
+
+use super::{
+    ApplyOutcome, Incoming, Store, StoreError,
+    keys::{self, Change, DocPointer},
+    rocks::{self, CF_CHANGES, CF_DOCS, CF_META, CF_STATS, META_INGEST, cf},
+    write::{Counters, check_incoming},
+};
+
+/// The folder, inside the store's, where an ingest writes its table files before linking them.
+const INGEST_DIR: &str = "ingest";
+
+/// An ingest session (see the module's documentation); from [`Store::ingest`]. Chunks may
+/// be loaded from several threads at once: each takes its seqs in turn, then writes its files
+/// while the next one writes its own.
+#[derive(Debug)]
+pub struct Ingest {
+    store: Store,
+    /// The highest seq this session's last chunk took (0 before the first); `None` once
+    /// another writer took one, or a chunk failed.
+    head: Mutex<Option<u64>>,
+    /// Tests: panic after this step of a chunk's write (1: changes linked, 2: docs linked),
+    /// as a crash there would stop it.
+    #[cfg(test)]
+    pub(super) crash_after: std::sync::atomic::AtomicU8,
+}
+
+impl Store {
+    /// Starts an ingest session if the store has never held a document (no seq was ever
+    /// assigned). Its chunks are ingested while the store holds nothing but what this
+    /// session wrote.
+    pub fn ingest(&self) -> Option<Ingest> {
+        (self.inner.seqs.assigned() == 0).then(|| Ingest {
+            store: self.clone(),
+            head: Mutex::new(Some(0)),
+            #[cfg(test)]
+            crash_after: std::sync::atomic::AtomicU8::new(0),
+        })
+    }
+
+    fn ingest_dir(&self) -> PathBuf {
+        self.inner.path.join(INGEST_DIR)
+    }
+}
+
+impl Ingest {
+    /// Writes a chunk of batches, durably, as [`Store::apply`] of each batch in turn would;
+    /// returns each batch's outcome. `Ok(None)`, with nothing written, when the store has had
+    /// another writer: apply the chunk instead (and every later one: the session is spent).
+    pub fn load(
+        &self,
+        batches: &[Vec<Incoming<'_>>],
+    ) -> Result<Option<Vec<ApplyOutcome>>, StoreError> {
+        if self.head().is_none() {
+            return Ok(None);
+        }
+        for batch in batches {
+            check_incoming(batch)?;
+        }
+        let documents: Vec<(usize, &Incoming<'_>)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| batch.iter().map(move |doc| (b, doc)))
+            .collect();
+        let keys: Vec<Vec<u8>> = documents
+            .iter()
+            .map(|(_, d)| keys::doc_key(d.collection, d.id))
+            .collect();
+        // Key order for the `docs` file, newest version first within a key: only that one
+        // is kept.
+        let mut by_key: Vec<usize> = (0..documents.len()).collect();
+        by_key.sort_unstable_by(|&a, &b| {
+            keys[a]
+                .cmp(&keys[b])
+                .then(documents[b].1.version.cmp(&documents[a].1.version))
+        });
+        let mut kept = vec![false; documents.len()];
+        let mut previous: Option<&[u8]> = None;
+        for &i in &by_key {
+            if previous != Some(keys[i].as_slice()) {
+                kept[i] = true;
+                previous = Some(&keys[i]);
+            }
+        }
+        let count = kept.iter().filter(|k| **k).count() as u64;
+        let mut outcomes = vec![ApplyOutcome::default(); batches.len()];
+        if count == 0 {
+            return Ok(Some(outcomes));
+        }
+        let inner = &self.store.inner;
+        let _held = inner.locks.lock_all(&keys);
+        let range = {
+            let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(range) = head.and_then(|h| inner.seqs.assign_after(h, count)) else {
+                *head = None;
+                return Ok(None);
+            };
+            *head = Some(range.first() + count - 1);
+            range
+        };
+        // Seqs in arrival order, as `apply` gives them.
+        let mut seqs = vec![0; documents.len()];
+        let mut next = range.first();
+        for ((seq, keep), (batch, doc)) in seqs.iter_mut().zip(&kept).zip(&documents) {
+            let outcome = &mut outcomes[*batch];
+            if *keep {
+                *seq = next;
+                next += 1;
+                outcome.applied += 1;
+                outcome.bytes += doc.body.len() as u64;
+            } else {
+                outcome.skipped_stale += 1;
+            }
+        }
+        let (first, last) = (range.first(), next - 1);
+        let chunk = Chunk {
+            documents: &documents,
+            keys: &keys,
+            by_key: &by_key,
+            kept: &kept,
+            seqs: &seqs,
+        };
+        let dir = self.store.ingest_dir().join(first.to_string());
+        let written = chunk.write(self, &dir, first, last);
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(error) = written {
+            *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            if let Err(undo) = roll_back_from(&inner.db, first) {
+                tracing::error!(%error, %undo, "an ingest failed and could not be rolled back: the store rolls it back when it is next opened");
+            }
+            return Err(error);
+        }
+        Ok(Some(outcomes))
+    }
+
+    #[cfg(test)]
+    fn crash_point(&self, step: u8) {
+        let crash_after = self.crash_after.load(std::sync::atomic::Ordering::Relaxed);
+        assert_ne!(crash_after, step, "a crash after step {step} of an ingest");
+    }
+
+    #[cfg(not(test))]
+    fn crash_point(&self, _step: u8) {}
+
+    fn head(&self) -> Option<u64> {
+        let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
+        if head.is_some_and(|h| h != self.store.inner.seqs.assigned()) {
+            *head = None;
+        }
+        *head
+    }
+}
+
+/// One chunk's documents, in arrival order, with what `load` decided about each.
+struct Chunk<'c, 'a> {
+    documents: &'c [(usize, &'c Incoming<'a>)],
+    keys: &'c [Vec<u8>],
+    by_key: &'c [usize],
+    kept: &'c [bool],
+    seqs: &'c [u64],
+}
+
+impl Chunk<'_, '_> {
+    /// Writes the two files, then marker, links and counters (see the module's documentation).
+    fn write(&self, session: &Ingest, dir: &Path, first: u64, last: u64) -> Result<(), StoreError> {
+        let store = &session.store;
+        let db = &store.inner.db;
+        std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, &e))?;
+        let changes_file = dir.join("changes.sst");
+        let docs_file = dir.join("docs.sst");
+        let mut counters = Counters::default();
+        let options = rocks::changes_options();
+        let mut changes = SstFileWriter::create(&options);
+        changes.open(&changes_file)?;
+        for (i, (_, doc)) in self.documents.iter().enumerate() {
+            if !self.kept[i] {
+                continue;
+            }
+            let change = Change {
+                version: doc.version,
+                tombstone: doc.tombstone,
+                collection: doc.collection,
+                id: doc.id,
+                body: doc.body,
+            };
+            changes.put(keys::seq_key(self.seqs[i]), change.encode())?;
+            counters.add(
+                doc.collection,
+                doc.id,
+                store.inner.partitions,
+                None,
+                (!doc.tombstone).then_some(doc.version),
+            );
+        }
+        changes.finish()?;
+        let options = rocks::docs_options();
+        let mut docs = SstFileWriter::create(&options);
+        docs.open(&docs_file)?;
+        for &i in self.by_key.iter().filter(|&&i| self.kept[i]) {
+            let doc = self.documents[i].1;
+            let pointer = DocPointer {
+                seq: self.seqs[i],
+                version: doc.version,
+                tombstone: doc.tombstone,
+            };
+            docs.put(&self.keys[i], pointer.encode())?;
+        }
+        docs.finish()?;
+
+        let mut marker = WriteBatch::default();
+        marker.put_cf(cf(db, CF_META), marker_key(first), last.to_be_bytes());
+        let mut synced = rocksdb::WriteOptions::default();
+        synced.set_sync(true);
+        db.write_opt(marker, &synced)?;
+        let mut link = IngestExternalFileOptions::default();
+        link.set_move_files(true);
+        db.ingest_external_file_cf_opts(cf(db, CF_CHANGES), &link, vec![&changes_file])?;
+        session.crash_point(1);
+        db.ingest_external_file_cf_opts(cf(db, CF_DOCS), &link, vec![&docs_file])?;
+        session.crash_point(2);
+        let mut done = WriteBatch::default();
+        counters.stage(&mut done, cf(db, CF_STATS));
+        done.delete_cf(cf(db, CF_META), marker_key(first));
+        store.commit(done)
+    }
+}
+
+/// The marker of the chunk whose first seq is `first`.
+fn marker_key(first: u64) -> Vec<u8> {
+    [META_INGEST, &first.to_be_bytes()].concat()
+}
+
+/// Undoes every ingest that did not finish (see [`roll_back_from`]); called when a store opens.
+pub(super) fn roll_back(db: &DB) -> Result<(), StoreError> {
+    let mut firsts = Vec::new();
+    let mut iter = db.raw_iterator_cf(cf(db, CF_META));
+    iter.seek(META_INGEST);
+    while let Some(key) = iter.key() {
+        let Some(first) = key.strip_prefix(META_INGEST) else {
+            break;
+        };
+        let first = <[u8; 8]>::try_from(first).map_err(|_| StoreError::Corrupt {
+            what: "ingest marker key",
+        })?;
+        firsts.push(u64::from_be_bytes(first));
+        iter.next();
+    }
+    iter.status()?;
+    for first in firsts {
+        roll_back_from(db, first)?;
+    }
+    Ok(())
+}
+
+/// Undoes the chunk from `first` if its marker is still there: its changes, and the pointers
+/// to them (the store held none of those documents before). Called when an ingest fails.
+fn roll_back_from(db: &DB, first: u64) -> Result<(), StoreError> {
+    let Some(last) = db.get_cf(cf(db, CF_META), marker_key(first))? else {
+        return Ok(());
+    };
+    let last = <[u8; 8]>::try_from(last.as_slice())
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            what: "ingest marker value is not a u64",
+        })?;
+    let end = keys::seq_key(last.saturating_add(1));
+    let mut undo = WriteBatch::default();
+    let mut options = ReadOptions::default();
+    options.set_iterate_upper_bound(end);
+    let mut iter = db.raw_iterator_cf_opt(cf(db, CF_CHANGES), options);
+    iter.seek(keys::seq_key(first));
+    while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+        let seq = keys::seq_of_key(key)?;
+        let change = Change::decode(value)?;
+        let doc = keys::doc_key(change.collection, change.id);
+        if let Some(bytes) = db.get_cf(cf(db, CF_DOCS), &doc)?
+            && DocPointer::decode(&bytes)?.seq == seq
+        {
+            undo.delete_cf(cf(db, CF_DOCS), doc);
+        }
+        iter.next();
+    }
+    iter.status()?;
+    undo.delete_range_cf(cf(db, CF_CHANGES), keys::seq_key(first), end);
+    undo.delete_cf(cf(db, CF_META), marker_key(first));
+    let mut synced = rocksdb::WriteOptions::default();
+    synced.set_sync(true);
+    db.write_opt(undo, &synced)?;
+    tracing::warn!(first, last, "rolled back an ingest that did not finish");
+    Ok(())
+}
+
+/// Removes the table files of an ingest that did not finish (they were never linked).
+pub(super) fn clear(path: &Path) {
+    let _ = std::fs::remove_dir_all(path.join(INGEST_DIR));
+}
+
+fn io_error(action: &'static str, path: &Path, error: &std::io::Error) -> StoreError {
+    StoreError::Io {
+        action,
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    }
+}
