@@ -103,7 +103,7 @@ fn check_order(batch_id: u64, last_batch: &mut Option<u64>) -> Result<(), Status
 
 /// Batches of an apply stream ingested at once, at most (whatever has arrived while the
 /// previous chunk was written, up to this many).
-pub const INGEST_BATCHES: usize = 16;
+pub const INGEST_BATCHES: usize = 64;
 
 /// Chunks being ingested at once: while one waits for its files to sync, the next one builds
 /// its own.

@@ -101,8 +101,10 @@ pub async fn copy(
     // their response headers only with the first ack, which needs a first batch sent.
     let (apply_tx, acks) = sink.apply();
     let (jobs_tx, jobs_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT);
-    let (sent_tx, sent_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT * 4);
-    let (done_tx, done_rx) = mpsc::channel(TRANSFORMS_IN_FLIGHT * 4);
+    // Room for every batch the sink may hold unacknowledged, and the transforms behind them.
+    let queued = (TRANSFORMS_IN_FLIGHT * 4).max(sink.window() + TRANSFORMS_IN_FLIGHT);
+    let (sent_tx, sent_rx) = mpsc::channel(queued);
+    let (done_tx, done_rx) = mpsc::channel(queued);
     let pull = pull_stage(source, pulled, jobs_tx, context);
     let apply = apply_stage(sink.endpoint(), jobs_rx, apply_tx, sent_tx);
     let acknowledge = acknowledge_stage(sink, acks, sent_rx, done_tx);

@@ -226,6 +226,16 @@ impl SinkPeer {
         }
     }
 
+    /// Batches sent to the sink and not yet acknowledged, at most. The local store takes
+    /// batches in chunks of up to [`INGEST_BATCHES`] while it is filled by ingest: the window
+    /// lets a whole chunk arrive while the one before is written.
+    pub fn window(&self) -> usize {
+        match self {
+            Self::Remote { .. } => APPLY_WINDOW,
+            Self::Local { .. } => INGEST_BATCHES,
+        }
+    }
+
     fn fail(&self, call: &'static str) -> impl FnOnce(Status) -> PeerError {
         PeerError::at(self.endpoint(), call)
     }
@@ -239,13 +249,7 @@ impl SinkPeer {
         mpsc::Sender<ApplyRequest>,
         impl Future<Output = Result<Acks, PeerError>> + Send + '_,
     ) {
-        // The local store takes batches in chunks of up to INGEST_BATCHES while it is filled
-        // by ingest; the window lets a whole chunk wait while the previous one is written.
-        let window = match self {
-            Self::Remote { .. } => APPLY_WINDOW,
-            Self::Local { .. } => INGEST_BATCHES,
-        };
-        let (tx, rx) = mpsc::channel(window);
+        let (tx, rx) = mpsc::channel(self.window());
         let opened = async move {
             match self {
                 Self::Remote { client, token, .. } => {
