@@ -2,15 +2,18 @@
 //! green). Instead of a write per batch (a version lookup per document, the write-ahead
 //! log, the memtables, then their flushes and compactions) it writes each chunk of batches
 //! as two sorted table files, one for `docs` and one for `changes`, and links them into the
-//! database. The result is the one [`Store::apply`] would give: the same pointers, changes,
-//! seqs and counters.
+//! database. The store ends as [`Store::apply`] would leave it: the same documents, versions,
+//! one change each, counters and digests. Only the seq numbers may differ (two chunks in
+//! flight may take theirs in either order), and so may the per-batch counts when a chunk
+//! holds a document twice (only its newest version is written and counted).
 //!
 //! It only holds while nothing else writes the store: a session checks before each chunk
 //! that the highest seq assigned is still the one its last chunk left (0 for the first), and
 //! takes the chunk's seqs in the same step. Once another writer has taken a seq, the session
 //! is spent and the caller applies as usual. A document given twice in a chunk keeps its
-//! newest version; each source's `Pull(0)` gives every document once, and a second source's
-//! session is spent by the first one's chunks.
+//! newest version. A document an earlier chunk wrote spends the session too: each chunk
+//! looks its keys up first, in one sorted batch. A second source's session is spent by the
+//! first one's chunks.
 //!
 //! Two chunks may be written at once: they take their seqs one after the other, then each
 //! builds and links its own files (one waits for its files to sync while the other builds).
@@ -20,9 +23,12 @@
 //! before its first file is linked, and the counters are merged in the same batch that
 //! removes it. A store opened with a marker present rolls that chunk back (its changes, and
 //! the pointers to them), as does a failure in the middle of the steps; the chunk was never
-//! acknowledged, so the copy sends it again, and `apply` writes it.
+//! acknowledged, so the copy sends it again, and `apply` writes it. If that rollback fails
+//! too, the process stops at once rather than go on with a chunk that is half there (the
+//! next open rolls it back).
 
 use std::{
+    panic::AssertUnwindSafe,
     path::{Path, PathBuf},
     sync::{Mutex, PoisonError},
 };
@@ -48,8 +54,8 @@ pub struct Ingest {
     /// The highest seq this session's last chunk took (0 before the first); `None` once
     /// another writer took one, or a chunk failed.
     head: Mutex<Option<u64>>,
-    /// Tests: panic after this step of a chunk's write (1: changes linked, 2: docs linked),
-    /// as a crash there would stop it.
+    /// Tests: stop after this step of a chunk's write (1: changes linked, 2: docs linked):
+    /// [`Ingest::crash_point`].
     #[cfg(test)]
     pub(super) crash_after: std::sync::atomic::AtomicU8,
 }
@@ -102,6 +108,7 @@ impl Ingest {
             keys[a]
                 .cmp(&keys[b])
                 .then(documents[b].1.version.cmp(&documents[a].1.version))
+                .then(a.cmp(&b))
         });
         let mut kept = vec![false; documents.len()];
         let mut previous: Option<&[u8]> = None;
@@ -118,6 +125,23 @@ impl Ingest {
         }
         let inner = &self.store.inner;
         let _held = inner.locks.lock_all(&keys);
+        // A document an earlier chunk wrote (an apply stream may send one again, or a chunk
+        // still in flight holds it: its lock kept us waiting until it was written) is
+        // `apply`'s to handle. One sorted lookup; a fresh store's bloom filters answer it.
+        let sorted: Vec<&[u8]> = by_key
+            .iter()
+            .filter(|&&i| kept[i])
+            .map(|&i| keys[i].as_slice())
+            .collect();
+        for found in inner
+            .db
+            .batched_multi_get_cf(cf(&inner.db, CF_DOCS), &sorted, true)
+        {
+            if found?.is_some() {
+                *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                return Ok(None);
+            }
+        }
         let range = {
             let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(range) = head.and_then(|h| inner.seqs.assign_after(h, count)) else {
@@ -150,26 +174,55 @@ impl Ingest {
             seqs: &seqs,
         };
         let dir = self.store.ingest_dir().join(first.to_string());
-        let written = chunk.write(self, &dir, first, last);
+        // A panic is a failure like any other: the chunk is rolled back.
+        let written =
+            std::panic::catch_unwind(AssertUnwindSafe(|| chunk.write(self, &dir, first, last)))
+                .unwrap_or_else(|panic| {
+                    #[cfg(test)]
+                    if panic.is::<TestCrash>() {
+                        std::panic::resume_unwind(panic);
+                    }
+                    drop(panic);
+                    Err(StoreError::Corrupt {
+                        what: "an ingest panicked",
+                    })
+                });
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(error) = written {
             *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
             if let Err(undo) = roll_back_from(&inner.db, first) {
-                tracing::error!(%error, %undo, "an ingest failed and could not be rolled back: the store rolls it back when it is next opened");
+                // Going on would let the stable head pass a chunk that the next open deletes,
+                // after the copy was told its documents are there.
+                tracing::error!(%error, %undo, first, last, "an ingest failed and could not be rolled back: stopping; the store rolls it back when it is next opened");
+                std::process::abort();
             }
             return Err(error);
         }
         Ok(Some(outcomes))
     }
 
+    /// Tests: after step `crash_after` of a chunk's write, fail as an I/O error would (and
+    /// the chunk is rolled back at once), or, with 0x10 added, panic as a crash would stop
+    /// the process there (the rollback is then left to the next open).
     #[cfg(test)]
-    fn crash_point(&self, step: u8) {
+    fn crash_point(&self, step: u8) -> Result<(), StoreError> {
         let crash_after = self.crash_after.load(std::sync::atomic::Ordering::Relaxed);
-        assert_ne!(crash_after, step, "a crash after step {step} of an ingest");
+        if crash_after == step | 0x10 {
+            std::panic::resume_unwind(Box::new(TestCrash));
+        }
+        if crash_after == step {
+            return Err(StoreError::Corrupt {
+                what: "a failure injected by a test",
+            });
+        }
+        Ok(())
     }
 
     #[cfg(not(test))]
-    fn crash_point(&self, _step: u8) {}
+    #[allow(clippy::unnecessary_wraps, clippy::unused_self)]
+    fn crash_point(&self, _step: u8) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     fn head(&self) -> Option<u64> {
         let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
@@ -179,6 +232,10 @@ impl Ingest {
         *head
     }
 }
+
+/// Tests: the unwinding that stands for a crash of the process.
+#[cfg(test)]
+struct TestCrash;
 
 /// One chunk's documents, in arrival order, with what `load` decided about each.
 struct Chunk<'c, 'a> {
@@ -244,9 +301,9 @@ impl Chunk<'_, '_> {
         let mut link = IngestExternalFileOptions::default();
         link.set_move_files(true);
         db.ingest_external_file_cf_opts(cf(db, CF_CHANGES), &link, vec![&changes_file])?;
-        session.crash_point(1);
+        session.crash_point(1)?;
         db.ingest_external_file_cf_opts(cf(db, CF_DOCS), &link, vec![&docs_file])?;
-        session.crash_point(2);
+        session.crash_point(2)?;
         let mut done = WriteBatch::default();
         counters.stage(&mut done, cf(db, CF_STATS));
         done.delete_cf(cf(db, CF_META), marker_key(first));

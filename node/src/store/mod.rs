@@ -349,6 +349,24 @@ impl Store {
         Ok(())
     }
 
+    /// Tests: entries in the memtables of `docs` and `changes` (none when everything came
+    /// by ingest).
+    #[cfg(test)]
+    fn memtable_entries(&self) -> u64 {
+        let db = &self.inner.db;
+        [rocks::CF_DOCS, rocks::CF_CHANGES]
+            .into_iter()
+            .map(|name| {
+                db.property_int_value_cf(
+                    rocks::cf(db, name),
+                    "rocksdb.num-entries-active-mem-table",
+                )
+                .expect("property")
+                .unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// Whether RocksDB is flushing or compacting, or has such work pending: a benchmark
     /// waits for a settled store before it measures.
     pub fn background_work(&self) -> Result<bool, StoreError> {
