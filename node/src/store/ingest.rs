@@ -81,7 +81,8 @@ impl Store {
 impl Ingest {
     /// Writes a chunk of batches, durably, as [`Store::apply`] of each batch in turn would;
     /// returns each batch's outcome. `Ok(None)`, with nothing written, when the store has had
-    /// another writer: apply the chunk instead (and every later one: the session is spent).
+    /// another writer or already holds one of the chunk's documents: apply the chunk instead
+    /// (and every later one: the session is spent).
     pub fn load(
         &self,
         batches: &[Vec<Incoming<'_>>],
@@ -102,7 +103,7 @@ impl Ingest {
             .map(|(_, d)| keys::doc_key(d.collection, d.id))
             .collect();
         // Key order for the `docs` file, newest version first within a key: only that one
-        // is kept.
+        // is kept (the first of its key, then ties by arrival).
         let mut by_key: Vec<usize> = (0..documents.len()).collect();
         by_key.sort_unstable_by(|&a, &b| {
             keys[a]
@@ -110,15 +111,12 @@ impl Ingest {
                 .then(documents[b].1.version.cmp(&documents[a].1.version))
                 .then(a.cmp(&b))
         });
+        by_key.dedup_by(|later, first| keys[*later] == keys[*first]);
         let mut kept = vec![false; documents.len()];
-        let mut previous: Option<&[u8]> = None;
         for &i in &by_key {
-            if previous != Some(keys[i].as_slice()) {
-                kept[i] = true;
-                previous = Some(&keys[i]);
-            }
+            kept[i] = true;
         }
-        let count = kept.iter().filter(|k| **k).count() as u64;
+        let count = by_key.len() as u64;
         let mut outcomes = vec![ApplyOutcome::default(); batches.len()];
         if count == 0 {
             return Ok(Some(outcomes));
@@ -128,17 +126,13 @@ impl Ingest {
         // A document an earlier chunk wrote (an apply stream may send one again, or a chunk
         // still in flight holds it: its lock kept us waiting until it was written) is
         // `apply`'s to handle. One sorted lookup; a fresh store's bloom filters answer it.
-        let sorted: Vec<&[u8]> = by_key
-            .iter()
-            .filter(|&&i| kept[i])
-            .map(|&i| keys[i].as_slice())
-            .collect();
+        let sorted: Vec<&[u8]> = by_key.iter().map(|&i| keys[i].as_slice()).collect();
         for found in inner
             .db
             .batched_multi_get_cf(cf(&inner.db, CF_DOCS), &sorted, true)
         {
             if found?.is_some() {
-                *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                self.spend();
                 return Ok(None);
             }
         }
@@ -189,7 +183,7 @@ impl Ingest {
                 });
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(error) = written {
-            *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            self.spend();
             if let Err(undo) = roll_back_from(&inner.db, first) {
                 // Going on would let the stable head pass a chunk that the next open deletes,
                 // after the copy was told its documents are there.
@@ -224,6 +218,11 @@ impl Ingest {
         Ok(())
     }
 
+    /// Ends the session: every later chunk is `apply`'s.
+    fn spend(&self) {
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     fn head(&self) -> Option<u64> {
         let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
         if head.is_some_and(|h| h != self.store.inner.seqs.assigned()) {
@@ -241,7 +240,9 @@ struct TestCrash;
 struct Chunk<'c, 'a> {
     documents: &'c [(usize, &'c Incoming<'a>)],
     keys: &'c [Vec<u8>],
+    /// The kept documents, in key order.
     by_key: &'c [usize],
+    /// Whether each document is kept (the newest version of its key in the chunk).
     kept: &'c [bool],
     seqs: &'c [u64],
 }
@@ -282,7 +283,7 @@ impl Chunk<'_, '_> {
         let options = rocks::docs_options();
         let mut docs = SstFileWriter::create(&options);
         docs.open(&docs_file)?;
-        for &i in self.by_key.iter().filter(|&&i| self.kept[i]) {
+        for &i in self.by_key {
             let doc = self.documents[i].1;
             let pointer = DocPointer {
                 seq: self.seqs[i],
@@ -295,9 +296,7 @@ impl Chunk<'_, '_> {
 
         let mut marker = WriteBatch::default();
         marker.put_cf(cf(db, CF_META), marker_key(first), last.to_be_bytes());
-        let mut synced = rocksdb::WriteOptions::default();
-        synced.set_sync(true);
-        db.write_opt(marker, &synced)?;
+        db.write_opt(marker, &synced())?;
         let mut link = IngestExternalFileOptions::default();
         link.set_move_files(true);
         db.ingest_external_file_cf_opts(cf(db, CF_CHANGES), &link, vec![&changes_file])?;
@@ -309,6 +308,14 @@ impl Chunk<'_, '_> {
         done.delete_cf(cf(db, CF_META), marker_key(first));
         store.commit(done)
     }
+}
+
+/// A write fsynced whatever the store's sync policy: the marker and the rollback must
+/// survive a power loss, or the links they cover would outlive them.
+fn synced() -> rocksdb::WriteOptions {
+    let mut options = rocksdb::WriteOptions::default();
+    options.set_sync(true);
+    options
 }
 
 /// The marker of the chunk whose first seq is `first`.
@@ -369,9 +376,7 @@ fn roll_back_from(db: &DB, first: u64) -> Result<(), StoreError> {
     iter.status()?;
     undo.delete_range_cf(cf(db, CF_CHANGES), keys::seq_key(first), end);
     undo.delete_cf(cf(db, CF_META), marker_key(first));
-    let mut synced = rocksdb::WriteOptions::default();
-    synced.set_sync(true);
-    db.write_opt(undo, &synced)?;
+    db.write_opt(undo, &synced())?;
     tracing::warn!(first, last, "rolled back an ingest that did not finish");
     Ok(())
 }
