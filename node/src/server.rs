@@ -100,6 +100,7 @@ impl Node {
         let grpc_server = tonic::transport::Server::builder()
             .initial_stream_window_size(cutover_proto::STREAM_WINDOW_BYTES)
             .initial_connection_window_size(cutover_proto::CONNECTION_WINDOW_BYTES)
+            .max_frame_size(cutover_proto::MAX_FRAME_BYTES)
             .add_routes(extra)
             .add_service(SourceServer::new(SourceService::new(store.clone())))
             .add_service(tonic::service::interceptor::InterceptedService::new(

@@ -23,13 +23,17 @@ pub const STREAM_WINDOW_BYTES: u32 = 4 << 20;
 /// HTTP/2 flow-control window of one connection.
 pub const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 
+/// Largest HTTP/2 frame every cutover client and server accepts.
+pub const MAX_FRAME_BYTES: u32 = 1 << 20;
+
 /// A client endpoint for `uri` (`http://host:port`) with the bulk-transfer windows above.
 pub fn endpoint(
     uri: impl Into<bytes::Bytes>,
 ) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
     Ok(tonic::transport::Endpoint::from_shared(uri)?
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES))
 }
 
 /// The gRPC server reflection service for the whole contract, which every daemon serves so

@@ -98,20 +98,17 @@ impl Ingest {
             .enumerate()
             .flat_map(|(b, batch)| batch.iter().map(move |doc| (b, doc)))
             .collect();
-        let keys: Vec<Vec<u8>> = documents
-            .iter()
-            .map(|(_, d)| keys::doc_key(d.collection, d.id))
-            .collect();
+        let keys = Keys::new(&documents);
         // Key order for the `docs` file, newest version first within a key: only that one
         // is kept (the first of its key, then ties by arrival).
         let mut by_key: Vec<usize> = (0..documents.len()).collect();
         by_key.sort_unstable_by(|&a, &b| {
-            keys[a]
-                .cmp(&keys[b])
+            keys.get(a)
+                .cmp(keys.get(b))
                 .then(documents[b].1.version.cmp(&documents[a].1.version))
                 .then(a.cmp(&b))
         });
-        by_key.dedup_by(|later, first| keys[*later] == keys[*first]);
+        by_key.dedup_by(|later, first| keys.get(*later) == keys.get(*first));
         let mut kept = vec![false; documents.len()];
         for &i in &by_key {
             kept[i] = true;
@@ -122,19 +119,13 @@ impl Ingest {
             return Ok(Some(outcomes));
         }
         let inner = &self.store.inner;
-        let _held = inner.locks.lock_all(&keys);
+        let _held = inner.locks.lock_all(by_key.iter().map(|&i| keys.get(i)));
         // A document an earlier chunk wrote (an apply stream may send one again, or a chunk
         // still in flight holds it: its lock kept us waiting until it was written) is
-        // `apply`'s to handle. One sorted lookup; a fresh store's bloom filters answer it.
-        let sorted: Vec<&[u8]> = by_key.iter().map(|&i| keys[i].as_slice()).collect();
-        for found in inner
-            .db
-            .batched_multi_get_cf(cf(&inner.db, CF_DOCS), &sorted, true)
-        {
-            if found?.is_some() {
-                self.spend();
-                return Ok(None);
-            }
+        // `apply`'s to handle.
+        if self.holds_any(&keys, &by_key)? {
+            self.spend();
+            return Ok(None);
         }
         let range = {
             let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
@@ -218,6 +209,32 @@ impl Ingest {
         Ok(())
     }
 
+    /// Whether the store holds a document of the chunk whose kept keys, in order, are
+    /// `by_key`. One seek answers when no document lies in the chunk's key range (a copy in
+    /// key order, or the first chunk); otherwise one sorted lookup of every key, which the
+    /// table files' bloom filters mostly answer.
+    fn holds_any(&self, keys: &Keys, by_key: &[usize]) -> Result<bool, StoreError> {
+        let db = &self.store.inner.db;
+        let (Some(&low), Some(&high)) = (by_key.first(), by_key.last()) else {
+            return Ok(false);
+        };
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound([keys.get(high), &[0]].concat());
+        let mut range = db.raw_iterator_cf_opt(cf(db, CF_DOCS), options);
+        range.seek(keys.get(low));
+        if !range.valid() {
+            range.status()?;
+            return Ok(false);
+        }
+        let sorted: Vec<&[u8]> = by_key.iter().map(|&i| keys.get(i)).collect();
+        for found in db.batched_multi_get_cf(cf(db, CF_DOCS), &sorted, true) {
+            if found?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Ends the session: every later chunk is `apply`'s.
     fn spend(&self) {
         *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -236,10 +253,41 @@ impl Ingest {
 #[cfg(test)]
 struct TestCrash;
 
+/// The `docs` keys of a chunk's documents, in arrival order, end to end in one buffer.
+struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    fn new(documents: &[(usize, &Incoming<'_>)]) -> Self {
+        let mut keys = Self {
+            bytes: Vec::with_capacity(
+                documents
+                    .iter()
+                    .map(|(_, d)| d.collection.len() + 1 + d.id.len())
+                    .sum(),
+            ),
+            ends: Vec::with_capacity(documents.len()),
+        };
+        for (_, doc) in documents {
+            keys::push_doc_key(&mut keys.bytes, doc.collection, doc.id);
+            keys.ends.push(keys.bytes.len());
+        }
+        keys
+    }
+
+    /// The key of the `i`th document.
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
 /// One chunk's documents, in arrival order, with what `load` decided about each.
 struct Chunk<'c, 'a> {
     documents: &'c [(usize, &'c Incoming<'a>)],
-    keys: &'c [Vec<u8>],
+    keys: &'c Keys,
     /// The kept documents, in key order.
     by_key: &'c [usize],
     /// Whether each document is kept (the newest version of its key in the chunk).
@@ -259,6 +307,7 @@ impl Chunk<'_, '_> {
         let options = rocks::changes_options();
         let mut changes = SstFileWriter::create(&options);
         changes.open(&changes_file)?;
+        let mut value = Vec::new();
         for (i, (_, doc)) in self.documents.iter().enumerate() {
             if !self.kept[i] {
                 continue;
@@ -270,7 +319,8 @@ impl Chunk<'_, '_> {
                 id: doc.id,
                 body: doc.body,
             };
-            changes.put(keys::seq_key(self.seqs[i]), change.encode())?;
+            change.encode_into(&mut value);
+            changes.put(keys::seq_key(self.seqs[i]), &value)?;
             counters.add(
                 doc.collection,
                 doc.id,
@@ -290,7 +340,7 @@ impl Chunk<'_, '_> {
                 version: doc.version,
                 tombstone: doc.tombstone,
             };
-            docs.put(&self.keys[i], pointer.encode())?;
+            docs.put(self.keys.get(i), pointer.encode())?;
         }
         docs.finish()?;
 

@@ -25,10 +25,15 @@ const STATS_COLLECTION: u8 = b'c';
 /// The `docs` key of a document.
 pub fn doc_key(collection: &str, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(collection.len() + 1 + id.len());
-    key.extend_from_slice(collection.as_bytes());
-    key.push(SEPARATOR);
-    key.extend_from_slice(id.as_bytes());
+    push_doc_key(&mut key, collection, id);
     key
+}
+
+/// Appends the `docs` key of `(collection, id)` to `out`.
+pub fn push_doc_key(out: &mut Vec<u8>, collection: &str, id: &str) {
+    out.extend_from_slice(collection.as_bytes());
+    out.push(SEPARATOR);
+    out.extend_from_slice(id.as_bytes());
 }
 
 /// The prefix of every `docs` key of a collection.
@@ -147,9 +152,15 @@ impl<'a> Change<'a> {
 
     /// The encoded value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            Self::HEADER + self.collection.len() + self.id.len() + self.body.len(),
-        );
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// The encoded value, in `out` (cleared first): a writer of many reuses one buffer.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(Self::HEADER + self.collection.len() + self.id.len() + self.body.len());
         out.extend_from_slice(&self.version.to_be_bytes());
         out.push(if self.tombstone { FLAG_TOMBSTONE } else { 0 });
         // Collections are at most 128 bytes and ids at most 512: both fit a u16.
@@ -158,7 +169,6 @@ impl<'a> Change<'a> {
         out.extend_from_slice(self.collection.as_bytes());
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(self.body);
-        out
     }
 
     /// Decodes a `changes` value, borrowing from it.
