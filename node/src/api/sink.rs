@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{blocking, status};
 use crate::{
     metrics as m,
-    store::{ApplyOutcome, Incoming, Ingest, Store, StoreError},
+    store::{ApplyOutcome, Incoming, Ingest, Store},
 };
 
 /// Acks buffered towards a slow client before applying waits.
@@ -107,7 +107,7 @@ pub const INGEST_BATCHES: usize = 64;
 
 /// Chunks being ingested at once: while one waits for its files to sync, the next one builds
 /// its own.
-pub const INGEST_PARALLEL: usize = 2;
+const INGEST_PARALLEL: usize = 2;
 
 /// A batch written durably.
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +162,8 @@ pub fn apply_stream(
 }
 
 /// Writes a chunk of batches durably (up to its first `Err`, which ends it) and builds
-/// their acks.
+/// their acks: ingested at once, or, once the session is spent, applied as any other stream
+/// is (up to [`APPLY_PARALLEL`] batches at once, each acknowledged on its own).
 async fn ingest_chunk(
     store: Store,
     session: Arc<Ingest>,
@@ -179,30 +180,34 @@ async fn ingest_chunk(
             }
         }
     }
-    let written = blocking(move || {
+    let ingest_store = store.clone();
+    let ingested = blocking(move || {
         let incoming: Vec<Vec<Incoming<'_>>> =
             batches.iter().map(|b| incoming(&b.documents)).collect();
-        let outcomes = match session.load(&incoming)? {
-            Some(outcomes) => outcomes,
-            None => incoming
-                .iter()
-                .map(|batch| store.apply(batch))
-                .collect::<Result<_, _>>()?,
-        };
-        let head_seq = store.head_seq();
-        Ok(batches
-            .iter()
-            .zip(outcomes)
-            .map(|(batch, outcome)| Applied {
-                batch_id: batch.batch_id,
-                outcome,
-                head_seq,
-            })
-            .collect::<Vec<_>>())
+        let outcomes = session.load(&incoming)?;
+        drop(incoming);
+        Ok((batches, outcomes, ingest_store.head_seq()))
     })
     .await;
-    let mut acks: Vec<_> = match written {
-        Ok(acks) => acks.into_iter().map(Ok).collect(),
+    let mut acks: Vec<_> = match ingested {
+        Ok((batches, Some(outcomes), head_seq)) => batches
+            .iter()
+            .zip(outcomes)
+            .map(|(batch, outcome)| {
+                Ok(Applied {
+                    batch_id: batch.batch_id,
+                    outcome,
+                    head_seq,
+                })
+            })
+            .collect(),
+        Ok((batches, None, _)) => {
+            futures_util::stream::iter(batches)
+                .map(|batch| apply_one(store.clone(), batch))
+                .buffered(APPLY_PARALLEL)
+                .collect()
+                .await
+        }
         Err(error) => vec![Err(status(error))],
     };
     acks.extend(refused.map(Err));
@@ -213,7 +218,7 @@ async fn ingest_chunk(
 async fn apply_one(store: Store, batch: ApplyRequest) -> Result<Applied, Status> {
     let batch_id = batch.batch_id;
     let (outcome, head_seq) = blocking(move || {
-        let outcome = apply_documents(&store, &batch.documents)?;
+        let outcome = store.apply(&incoming(&batch.documents))?;
         Ok((outcome, store.head_seq()))
     })
     .await
@@ -223,12 +228,6 @@ async fn apply_one(store: Store, batch: ApplyRequest) -> Result<Applied, Status>
         outcome,
         head_seq,
     })
-}
-
-/// Applies replicated documents to `store` as `Sink.Apply` does (blocking; see
-/// [`Store::apply`]).
-pub fn apply_documents(store: &Store, documents: &[Document]) -> Result<ApplyOutcome, StoreError> {
-    store.apply(&incoming(documents))
 }
 
 fn incoming(documents: &[Document]) -> Vec<Incoming<'_>> {
@@ -242,4 +241,77 @@ fn incoming(documents: &[Document]) -> Vec<Incoming<'_>> {
             body: &d.body,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+
+    use super::*;
+    use crate::store::{Precondition, StoreConfig, SyncPolicy};
+
+    fn fresh(dir: &tempfile::TempDir) -> Store {
+        Store::open(&StoreConfig {
+            path: dir.path().join("db"),
+            partitions: Some(4),
+            sync: SyncPolicy::Os,
+        })
+        .expect("open")
+    }
+
+    /// Batch `batch_id` of ten new documents.
+    fn batch(batch_id: u64) -> Result<ApplyRequest, Status> {
+        let documents = (0..10)
+            .map(|n| Document {
+                collection: "c".into(),
+                id: format!("d{batch_id:03}-{n}"),
+                version: 1,
+                seq: 0,
+                body: bytes::Bytes::from_static(b"{}"),
+                tombstone: false,
+            })
+            .collect();
+        Ok(ApplyRequest {
+            batch_id,
+            documents,
+        })
+    }
+
+    async fn run(store: &Store, spent: bool) -> Vec<(u64, u32)> {
+        let applied = apply_stream(store.clone(), stream::iter((1..=6).map(batch)));
+        if spent {
+            // A client write after the session began and before its first chunk.
+            let client = store.clone();
+            tokio::task::spawn_blocking(move || {
+                client.put("c", "client", b"{}", &Precondition::Always)
+            })
+            .await
+            .expect("join")
+            .expect("put");
+        }
+        applied
+            .map(|a| a.map(|a| (a.batch_id, a.outcome.applied)).expect("ack"))
+            .collect()
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fresh_store_ingests_the_stream_and_acks_every_batch_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = fresh(&dir);
+        let acks = run(&store, false).await;
+        assert_eq!(acks, (1..=6).map(|b| (b, 10)).collect::<Vec<_>>());
+        assert_eq!(store.live_documents().expect("count"), 60);
+        assert_eq!(store.memtable_entries(), 0, "ingested as table files");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spent_session_applies_the_stream_and_acks_every_batch_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = fresh(&dir);
+        let acks = run(&store, true).await;
+        assert_eq!(acks, (1..=6).map(|b| (b, 10)).collect::<Vec<_>>());
+        assert_eq!(store.live_documents().expect("count"), 61);
+        assert!(store.memtable_entries() > 60, "applied, not ingested");
+    }
 }

@@ -210,9 +210,10 @@ impl Ingest {
     }
 
     /// Whether the store holds a document of the chunk whose kept keys, in order, are
-    /// `by_key`. One seek answers when no document lies in the chunk's key range (a copy in
-    /// key order, or the first chunk); otherwise one sorted lookup of every key, which the
-    /// table files' bloom filters mostly answer.
+    /// `by_key`. One seek answers when no document lies in the chunk's key range (the first
+    /// chunk, or a source that wrote its documents in key order, such as sequential ids);
+    /// otherwise, as for random ids, one sorted lookup of every key, which the table files'
+    /// bloom filters mostly answer.
     fn holds_any(&self, keys: &Keys, by_key: &[usize]) -> Result<bool, StoreError> {
         let db = &self.store.inner.db;
         let (Some(&low), Some(&high)) = (by_key.first(), by_key.last()) else {
@@ -346,7 +347,9 @@ impl Chunk<'_, '_> {
 
         let mut marker = WriteBatch::default();
         marker.put_cf(cf(db, CF_META), marker_key(first), last.to_be_bytes());
-        db.write_opt(marker, &synced())?;
+        // Synced whatever the store's sync policy: the marker and the rollback must survive a
+        // power loss, or the links they cover would outlive them.
+        db.write_opt(marker, &rocks::synced())?;
         let mut link = IngestExternalFileOptions::default();
         link.set_move_files(true);
         db.ingest_external_file_cf_opts(cf(db, CF_CHANGES), &link, vec![&changes_file])?;
@@ -358,14 +361,6 @@ impl Chunk<'_, '_> {
         done.delete_cf(cf(db, CF_META), marker_key(first));
         store.commit(done)
     }
-}
-
-/// A write fsynced whatever the store's sync policy: the marker and the rollback must
-/// survive a power loss, or the links they cover would outlive them.
-fn synced() -> rocksdb::WriteOptions {
-    let mut options = rocksdb::WriteOptions::default();
-    options.set_sync(true);
-    options
 }
 
 /// The marker of the chunk whose first seq is `first`.
@@ -426,7 +421,7 @@ fn roll_back_from(db: &DB, first: u64) -> Result<(), StoreError> {
     iter.status()?;
     undo.delete_range_cf(cf(db, CF_CHANGES), keys::seq_key(first), end);
     undo.delete_cf(cf(db, CF_META), marker_key(first));
-    db.write_opt(undo, &synced())?;
+    db.write_opt(undo, &rocks::synced())?;
     tracing::warn!(first, last, "rolled back an ingest that did not finish");
     Ok(())
 }

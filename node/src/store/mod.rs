@@ -352,7 +352,7 @@ impl Store {
     /// Tests: entries in the memtables of `docs` and `changes` (none when everything came
     /// by ingest).
     #[cfg(test)]
-    fn memtable_entries(&self) -> u64 {
+    pub(crate) fn memtable_entries(&self) -> u64 {
         let db = &self.inner.db;
         [rocks::CF_DOCS, rocks::CF_CHANGES]
             .into_iter()
@@ -435,8 +435,6 @@ fn create(db: &DB, config: &StoreConfig) -> Result<u32, StoreError> {
     );
     batch.put_cf(meta, rocks::META_PARTITIONS, partitions.to_be_bytes());
     batch.put_cf(meta, rocks::META_NODE_ID, node_id.as_bytes());
-    let mut options = rocksdb::WriteOptions::default();
-    options.set_sync(true);
-    db.write_opt(batch, &options)?;
+    db.write_opt(batch, &rocks::synced())?;
     Ok(partitions)
 }

@@ -84,6 +84,13 @@ pub fn changes_options() -> Options {
     changes
 }
 
+/// Options of a write that is fsynced whatever the store's sync policy.
+pub fn synced() -> rocksdb::WriteOptions {
+    let mut options = rocksdb::WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
 /// The handle of a column family created by [`open`].
 pub fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
     db.cf_handle(name)

@@ -5,7 +5,7 @@
 //!   thread for its transform at once, so up to [`TRANSFORMS_IN_FLIGHT`] batches are
 //!   transformed in parallel;
 //! - apply: takes the transformed batches in pull order and sends them to the sink, at most
-//!   [`APPLY_WINDOW`](super::peer::APPLY_WINDOW) unacknowledged;
+//!   the sink's [`window`](super::peer::SinkPeer::window) unacknowledged;
 //! - acknowledge: matches the sink's acks to the batches, in order;
 //! - journal: commits the watermark of the newest acknowledged batch with its dead letters
 //!   and drops (coalescing what queued up meanwhile into one synced write).

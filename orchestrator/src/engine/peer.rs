@@ -226,13 +226,13 @@ impl SinkPeer {
         }
     }
 
-    /// Batches sent to the sink and not yet acknowledged, at most. The local store takes
-    /// batches in chunks of up to [`INGEST_BATCHES`] while it is filled by ingest: the window
-    /// lets a whole chunk arrive while the one before is written.
+    /// Batches sent to the sink and not yet acknowledged, at most. A local store that has
+    /// never held a document is filled by ingest, in chunks of up to [`INGEST_BATCHES`]: the
+    /// window lets a whole chunk arrive while the one before is written.
     pub fn window(&self) -> usize {
         match self {
-            Self::Remote { .. } => APPLY_WINDOW,
-            Self::Local { .. } => INGEST_BATCHES,
+            Self::Local { store, .. } if store.ingest().is_some() => INGEST_BATCHES,
+            Self::Local { .. } | Self::Remote { .. } => APPLY_WINDOW,
         }
     }
 
@@ -240,9 +240,10 @@ impl SinkPeer {
         PeerError::at(self.endpoint(), call)
     }
 
-    /// Opens an apply stream: batches go into the sender (at most [`APPLY_WINDOW`] waiting);
-    /// the future gives the acknowledgements, in the same order. Await the future only once
-    /// a batch can be sent meanwhile: a server may answer the call with its first ack.
+    /// Opens an apply stream: batches go into the sender (at most [`window`](Self::window)
+    /// waiting); the future gives the acknowledgements, in the same order. Await the future
+    /// only once a batch can be sent meanwhile: a server may answer the call with its first
+    /// ack.
     pub fn apply(
         &self,
     ) -> (
