@@ -11,7 +11,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{admin::AdminService, http::HttpApi, sink::SinkService, source::SourceService},
+    api::{
+        admin::AdminService,
+        http::HttpApi,
+        sink::SinkService,
+        source::{SourceRoutes, SourceService},
+    },
     config::NodeConfig,
     metrics as m,
     store::{Store, StoreError, now_unix_ms},
@@ -102,7 +107,7 @@ impl Node {
             .initial_connection_window_size(cutover_proto::CONNECTION_WINDOW_BYTES)
             .max_frame_size(cutover_proto::MAX_FRAME_BYTES)
             .add_routes(extra)
-            .add_service(SourceServer::new(SourceService::new(store.clone())))
+            .add_service(SourceRoutes::new(store.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 sink,
                 auth.clone(),

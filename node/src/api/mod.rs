@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod http;
+mod pull_wire;
 pub mod sink;
 pub mod source;
 

@@ -1,22 +1,30 @@
 //! gRPC `Source`: describe, lag, pull (one scan of the by-sequence index, streamed in bounded
 //! batches with backpressure) and digest.
 
-use std::ops::ControlFlow;
+use std::{convert::Infallible, ops::ControlFlow, pin::Pin};
 
-use bytes::{Bytes, BytesMut};
 use cutover_proto::v1::{
-    CollectionInfo, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse, Document,
-    DocumentBatch, LagRequest, LagResponse, PartitionDigest, PullComplete, PullRequest,
-    PullResponse, pull_response::Kind, source_server::Source,
+    CollectionInfo, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse, LagRequest,
+    LagResponse, PartitionDigest, PullComplete, PullRequest, PullResponse,
+    source_server::{SERVICE_NAME, Source, SourceServer},
 };
+use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{
+    Request, Response, Status,
+    codegen::{Body, BoxFuture, Service, StdError, http},
+    server::{Grpc, NamedService, ServerStreamingService},
+};
 
-use super::{blocking, status};
+use super::{
+    blocking,
+    pull_wire::{Batch, EncodedBatch, PullCodec, PullMessage},
+    status,
+};
 use crate::{
     metrics as m,
-    store::{Digest, PullSpec, Store, keys::Change},
+    store::{Digest, PullSpec, Store},
 };
 
 /// Documents per batch when the request leaves it to the server.
@@ -39,6 +47,90 @@ impl SourceService {
     /// The service for `store`.
     pub fn new(store: Store) -> Self {
         Self { store }
+    }
+
+    /// Starts a pull: its messages, encoded for the wire as the scan reads them.
+    fn messages(&self, request: PullRequest) -> ReceiverStream<Result<PullMessage, Status>> {
+        let max_documents = match request.max_batch_documents {
+            0 => DEFAULT_BATCH_DOCUMENTS,
+            n => n,
+        } as usize;
+        let max_bytes = match request.max_batch_bytes {
+            0 => DEFAULT_BATCH_BYTES,
+            n => n.min(MAX_BATCH_BYTES),
+        };
+        let spec = PullSpec {
+            since: request.since,
+            partitions: request.partitions,
+        };
+        let (tx, rx) = mpsc::channel(PIPELINE_BATCHES);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || scan(&store, &spec, max_documents, max_bytes, &tx));
+        ReceiverStream::new(rx)
+    }
+}
+
+/// The path of `Source.Pull`.
+const PULL_PATH: &str = "/cutover.v1.Source/Pull";
+
+/// The `Source` service as the node serves it: `Pull` through [`PullCodec`], which writes the
+/// batches the scan encoded; every other method through the generated server.
+#[derive(Debug, Clone)]
+pub struct SourceRoutes {
+    service: SourceService,
+    generated: SourceServer<SourceService>,
+}
+
+impl SourceRoutes {
+    /// The service for `store`.
+    pub fn new(store: Store) -> Self {
+        let service = SourceService::new(store);
+        Self {
+            generated: SourceServer::new(service.clone()),
+            service,
+        }
+    }
+}
+
+impl NamedService for SourceRoutes {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<B> Service<http::Request<B>> for SourceRoutes
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != PULL_PATH {
+            return self.generated.call(request);
+        }
+        let pull = EncodedPull(self.service.clone());
+        Box::pin(async move { Ok(Grpc::new(PullCodec).server_streaming(pull, request).await) })
+    }
+}
+
+/// `Source.Pull` answered with [`PullMessage`]s.
+struct EncodedPull(SourceService);
+
+impl ServerStreamingService<PullRequest> for EncodedPull {
+    type Response = PullMessage;
+    type ResponseStream = ReceiverStream<Result<PullMessage, Status>>;
+    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<PullRequest>) -> Self::Future {
+        std::future::ready(Ok(Response::new(self.0.messages(request.into_inner()))))
     }
 }
 
@@ -100,31 +192,20 @@ impl Source for SourceService {
         Ok(Response::new(LagResponse { head_seq, changed }))
     }
 
-    type PullStream = ReceiverStream<Result<PullResponse, Status>>;
+    type PullStream = Pin<Box<dyn Stream<Item = Result<PullResponse, Status>> + Send>>;
 
-    #[tracing::instrument(skip_all, fields(since))]
+    /// The pull through the generated types, for a caller of the trait: the node serves
+    /// [`SourceRoutes`], which sends the encoded batches as they are.
     async fn pull(
         &self,
         request: Request<PullRequest>,
     ) -> Result<Response<Self::PullStream>, Status> {
-        let request = request.into_inner();
-        tracing::Span::current().record("since", request.since);
-        let max_documents = match request.max_batch_documents {
-            0 => DEFAULT_BATCH_DOCUMENTS,
-            n => n,
-        } as usize;
-        let max_bytes = match request.max_batch_bytes {
-            0 => DEFAULT_BATCH_BYTES,
-            n => n.min(MAX_BATCH_BYTES),
-        };
-        let spec = PullSpec {
-            since: request.since,
-            partitions: request.partitions,
-        };
-        let (tx, rx) = mpsc::channel(PIPELINE_BATCHES);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || scan(&store, &spec, max_documents, max_bytes, &tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let messages = self.messages(request.into_inner()).map(|message| {
+            Ok(message?
+                .into_response()
+                .expect("a batch the scan encoded decodes (pull_wire's tests)"))
+        });
+        Ok(Response::new(Box::pin(messages)))
     }
 
     async fn digest(
@@ -138,28 +219,27 @@ impl Source for SourceService {
 }
 
 /// The blocking half of a pull: scans and sends batches, waiting whenever the client is
-/// behind; stops when the client goes away. The bodies of a batch are copied into one buffer
-/// and each document's body is a slice of it: one allocation a batch, not one a document.
+/// behind; stops when the client goes away. Each document is encoded as it is read (see
+/// [`pull_wire`](super::pull_wire)).
 fn scan(
     store: &Store,
     spec: &PullSpec,
     max_documents: usize,
     max_bytes: u64,
-    tx: &mpsc::Sender<Result<PullResponse, Status>>,
+    tx: &mpsc::Sender<Result<PullMessage, Status>>,
 ) {
     let mut batch = Batch::new(max_documents, max_bytes);
-    let send = |documents: Vec<Document>| {
-        let last_seq = documents.last().map_or(0, |d| d.seq);
-        metrics::counter!(m::PULLED_DOCUMENTS).increment(documents.len() as u64);
-        let message = PullResponse {
-            kind: Some(Kind::Batch(DocumentBatch {
-                documents,
-                last_seq,
-            })),
-        };
-        tx.blocking_send(Ok(message)).is_ok()
+    let send = |batch: EncodedBatch| {
+        metrics::counter!(m::PULLED_DOCUMENTS).increment(batch.count as u64);
+        tx.blocking_send(Ok(PullMessage::Batch(batch))).is_ok()
     };
-    let result = store.scan_changes(spec, |seq, change| batch.add(seq, change, send));
+    let result = store.scan_changes(spec, |seq, change| {
+        if !batch.fits(change) && !send(batch.take()) {
+            return ControlFlow::Break(());
+        }
+        batch.push(seq, change);
+        ControlFlow::Continue(())
+    });
     let summary = match result {
         Ok(summary) if summary.complete => summary,
         Ok(_) => return, // the client went away
@@ -172,181 +252,9 @@ fn scan(
         return;
     }
     metrics::counter!(m::PULLED_BYTES).increment(summary.bytes);
-    let complete = PullResponse {
-        kind: Some(Kind::Complete(PullComplete {
-            high_watermark: summary.high_watermark,
-            documents: summary.documents,
-            bytes: summary.bytes,
-        })),
-    };
-    let _ = tx.blocking_send(Ok(complete));
-}
-
-/// Protobuf framing of one document besides its strings and body, counted against the batch's
-/// byte budget (tags, lengths, version, seq, tombstone flag: at most about 30 bytes).
-const DOCUMENT_OVERHEAD: usize = 32;
-
-/// A batch being filled: its documents, whose bodies are still empty, and their bodies end to
-/// end with each one's end offset. Buffers are reserved at the first document, so an empty
-/// batch (after the last send) costs nothing.
-struct Batch {
-    documents: Vec<Document>,
-    bodies: BytesMut,
-    ends: Vec<usize>,
-    /// Encoded size of the documents so far (bodies, strings, framing).
-    size: usize,
-    max_documents: usize,
-    max_bytes: usize,
-}
-
-impl Batch {
-    fn new(max_documents: usize, max_bytes: u64) -> Self {
-        Self {
-            documents: Vec::new(),
-            bodies: BytesMut::new(),
-            ends: Vec::new(),
-            size: 0,
-            max_documents: max_documents.max(1),
-            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.documents.is_empty()
-    }
-
-    fn cost(change: &Change<'_>) -> usize {
-        change.body.len() + change.collection.len() + change.id.len() + DOCUMENT_OVERHEAD
-    }
-
-    /// Adds `change`, first handing the batch so far to `send` when the change would not fit;
-    /// breaks when `send` says the client is gone.
-    fn add(
-        &mut self,
-        seq: u64,
-        change: &Change<'_>,
-        send: impl Fn(Vec<Document>) -> bool,
-    ) -> ControlFlow<()> {
-        if !self.fits(change) && !send(self.take()) {
-            return ControlFlow::Break(());
-        }
-        self.push(seq, change);
-        ControlFlow::Continue(())
-    }
-
-    /// Whether `change` may join: a batch stays within its document count and its bytes, but
-    /// for a single document larger than the byte budget, which goes alone.
-    fn fits(&self, change: &Change<'_>) -> bool {
-        self.is_empty()
-            || (self.documents.len() < self.max_documents
-                && self.size + Self::cost(change) <= self.max_bytes)
-    }
-
-    fn push(&mut self, seq: u64, change: &Change<'_>) {
-        if self.is_empty() {
-            let documents = self.max_documents.min(4096);
-            self.documents.reserve(documents);
-            self.ends.reserve(documents);
-            self.bodies.reserve(self.max_bytes.min(4 << 20));
-        }
-        self.size += Self::cost(change);
-        self.bodies.extend_from_slice(change.body);
-        self.ends.push(self.bodies.len());
-        self.documents.push(Document {
-            collection: change.collection.to_owned(),
-            id: change.id.to_owned(),
-            version: change.version,
-            seq,
-            body: Bytes::new(),
-            tombstone: change.tombstone,
-        });
-    }
-
-    /// The documents with their bodies, leaving the batch empty.
-    fn take(&mut self) -> Vec<Document> {
-        let mut taken = std::mem::take(&mut self.documents);
-        let bodies = std::mem::take(&mut self.bodies).freeze();
-        let mut start = 0;
-        for (document, end) in taken.iter_mut().zip(self.ends.drain(..)) {
-            document.body = bodies.slice(start..end);
-            start = end;
-        }
-        self.size = 0;
-        taken
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn change<'a>(id: &'a str, body: &'a [u8]) -> Change<'a> {
-        Change {
-            version: 1,
-            tombstone: false,
-            collection: "c",
-            id,
-            body,
-        }
-    }
-
-    /// Fills batches as `scan` does and returns what was sent.
-    fn batches(
-        max_documents: usize,
-        max_bytes: u64,
-        bodies: &[&'static [u8]],
-    ) -> Vec<Vec<Document>> {
-        let mut batch = Batch::new(max_documents, max_bytes);
-        let sent = std::cell::RefCell::new(Vec::new());
-        let send = |documents| {
-            sent.borrow_mut().push(documents);
-            true
-        };
-        for (i, body) in bodies.iter().enumerate() {
-            let id = format!("d{i}");
-            assert!(
-                batch
-                    .add(i as u64 + 1, &change(&id, body), send)
-                    .is_continue()
-            );
-        }
-        if !batch.is_empty() {
-            send(batch.take());
-        }
-        sent.into_inner()
-    }
-
-    #[test]
-    fn every_document_gets_its_own_body_and_batches_keep_their_bounds() {
-        let bodies: Vec<&'static [u8]> = vec![b"{}", b"[1]", b"", b"\"x\"", b"{\"a\":1}"];
-        let sent = batches(2, 1 << 20, &bodies);
-        assert_eq!(sent.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
-        let all: Vec<&Document> = sent.iter().flatten().collect();
-        for (i, doc) in all.iter().enumerate() {
-            assert_eq!(doc.body.as_ref(), bodies[i], "document {i}");
-            assert_eq!(doc.seq, i as u64 + 1);
-            assert_eq!(doc.id, format!("d{i}"));
-        }
-    }
-
-    #[test]
-    fn a_batch_never_goes_over_its_bytes_but_a_huge_document_goes_alone() {
-        let big: &'static [u8] = &[b'x'; 300];
-        let small: &'static [u8] = &[b'y'; 40];
-        let budget = 200u64;
-        let sent = batches(100, budget, &[small, small, small, big, small, small]);
-        for batch in &sent {
-            let size: usize = batch
-                .iter()
-                .map(|d| d.body.len() + d.collection.len() + d.id.len() + DOCUMENT_OVERHEAD)
-                .sum();
-            assert!(
-                size as u64 <= budget || batch.len() == 1,
-                "a batch of {} documents and {size} bytes",
-                batch.len()
-            );
-        }
-        assert_eq!(sent.iter().map(Vec::len).sum::<usize>(), 6);
-        assert!(sent.iter().any(|b| b.len() == 1 && b[0].body.len() == 300));
-    }
+    let _ = tx.blocking_send(Ok(PullMessage::Complete(PullComplete {
+        high_watermark: summary.high_watermark,
+        documents: summary.documents,
+        bytes: summary.bytes,
+    })));
 }
