@@ -258,3 +258,69 @@ fn scan(
         bytes: summary.bytes,
     })));
 }
+
+#[cfg(test)]
+mod tests {
+    use cutover_proto::v1::pull_response::Kind;
+
+    use super::*;
+    use crate::store::{Precondition, StoreConfig, SyncPolicy};
+
+    /// The trait's pull (the generated types, decoded from the encoded batches) gives every
+    /// change in seq order, batch by batch, then the completion.
+    #[tokio::test]
+    async fn the_trait_pull_decodes_the_encoded_batches() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&StoreConfig {
+            path: dir.path().join("db"),
+            partitions: Some(4),
+            sync: SyncPolicy::Os,
+        })
+        .expect("open");
+        let writer = store.clone();
+        tokio::task::spawn_blocking(move || {
+            for n in 0..5 {
+                writer.put("c", &format!("d{n}"), b"{\"n\":1}", &Precondition::Always)?;
+            }
+            writer.delete("c", "d1", &Precondition::Always)
+        })
+        .await
+        .expect("writes ran")
+        .expect("writes");
+        let request = Request::new(PullRequest {
+            since: 0,
+            partitions: vec![],
+            max_batch_documents: 2,
+            max_batch_bytes: 0,
+        });
+        let response = Source::pull(&SourceService::new(store), request)
+            .await
+            .expect("pull");
+        let messages: Vec<PullResponse> = response
+            .into_inner()
+            .map(|m| m.expect("message"))
+            .collect()
+            .await;
+        let mut documents = Vec::new();
+        for message in &messages[..messages.len() - 1] {
+            let Some(Kind::Batch(batch)) = &message.kind else {
+                panic!("a batch expected: {message:?}");
+            };
+            assert!(batch.documents.len() <= 2);
+            assert_eq!(
+                batch.last_seq,
+                batch.documents.last().expect("a document").seq
+            );
+            documents.extend(batch.documents.iter().cloned());
+        }
+        let ids: Vec<_> = documents.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["d0", "d2", "d3", "d4", "d1"]);
+        let deleted = &documents[4];
+        assert!(deleted.tombstone && deleted.body.is_empty() && deleted.version == 2);
+        assert_eq!(documents[0].body.as_ref(), b"{\"n\":1}");
+        let Some(Kind::Complete(complete)) = messages.last().and_then(|m| m.kind.clone()) else {
+            panic!("no completion last");
+        };
+        assert_eq!((complete.high_watermark, complete.documents), (6, 5));
+    }
+}
