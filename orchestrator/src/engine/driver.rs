@@ -408,9 +408,21 @@ impl Driver {
     }
 
     pub(super) async fn pending(&self, pairs: &[Pair]) -> Result<u64, DriveError> {
+        self.lag(pairs, &self.watermarks(pairs)?).await
+    }
+
+    /// Each source's committed watermark, in `pairs`' order.
+    fn watermarks(&self, pairs: &[Pair]) -> Result<Vec<u64>, DriveError> {
+        pairs
+            .iter()
+            .map(|pair| Ok(self.board.journal().watermark(&pair.source_id)?))
+            .collect()
+    }
+
+    /// The changes after `watermarks` (one per pair) on every source.
+    async fn lag(&self, pairs: &[Pair], watermarks: &[u64]) -> Result<u64, DriveError> {
         let mut pending = 0;
-        for pair in pairs {
-            let watermark = self.board.journal().watermark(&pair.source_id)?;
+        for (pair, &watermark) in pairs.iter().zip(watermarks) {
             pending += pair.source.lag(watermark).await?;
         }
         Ok(pending)
@@ -450,23 +462,30 @@ impl Driver {
             plan.batch_documents
         };
         let started = Instant::now();
-        let expected = self
-            .attempt("measuring the delta", || self.pending(pairs))
-            .await?;
-        self.board
-            .detail(format!("cycle {number}: {expected} documents to copy"));
+        // The delta is counted while the copy runs, not before it: counting walks blue's
+        // change index after the watermark, which in cycle 1 is every document (measured:
+        // 2M documents, 0.4 s of a core before the first batch was pulled).
+        let watermarks = self.watermarks(pairs)?;
+        let expected = Arc::new(AtomicU64::new(0));
         let progress = Arc::new(AtomicU64::new(0));
-        let reporter = self.report(number, expected, Arc::clone(&progress));
-        let result = self
-            .attempt(&format!("cycle {number}"), || {
-                progress.store(0, Ordering::Relaxed);
-                let batches = (batch_documents, plan.batch_bytes);
-                self.copy_all(batches, pairs, routes, into.direction, &progress)
-            })
-            .await;
+        let reporter = self.report(number, Arc::clone(&expected), Arc::clone(&progress));
+        let count = async {
+            let pending = self
+                .attempt("measuring the delta", || self.lag(pairs, &watermarks))
+                .await?;
+            expected.store(pending, Ordering::Relaxed);
+            Ok::<_, DriveError>(pending)
+        };
+        let what = format!("cycle {number}");
+        let copy = self.attempt(&what, || {
+            progress.store(0, Ordering::Relaxed);
+            let batches = (batch_documents, plan.batch_bytes);
+            self.copy_all(batches, pairs, routes, into.direction, &progress)
+        });
+        let result = tokio::try_join!(count, copy);
         reporter.abort();
         let _ = reporter.await;
-        let tally = result?;
+        let (expected, tally) = result?;
         self.board
             .progress(number, tally.documents, expected.max(tally.documents), 0.0);
         let pending_after = self
@@ -586,7 +605,7 @@ impl Driver {
     fn report(
         &self,
         number: u32,
-        expected: u64,
+        expected: Arc<AtomicU64>,
         progress: Arc<AtomicU64>,
     ) -> tokio::task::JoinHandle<()> {
         let board = self.board.clone();
@@ -597,7 +616,7 @@ impl Driver {
                 tick.tick().await;
                 let copied = progress.load(Ordering::Relaxed);
                 let rate = copied as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                board.progress(number, copied, expected, rate);
+                board.progress(number, copied, expected.load(Ordering::Relaxed), rate);
             }
         })
     }

@@ -188,13 +188,18 @@ impl Board {
         });
     }
 
-    /// Shows copy progress of cycle `cycle`, with a detail line saying so.
+    /// Shows copy progress of cycle `cycle`, with a detail line saying so; `expected` is 0
+    /// while the delta is still being counted.
     pub fn progress(&self, cycle: u32, copied: u64, expected: u64, docs_per_sec: f64) {
         self.update(|event| {
             event
                 .status
                 .get_or_insert_with(UpgradeStatus::default)
-                .phase_detail = format!("cycle {cycle}: {copied}/{expected} documents");
+                .phase_detail = if expected == 0 && copied > 0 {
+                format!("cycle {cycle}: {copied} documents (counting the delta)")
+            } else {
+                format!("cycle {cycle}: {copied}/{expected} documents")
+            };
             event.documents_copied = copied;
             event.documents_expected = expected;
             event.docs_per_sec = docs_per_sec;
@@ -320,5 +325,33 @@ fn decision_message(a: &Assessment, started_unix_ms: u64) -> pb::Decision {
         copy_rate_docs_per_sec: if a.rate.is_finite() { a.rate } else { 0.0 },
         predicted_final_ms: a.predicted_final.as_secs_f64() * 1000.0,
         pause_budget_ms: a.pause_budget.as_secs_f64() * 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_says_when_the_delta_is_still_being_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(&dir.path().join("journal")).expect("journal");
+        let board = Board::load(Arc::new(journal)).expect("board");
+        let events = board.subscribe();
+        let detail = || {
+            let event = events.borrow();
+            let status = event.status.clone().unwrap_or_default();
+            (status.phase_detail, event.documents_expected, event.eta_ms)
+        };
+        board.progress(1, 4_000, 0, 2_000.0);
+        assert_eq!(
+            detail(),
+            ("cycle 1: 4000 documents (counting the delta)".into(), 0, 0)
+        );
+        board.progress(1, 4_000, 10_000, 2_000.0);
+        assert_eq!(
+            detail(),
+            ("cycle 1: 4000/10000 documents".into(), 10_000, 3_000)
+        );
     }
 }
