@@ -283,6 +283,7 @@ impl Driver {
                 &run.pairs,
                 &run.routes,
                 self.next_cycle(Direction::Forward, true)?,
+                None,
             )
             .await?;
         fault::point("final-cycle");

@@ -259,12 +259,15 @@ impl Driver {
             if phase == Phase::Postponed {
                 return self.postponed(run).await;
             }
+            // The last cycle's pending count was measured as it ended, for its decision.
+            let pending = history.last().map(|c| c.pending_after);
             let record = self
                 .cycle(
                     plan,
                     pairs,
                     routes,
                     self.next_cycle(Direction::Forward, false)?,
+                    pending,
                 )
                 .await?;
             history.push(Cycle {
@@ -361,6 +364,7 @@ impl Driver {
                     pairs,
                     routes,
                     self.next_cycle(Direction::Forward, false)?,
+                    Some(pending),
                 )
                 .await?;
                 self.board.refresh_dead_letters()?;
@@ -408,7 +412,11 @@ impl Driver {
     }
 
     pub(super) async fn pending(&self, pairs: &[Pair]) -> Result<u64, DriveError> {
-        self.lag(pairs, &self.watermarks(pairs)?).await
+        let mut pending = 0;
+        for (pair, watermark) in pairs.iter().zip(self.watermarks(pairs)?) {
+            pending += pair.source.lag(watermark).await?;
+        }
+        Ok(pending)
     }
 
     /// Each source's committed watermark, in `pairs`' order.
@@ -419,13 +427,20 @@ impl Driver {
             .collect()
     }
 
-    /// The changes after `watermarks` (one per pair) on every source.
-    async fn lag(&self, pairs: &[Pair], watermarks: &[u64]) -> Result<u64, DriveError> {
-        let mut pending = 0;
+    /// What a cycle from `watermarks` (one per pair) is to copy, for its progress: a source's
+    /// changes after its watermark, or, from 0, its live documents (the same less its
+    /// tombstones, from its counters, where counting its changes walks every document).
+    async fn expected(&self, pairs: &[Pair], watermarks: &[u64]) -> Result<u64, DriveError> {
+        let mut expected = 0;
         for (pair, &watermark) in pairs.iter().zip(watermarks) {
-            pending += pair.source.lag(watermark).await?;
+            expected += if watermark == 0 {
+                let described = pair.source.describe().await?;
+                described.collections.iter().map(|c| c.live_documents).sum()
+            } else {
+                pair.source.lag(watermark).await?
+            };
         }
-        Ok(pending)
+        Ok(expected)
     }
 
     /// The next cycle's record, still empty: its number follows every journaled cycle.
@@ -446,12 +461,15 @@ impl Driver {
     /// Runs a cycle on every pair at once and journals its record: `into`'s figures plus this
     /// cycle's, under `into`'s number, direction and finality. `into` is an empty record
     /// ([`next_cycle`](Self::next_cycle)) for a new cycle, or reverse sync's running totals.
+    /// `pending` is the delta the caller just measured, shown as the cycle's expected count;
+    /// without it, the cycle estimates its own while it copies.
     pub(super) async fn cycle(
         &self,
         plan: &Plan,
         pairs: &[Pair],
         routes: &Arc<Routes>,
         into: CycleRecord,
+        pending: Option<u64>,
     ) -> Result<CycleRecord, DriveError> {
         let number = into.cycle;
         let batch_documents = if into.final_cycle {
@@ -462,19 +480,22 @@ impl Driver {
             plan.batch_documents
         };
         let started = Instant::now();
-        // The delta is counted while the copy runs, not before it: counting walks blue's
-        // change index after the watermark, which in cycle 1 is every document (measured:
-        // 2M documents, 0.4 s of a core before the first batch was pulled).
+        // Estimated while the copy runs, not before it: counting the delta walks blue's
+        // change index after the watermark (measured: 2M documents, 0.4 s of a core before
+        // cycle 1 pulled its first batch, and a core shared with the copy all through it).
         let watermarks = self.watermarks(pairs)?;
-        let expected = Arc::new(AtomicU64::new(0));
+        let expected = Arc::new(AtomicU64::new(pending.unwrap_or(0)));
         let progress = Arc::new(AtomicU64::new(0));
         let reporter = self.report(number, Arc::clone(&expected), Arc::clone(&progress));
         let count = async {
-            let pending = self
-                .attempt("measuring the delta", || self.lag(pairs, &watermarks))
+            if let Some(pending) = pending {
+                return Ok(pending);
+            }
+            let estimate = self
+                .attempt("estimating the delta", || self.expected(pairs, &watermarks))
                 .await?;
-            expected.store(pending, Ordering::Relaxed);
-            Ok::<_, DriveError>(pending)
+            expected.store(estimate, Ordering::Relaxed);
+            Ok::<_, DriveError>(estimate)
         };
         let what = format!("cycle {number}");
         let copy = self.attempt(&what, || {

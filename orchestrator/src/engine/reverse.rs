@@ -97,15 +97,16 @@ impl Driver {
                 () = self.controls.wake.notified() => continue,
                 () = tokio::time::sleep(REVERSE_INTERVAL) => {}
             }
-            match self.pending(&pairs).await {
+            let pending = match self.pending(&pairs).await {
                 Ok(0) => continue,
-                Ok(_) => {}
+                Ok(pending) => pending,
                 Err(error) => {
                     self.board.detail(format!("reverse sync waiting: {error}"));
                     continue;
                 }
-            }
-            match self.cycle(&run.plan, &pairs, &routes, total.clone()).await {
+            };
+            let cycle = self.cycle(&run.plan, &pairs, &routes, total.clone(), Some(pending));
+            match cycle.await {
                 Ok(cycle) => {
                     total = cycle;
                     self.board
@@ -226,6 +227,7 @@ impl Driver {
             &pairs,
             &routes,
             self.next_cycle(Direction::Reverse, true)?,
+            None,
         )
         .await?;
         self.board.detail("rollback: verifying".to_owned());
