@@ -87,7 +87,7 @@ impl Ingest {
         &self,
         batches: &[Vec<Incoming<'_>>],
     ) -> Result<Option<Vec<ApplyOutcome>>, StoreError> {
-        if self.head().is_none() {
+        if self.is_spent() {
             return Ok(None);
         }
         for batch in batches {
@@ -241,12 +241,14 @@ impl Ingest {
         *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    fn head(&self) -> Option<u64> {
+    /// Whether the session is spent: a chunk failed, or another writer took a seq since this
+    /// session's last chunk (found here, and the session spent for good).
+    fn is_spent(&self) -> bool {
         let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
         if head.is_some_and(|h| h != self.store.inner.seqs.assigned()) {
             *head = None;
         }
-        *head
+        head.is_none()
     }
 }
 

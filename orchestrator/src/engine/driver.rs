@@ -254,22 +254,25 @@ impl Driver {
             deadline: plan.deadline,
             switch_overhead: self.board.journal().switch_overhead()?,
         };
+        // The pending count the last decision of this process was made on: the next cycle's
+        // delta. Not a journaled cycle's: after a restart the watermarks may have moved past
+        // it (an interrupted cycle), so the first cycle counts its own.
+        let mut decided = None;
         loop {
             let phase = self.board.phase();
             if phase == Phase::Postponed {
                 return self.postponed(run).await;
             }
-            // The last cycle's pending count was measured as it ended, for its decision.
-            let pending = history.last().map(|c| c.pending_after);
             let record = self
                 .cycle(
                     plan,
                     pairs,
                     routes,
                     self.next_cycle(Direction::Forward, false)?,
-                    pending,
+                    decided,
                 )
                 .await?;
+            decided = Some(record.pending_after);
             history.push(Cycle {
                 documents: record.documents,
                 duration: Duration::from_millis(record.duration_ms),
