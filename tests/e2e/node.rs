@@ -1,6 +1,6 @@
 //! `cutover node` as a real process: the HTTP document API with every status it answers,
-//! durability across `kill -9`, a graceful stop, fencing with a lease, replication over gRPC,
-//! and refusal of unauthenticated control calls.
+//! durability across `kill -9`, a graceful stop, fencing with a lease and under an epoch,
+//! replication over gRPC, and refusal of unauthenticated control calls.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -348,6 +348,7 @@ fn a_fence_lease_refuses_writes_until_it_expires() {
             .fence(FenceRequest {
                 mode: Some(fence_request::Mode::LeaseMs(1_500)),
                 reason: "test".to_owned(),
+                epoch: 1,
             })
             .await
             .expect("fence")
@@ -370,7 +371,7 @@ fn a_fence_lease_refuses_writes_until_it_expires() {
     })
     .expect("writes resume after the lease");
 
-    // Permanent: stays until Unfence.
+    // Permanent, under a newer epoch (adopted): stays until Unfence.
     rt.block_on(async {
         let mut admin = NodeAdminClient::connect(node.grpc_url())
             .await
@@ -379,6 +380,7 @@ fn a_fence_lease_refuses_writes_until_it_expires() {
             .fence(FenceRequest {
                 mode: Some(fence_request::Mode::Permanent(true)),
                 reason: String::new(),
+                epoch: 5,
             })
             .await
             .expect("fence");
@@ -388,9 +390,48 @@ fn a_fence_lease_refuses_writes_until_it_expires() {
             .await
             .expect("status")
             .into_inner();
-        assert!(status.fence.is_some_and(|f| f.fenced && f.permanent));
+        assert!(
+            status
+                .fence
+                .is_some_and(|f| f.fenced && f.permanent && f.epoch == 5)
+        );
     });
     assert_eq!(put(node.http, "/v1/c/x", "{}").status, 503);
+    // An orchestrator still at an older epoch cannot lift it.
+    rt.block_on(async {
+        let mut admin = NodeAdminClient::connect(node.grpc_url())
+            .await
+            .expect("connect");
+        let stale = admin
+            .unfence(UnfenceRequest {
+                reason: "stale undo".to_owned(),
+                epoch: 4,
+            })
+            .await
+            .expect_err("an older epoch is refused");
+        assert_eq!(stale.code(), Code::FailedPrecondition, "{stale}");
+        assert!(
+            stale.message().contains("epoch 4") && stale.message().contains("epoch 5"),
+            "{stale}"
+        );
+        let status = admin
+            .status(NodeStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        assert!(
+            status
+                .fence
+                .as_ref()
+                .is_some_and(|f| f.fenced && f.permanent && f.epoch == 5),
+            "the node stays fenced at epoch 5: {status:?}"
+        );
+    });
+    assert_eq!(
+        put(node.http, "/v1/c/x", "{}").status,
+        503,
+        "still refusing client writes"
+    );
     rt.block_on(async {
         let mut admin = NodeAdminClient::connect(node.grpc_url())
             .await
@@ -398,6 +439,7 @@ fn a_fence_lease_refuses_writes_until_it_expires() {
         admin
             .unfence(UnfenceRequest {
                 reason: String::new(),
+                epoch: 5,
             })
             .await
             .expect("unfence");
@@ -422,6 +464,7 @@ fn control_calls_without_the_token_are_refused_and_change_nothing() {
         let fence = || FenceRequest {
             mode: Some(fence_request::Mode::Permanent(true)),
             reason: String::new(),
+            epoch: 1,
         };
         let missing = admin.fence(fence()).await.expect_err("no token");
         assert_eq!(missing.code(), Code::Unauthenticated, "{missing}");

@@ -33,18 +33,21 @@ pub fn fence_state(state: &FenceState) -> cutover_proto::v1::FenceState {
         permanent: state.is_permanent(),
         lease_remaining_ms: state.lease_remaining(now).as_millis() as u64,
         reason: state.reason.clone(),
+        epoch: state.epoch,
     }
 }
 
 #[tonic::async_trait]
 impl NodeAdmin for AdminService {
-    #[tracing::instrument(skip_all, fields(reason))]
+    #[tracing::instrument(skip_all, fields(reason, epoch))]
     async fn fence(
         &self,
         request: Request<FenceRequest>,
     ) -> Result<Response<FenceResponse>, Status> {
         let request = request.into_inner();
-        tracing::Span::current().record("reason", request.reason.as_str());
+        let span = tracing::Span::current();
+        span.record("reason", request.reason.as_str());
+        span.record("epoch", request.epoch);
         let mode = match request.mode {
             Some(Mode::Permanent(true)) => FenceMode::Permanent,
             Some(Mode::LeaseMs(ms)) if ms > 0 => FenceMode::Lease {
@@ -57,8 +60,8 @@ impl NodeAdmin for AdminService {
             }
         };
         let store = self.store.clone();
-        let reason = request.reason;
-        let (state, head_seq) = blocking(move || store.fence(mode, reason))
+        let (epoch, reason) = (request.epoch, request.reason);
+        let (state, head_seq) = blocking(move || store.fence(epoch, mode, reason))
             .await
             .map_err(status)?;
         metrics::gauge!(m::FENCED).set(1.0);
@@ -74,14 +77,15 @@ impl NodeAdmin for AdminService {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(epoch))]
     async fn unfence(
         &self,
         request: Request<UnfenceRequest>,
     ) -> Result<Response<FenceResponse>, Status> {
         let store = self.store.clone();
-        let reason = request.into_inner().reason;
-        let (state, head_seq) = blocking(move || store.unfence(reason))
+        let UnfenceRequest { reason, epoch } = request.into_inner();
+        tracing::Span::current().record("epoch", epoch);
+        let (state, head_seq) = blocking(move || store.unfence(epoch, reason))
             .await
             .map_err(status)?;
         metrics::gauge!(m::FENCED).set(0.0);

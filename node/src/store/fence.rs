@@ -2,6 +2,10 @@
 //! still writes). A client write holds the gate's read side from its fence check to its
 //! commit, and raising the fence takes the write side, so once `fence` returns no client
 //! write is in flight and none will start: the final delta cycle cannot miss one.
+//!
+//! Every fence and unfence carries the orchestrator's epoch, kept in the state: one below the
+//! state's comes from an orchestrator that a newer attempt has overtaken, and is refused, so
+//! a stale orchestrator cannot lift (or renew) a fence a newer one raised.
 
 use std::{
     sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
@@ -9,6 +13,8 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+
+use super::StoreError;
 
 /// How a node is fenced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,13 +30,18 @@ pub enum FenceMode {
     Permanent,
 }
 
-/// The persisted fence: a mode (or none) and why.
+/// The persisted fence: a mode (or none), why, and the epoch of the newest caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FenceState {
     /// The fence, or `None` when client writes are accepted.
     pub mode: Option<FenceMode>,
     /// Why it was raised or lowered, as the caller said.
     pub reason: String,
+    /// The highest epoch any fence or unfence carried; a call with a lower one is refused.
+    /// Kept when the fence lifts. A store written before epochs existed has none: it reads
+    /// as 0, the lowest, so the first orchestrator to call is obeyed.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -66,17 +77,48 @@ impl FenceState {
         }
     }
 
-    /// The state after a fence request: a permanent fence is never downgraded to a lease.
-    pub fn raised(&self, requested: FenceMode, reason: String) -> Self {
+    /// The state after a fence request under `epoch`: a permanent fence is never downgraded
+    /// to a lease. Refused, changing nothing, when `epoch` is below the state's.
+    pub fn raised(
+        &self,
+        epoch: u64,
+        requested: FenceMode,
+        reason: String,
+    ) -> Result<Self, StoreError> {
+        let epoch = self.admit(epoch)?;
         let mode = if self.is_permanent() {
             FenceMode::Permanent
         } else {
             requested
         };
-        Self {
+        Ok(Self {
             mode: Some(mode),
             reason,
+            epoch,
+        })
+    }
+
+    /// The state after an unfence request under `epoch`. Refused, leaving the fence up, when
+    /// `epoch` is below the state's.
+    pub fn lowered(&self, epoch: u64, reason: String) -> Result<Self, StoreError> {
+        let epoch = self.admit(epoch)?;
+        Ok(Self {
+            mode: None,
+            reason,
+            epoch,
+        })
+    }
+
+    /// The epoch of the state after a call under `given`: the higher of the two, or a
+    /// refusal when `given` is the lower (equal is a repeat of the same attempt: accepted).
+    fn admit(&self, given: u64) -> Result<u64, StoreError> {
+        if given < self.epoch {
+            return Err(StoreError::StaleEpoch {
+                given,
+                current: self.epoch,
+            });
         }
+        Ok(given)
     }
 }
 
@@ -112,18 +154,50 @@ mod tests {
 
     #[test]
     fn a_lease_lifts_by_itself_and_a_permanent_fence_is_never_downgraded() {
-        let lease = FenceState::default().raised(
-            FenceMode::Lease {
-                until_unix_ms: 1_000,
-            },
-            "cutover".into(),
-        );
+        let lease = FenceState::default()
+            .raised(
+                1,
+                FenceMode::Lease {
+                    until_unix_ms: 1_000,
+                },
+                "cutover".into(),
+            )
+            .expect("epoch 1 > 0");
         assert!(lease.is_fenced(999));
         assert!(!lease.is_fenced(1_000));
         assert_eq!(lease.lease_remaining(400), Duration::from_millis(600));
-        let permanent = lease.raised(FenceMode::Permanent, "committed".into());
+        let permanent = lease
+            .raised(1, FenceMode::Permanent, "committed".into())
+            .expect("same epoch");
         assert!(permanent.is_fenced(u64::MAX));
-        let still = permanent.raised(FenceMode::Lease { until_unix_ms: 5 }, "retry".into());
+        let still = permanent
+            .raised(1, FenceMode::Lease { until_unix_ms: 5 }, "retry".into())
+            .expect("same epoch");
         assert!(still.is_permanent());
+    }
+
+    #[test]
+    fn an_epoch_is_adopted_upwards_and_a_lower_one_is_refused() {
+        let fenced = FenceState::default()
+            .raised(7, FenceMode::Permanent, "cutover".into())
+            .expect("7 > 0");
+        assert_eq!(fenced.epoch, 7);
+        let refused = fenced.lowered(6, "stale undo".into());
+        assert!(
+            matches!(
+                refused,
+                Err(StoreError::StaleEpoch {
+                    given: 6,
+                    current: 7
+                })
+            ),
+            "{refused:?}"
+        );
+        let lowered = fenced.lowered(9, "rollback".into()).expect("9 > 7");
+        assert_eq!((lowered.mode, lowered.epoch), (None, 9));
+        assert!(
+            lowered.raised(0, FenceMode::Permanent, "x".into()).is_err(),
+            "epoch 0 is below 9"
+        );
     }
 }

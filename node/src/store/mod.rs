@@ -153,6 +153,20 @@ pub enum StoreError {
         /// Why it was fenced.
         reason: String,
     },
+    /// A fence or unfence under an epoch below the node's: its caller is an orchestrator a
+    /// newer attempt has overtaken. Nothing changed.
+    #[error(
+        "epoch {given} is stale: this node's fence is at epoch {current}, set by a newer \
+         orchestrator attempt, and nothing was changed; stop the orchestrator that sent \
+         epoch {given} (a newer one has taken over), or call again with an epoch of at least \
+         {current}"
+    )]
+    StaleEpoch {
+        /// The caller's epoch.
+        given: u64,
+        /// The node's: the highest any fence or unfence carried.
+        current: u64,
+    },
     /// A pull or lag `since` beyond what this node has assigned.
     #[error("since = {since} is beyond this node's head seq {head}")]
     BeyondHead {
@@ -194,7 +208,9 @@ impl Classify for StoreError {
             | Self::NoSuchPartition { .. }
             | Self::BadPartitionCount(_) => ErrorCode::InvalidArgument,
             Self::NotFound { .. } => ErrorCode::NotFound,
-            Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
+            Self::PreconditionFailed { .. } | Self::StaleEpoch { .. } => {
+                ErrorCode::PreconditionFailed
+            }
             Self::Fenced { .. } => ErrorCode::Fenced,
             Self::BeyondHead { .. } => ErrorCode::OutOfRange,
             Self::Open { .. }
@@ -321,20 +337,29 @@ impl Store {
         self.inner.fence.read().clone()
     }
 
-    /// Raises the fence (a permanent fence stays permanent) once every client write in
-    /// flight has committed; returns the new state and the head seq at that moment.
-    pub fn fence(&self, mode: FenceMode, reason: String) -> Result<(FenceState, u64), StoreError> {
+    /// Raises the fence under `epoch` (a permanent fence stays permanent) once every client
+    /// write in flight has committed; returns the new state and the head seq at that moment.
+    /// An epoch below the node's is refused with [`StoreError::StaleEpoch`], changing nothing.
+    pub fn fence(
+        &self,
+        epoch: u64,
+        mode: FenceMode,
+        reason: String,
+    ) -> Result<(FenceState, u64), StoreError> {
+        // The epoch is checked under the lock that changes the fence, so two orchestrators
+        // racing cannot both pass the check and the older one write last.
         let mut state = self.inner.fence.write();
-        let next = state.raised(mode, reason);
+        let next = state.raised(epoch, mode, reason)?;
         self.persist_fence(&next)?;
         *state = next.clone();
         Ok((next, self.head_seq()))
     }
 
-    /// Lowers the fence.
-    pub fn unfence(&self, reason: String) -> Result<(FenceState, u64), StoreError> {
+    /// Lowers the fence under `epoch`. An epoch below the node's is refused with
+    /// [`StoreError::StaleEpoch`] and the fence stays.
+    pub fn unfence(&self, epoch: u64, reason: String) -> Result<(FenceState, u64), StoreError> {
         let mut state = self.inner.fence.write();
-        let next = FenceState { mode: None, reason };
+        let next = state.lowered(epoch, reason)?;
         self.persist_fence(&next)?;
         *state = next.clone();
         Ok((next, self.head_seq()))
@@ -393,15 +418,18 @@ impl Store {
         Ok(false)
     }
 
+    /// Writes the fence, fsynced whatever the sync policy: a permanent fence must survive a
+    /// power loss (the contract says it is durable before the response), and a fence changes a
+    /// few times an upgrade, so the fsync costs nothing that matters.
     fn persist_fence(&self, state: &FenceState) -> Result<(), StoreError> {
         let json = serde_json::to_vec(state).expect("FenceState serialises");
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
+        self.inner.db.put_cf_opt(
             rocks::cf(&self.inner.db, rocks::CF_META),
             rocks::META_FENCE,
             json,
-        );
-        self.commit(batch)
+            &rocks::synced(),
+        )?;
+        Ok(())
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {

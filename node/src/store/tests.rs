@@ -241,7 +241,7 @@ fn a_fence_refuses_client_writes_but_not_applies_and_survives_restart() {
         .put("c", "k", b"1", &Precondition::Always)
         .expect("put");
     let (state, head) = store
-        .fence(FenceMode::Permanent, "cutover committed".into())
+        .fence(1, FenceMode::Permanent, "cutover committed".into())
         .expect("fence");
     assert!(state.is_permanent());
     assert_eq!(head, 1);
@@ -266,10 +266,140 @@ fn a_fence_refuses_client_writes_but_not_applies_and_survives_restart() {
         reopened.get("c", "k").expect("get").map(|d| d.version),
         Some(5)
     );
-    reopened.unfence("rollback".into()).expect("unfence");
+    reopened.unfence(1, "rollback".into()).expect("unfence");
     reopened
         .put("c", "k", b"6", &Precondition::Always)
         .expect("writes again");
+}
+
+/// Asserts that `result` refuses epoch `given` on a node at `current`: the typed error, as
+/// FAILED_PRECONDITION, with a message that names both.
+fn stale(result: Result<(FenceState, u64), StoreError>, given: u64, current: u64) {
+    let error = result.expect_err("a lower epoch is refused");
+    let epochs = match error {
+        StoreError::StaleEpoch { given, current } => Some((given, current)),
+        _ => None,
+    };
+    assert_eq!(epochs, Some((given, current)), "{error:?}");
+    assert_eq!(error.to_status().code(), tonic::Code::FailedPrecondition);
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("epoch {given}")) && text.contains(&format!("epoch {current}")),
+        "the message names both epochs: {text}"
+    );
+}
+
+#[test]
+fn an_unfence_under_a_lower_epoch_is_refused_and_the_node_stays_fenced() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    let (fenced, _) = store
+        .fence(7, FenceMode::Permanent, "cutover u2".into())
+        .expect("fence");
+    stale(store.unfence(6, "undo of u1".into()), 6, 7);
+    assert_eq!(store.fence_state(), fenced, "the refusal changed nothing");
+    let refused = store.put("c", "k", b"1", &Precondition::Always);
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    drop(store);
+    assert_eq!(open(&dir, 4).fence_state(), fenced, "nor on disk");
+}
+
+#[test]
+fn a_fence_under_a_lower_epoch_is_refused_and_changes_nothing() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    let (lowered, _) = store.unfence(5, "rollback u2".into()).expect("unfence");
+    stale(
+        store.fence(4, FenceMode::Permanent, "cutover u1".into()),
+        4,
+        5,
+    );
+    assert_eq!(store.fence_state(), lowered);
+    store
+        .put("c", "k", b"1", &Precondition::Always)
+        .expect("client writes still accepted");
+    // Nor is a lease renewed, or made permanent, by a stale caller.
+    let until_unix_ms = now_unix_ms() + 60_000;
+    let (leased, _) = store
+        .fence(5, FenceMode::Lease { until_unix_ms }, "cutover u2".into())
+        .expect("same epoch");
+    stale(
+        store.fence(3, FenceMode::Permanent, "cutover u0".into()),
+        3,
+        5,
+    );
+    assert_eq!(store.fence_state(), leased);
+    assert!(!store.fence_state().is_permanent());
+}
+
+#[test]
+fn the_same_epoch_repeated_is_idempotent() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    store
+        .put("c", "k", b"1", &Precondition::Always)
+        .expect("put");
+    let first = store
+        .fence(3, FenceMode::Permanent, "cutover".into())
+        .expect("fence");
+    let again = store
+        .fence(3, FenceMode::Permanent, "cutover".into())
+        .expect("a repeated fence");
+    assert_eq!(again, first);
+    assert_eq!(first.0.epoch, 3);
+    // The undo of that same attempt lifts its fence, and repeating it changes nothing.
+    let lifted = store.unfence(3, "undo".into()).expect("unfence");
+    assert_eq!(store.unfence(3, "undo".into()).expect("again"), lifted);
+    assert_eq!(lifted.0.mode, None);
+    assert_eq!(lifted.0.epoch, 3);
+}
+
+#[test]
+fn a_higher_epoch_is_adopted_and_survives_a_reopen() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir, 4);
+    store
+        .fence(2, FenceMode::Permanent, "cutover".into())
+        .expect("fence");
+    let (raised, _) = store
+        .fence(9, FenceMode::Permanent, "rollback".into())
+        .expect("a newer attempt");
+    assert_eq!(raised.epoch, 9);
+    drop(store);
+    let reopened = open(&dir, 4);
+    assert_eq!(reopened.fence_state(), raised);
+    stale(reopened.unfence(8, "stale".into()), 8, 9);
+    let (lowered, _) = reopened.unfence(10, "newest".into()).expect("unfence");
+    assert_eq!(lowered.epoch, 10);
+    drop(reopened);
+    assert_eq!(open(&dir, 4).fence_state().epoch, 10, "kept while unfenced");
+}
+
+#[test]
+fn a_fence_persisted_without_an_epoch_opens_at_epoch_0() {
+    let dir = TempDir::new().expect("tempdir");
+    drop(open(&dir, 4));
+    {
+        // The fence as a build before epochs wrote it.
+        let db = rocks::open(&dir.path().join("db")).expect("raw open");
+        db.put_cf(
+            rocks::cf(&db, rocks::CF_META),
+            rocks::META_FENCE,
+            br#"{"mode":{"mode":"permanent"},"reason":"cutover old"}"#,
+        )
+        .expect("write the old fence");
+    }
+    let store = open(&dir, 4);
+    let state = store.fence_state();
+    assert!(state.is_permanent(), "{state:?}");
+    assert_eq!((state.epoch, state.reason.as_str()), (0, "cutover old"));
+    let (lowered, _) = store
+        .unfence(0, "undo".into())
+        .expect("epoch 0 while the node has seen none higher");
+    assert_eq!(lowered.mode, None);
 }
 
 #[test]
