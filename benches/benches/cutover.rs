@@ -81,7 +81,7 @@ async fn run(
     let (status, _) = follow(&rig.engine, &load, Phase::Postponed).await?;
     // The final delta: `delta` documents rewritten on blue, then proceed at once.
     preload(&rig.blue.store, 0..delta, 2, bulk_id).await?;
-    rig.engine.proceed()?;
+    rig.engine.proceed().await?;
     let (status_after, (from, to)) = follow(&rig.engine, &load, Phase::ReverseSync).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let finished = load.stop().await;

@@ -25,6 +25,10 @@ impl Classify for EngineError {
             Self::Journal(_) => ErrorCode::Internal,
             Self::WouldLose { .. } | Self::Unconfirmed { .. } => ErrorCode::PreconditionFailed,
             Self::Unreachable(_) => ErrorCode::Unavailable,
+            Self::Refused(crate::engine::driver::Refused::Invalid(_)) | Self::Blocked { .. } => {
+                ErrorCode::PreconditionFailed
+            }
+            Self::Refused(crate::engine::driver::Refused::Journal(_)) => ErrorCode::Internal,
         }
     }
 }
@@ -123,6 +127,7 @@ impl Orchestrator for OrchestratorService {
     ) -> Result<Response<UpgradeStatus>, Status> {
         self.engine
             .proceed()
+            .await
             .map(Response::new)
             .map_err(|e| e.to_status())
     }

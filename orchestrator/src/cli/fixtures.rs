@@ -70,6 +70,8 @@ pub(crate) fn status(letters: u64) -> UpgradeStatus {
         error: String::new(),
         started_unix_ms: 1_700_000_000_000,
         updated_unix_ms: 1_700_000_060_000,
+        direction: String::new(),
+        handover_step: String::new(),
     }
 }
 

@@ -16,6 +16,8 @@ pub(super) fn status(status: &UpgradeStatus) -> Value {
         "upgrade_id": non_empty(&status.upgrade_id),
         "phase": render::phase_key(status.phase()),
         "phase_detail": status.phase_detail,
+        "direction": non_empty(&status.direction),
+        "handover_step": non_empty(&status.handover_step),
         "cycles": status.cycles.iter().map(cycle).collect::<Vec<_>>(),
         "last_decision": status.last_decision.as_ref().map(decision),
         "dead_letters": status.dead_letters.iter().map(dead_letter).collect::<Vec<_>>(),

@@ -17,6 +17,14 @@ pub(super) fn line(event: &ProgressEvent) -> String {
     let status = event.status.as_ref();
     let phase = status.map_or(Phase::Unspecified, UpgradeStatus::phase);
     let mut parts = vec![render::phase_human(phase)];
+    if let Some(status) = status.filter(|s| !s.handover_step.is_empty()) {
+        // Every rollback step is ROLLING_BACK: the step says where it is.
+        parts.push(format!(
+            "{} {}",
+            status.direction,
+            status.handover_step.replace('_', " ")
+        ));
+    }
     if event.documents_expected > 0 || event.documents_copied > 0 {
         parts.push(format!("cycle {}", current_cycle(status)));
         parts.push(copied(event.documents_copied, event.documents_expected));

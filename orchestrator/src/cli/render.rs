@@ -81,6 +81,10 @@ pub(super) fn headline(status: &UpgradeStatus) -> String {
     } else {
         format!("upgrade {}: {phase}", status.upgrade_id)
     };
+    if !status.handover_step.is_empty() {
+        let step = status.handover_step.replace('_', " ");
+        let _ = write!(line, " ({} handover, step {step})", status.direction);
+    }
     if !status.phase_detail.is_empty() {
         let _ = write!(line, " — {}", status.phase_detail);
     }

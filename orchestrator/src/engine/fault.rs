@@ -1,24 +1,74 @@
 //! Fault points for the crash tests: `cutover orchestrator --fault-point NAME` (a hidden flag)
 //! makes the process send itself SIGKILL — `kill -9`: no destructor, no flush — the moment the
-//! engine passes the point NAME, so a test can kill the orchestrator after an exact cutover
-//! step instead of racing a signal against it. Unset, a point costs one atomic load.
+//! engine passes the point NAME, so a test can kill the orchestrator at an exact step instead
+//! of racing a signal against it. Unset, a point costs one atomic load.
+//!
+//! There is a point for every state of the upgrade, passed right after the state is journaled
+//! and before its effect runs: `cutover-pausing`, `cutover-fencing`, …, `rollback-switching`,
+//! `cutover-undoing`, `reverse_sync`, … ([`POINTS`]). `first-switch` is passed when the first
+//! proxy of a switch has switched. The names of the first release (`paused`, `fenced`,
+//! `final-cycle`, `committed`) still work: each is the state entered after that step.
 
 use std::sync::OnceLock;
 
+use super::machine::{Handover, State, StepName};
+
 static ARMED: OnceLock<String> = OnceLock::new();
 
-/// The points, in the order a cutover passes them.
-pub const POINTS: &[&str] = &[
-    "paused",
-    "fenced",
-    "final-cycle",
-    "committed",
-    "first-switch",
+/// The handover's steps, in order.
+const STEPS: &[StepName] = &[
+    StepName::Epoch,
+    StepName::Pausing,
+    StepName::Fencing,
+    StepName::FinalCycle,
+    StepName::Verifying,
+    StepName::Sealing,
+    StepName::Committed,
+    StepName::Switching,
 ];
 
-/// Arms the point `name` for this process (once).
+/// The states outside a handover that have a point.
+const OTHERS: &[&str] = &[
+    "discovering",
+    "cycling",
+    "postponed",
+    "rehearsed",
+    "switched",
+    "reverse_sync",
+    "rolled_back",
+    "aborted",
+    "failed",
+];
+
+/// Older names, and the point each stands for.
+const ALIASES: &[(&str, &str)] = &[
+    ("paused", "cutover-fencing"),
+    ("fenced", "cutover-final_cycle"),
+    ("final-cycle", "cutover-verifying"),
+    ("committed", "cutover-committed"),
+];
+
+/// Every point's name.
+pub static POINTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    let mut points = Vec::new();
+    for way in ["cutover", "rollback"] {
+        for step in STEPS {
+            points.push(format!("{way}-{}", step.as_str()));
+        }
+        points.push(format!("{way}-undoing"));
+    }
+    points.extend(OTHERS.iter().map(|s| (*s).to_owned()));
+    points.push("first-switch".to_owned());
+    points
+});
+
+/// Arms the point `name` (or an older name of one) for this process (once).
 pub fn arm(name: &str) -> Result<(), String> {
-    if !POINTS.contains(&name) {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, point)| point);
+    if !POINTS.iter().any(|p| p == name) {
         return Err(format!(
             "--fault-point {name:?}: not a fault point; use one of {}",
             POINTS.join(", ")
@@ -28,11 +78,61 @@ pub fn arm(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The point of `state`: passed once it is journaled.
+pub fn name(state: &State) -> String {
+    let way = |handover: &Handover| match handover {
+        Handover::Cutover { .. } => "cutover",
+        Handover::Rollback { .. } => "rollback",
+    };
+    match state {
+        State::Handover { handover, step } => {
+            format!("{}-{}", way(handover), step.name().as_str())
+        }
+        State::Undoing { handover, .. } => format!("{}-undoing", way(handover)),
+        other => other.name().to_owned(),
+    }
+}
+
+/// Passes the point of `state` (see [`point`]).
+pub fn passed(state: &State) {
+    if ARMED.get().is_some() {
+        point(&name(state));
+    }
+}
+
 /// Passes the point `name`: kills the process when it is the armed one.
 pub fn point(name: &str) {
     if ARMED.get().is_some_and(|armed| armed == name) {
         tracing::error!(point = name, "fault point reached: kill -9 of this process");
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::machine::Step;
+
+    #[test]
+    fn every_state_has_a_point_and_the_old_names_still_arm() {
+        let rollback = Handover::Rollback {
+            discard: false,
+            reverse_from: vec![],
+        };
+        let state = State::Handover {
+            handover: rollback,
+            step: Step::Pausing { epoch: 3 },
+        };
+        assert_eq!(name(&state), "rollback-pausing");
+        assert!(POINTS.contains(&name(&state)));
+        assert!(POINTS.contains(&name(&State::ReverseSync {
+            reverse_from: vec![]
+        })));
+        for (alias, point) in ALIASES {
+            assert!(POINTS.iter().any(|p| p == point), "{alias} → {point}");
+        }
+        let error = arm("nowhere").expect_err("not a point");
+        assert!(error.contains("cutover-committed"), "{error}");
     }
 }

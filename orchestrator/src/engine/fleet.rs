@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use cutover_proto::v1::{
-    Color, FenceRequest, PauseRequest, PauseResponse, ProxyStatus, ProxyStatusRequest,
-    ResumeRequest, ResumeResponse, SwitchRequest, SwitchResponse, UnfenceRequest,
-    fence_request::Mode, node_admin_client::NodeAdminClient,
+    Color, FenceRequest, NodeStatus, NodeStatusRequest, PauseRequest, PauseResponse, ProxyStatus,
+    ProxyStatusRequest, ResumeRequest, ResumeResponse, SwitchRequest, SwitchResponse,
+    UnfenceRequest, fence_request::Mode, node_admin_client::NodeAdminClient,
     proxy_control_client::ProxyControlClient,
 };
 use tonic::{Status, transport::Channel};
@@ -120,31 +120,52 @@ impl AdminPeer {
         })
     }
 
-    /// Fences client writes for `lease` (renewing a lease; a permanent fence stays) and
-    /// returns the node's head seq once every write accepted before is durable.
-    pub async fn fence_lease(&self, lease: Duration, reason: &str) -> Result<u64, PeerError> {
-        self.fence(Mode::LeaseMs(lease.as_millis().max(1) as u64), reason)
-            .await
+    /// Fences client writes under `epoch` for `lease` (renewing a lease; a permanent fence
+    /// stays) and returns the node's head seq once every write accepted before is durable.
+    /// A node that has seen a higher epoch refuses with FAILED_PRECONDITION.
+    pub async fn fence_lease(
+        &self,
+        epoch: u64,
+        lease: Duration,
+        reason: &str,
+    ) -> Result<u64, PeerError> {
+        let mode = Mode::LeaseMs(lease.as_millis().max(1) as u64);
+        self.fence(epoch, mode, reason).await
     }
 
-    /// Fences client writes until [`unfence`](Self::unfence); returns the head seq.
-    pub async fn fence_permanent(&self, reason: &str) -> Result<u64, PeerError> {
-        self.fence(Mode::Permanent(true), reason).await
+    /// Fences client writes under `epoch` until [`unfence`](Self::unfence); returns the head
+    /// seq.
+    pub async fn fence_permanent(&self, epoch: u64, reason: &str) -> Result<u64, PeerError> {
+        self.fence(epoch, Mode::Permanent(true), reason).await
     }
 
-    async fn fence(&self, mode: Mode, reason: &str) -> Result<u64, PeerError> {
+    async fn fence(&self, epoch: u64, mode: Mode, reason: &str) -> Result<u64, PeerError> {
         let request = self.token.attach(FenceRequest {
             mode: Some(mode),
             reason: reason.to_owned(),
+            epoch,
         });
         let answer = timed(&self.endpoint, "Fence", self.client.clone().fence(request)).await?;
         Ok(answer.head_seq)
     }
 
-    /// Lifts the fence (idempotent).
-    pub async fn unfence(&self, reason: &str) -> Result<(), PeerError> {
+    /// `NodeAdmin.Status`: the node's fence (with its epoch), head and size.
+    pub async fn status(&self) -> Result<NodeStatus, PeerError> {
+        let request = self.token.attach(NodeStatusRequest {});
+        timed(
+            &self.endpoint,
+            "Status",
+            self.client.clone().status(request),
+        )
+        .await
+    }
+
+    /// Lifts the fence under `epoch` (idempotent). A node that has seen a higher epoch
+    /// refuses with FAILED_PRECONDITION and stays fenced.
+    pub async fn unfence(&self, epoch: u64, reason: &str) -> Result<(), PeerError> {
         let request = self.token.attach(UnfenceRequest {
             reason: reason.to_owned(),
+            epoch,
         });
         timed(
             &self.endpoint,
@@ -243,6 +264,14 @@ impl Fleet {
     /// How long a fence lease lasts ([`lease`] of the hold).
     pub fn lease(&self) -> Duration {
         lease(self.hold)
+    }
+
+    /// The nodes of `color`.
+    pub fn nodes(&self, color: Color) -> &[Node] {
+        match color {
+            Color::Green => &self.green,
+            _ => &self.blue,
+        }
     }
 
     /// The green node blue node `i` is copied to (one sink for all, or pairs in order).

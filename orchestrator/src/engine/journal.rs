@@ -4,35 +4,49 @@
 //!
 //! | key | value |
 //! |---|---|
+//! | `layout` | u64 big-endian: the layout of these keys, [`LAYOUT`]; checked at open |
 //! | `upgrade` | [`UpgradeRecord`] (JSON): id, plan, when it started |
-//! | `phase` | [`PhaseRecord`] (JSON) |
+//! | `state` | [`StateRecord`] (JSON): the upgrade's [`State`], since when, its detail |
 //! | `watermark/<source>` | u64 big-endian: every change of that source up to it is applied |
 //! | `cycle/<n>` (u32 big-endian) | [`CycleRecord`] (JSON) |
 //! | `dead/<collection> 0x00 <id>` | [`DeadLetter`] (JSON) |
 //! | `dropped/<collection> 0x00 <id>` | the source version dropped by the transform, u64 |
 //! | `rdead/…`, `rdropped/…` | the same for reverse sync (green → blue) |
-//! | `cutover` | [`CutoverRecord`] (JSON): the cutover or rollback under way |
+//! | `holds` | [`Hold`]s (JSON): each proxy's figures for the latest hold |
 //! | `epoch` | u64 big-endian: the last proxy epoch used; kept across upgrades |
 //! | `overhead` | u64 big-endian: the last measured switch overhead, µs; kept across upgrades |
 //!
 //! A watermark advances together with the dead letters and drops of the batch that took it
 //! there, in one batch: a crash never records a failure twice nor loses one.
+//!
+//! Layout 1 (releases before the state machine, no `layout` key) kept a `phase` and a
+//! `cutover` record instead of `state` and `holds`; such a journal is migrated at open, in
+//! one synced batch ([`migrate`]). A journal of a newer layout is refused.
+
+mod migrate;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
-use cutover_proto::v1::Phase;
 use rocksdb::{DB, Options, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
 
+use super::machine::State;
+
+/// The layout of the journal's keys this release writes and reads.
+pub const LAYOUT: u64 = 2;
+
+const LAYOUT_KEY: &[u8] = b"layout";
 const UPGRADE: &[u8] = b"upgrade";
-const PHASE: &[u8] = b"phase";
+const STATE: &[u8] = b"state";
+const HOLDS: &[u8] = b"holds";
 const WATERMARK: &[u8] = b"watermark/";
 const CYCLE: &[u8] = b"cycle/";
 const DEAD: &[u8] = b"dead/";
 const DROPPED: &[u8] = b"dropped/";
 const REVERSE_DEAD: &[u8] = b"rdead/";
 const REVERSE_DROPPED: &[u8] = b"rdropped/";
-const CUTOVER: &[u8] = b"cutover";
 const EPOCH: &[u8] = b"epoch";
 const OVERHEAD: &[u8] = b"overhead";
 
@@ -62,38 +76,6 @@ impl Direction {
             Self::Reverse => (REVERSE_DEAD, REVERSE_DROPPED),
         }
     }
-}
-
-/// A cutover (or rollback) under way: what a restarted orchestrator needs to finish or undo
-/// it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CutoverRecord {
-    /// Forward (a cutover) or reverse (a rollback).
-    pub direction: Direction,
-    /// The proxy epoch of the hold.
-    pub epoch: u64,
-    /// A rollback's decision is committed (a cutover's is its COMMITTED phase).
-    #[serde(default)]
-    pub committed: bool,
-    /// Head seq of each fenced node (endpoint, seq) as the fence reported it.
-    #[serde(default)]
-    pub fenced_heads: Vec<(String, u64)>,
-    /// Per proxy, the figures of its latest hold.
-    #[serde(default)]
-    pub holds: Vec<Hold>,
-    /// What the verification found.
-    #[serde(default)]
-    pub verified: String,
-    /// Per green node (endpoint, seq): green's head when the cutover verified, where reverse
-    /// sync starts (every later change on green is a client write).
-    #[serde(default)]
-    pub reverse_from: Vec<(String, u64)>,
-    /// A rollback that discards green's writes to collections without a reverse program.
-    #[serde(default)]
-    pub discard: bool,
-    /// A rehearsal that passed verification and resumed on blue.
-    #[serde(default)]
-    pub rehearsed: bool,
 }
 
 /// One proxy's figures for a hold (pause to switch or resume).
@@ -147,6 +129,18 @@ pub enum JournalError {
         /// What did not decode.
         what: String,
     },
+    /// The journal was written by a newer release, in a layout this one cannot read.
+    #[error(
+        "journal at {path} has layout {found}; this release reads layouts up to {LAYOUT}: run \
+         the release that wrote it (or a newer one), or move the folder aside to start with an \
+         empty journal (which forgets the upgrade it holds)"
+    )]
+    Layout {
+        /// The journal directory.
+        path: String,
+        /// The layout found.
+        found: u64,
+    },
     /// A write of an upgrade that is no longer the journal's (a copy task of an aborted or
     /// replaced upgrade finishing late): refused, so it cannot move the new one's watermarks.
     #[error("a write of upgrade {stale} refused: the journal now holds upgrade {current}")]
@@ -173,22 +167,16 @@ pub struct UpgradeRecord {
     pub started_unix_ms: u64,
 }
 
-/// Where the upgrade stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PhaseRecord {
-    /// The phase.
-    pub phase: Phase,
+/// Where the upgrade stands, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// The state.
+    pub state: State,
     /// Unix milliseconds when it was entered.
     pub since_unix_ms: u64,
-    /// Why (empty when the phase speaks for itself).
-    pub reason: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredPhase {
-    phase: String,
-    since_unix_ms: u64,
-    reason: String,
+    /// The status detail it was entered with.
+    #[serde(default)]
+    pub detail: String,
 }
 
 /// One finished cycle.
@@ -284,11 +272,42 @@ impl Journal {
             path: shown.clone(),
             source,
         })?;
-        Ok(Self {
+        let journal = Self {
             db,
             path: shown,
             writes: std::sync::Mutex::new(()),
-        })
+        };
+        journal.check_layout()?;
+        Ok(journal)
+    }
+
+    /// Checks the layout at open: writes it into a new journal, migrates one of layout 1
+    /// (no `layout` key, but an upgrade), refuses one of a newer layout.
+    fn check_layout(&self) -> Result<(), JournalError> {
+        match self.number(LAYOUT_KEY, || "layout".into())? {
+            Some(LAYOUT) => Ok(()),
+            Some(found) => Err(JournalError::Layout {
+                path: self.path.clone(),
+                found,
+            }),
+            None => {
+                let mut batch = WriteBatch::default();
+                if self
+                    .db
+                    .get_pinned(UPGRADE)
+                    .map_err(|e| self.rocks(e))?
+                    .is_some()
+                {
+                    migrate::from_layout_1(self, &mut batch)?;
+                    tracing::info!(
+                        path = self.path,
+                        "journal migrated from layout 1 to {LAYOUT}"
+                    );
+                }
+                batch.put(LAYOUT_KEY, LAYOUT.to_be_bytes());
+                self.write(batch)
+            }
+        }
     }
 
     fn rocks(&self, source: rocksdb::Error) -> JournalError {
@@ -342,7 +361,7 @@ impl Journal {
     }
 
     /// Starts a new upgrade: forgets everything of the previous one, records this one in
-    /// phase DISCOVERING. One synced batch.
+    /// state DISCOVERING. One synced batch.
     pub fn begin(&self, upgrade: &UpgradeRecord) -> Result<(), JournalError> {
         let _serial = self.writes.lock().expect("not poisoned");
         let mut batch = WriteBatch::default();
@@ -358,12 +377,14 @@ impl Journal {
                 batch.delete(key);
             }
         }
-        batch.delete(CUTOVER);
+        batch.delete(HOLDS);
         batch.put(UPGRADE, serde_json::to_vec(upgrade).expect("serialises"));
-        batch.put(
-            PHASE,
-            phase_json(Phase::Discovering, upgrade.started_unix_ms, ""),
-        );
+        let state = StateRecord {
+            state: State::Discovering,
+            since_unix_ms: upgrade.started_unix_ms,
+            detail: String::new(),
+        };
+        batch.put(STATE, serde_json::to_vec(&state).expect("serialises"));
         self.write(batch)
     }
 
@@ -372,48 +393,16 @@ impl Journal {
         self.json(UPGRADE)
     }
 
-    /// Enters `phase` if the current one is in `from`; returns whether it did. Serialised with
-    /// every other conditional write, so two callers cannot both move from the same phase.
-    pub fn set_phase_if(
-        &self,
-        from: &[Phase],
-        phase: Phase,
-        now_unix_ms: u64,
-        reason: &str,
-    ) -> Result<bool, JournalError> {
-        let _serial = self.writes.lock().expect("not poisoned");
-        let current = self.phase()?.map(|p| p.phase);
-        if !current.is_some_and(|c| from.contains(&c)) {
-            return Ok(false);
-        }
-        self.set_phase(phase, now_unix_ms, reason)?;
-        Ok(true)
+    /// The upgrade's state; `None` when no upgrade was ever started.
+    pub fn state(&self) -> Result<Option<StateRecord>, JournalError> {
+        self.json(STATE)
     }
 
-    /// Enters `phase`.
-    pub fn set_phase(
-        &self,
-        phase: Phase,
-        now_unix_ms: u64,
-        reason: &str,
-    ) -> Result<(), JournalError> {
+    /// Records the upgrade's new state (synced).
+    pub fn set_state(&self, record: &StateRecord) -> Result<(), JournalError> {
         let mut batch = WriteBatch::default();
-        batch.put(PHASE, phase_json(phase, now_unix_ms, reason));
+        batch.put(STATE, serde_json::to_vec(record).expect("serialises"));
         self.write(batch)
-    }
-
-    /// The current phase, if an upgrade was ever started.
-    pub fn phase(&self) -> Result<Option<PhaseRecord>, JournalError> {
-        let Some(stored) = self.json::<StoredPhase>(PHASE)? else {
-            return Ok(None);
-        };
-        let phase = Phase::from_str_name(&stored.phase)
-            .ok_or_else(|| self.corrupt(format!("unknown phase {:?}", stored.phase)))?;
-        Ok(Some(PhaseRecord {
-            phase,
-            since_unix_ms: stored.since_unix_ms,
-            reason: stored.reason,
-        }))
     }
 
     /// The committed watermark of `source` (0: nothing applied yet).
@@ -546,15 +535,15 @@ impl Journal {
 }
 
 impl Journal {
-    /// The cutover or rollback under way, if any.
-    pub fn cutover(&self) -> Result<Option<CutoverRecord>, JournalError> {
-        self.json(CUTOVER)
+    /// Each proxy's figures for the latest hold (empty before the first).
+    pub fn holds(&self) -> Result<Vec<Hold>, JournalError> {
+        Ok(self.json(HOLDS)?.unwrap_or_default())
     }
 
-    /// Records the cutover or rollback under way (synced).
-    pub fn set_cutover(&self, record: &CutoverRecord) -> Result<(), JournalError> {
+    /// Records the figures of the latest hold (synced).
+    pub fn set_holds(&self, holds: &[Hold]) -> Result<(), JournalError> {
         let mut batch = WriteBatch::default();
-        batch.put(CUTOVER, serde_json::to_vec(record).expect("serialises"));
+        batch.put(HOLDS, serde_json::to_vec(holds).expect("serialises"));
         self.write(batch)
     }
 
@@ -580,208 +569,5 @@ impl Journal {
         let epoch = (last + 1).max(at_least);
         self.set_number(EPOCH, epoch)?;
         Ok(epoch)
-    }
-}
-
-fn phase_json(phase: Phase, since_unix_ms: u64, reason: &str) -> Vec<u8> {
-    serde_json::to_vec(&StoredPhase {
-        phase: phase.as_str_name().to_owned(),
-        since_unix_ms,
-        reason: reason.to_owned(),
-    })
-    .expect("serialises")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn upgrade(id: &str) -> UpgradeRecord {
-        UpgradeRecord {
-            id: id.to_owned(),
-            plan_name: "plan.toml".to_owned(),
-            plan_toml: "[blue]\n".to_owned(),
-            rehearse: false,
-            started_unix_ms: 1_000,
-        }
-    }
-
-    fn dead(id: &str, version: u64) -> DeadLetter {
-        DeadLetter {
-            source: "blue-1".to_owned(),
-            collection: "users".to_owned(),
-            id: id.to_owned(),
-            version,
-            error: "jq error: boom".to_owned(),
-        }
-    }
-
-    #[test]
-    fn everything_survives_a_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let journal = Journal::open(dir.path()).expect("open");
-            assert_eq!(journal.upgrade().expect("read"), None);
-            assert_eq!(journal.phase().expect("read"), None);
-            journal.begin(&upgrade("u1")).expect("begin");
-            journal.set_phase(Phase::Cycling, 2_000, "").expect("phase");
-            journal
-                .acknowledge(
-                    "u1",
-                    Direction::Forward,
-                    "http://blue:1",
-                    500,
-                    &BatchRecord {
-                        failed: vec![dead("a", 3)],
-                        dropped: vec![("users".into(), "b".into(), 1)],
-                        copied: vec![],
-                    },
-                )
-                .expect("ack");
-            journal
-                .record_cycle(&CycleRecord {
-                    cycle: 1,
-                    documents: 500,
-                    bytes: 100_000,
-                    tombstones: 2,
-                    dropped: 1,
-                    failed: 1,
-                    duration_ms: 40,
-                    pending_after: 7,
-                    final_cycle: false,
-                    direction: Direction::Forward,
-                })
-                .expect("cycle");
-        }
-        let journal = Journal::open(dir.path()).expect("reopen");
-        assert_eq!(journal.upgrade().expect("read"), Some(upgrade("u1")));
-        let phase = journal.phase().expect("read").expect("a phase");
-        assert_eq!((phase.phase, phase.since_unix_ms), (Phase::Cycling, 2_000));
-        assert_eq!(journal.watermark("http://blue:1").expect("read"), 500);
-        assert_eq!(journal.watermark("http://blue:2").expect("read"), 0);
-        assert_eq!(journal.dead_letters().expect("read"), vec![dead("a", 3)]);
-        assert_eq!(
-            journal.dropped().expect("read"),
-            vec![("users".to_owned(), "b".to_owned(), 1)]
-        );
-        assert_eq!(journal.cycles().expect("read").len(), 1);
-    }
-
-    #[test]
-    fn a_later_version_supersedes_a_dead_letter_and_watermarks_never_go_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = Journal::open(dir.path()).expect("open");
-        journal.begin(&upgrade("u1")).expect("begin");
-        let failed = BatchRecord {
-            failed: vec![dead("a", 3), dead("c", 1)],
-            ..BatchRecord::default()
-        };
-        journal
-            .acknowledge("u1", Direction::Forward, "s", 10, &failed)
-            .expect("ack");
-        // Redelivery of the same batch records nothing twice.
-        journal
-            .acknowledge("u1", Direction::Forward, "s", 10, &failed)
-            .expect("same watermark again");
-        assert_eq!(journal.dead_letters().expect("read").len(), 2);
-        let fixed = BatchRecord {
-            copied: vec![("users".into(), "a".into())],
-            dropped: vec![("users".into(), "c".into(), 2)],
-            ..BatchRecord::default()
-        };
-        journal
-            .acknowledge("u1", Direction::Forward, "s", 20, &fixed)
-            .expect("ack");
-        assert_eq!(journal.dead_letters().expect("read"), Vec::new());
-        assert_eq!(journal.dropped().expect("read").len(), 1);
-        journal
-            .acknowledge("u1", Direction::Forward, "s", 15, &BatchRecord::default())
-            .expect("a late, lower watermark is harmless");
-        assert_eq!(journal.watermark("s").expect("read"), 20);
-        let err = journal
-            .acknowledge("u0", Direction::Forward, "s", 30, &BatchRecord::default())
-            .expect_err("a write of another upgrade");
-        assert!(matches!(err, JournalError::Superseded { .. }), "{err}");
-        assert_eq!(journal.watermark("s").expect("read"), 20);
-    }
-
-    #[test]
-    fn a_new_upgrade_forgets_the_previous_one() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = Journal::open(dir.path()).expect("open");
-        journal.begin(&upgrade("u1")).expect("begin");
-        journal
-            .acknowledge(
-                "u1",
-                Direction::Forward,
-                "s",
-                10,
-                &BatchRecord {
-                    failed: vec![dead("a", 1)],
-                    ..BatchRecord::default()
-                },
-            )
-            .expect("ack");
-        journal.begin(&upgrade("u2")).expect("begin again");
-        assert_eq!(
-            journal.upgrade().expect("read").map(|u| u.id),
-            Some("u2".into())
-        );
-        assert_eq!(journal.watermark("s").expect("read"), 0);
-        assert!(journal.dead_letters().expect("read").is_empty());
-        assert_eq!(
-            journal.phase().expect("read").map(|p| p.phase),
-            Some(Phase::Discovering)
-        );
-    }
-
-    #[test]
-    fn epochs_and_the_switch_overhead_outlive_an_upgrade_its_cutover_record_does_not() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let journal = Journal::open(dir.path()).expect("open");
-        journal.begin(&upgrade("u1")).expect("begin");
-        assert_eq!(journal.next_epoch(1).expect("epoch"), 1);
-        assert_eq!(
-            journal.next_epoch(1).expect("epoch"),
-            2,
-            "never handed out twice"
-        );
-        assert_eq!(
-            journal.next_epoch(7).expect("epoch"),
-            7,
-            "above every proxy's"
-        );
-        journal
-            .set_switch_overhead(std::time::Duration::from_millis(6))
-            .expect("overhead");
-        let record = CutoverRecord {
-            epoch: 7,
-            holds: vec![Hold {
-                proxy: "p".into(),
-                released: 3,
-                max_hold_micros: 41_000,
-            }],
-            ..CutoverRecord::default()
-        };
-        journal.set_cutover(&record).expect("cutover");
-        assert_eq!(journal.cutover().expect("read"), Some(record));
-        assert!(
-            !journal
-                .set_phase_if(&[Phase::Switched], Phase::RollingBack, 3_000, "")
-                .expect("phase"),
-            "not from DISCOVERING"
-        );
-        assert!(
-            journal
-                .set_phase_if(&[Phase::Discovering], Phase::Cycling, 3_000, "")
-                .expect("phase")
-        );
-        journal.begin(&upgrade("u2")).expect("begin again");
-        assert_eq!(journal.cutover().expect("read"), None);
-        assert_eq!(journal.next_epoch(1).expect("epoch"), 8);
-        assert_eq!(
-            journal.switch_overhead().expect("read"),
-            Some(std::time::Duration::from_millis(6))
-        );
     }
 }

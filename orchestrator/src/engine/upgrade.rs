@@ -1,6 +1,8 @@
 //! The engine as its callers see it (the gRPC service, `cutover node --orchestrate`, tests):
-//! start, status, watch, proceed, abort, with at most one upgrade at a time. Opening the
-//! engine on a journal whose upgrade was interrupted resumes it.
+//! start, status, watch, proceed, abort, rollback, with at most one upgrade at a time. Opening
+//! the engine on a journal whose upgrade was interrupted resumes it. Proceed, abort and
+//! rollback are commands on the running driver's queue: the driver carries each out as a
+//! transition of its state, between two effects, so none can race it.
 
 use std::{
     path::Path,
@@ -8,23 +10,28 @@ use std::{
 };
 
 use cutover_node::store::Store;
-use cutover_proto::v1::{Phase, ProgressEvent, SampleResult, UpgradeStatus};
+use cutover_proto::v1::{ProgressEvent, SampleResult, UpgradeStatus};
 use tokio::{
-    sync::{Notify, watch},
+    sync::{mpsc, oneshot, watch},
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    driver::{Controls, Driver},
-    journal::{CutoverRecord, Direction, Journal, JournalError, UpgradeRecord},
+    board::{Board, now_unix_ms},
+    driver::{Command, Driver, Refused, Request},
+    journal::{Journal, JournalError, UpgradeRecord},
+    machine::{State, Undo},
     metrics as m,
     plan::{Plan, PlanError},
     reverse::count_changes,
     routes::{CompileError, Routes},
     sample::{SampleError, sample},
-    state::{Board, is_terminal, now_unix_ms},
 };
+
+/// Commands waiting for the driver, at most (an operator's commands are rare; a full queue
+/// answers "busy" rather than growing).
+const COMMAND_QUEUE: usize = 8;
 
 /// Why the engine refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -81,10 +88,25 @@ pub enum EngineError {
     /// A node the request needs did not answer.
     #[error("{0}")]
     Unreachable(String),
+    /// The running upgrade refused the command (its state does not take it).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// Proceed with more dead letters than the plan allows.
+    #[error(
+        "proceed refused: {dead} documents failed to transform (the plan allows {allowed}); fix \
+         them on blue (the delta cycles carry the fix over) or the program, then proceed again"
+    )]
+    Blocked {
+        /// Dead letters now.
+        dead: u64,
+        /// `allowed_transform_failures` of the plan.
+        allowed: u64,
+    },
 }
 
 struct Running {
-    controls: Controls,
+    commands: mpsc::Sender<Request>,
+    cancel: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -117,58 +139,76 @@ impl Engine {
             running: Mutex::new(None),
             closing: CancellationToken::new(),
         });
-        match engine.board.phase() {
-            Phase::Unspecified
-            | Phase::Idle
-            | Phase::RolledBack
-            | Phase::Aborted
-            | Phase::Failed => {}
-            phase => {
-                let upgrade =
-                    engine
-                        .board
-                        .journal()
-                        .upgrade()?
-                        .ok_or_else(|| JournalError::Corrupt {
-                            path: format!("{}", path.display()),
-                            what: "a phase but no upgrade".into(),
-                        })?;
-                tracing::info!(
-                    upgrade_id = upgrade.id,
-                    phase = m::phase_name(phase),
-                    "resuming the upgrade from the journal"
-                );
-                engine.launch(upgrade);
-            }
+        let state = engine.board.state();
+        if !state.is_terminal() {
+            let upgrade =
+                engine
+                    .board
+                    .journal()
+                    .upgrade()?
+                    .ok_or_else(|| JournalError::Corrupt {
+                        path: format!("{}", path.display()),
+                        what: "a state but no upgrade".into(),
+                    })?;
+            tracing::info!(
+                upgrade_id = upgrade.id,
+                state = state.name(),
+                "resuming the upgrade from the journal"
+            );
+            engine.launch(upgrade, true)?;
         }
         Ok(engine)
     }
 
-    fn launch(&self, upgrade: UpgradeRecord) {
+    fn launch(&self, upgrade: UpgradeRecord, resumed: bool) -> Result<(), EngineError> {
         let mut running = self.running.lock().expect("not poisoned");
-        self.launch_locked(&mut running, upgrade);
+        self.launch_locked(&mut running, upgrade, resumed)
     }
 
-    fn launch_locked(&self, running: &mut Option<Running>, upgrade: UpgradeRecord) {
+    /// Starts a driver of `upgrade`; a journaled plan that can no longer be used (a token
+    /// file gone) fails the upgrade instead, with the reason.
+    fn launch_locked(
+        &self,
+        running: &mut Option<Running>,
+        upgrade: UpgradeRecord,
+        resumed: bool,
+    ) -> Result<(), EngineError> {
         if let Some(previous) = running.take() {
             // A driver still running here is in reverse sync of an earlier upgrade, which a
             // new start ends.
-            previous.controls.cancel.cancel();
+            previous.cancel.cancel();
             previous.task.abort();
         }
-        let controls = Controls {
-            cancel: CancellationToken::new(),
-            proceed: Arc::new(Notify::new()),
-            wake: Arc::new(Notify::new()),
-        };
-        let driver = Driver {
-            board: self.board.clone(),
+        let cancel = CancellationToken::new();
+        let driver = match Driver::new(
+            self.board.clone(),
             upgrade,
-            controls: controls.clone(),
-            local: self.local.clone(),
+            cancel.clone(),
+            self.local.clone(),
+        ) {
+            Ok(driver) => driver,
+            Err(error) => {
+                let reason = format!(
+                    "{error}; blue was not changed: fix the cause and start the upgrade again"
+                );
+                tracing::error!(reason, "cannot drive the upgrade");
+                self.board.commit(
+                    &State::Failed {
+                        reason: reason.clone(),
+                    },
+                    &reason,
+                )?;
+                return Ok(());
+            }
         };
-        let task = tokio::spawn(driver.run());
-        *running = Some(Running { controls, task });
+        let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
+        let task = tokio::spawn(driver.run(queue, resumed));
+        *running = Some(Running {
+            commands,
+            cancel,
+            task,
+        });
+        Ok(())
     }
 
     /// Starts an upgrade from `plan_toml` (read from `plan_name`).
@@ -181,11 +221,10 @@ impl Engine {
         let plan = Plan::parse(plan_name, plan_toml)?;
         compile(&plan, plan_name)?;
         let mut running = self.running.lock().expect("not poisoned");
-        let phase = self.board.phase();
-        if !is_terminal(phase) {
+        if !self.board.state().allows_start() {
             return Err(EngineError::Busy {
                 upgrade_id: self.status().upgrade_id,
-                phase: m::phase_name(phase),
+                phase: m::phase_name(self.board.phase()),
             });
         }
         let started = now_unix_ms();
@@ -198,15 +237,15 @@ impl Engine {
         };
         self.board.journal().begin(&upgrade)?;
         self.board.begin(&upgrade.id, started);
+        super::fault::passed(&State::Discovering);
         tracing::info!(
             upgrade_id = upgrade.id,
             plan = plan_name,
             rehearse,
             "upgrade started"
         );
-        // The previous driver has ended (its phase is terminal); launch under the lock, so an
-        // abort cannot slip in between and miss the new driver.
-        self.launch_locked(&mut running, upgrade);
+        // Launched under the lock, so a command cannot slip in between and miss the new driver.
+        self.launch_locked(&mut running, upgrade, false)?;
         drop(running);
         Ok(self.status())
     }
@@ -239,35 +278,45 @@ impl Engine {
         self.closing.clone()
     }
 
-    /// Lets a POSTPONED upgrade cut over.
-    pub fn proceed(&self) -> Result<UpgradeStatus, EngineError> {
-        let phase = self.board.phase();
-        if phase != Phase::Postponed {
-            return Err(EngineError::WrongPhase {
-                what: "proceed is for a postponed upgrade",
-                phase: m::phase_name(phase),
-            });
+    /// Lets a POSTPONED upgrade cut over, unless more documents failed to transform than the
+    /// plan allows.
+    pub async fn proceed(&self) -> Result<UpgradeStatus, EngineError> {
+        let state = self.board.state();
+        if !matches!(state, State::Postponed { .. }) {
+            return Err(self.wrong(&state, "proceed is for a postponed upgrade"));
         }
-        if let Some(running) = &*self.running.lock().expect("not poisoned") {
-            running.controls.proceed.notify_one();
-        }
-        Ok(self.status())
-    }
-
-    /// Abandons an upgrade that has not committed: stops its driver, then journals ABORTING
-    /// and lets a new driver undo what the cutover did (proxies resume on blue, blue is
-    /// unfenced) and end in ABORTED.
-    pub async fn abort(&self, reason: &str) -> Result<UpgradeStatus, EngineError> {
-        let phase = self.board.phase();
-        match phase {
-            Phase::Aborted | Phase::Aborting => return Ok(self.status()),
-            Phase::Idle | Phase::Unspecified | Phase::Failed => {
-                return Err(EngineError::WrongPhase {
-                    what: "abort needs an upgrade in progress",
-                    phase: m::phase_name(phase),
+        if let Some(upgrade) = self.board.journal().upgrade()? {
+            let plan = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)?;
+            let dead = self.board.refresh_dead_letters()?;
+            if dead > plan.allowed_transform_failures {
+                return Err(EngineError::Blocked {
+                    dead,
+                    allowed: plan.allowed_transform_failures,
                 });
             }
-            p if committed(p) => return Err(too_late(p)),
+        }
+        self.command(Command::Proceed).await
+    }
+
+    /// Abandons an upgrade that has not committed: the driver undoes what the cutover did
+    /// (blue unfenced, then every proxy resumed on blue) and ends in ABORTED.
+    pub async fn abort(&self, reason: &str) -> Result<UpgradeStatus, EngineError> {
+        let state = self.board.state();
+        match &state {
+            State::Aborted { .. } => return Ok(self.status()),
+            State::Undoing {
+                why: Undo::Aborted { .. },
+                ..
+            } => return Ok(self.status()),
+            State::Idle | State::Failed { .. } => {
+                return Err(self.wrong(&state, "abort needs an upgrade in progress"));
+            }
+            s if s.is_committed() => {
+                return Err(self.wrong(
+                    s,
+                    "abort is only possible before the cutover commits (use rollback)",
+                ));
+            }
             _ => {}
         }
         let reason = if reason.is_empty() {
@@ -275,65 +324,35 @@ impl Engine {
         } else {
             reason
         };
-        let Some(upgrade) = self.board.journal().upgrade()? else {
-            return Err(EngineError::WrongPhase {
-                what: "abort needs an upgrade in progress",
-                phase: m::phase_name(phase),
-            });
-        };
-        // Stop the driver first, so nothing it journals can follow the abort.
-        let previous = self.running.lock().expect("not poisoned").take();
-        if let Some(previous) = previous {
-            previous.controls.cancel.cancel();
-            let _ = previous.task.await;
-        }
-        let mut running = self.running.lock().expect("not poisoned");
-        let phase = self.board.phase();
-        let same = self
-            .board
-            .journal()
-            .upgrade()?
-            .is_some_and(|u| u.id == upgrade.id);
-        if !same || is_terminal(phase) {
-            // It ended by itself meanwhile (and maybe another one started): nothing to abort.
-            return Ok(self.status());
-        }
-        if committed(phase) {
-            // The driver committed before it saw the cancel: it must go on.
-            self.launch_locked(&mut running, upgrade);
-            return Err(too_late(phase));
-        }
-        self.board.enter(Phase::Aborting, reason)?;
-        self.launch_locked(&mut running, upgrade);
-        drop(running);
-        Ok(self.status())
+        self.command(Command::Abort {
+            reason: reason.to_owned(),
+        })
+        .await
     }
 
-    /// Rolls a switched upgrade back to blue (see `Orchestrator.Rollback`): journals
-    /// ROLLING_BACK and wakes the driver, which runs the reverse cutover.
+    /// Rolls a switched upgrade back to blue (see `Orchestrator.Rollback`): refused when green
+    /// holds writes that cannot flow back, unless they are to be discarded; then the driver
+    /// runs the handover reversed.
     pub async fn rollback(
         &self,
         discard_green_writes: bool,
         confirmed: bool,
     ) -> Result<UpgradeStatus, EngineError> {
-        let phase = self.board.phase();
-        if !matches!(phase, Phase::Switched | Phase::ReverseSync) {
-            return Err(EngineError::WrongPhase {
-                what: "rollback is for a switched upgrade (SWITCHED or REVERSE_SYNC)",
-                phase: m::phase_name(phase),
-            });
-        }
+        const WHEN: &str = "rollback is for a switched upgrade (SWITCHED or REVERSE_SYNC)";
+        let state = self.board.state();
+        let reverse_from = match &state {
+            State::Switched { reverse_from } | State::ReverseSync { reverse_from } => {
+                reverse_from.clone()
+            }
+            other => return Err(self.wrong(other, WHEN)),
+        };
         let journal = self.board.journal();
-        let upgrade = journal.upgrade()?.ok_or(EngineError::WrongPhase {
-            what: "rollback needs an upgrade",
-            phase: m::phase_name(phase),
-        })?;
+        let upgrade = journal.upgrade()?.ok_or_else(|| self.wrong(&state, WHEN))?;
         let plan = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)?;
-        let forward = journal.cutover()?.unwrap_or_default();
         let unreversible = plan.unreversible();
         let mut lost = 0;
         if !unreversible.is_empty() {
-            lost = count_changes(&forward.reverse_from, &unreversible)
+            lost = count_changes(&reverse_from, &unreversible)
                 .await
                 .map_err(|e| EngineError::Unreachable(e.to_string()))?;
         }
@@ -346,51 +365,58 @@ impl Engine {
         if !confirmed {
             return Err(EngineError::Unconfirmed { documents: lost });
         }
-        // The count above awaited: check again, under the lock `start` takes too, that the
-        // same upgrade is still switched, then move it with a conditional transition (the
-        // driver's own SWITCHED → REVERSE_SYNC is conditional as well).
-        let running = self.running.lock().expect("not poisoned");
-        let phase = self.board.phase();
-        let same = journal.upgrade()?.is_some_and(|u| u.id == upgrade.id);
-        if !same || !matches!(phase, Phase::Switched | Phase::ReverseSync) {
-            return Err(EngineError::WrongPhase {
-                what: "rollback is for a switched upgrade (SWITCHED or REVERSE_SYNC)",
-                phase: m::phase_name(phase),
-            });
-        }
-        journal.set_cutover(&CutoverRecord {
-            direction: Direction::Reverse,
+        self.command(Command::Rollback {
             discard: discard_green_writes && lost > 0,
-            reverse_from: forward.reverse_from,
-            ..CutoverRecord::default()
-        })?;
-        let detail = if lost > 0 {
-            format!("rolling back to blue; {lost} green writes discarded on request")
-        } else {
-            "rolling back to blue".to_owned()
+        })
+        .await
+    }
+
+    /// Sends `command` to the running driver and waits until it is journaled or refused.
+    async fn command(&self, command: Command) -> Result<UpgradeStatus, EngineError> {
+        let sender = self
+            .running
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .map(|r| r.commands.clone());
+        let refused = || {
+            let state = self.board.state();
+            self.wrong(&state, "no upgrade is running")
         };
-        self.board.transition(
-            &[Phase::Switched, Phase::ReverseSync],
-            Phase::RollingBack,
-            &detail,
-        )?;
-        if let Some(running) = &*running {
-            running.controls.wake.notify_one();
-        }
-        drop(running);
+        let Some(sender) = sender else {
+            return Err(refused());
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Request { command, reply })
+            .await
+            .map_err(|_| refused())?;
+        answer.await.map_err(|_| refused())??;
         Ok(self.status())
     }
 
-    /// Whether `status` is the last a `Watch` stream sends: a terminal phase, or a rehearsal
-    /// that has run its cutover and resumed.
-    pub fn is_final(&self, status: &UpgradeStatus) -> bool {
-        let phase = Phase::try_from(status.phase).unwrap_or(Phase::Idle);
-        if is_terminal(phase) {
-            return true;
+    fn wrong(&self, state: &State, what: &'static str) -> EngineError {
+        EngineError::WrongPhase {
+            what,
+            phase: m::phase_name(state.phase()),
         }
-        phase == Phase::ReadyForCutover
-            && matches!(self.board.journal().upgrade(), Ok(Some(u)) if u.rehearse)
-            && matches!(self.board.journal().cutover(), Ok(Some(c)) if c.rehearsed)
+    }
+
+    /// Whether `status` is the last a `Watch` stream sends: a terminal phase, green serving,
+    /// or a rehearsal that has run its cutover and resumed (READY_FOR_CUTOVER with no
+    /// handover step).
+    pub fn is_final(&self, status: &UpgradeStatus) -> bool {
+        use cutover_proto::v1::Phase;
+        match status.phase() {
+            Phase::Unspecified
+            | Phase::Idle
+            | Phase::ReverseSync
+            | Phase::RolledBack
+            | Phase::Aborted
+            | Phase::Failed => true,
+            Phase::ReadyForCutover => status.handover_step.is_empty(),
+            _ => false,
+        }
     }
 
     /// Stops the running driver without ending the upgrade (the daemon is stopping); the
@@ -399,29 +425,9 @@ impl Engine {
         self.closing.cancel();
         let running = self.running.lock().expect("not poisoned").take();
         if let Some(running) = running {
-            running.controls.cancel.cancel();
+            running.cancel.cancel();
             let _ = running.task.await;
         }
-    }
-}
-
-/// Whether an upgrade in `phase` has committed its cutover (abort no longer applies).
-fn committed(phase: Phase) -> bool {
-    matches!(
-        phase,
-        Phase::Committed
-            | Phase::Switching
-            | Phase::Switched
-            | Phase::ReverseSync
-            | Phase::RollingBack
-            | Phase::RolledBack
-    )
-}
-
-fn too_late(phase: Phase) -> EngineError {
-    EngineError::WrongPhase {
-        what: "abort is only possible before the cutover commits (use rollback)",
-        phase: m::phase_name(phase),
     }
 }
 
