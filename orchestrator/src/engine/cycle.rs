@@ -14,8 +14,7 @@ use std::{
 
 use super::{
     board::now_unix_ms,
-    copy::{CopyContext, copy},
-    discover::Pair,
+    copy::CopyContext,
     driver::Driver,
     error::DriveError,
     journal::{CycleRecord, Direction, JournalError},
@@ -23,6 +22,7 @@ use super::{
     metrics as m,
     routes::{Routes, Tally},
     threshold::{self, Cycle, Decision, Limits},
+    world::Pipeline,
 };
 
 /// Wait between delta cycles while nothing forces the pace (postponed, or blocked by dead
@@ -124,11 +124,10 @@ impl Driver {
     }
 
     /// Changes after the committed watermarks, over every pair.
-    pub(super) async fn pending(&self, pairs: &[Pair]) -> Result<u64, DriveError> {
+    pub(super) async fn pending(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<u64, DriveError> {
         let mut pending = 0;
         for (pair, watermark) in pairs.iter().zip(self.watermarks(pairs)?) {
             pending += pair
-                .source
                 .lag(watermark)
                 .await
                 .map_err(DriveError::call("measuring the delta"))?;
@@ -137,29 +136,29 @@ impl Driver {
     }
 
     /// Each source's committed watermark, in `pairs`' order.
-    fn watermarks(&self, pairs: &[Pair]) -> Result<Vec<u64>, DriveError> {
+    fn watermarks(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<Vec<u64>, DriveError> {
         pairs
             .iter()
-            .map(|pair| Ok(self.board.journal().watermark(&pair.source_id)?))
+            .map(|pair| Ok(self.board.journal().watermark(pair.source_id())?))
             .collect()
     }
 
     /// What a cycle from `watermarks` (one per pair) is to copy, for its progress: a source's
     /// changes after its watermark, or, from 0, its live documents (the same less its
     /// tombstones, from its counters, where counting its changes walks every document).
-    async fn expected(&self, pairs: &[Pair], watermarks: &[u64]) -> Result<u64, DriveError> {
+    async fn expected(
+        &self,
+        pairs: &[Arc<dyn Pipeline>],
+        watermarks: &[u64],
+    ) -> Result<u64, DriveError> {
         let mut expected = 0;
         for (pair, &watermark) in pairs.iter().zip(watermarks) {
             expected += if watermark == 0 {
-                let described = pair
-                    .source
-                    .describe()
+                pair.live_documents()
                     .await
-                    .map_err(DriveError::call("estimating the delta"))?;
-                described.collections.iter().map(|c| c.live_documents).sum()
+                    .map_err(DriveError::call("estimating the delta"))?
             } else {
-                pair.source
-                    .lag(watermark)
+                pair.lag(watermark)
                     .await
                     .map_err(DriveError::call("estimating the delta"))?
             };
@@ -189,7 +188,7 @@ impl Driver {
     /// without it, the cycle estimates its own while it copies.
     pub(super) async fn cycle(
         &self,
-        pairs: &[Pair],
+        pairs: &[Arc<dyn Pipeline>],
         routes: &Arc<Routes>,
         into: CycleRecord,
         pending: Option<u64>,
@@ -261,7 +260,7 @@ impl Driver {
     async fn copy_all(
         &self,
         (batch_documents, batch_bytes): (u32, u64),
-        pairs: &[Pair],
+        pairs: &[Arc<dyn Pipeline>],
         routes: &Arc<Routes>,
         direction: Direction,
         progress: &Arc<AtomicU64>,
@@ -270,11 +269,11 @@ impl Driver {
         let problems = Arc::new(self.problems(direction)?);
         let mut copies = tokio::task::JoinSet::new();
         for pair in pairs {
-            let pair = pair.clone();
+            let pair = Arc::clone(pair);
             let context = CopyContext {
                 journal: Arc::clone(self.board.journal()),
                 upgrade_id: self.upgrade.id.clone(),
-                source_id: pair.source_id.clone(),
+                source_id: pair.source_id().to_owned(),
                 direction,
                 routes: Arc::clone(routes),
                 problems: Arc::clone(&problems),
@@ -283,8 +282,8 @@ impl Driver {
                 progress: Arc::clone(progress),
             };
             copies.spawn(async move {
-                let since = context.journal.watermark(&pair.source_id)?;
-                copy(&pair.source, &pair.sink, since, &context).await
+                let since = context.journal.watermark(pair.source_id())?;
+                pair.copy(since, &context).await
             });
         }
         let mut tally = Tally::default();

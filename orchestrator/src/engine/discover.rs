@@ -1,12 +1,18 @@
 //! Discovery: every source and sink is described and checked against the plan before the
 //! first document moves, and each source is paired with the sink its documents go to.
 
+use std::sync::Arc;
+
 use cutover_node::store::Store;
 use cutover_proto::v1::DescribeResponse;
+use futures_util::{FutureExt as _, future::BoxFuture};
 
 use super::{
+    copy::{CopyContext, CopyError, copy},
     peer::{PeerError, SinkPeer, SourcePeer, Token},
     plan::Plan,
+    routes::Tally,
+    world::{Discovery, Pipeline},
 };
 
 /// One pipeline of a cycle: a source, its journal key, and the sink it feeds.
@@ -31,6 +37,78 @@ pub enum DiscoverError {
     /// The nodes do not fit the plan; the message says which and what to change.
     #[error("{0}")]
     Mismatch(String),
+}
+
+impl Pipeline for Pair {
+    fn source_id(&self) -> &str {
+        &self.source_id
+    }
+
+    fn sink_id(&self) -> &str {
+        &self.sink_id
+    }
+
+    fn source_endpoint(&self) -> &str {
+        &self.source.endpoint
+    }
+
+    fn sink_endpoint(&self) -> &str {
+        self.sink.endpoint()
+    }
+
+    fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>> {
+        self.source.lag(since).boxed()
+    }
+
+    fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>> {
+        async {
+            let described = self.source.describe().await?;
+            Ok(described.collections.iter().map(|c| c.live_documents).sum())
+        }
+        .boxed()
+    }
+
+    fn copy<'a>(
+        &'a self,
+        since: u64,
+        context: &'a CopyContext,
+    ) -> BoxFuture<'a, Result<Tally, CopyError>> {
+        copy(&self.source, &self.sink, since, context).boxed()
+    }
+
+    fn reversed(&self, token: &Token) -> Result<Arc<dyn Pipeline>, String> {
+        Ok(Arc::new(Pair {
+            source: SourcePeer::new(self.sink.endpoint())?,
+            source_id: self.sink_id.clone(),
+            sink: SinkPeer::remote(&self.source.endpoint, token.clone())?,
+            sink_id: self.source_id.clone(),
+        }))
+    }
+}
+
+/// Discovery over gRPC of the nodes of a plan; the sink that is the node the engine runs in
+/// (`local`) is written directly.
+#[derive(Debug)]
+pub struct GrpcDiscovery {
+    /// The plan.
+    pub plan: Plan,
+    /// Green's token, for its `Sink`.
+    pub sink_token: Token,
+    /// The store of the node the engine runs in, if any.
+    pub local: Option<Store>,
+}
+
+impl Discovery for GrpcDiscovery {
+    fn discover(&self) -> BoxFuture<'_, Result<Vec<Arc<dyn Pipeline>>, DiscoverError>> {
+        async {
+            let pairs = discover(&self.plan, &self.sink_token, self.local.as_ref()).await?;
+            Ok(pairs
+                .into_iter()
+                .map(|p| Arc::new(p) as Arc<dyn Pipeline>)
+                .collect())
+        }
+        .boxed()
+    }
 }
 
 /// Describes every node of `plan` and pairs sources with sinks: one sink takes every source,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     board::Board,
-    discover::{Pair, discover},
+    discover::GrpcDiscovery,
     error::DriveError,
     fault,
     fleet::Fleet,
@@ -28,6 +28,7 @@ use super::{
     metrics as m,
     plan::Plan,
     routes::Routes,
+    world::{Discovery, Pipeline},
 };
 
 /// Failed attempts at one step before the copy cycles give up (the upgrade fails, blue
@@ -97,10 +98,10 @@ pub struct Driver {
     pub(super) plan: Plan,
     /// The proxies and nodes it steers (from the plan: no discovery needed).
     pub(super) fleet: Fleet,
+    /// Finds the copy pipelines.
+    discovery: Arc<dyn Discovery>,
     /// Fires on shutdown: the driver stops where it is; the journal keeps the state.
     pub(super) cancel: CancellationToken,
-    /// The store of the node the engine runs in, if any.
-    pub(super) local: Option<Store>,
     /// What discovery found, once it ran in this process.
     run: OnceCell<Run>,
     /// The pending count this process's last threshold decision was made on.
@@ -116,7 +117,7 @@ pub(super) struct Run {
     /// The plan's forward transforms.
     pub routes: Arc<Routes>,
     /// Blue → green pipelines.
-    pub pairs: Vec<Pair>,
+    pub pairs: Vec<Arc<dyn Pipeline>>,
 }
 
 /// How a wait for an effect ended.
@@ -139,17 +140,34 @@ impl Driver {
         let plan = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)
             .map_err(|e| DriveError::Plan(e.to_string()))?;
         let fleet = Fleet::from_plan(&plan).map_err(DriveError::Plan)?;
-        Ok(Self {
+        let discovery = Arc::new(GrpcDiscovery {
+            plan: plan.clone(),
+            sink_token: fleet.green_token.clone(),
+            local,
+        });
+        Ok(Self::with(board, upgrade, plan, fleet, discovery, cancel))
+    }
+
+    /// A driver of `upgrade` that steers `fleet` and copies through what `discovery` finds.
+    pub fn with(
+        board: Board,
+        upgrade: UpgradeRecord,
+        plan: Plan,
+        fleet: Fleet,
+        discovery: Arc<dyn Discovery>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
             board,
             upgrade,
             plan,
             fleet,
+            discovery,
             cancel,
-            local,
             run: OnceCell::new(),
             decided: Mutex::new(None),
             hold: Mutex::new((None, Duration::ZERO)),
-        })
+        }
     }
 
     /// Runs the upgrade until it reaches a terminal state or is cancelled, taking commands
@@ -331,9 +349,7 @@ impl Driver {
                 let routes =
                     Routes::forward(&self.plan).map_err(|e| DriveError::Plan(e.to_string()))?;
                 let pairs = self
-                    .attempt("discovery", || {
-                        discover(&self.plan, &self.fleet.green_token, self.local.as_ref())
-                    })
+                    .attempt("discovery", || self.discovery.discover())
                     .await?;
                 Ok(Run {
                     routes: Arc::new(routes),

@@ -1,19 +1,23 @@
 //! What a cutover steers besides the copy: the proxies (`ProxyControl`) and the nodes' write
-//! fences (`NodeAdmin`), as clients that name the endpoint and the call in every error.
+//! fences (`NodeAdmin`) and digests, as gRPC clients that name the endpoint and the call in
+//! every error ([`ProxyControl`] and [`NodeControl`] over the wire).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use cutover_proto::v1::DigestResponse;
 use cutover_proto::v1::{
-    Color, FenceRequest, NodeStatus, NodeStatusRequest, PauseRequest, PauseResponse, ProxyStatus,
+    Color, FenceRequest, NodeStatus, NodeStatusRequest, PauseRequest, ProxyStatus,
     ProxyStatusRequest, ResumeRequest, ResumeResponse, SwitchRequest, SwitchResponse,
     UnfenceRequest, fence_request::Mode, node_admin_client::NodeAdminClient,
     proxy_control_client::ProxyControlClient,
 };
+use futures_util::{FutureExt as _, future::BoxFuture};
 use tonic::{Status, transport::Channel};
 
 use super::{
     peer::{PeerError, SourcePeer, Token, channel},
     plan::Plan,
+    world::{NodeControl, ProxyControl},
 };
 
 /// Longest any single control call may take: a Pause waits for the drain, which the proxy
@@ -53,148 +57,142 @@ impl ProxyPeer {
             token,
         })
     }
+}
 
-    /// `Pause(epoch)`: hold new requests, drain in-flight ones. `hold` bounds the hold.
-    pub async fn pause(&self, epoch: u64, hold: Duration) -> Result<PauseResponse, PeerError> {
+impl ProxyControl for ProxyPeer {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn pause(&self, epoch: u64, hold: Duration) -> BoxFuture<'_, Result<(), PeerError>> {
         let request = self.token.attach(PauseRequest {
             epoch,
             hold_timeout_ms: hold.as_millis() as u64,
             drain_timeout_ms: 0,
         });
-        timed(&self.endpoint, "Pause", self.client.clone().pause(request)).await
+        let mut client = self.client.clone();
+        async move {
+            timed(&self.endpoint, "Pause", client.pause(request))
+                .await
+                .map(drop)
+        }
+        .boxed()
     }
 
-    /// `Switch(epoch, color)`: route to `color` and release the hold there.
-    pub async fn switch(&self, epoch: u64, color: Color) -> Result<SwitchResponse, PeerError> {
+    fn switch(&self, epoch: u64, color: Color) -> BoxFuture<'_, Result<SwitchResponse, PeerError>> {
         let request = self.token.attach(SwitchRequest {
             epoch,
             color: color as i32,
         });
-        timed(
-            &self.endpoint,
-            "Switch",
-            self.client.clone().switch(request),
-        )
-        .await
+        let mut client = self.client.clone();
+        async move { timed(&self.endpoint, "Switch", client.switch(request)).await }.boxed()
     }
 
-    /// `Resume(epoch)`: release the hold on the current colour.
-    pub async fn resume(&self, epoch: u64) -> Result<ResumeResponse, PeerError> {
+    fn resume(&self, epoch: u64) -> BoxFuture<'_, Result<ResumeResponse, PeerError>> {
         let request = self.token.attach(ResumeRequest { epoch });
-        timed(
-            &self.endpoint,
-            "Resume",
-            self.client.clone().resume(request),
-        )
-        .await
+        let mut client = self.client.clone();
+        async move { timed(&self.endpoint, "Resume", client.resume(request)).await }.boxed()
     }
 
-    /// `Status`.
-    pub async fn status(&self) -> Result<ProxyStatus, PeerError> {
+    fn status(&self) -> BoxFuture<'_, Result<ProxyStatus, PeerError>> {
         let request = self.token.attach(ProxyStatusRequest {});
-        timed(
-            &self.endpoint,
-            "Status",
-            self.client.clone().status(request),
-        )
-        .await
+        let mut client = self.client.clone();
+        async move { timed(&self.endpoint, "Status", client.status(request)).await }.boxed()
     }
 }
 
-/// A node's write fence.
+/// A node of either side over gRPC: its `NodeAdmin` fence and its `Source` (digests).
 #[derive(Debug, Clone)]
-pub struct AdminPeer {
+pub struct NodePeer {
     /// Its gRPC endpoint, as in the plan.
     pub endpoint: String,
-    client: NodeAdminClient<Channel>,
+    admin: NodeAdminClient<Channel>,
+    source: SourcePeer,
     token: Token,
 }
 
-impl AdminPeer {
-    /// A lazily connected client of `endpoint`.
+impl NodePeer {
+    /// Lazily connected clients of `endpoint`.
     pub fn new(endpoint: &str, token: Token) -> Result<Self, String> {
         Ok(Self {
             endpoint: endpoint.to_owned(),
-            client: NodeAdminClient::new(channel(endpoint)?),
+            admin: NodeAdminClient::new(channel(endpoint)?),
+            source: SourcePeer::new(endpoint)?,
             token,
         })
     }
 
-    /// Fences client writes under `epoch` for `lease` (renewing a lease; a permanent fence
-    /// stays) and returns the node's head seq once every write accepted before is durable.
-    /// A node that has seen a higher epoch refuses with FAILED_PRECONDITION.
-    pub async fn fence_lease(
-        &self,
+    fn fence<'a>(
+        &'a self,
         epoch: u64,
-        lease: Duration,
+        mode: Mode,
         reason: &str,
-    ) -> Result<u64, PeerError> {
-        let mode = Mode::LeaseMs(lease.as_millis().max(1) as u64);
-        self.fence(epoch, mode, reason).await
-    }
-
-    /// Fences client writes under `epoch` until [`unfence`](Self::unfence); returns the head
-    /// seq.
-    pub async fn fence_permanent(&self, epoch: u64, reason: &str) -> Result<u64, PeerError> {
-        self.fence(epoch, Mode::Permanent(true), reason).await
-    }
-
-    async fn fence(&self, epoch: u64, mode: Mode, reason: &str) -> Result<u64, PeerError> {
+    ) -> BoxFuture<'a, Result<u64, PeerError>> {
         let request = self.token.attach(FenceRequest {
             mode: Some(mode),
             reason: reason.to_owned(),
             epoch,
         });
-        let answer = timed(&self.endpoint, "Fence", self.client.clone().fence(request)).await?;
-        Ok(answer.head_seq)
+        let mut client = self.admin.clone();
+        async move {
+            timed(&self.endpoint, "Fence", client.fence(request))
+                .await
+                .map(|a| a.head_seq)
+        }
+        .boxed()
+    }
+}
+
+/// A node that has seen a higher epoch refuses a fence or an unfence with
+/// FAILED_PRECONDITION and changes nothing.
+impl NodeControl for NodePeer {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
-    /// `NodeAdmin.Status`: the node's fence (with its epoch), head and size.
-    pub async fn status(&self) -> Result<NodeStatus, PeerError> {
-        let request = self.token.attach(NodeStatusRequest {});
-        timed(
-            &self.endpoint,
-            "Status",
-            self.client.clone().status(request),
+    fn fence_lease<'a>(
+        &'a self,
+        epoch: u64,
+        lease: Duration,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<u64, PeerError>> {
+        self.fence(
+            epoch,
+            Mode::LeaseMs(lease.as_millis().max(1) as u64),
+            reason,
         )
-        .await
     }
 
-    /// Lifts the fence under `epoch` (idempotent). A node that has seen a higher epoch
-    /// refuses with FAILED_PRECONDITION and stays fenced.
-    pub async fn unfence(&self, epoch: u64, reason: &str) -> Result<(), PeerError> {
+    fn fence_permanent<'a>(
+        &'a self,
+        epoch: u64,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<u64, PeerError>> {
+        self.fence(epoch, Mode::Permanent(true), reason)
+    }
+
+    fn unfence<'a>(&'a self, epoch: u64, reason: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
         let request = self.token.attach(UnfenceRequest {
             reason: reason.to_owned(),
             epoch,
         });
-        timed(
-            &self.endpoint,
-            "Unfence",
-            self.client.clone().unfence(request),
-        )
-        .await
-        .map(drop)
+        let mut client = self.admin.clone();
+        async move {
+            timed(&self.endpoint, "Unfence", client.unfence(request))
+                .await
+                .map(drop)
+        }
+        .boxed()
     }
-}
 
-/// A node of either side: its fence and its Source (for digests and reverse sync).
-#[derive(Debug, Clone)]
-pub struct Node {
-    /// Its gRPC endpoint, as in the plan.
-    pub endpoint: String,
-    /// Its `NodeAdmin`.
-    pub admin: AdminPeer,
-    /// Its `Source`.
-    pub source: SourcePeer,
-}
+    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, PeerError>> {
+        let request = self.token.attach(NodeStatusRequest {});
+        let mut client = self.admin.clone();
+        async move { timed(&self.endpoint, "Status", client.status(request)).await }.boxed()
+    }
 
-impl Node {
-    fn new(endpoint: &str, token: &Token) -> Result<Self, String> {
-        Ok(Self {
-            endpoint: endpoint.to_owned(),
-            admin: AdminPeer::new(endpoint, token.clone())?,
-            source: SourcePeer::new(endpoint)?,
-        })
+    fn digest(&self) -> BoxFuture<'_, Result<DigestResponse, PeerError>> {
+        self.source.digest().boxed()
     }
 }
 
@@ -216,17 +214,21 @@ pub fn lease(hold: Duration) -> Duration {
 #[derive(Debug, Clone)]
 pub struct Fleet {
     /// Every proxy, in plan order.
-    pub proxies: Vec<ProxyPeer>,
+    pub proxies: Vec<Arc<dyn ProxyControl>>,
     /// Every blue node, in plan order.
-    pub blue: Vec<Node>,
+    pub blue: Vec<Arc<dyn NodeControl>>,
     /// Every green node, in plan order.
-    pub green: Vec<Node>,
+    pub green: Vec<Arc<dyn NodeControl>>,
     /// Blue's token, for its `Sink` in reverse sync.
     pub blue_token: Token,
     /// Green's token, for its `Sink` in the copy cycles.
     pub green_token: Token,
     /// How long a Pause holds ([`hold_timeout`] of the plan's pause budget).
     pub hold: Duration,
+}
+
+fn node(endpoint: &str, token: &Token) -> Result<Arc<dyn NodeControl>, String> {
+    Ok(Arc::new(NodePeer::new(endpoint, token.clone())?))
 }
 
 impl Fleet {
@@ -241,19 +243,22 @@ impl Fleet {
                 .proxies
                 .control
                 .iter()
-                .map(|e| ProxyPeer::new(e, proxy_token.clone()))
+                .map(|e| {
+                    ProxyPeer::new(e, proxy_token.clone())
+                        .map(|p| Arc::new(p) as Arc<dyn ProxyControl>)
+                })
                 .collect::<Result<_, _>>()?,
             blue: plan
                 .blue
                 .sources
                 .iter()
-                .map(|e| Node::new(e, &blue_token))
+                .map(|e| node(e, &blue_token))
                 .collect::<Result<_, _>>()?,
             green: plan
                 .green
                 .sinks
                 .iter()
-                .map(|e| Node::new(e, &green_token))
+                .map(|e| node(e, &green_token))
                 .collect::<Result<_, _>>()?,
             blue_token,
             green_token,
@@ -267,7 +272,7 @@ impl Fleet {
     }
 
     /// The nodes of `color`.
-    pub fn nodes(&self, color: Color) -> &[Node] {
+    pub fn nodes(&self, color: Color) -> &[Arc<dyn NodeControl>] {
         match color {
             Color::Green => &self.green,
             _ => &self.blue,

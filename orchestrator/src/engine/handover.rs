@@ -10,7 +10,10 @@
 //! permanent fence like a lease. Every call carries the handover's epoch, so a repeated call
 //! (a restart) is idempotent and a stale orchestrator's is refused.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use cutover_proto::v1::{Color, RouteMode};
 use tokio::task::JoinSet;
@@ -20,10 +23,11 @@ use super::{
     driver::Driver,
     error::DriveError,
     fault,
-    fleet::{Fleet, Node, ProxyPeer},
+    fleet::Fleet,
     journal::{Direction, Hold, Journal},
     machine::{Event, Handover, Heads, Step},
     peer::PeerError,
+    world::{NodeControl, ProxyControl},
 };
 
 /// Wait between two tries of a proxy's switch, which must eventually succeed.
@@ -133,7 +137,7 @@ impl Driver {
         let reason = format!("undo of {}", self.upgrade.id);
         let answers = on_each(self.fleet.nodes(color), |node| {
             let reason = reason.clone();
-            async move { node.admin.unfence(epoch, &reason).await }
+            async move { node.unfence(epoch, &reason).await }
         });
         all_ok(answers.await, "unfencing").map(drop)
     }
@@ -142,14 +146,13 @@ impl Driver {
     /// their figures.
     async fn switch_all(&self, color: Color, epoch: u64) -> Result<Vec<Hold>, DriveError> {
         let hold = self.fleet.hold;
-        let answers =
-            on_each(&self.fleet.proxies, |p| {
-                let board = self.board.clone();
-                async move {
-                    Ok::<_, PeerError>(switch_until_done(&board, &p, epoch, color, hold).await)
-                }
-            })
-            .await;
+        let answers = on_each(&self.fleet.proxies, |p| {
+            let board = self.board.clone();
+            async move {
+                Ok::<_, PeerError>(switch_until_done(&board, p.as_ref(), epoch, color, hold).await)
+            }
+        })
+        .await;
         let holds: Vec<_> = self
             .fleet
             .proxies
@@ -158,7 +161,7 @@ impl Driver {
             .map(|(p, a)| {
                 let (released, max_hold_micros) = a.unwrap_or((0, 0));
                 Hold {
-                    proxy: p.endpoint.clone(),
+                    proxy: p.endpoint().to_owned(),
                     released,
                     max_hold_micros,
                 }
@@ -213,19 +216,19 @@ fn all_ok<T>(
 /// Fences every node of `nodes` at once with a lease under `epoch`; their heads (endpoint,
 /// seq) once every write they accepted before is durable.
 async fn fence_all(
-    nodes: &[Node],
+    nodes: &[Arc<dyn NodeControl>],
     lease: Duration,
     reason: &str,
     epoch: u64,
 ) -> Result<Heads, DriveError> {
     let answers = on_each(nodes, |node| {
         let reason = reason.to_owned();
-        async move { node.admin.fence_lease(epoch, lease, &reason).await }
+        async move { node.fence_lease(epoch, lease, &reason).await }
     });
     let heads = all_ok(answers.await, "fencing")?;
     Ok(nodes
         .iter()
-        .map(|n| n.endpoint.clone())
+        .map(|n| n.endpoint().to_owned())
         .zip(heads)
         .collect())
 }
@@ -234,21 +237,20 @@ async fn fence_all(
 /// fence reported `fenced` heads (a lease that ran out would let one through).
 async fn fence_for_good(
     color: Color,
-    nodes: &[Node],
+    nodes: &[Arc<dyn NodeControl>],
     fenced: &Heads,
     reason: &str,
     epoch: u64,
 ) -> Result<(), DriveError> {
     for (node, (_, head)) in nodes.iter().zip(fenced) {
         let now = node
-            .admin
             .fence_permanent(epoch, reason)
             .await
             .map_err(DriveError::call("fencing for good"))?;
         if now != *head {
             return Err(DriveError::Moved {
                 color,
-                endpoint: node.endpoint.clone(),
+                endpoint: node.endpoint().to_owned(),
                 fenced: *head,
                 now,
             });
@@ -274,9 +276,9 @@ async fn take_epoch(journal: &Journal, fleet: &Fleet) -> Result<u64, DriveError>
         on_each(&fleet.proxies, |p| async move { p.status().await }).await,
         "reading the proxies' epochs",
     )?;
-    let nodes: Vec<Node> = fleet.blue.iter().chain(&fleet.green).cloned().collect();
+    let nodes: Vec<Arc<dyn NodeControl>> = fleet.blue.iter().chain(&fleet.green).cloned().collect();
     let fences = all_ok(
-        on_each(&nodes, |n| async move { n.admin.status().await }).await,
+        on_each(&nodes, |n| async move { n.status().await }).await,
         "reading the nodes' fence epochs",
     )?;
     let highest = proxies
@@ -309,7 +311,7 @@ async fn release(fleet: &Fleet, epoch: u64) -> Vec<Hold> {
                 }
             };
             Hold {
-                proxy: proxy.endpoint.clone(),
+                proxy: proxy.endpoint().to_owned(),
                 released,
                 max_hold_micros,
             }
@@ -321,7 +323,7 @@ async fn release(fleet: &Fleet, epoch: u64) -> Vec<Hold> {
 /// meanwhile is paused again under a new epoch first. Returns (released, longest hold µs).
 async fn switch_until_done(
     board: &Board,
-    proxy: &ProxyPeer,
+    proxy: &dyn ProxyControl,
     epoch: u64,
     color: Color,
     hold: Duration,

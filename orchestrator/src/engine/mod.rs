@@ -21,10 +21,13 @@ pub mod plan;
 pub mod reverse;
 pub mod routes;
 pub mod sample;
+#[cfg(test)]
+pub mod sim;
 pub mod threshold;
 pub mod transform;
 pub mod upgrade;
 pub mod verification;
 pub mod verify;
+pub mod world;
 
 pub use upgrade::{Engine, EngineError};

@@ -6,13 +6,13 @@ use std::{sync::Arc, time::Duration};
 use cutover_proto::v1::pull_response::Kind;
 
 use super::{
-    discover::Pair,
     driver::Driver,
     error::DriveError,
     journal::Direction,
     machine::Event,
-    peer::{PeerError, SinkPeer, SourcePeer},
+    peer::{PeerError, SourcePeer},
     routes::Routes,
+    world::Pipeline,
 };
 
 /// How often reverse sync looks for green's changes.
@@ -51,7 +51,7 @@ impl Driver {
     /// Green → blue pipelines: each green node feeds the blue node it was copied from.
     /// [`DriveError::NoWayBack`] when several blue nodes fed one green node (green's
     /// documents cannot be told apart).
-    pub(super) async fn reverse_pairs(&self) -> Result<Vec<Pair>, DriveError> {
+    pub(super) async fn reverse_pairs(&self) -> Result<Vec<Arc<dyn Pipeline>>, DriveError> {
         if self.fleet.blue.len() > 1 && self.fleet.green.len() == 1 {
             return Err(DriveError::NoWayBack);
         }
@@ -59,13 +59,8 @@ impl Driver {
         run.pairs
             .iter()
             .map(|pair| {
-                Ok(Pair {
-                    source: SourcePeer::new(pair.sink.endpoint()).map_err(DriveError::Plan)?,
-                    source_id: pair.sink_id.clone(),
-                    sink: SinkPeer::remote(&pair.source.endpoint, self.fleet.blue_token.clone())
-                        .map_err(DriveError::Plan)?,
-                    sink_id: pair.source_id.clone(),
-                })
+                pair.reversed(&self.fleet.blue_token)
+                    .map_err(DriveError::Plan)
             })
             .collect()
     }

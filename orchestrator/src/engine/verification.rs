@@ -44,15 +44,11 @@ impl Driver {
         let run = self.discovered().await?;
         let mut blue = Vec::new();
         for (node, (_, head)) in fleet.blue.iter().zip(fenced) {
-            let digest = node
-                .source
-                .digest()
-                .await
-                .map_err(DriveError::call("verifying"))?;
+            let digest = node.digest().await.map_err(DriveError::call("verifying"))?;
             if digest.head_seq != *head {
                 return Err(DriveError::Moved {
                     color: Color::Blue,
-                    endpoint: node.endpoint.clone(),
+                    endpoint: node.endpoint().to_owned(),
                     fenced: *head,
                     now: digest.head_seq,
                 });
@@ -82,31 +78,30 @@ impl Driver {
                 .map(|(_, d)| d.clone())
                 .collect();
             let to = green
-                .source
                 .digest()
                 .await
                 .map_err(DriveError::call("verifying"))?;
             let verified = verify::compare(&from, &to, &allowances).map_err(|mismatch| {
                 DriveError::Mismatch {
                     color: Color::Green,
-                    endpoint: green.endpoint.clone(),
+                    endpoint: green.endpoint().to_owned(),
                     mismatch,
                 }
             })?;
             partitions += verified.partitions;
             skipped += verified.skipped;
             documents += verified.documents;
-            green_heads.push((green.endpoint.clone(), to.head_seq));
+            green_heads.push((green.endpoint().to_owned(), to.head_seq));
             // Everything green holds up to here came from blue: reverse sync starts after it.
             if let Some(pair) = run
                 .pairs
                 .iter()
-                .find(|p| p.sink.endpoint() == green.endpoint)
+                .find(|p| p.sink_endpoint() == green.endpoint())
             {
                 journal.acknowledge(
                     &self.upgrade.id,
                     Direction::Reverse,
-                    &pair.sink_id,
+                    pair.sink_id(),
                     to.head_seq,
                     &Default::default(),
                 )?;
@@ -171,18 +166,17 @@ impl Driver {
         for (i, blue) in fleet.blue.iter().enumerate() {
             let green = &fleet.green[fleet.sink_of(i)];
             let from = green
-                .source
                 .digest()
                 .await
                 .map_err(DriveError::call("verifying"))?;
             let head = fenced
                 .iter()
-                .find(|(e, _)| *e == green.endpoint)
+                .find(|(e, _)| e == green.endpoint())
                 .map_or(from.head_seq, |f| f.1);
             if from.head_seq != head {
                 return Err(DriveError::Moved {
                     color: Color::Green,
-                    endpoint: green.endpoint.clone(),
+                    endpoint: green.endpoint().to_owned(),
                     fenced: head,
                     now: from.head_seq,
                 });
@@ -190,15 +184,11 @@ impl Driver {
             if discard {
                 continue;
             }
-            let to = blue
-                .source
-                .digest()
-                .await
-                .map_err(DriveError::call("verifying"))?;
+            let to = blue.digest().await.map_err(DriveError::call("verifying"))?;
             let verified = verify::compare(&[from], &to, &allowances).map_err(|mismatch| {
                 DriveError::Mismatch {
                     color: Color::Blue,
-                    endpoint: blue.endpoint.clone(),
+                    endpoint: blue.endpoint().to_owned(),
                     mismatch,
                 }
             })?;
