@@ -2,7 +2,7 @@
 //! clusters are both made of these nodes.
 //!
 //! - [`store`]: documents on RocksDB with a by-sequence change index and incremental
-//!   per-partition digests (see `../shared/DESIGN.md`, "Data model").
+//!   per-partition digests (see `docs/ARCHITECTURE.md`).
 //! - [`api`]: the HTTP document API and the gRPC `Source`, `Sink` and `NodeAdmin` services.
 //! - [`Node`]: all of it on listeners the caller bound, until cancelled. Embeddable.
 

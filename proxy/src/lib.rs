@@ -1,6 +1,7 @@
 //! The cutover proxy: a hyper reverse proxy in front of the service that routes to the active
 //! colour and, during a cutover, holds new requests, drains in-flight ones and switches, so
-//! clients see a pause instead of an error (see `../shared/DESIGN.md`, invariants 2, 3, 5).
+//! clients see a pause instead of an error (see `docs/ARCHITECTURE.md`, "request → hold →
+//! switch").
 //!
 //! - [`route`]: the persisted route and its pure transitions;
 //! - [`hold`]: the gate every request passes (forward, hold, refuse) and the in-flight count;

@@ -395,6 +395,78 @@ fn an_orchestrator_killed_after_switching_one_of_two_proxies_finishes_after_a_re
 }
 
 #[test]
+fn an_orchestrator_killed_once_blue_is_fenced_for_good_undoes_and_finishes_after_a_restart() {
+    killed_at("cutover-sealing");
+}
+
+/// Cuts over, then rolls back with the orchestrator killed (by itself, at `--fault-point`)
+/// at `point` of the rollback, restarts it, and checks that the rollback ends rolled back
+/// (a rollback killed before its commit is undone, green keeps serving, and a second
+/// rollback goes through) with every acknowledged write on blue.
+fn rollback_killed_at(point: &str, committed: bool) {
+    let stack = Stack::start();
+    let orchestrator = stack.orchestrator(&["--fault-point", point]);
+    let background = Background::start(&stack.load_config(), Ledger::default());
+    stack.start_upgrade(&orchestrator, &[]);
+    stack.wait_phase(&orchestrator, "reverse_sync");
+    settle(Duration::from_millis(300));
+    // The answer may or may not arrive before the kill: the journal decides, not the reply.
+    let _ = stack.upgrade(&orchestrator, &["rollback"]);
+    let mut orchestrator = orchestrator;
+    let exited = orchestrator
+        .daemon
+        .wait_exit(Duration::from_secs(120))
+        .expect("the orchestrator dies at the fault point");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&exited),
+        Some(9),
+        "{point}: killed by SIGKILL"
+    );
+    let orchestrator = stack
+        .cluster
+        .restart_orchestrator("orchestrator", orchestrator)
+        .expect("restarts");
+    if !committed {
+        let status = stack.wait_phase(&orchestrator, "reverse_sync");
+        let detail = status["phase_detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("interrupted"), "{point}: {status}");
+        stack.assert_routes("green");
+        let (code, answer) = stack.upgrade(&orchestrator, &["rollback"]);
+        assert_eq!(code, 0, "{point}: a second rollback: {answer}");
+    }
+    let status = stack.wait_phase(&orchestrator, "rolled_back");
+    assert!(status["handover_step"].is_null(), "{status}");
+    stack.assert_routes("blue");
+    assert!(
+        fenced(&stack.green),
+        "{point}: green is fenced after the rollback"
+    );
+    settle(Duration::from_millis(500));
+    let ledger = background.stop().ledger;
+    assert!(
+        ledger.known() > 10,
+        "{point}: the load wrote: {}",
+        ledger.known()
+    );
+    let missing = lost(&ledger, &stack.blue);
+    assert!(
+        missing.is_empty(),
+        "{point}: lost on blue: {:?}",
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn a_rollback_killed_before_its_commit_is_undone_and_runs_again_after_a_restart() {
+    rollback_killed_at("rollback-fencing", false);
+}
+
+#[test]
+fn a_rollback_killed_after_its_commit_finishes_after_a_restart() {
+    rollback_killed_at("rollback-committed", true);
+}
+
+#[test]
 fn a_proxy_restarted_after_the_switch_routes_to_green() {
     let mut stack = Stack::start();
     let orchestrator = stack.orchestrator(&[]);

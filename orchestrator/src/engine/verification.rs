@@ -4,7 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use cutover_proto::v1::Color;
+use cutover_proto::v1::{Color, DigestResponse};
 
 use super::{
     driver::Driver,
@@ -14,6 +14,7 @@ use super::{
     reverse::count_changes,
     routes::Routes,
     verify::{self, Allowances},
+    world::NodeControl,
 };
 
 impl Driver {
@@ -42,19 +43,7 @@ impl Driver {
         let journal = self.board.journal();
         let fleet = &self.fleet;
         let run = self.discovered().await?;
-        let mut blue = Vec::new();
-        for (node, (_, head)) in fleet.blue.iter().zip(fenced) {
-            let digest = node.digest().await.map_err(DriveError::call("verifying"))?;
-            if digest.head_seq != *head {
-                return Err(DriveError::Moved {
-                    color: Color::Blue,
-                    endpoint: node.endpoint().to_owned(),
-                    fenced: *head,
-                    now: digest.head_seq,
-                });
-            }
-            blue.push(digest);
-        }
+        let blue = fenced_digests(&fleet.blue, fenced, Color::Blue).await?;
         let dead = journal.dead_letters()?;
         let mut allowances = Allowances {
             only_from: journal.dropped()?,
@@ -107,19 +96,7 @@ impl Driver {
                 )?;
             }
         }
-        let summary = format!(
-            "verified {documents} documents in {partitions} partitions ({}{})",
-            if allowances.renamed.is_some() {
-                "counts; a collection is renamed"
-            } else {
-                "counts and digests"
-            },
-            if skipped > 0 {
-                format!("; {skipped} partitions with dead letters skipped")
-            } else {
-                String::new()
-            }
-        );
+        let summary = summary(documents, partitions, skipped, allowances.renamed.is_some());
         tracing::info!(verified = summary, "verification passed");
         Ok(Verified {
             summary,
@@ -206,4 +183,44 @@ impl Driver {
             green_heads: Vec::new(),
         })
     }
+}
+
+/// The digests of `nodes`, fenced at `fenced` heads: [`DriveError::Moved`] when one took a
+/// write since (its lease ran out).
+async fn fenced_digests(
+    nodes: &[Arc<dyn NodeControl>],
+    fenced: &Heads,
+    color: Color,
+) -> Result<Vec<DigestResponse>, DriveError> {
+    let mut digests = Vec::new();
+    for (node, (_, head)) in nodes.iter().zip(fenced) {
+        let digest = node.digest().await.map_err(DriveError::call("verifying"))?;
+        if digest.head_seq != *head {
+            return Err(DriveError::Moved {
+                color,
+                endpoint: node.endpoint().to_owned(),
+                fenced: *head,
+                now: digest.head_seq,
+            });
+        }
+        digests.push(digest);
+    }
+    Ok(digests)
+}
+
+/// What a forward verification found, for people.
+fn summary(documents: u64, partitions: u32, skipped: u32, renamed: bool) -> String {
+    format!(
+        "verified {documents} documents in {partitions} partitions ({}{})",
+        if renamed {
+            "counts; a collection is renamed"
+        } else {
+            "counts and digests"
+        },
+        if skipped > 0 {
+            format!("; {skipped} partitions with dead letters skipped")
+        } else {
+            String::new()
+        }
+    )
 }

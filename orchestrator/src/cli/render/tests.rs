@@ -124,3 +124,21 @@ fn a_dead_letter_without_source_has_no_gap() {
     let text = super::status(&status);
     assert!(text.contains("\n  users/u0 v7: missing field"), "{text}");
 }
+
+#[test]
+fn a_handover_shows_its_direction_and_step() {
+    let mut status = fixtures::status(0);
+    status.phase = Phase::RollingBack.into();
+    status.direction = "reverse".into();
+    status.handover_step = "final_cycle".into();
+    status.phase_detail = "rollback: final reverse cycle".into();
+    assert_eq!(
+        headline(&status),
+        "upgrade u1: rolling back (reverse handover, step final cycle) — rollback: final \
+         reverse cycle"
+    );
+    let value = crate::cli::json::status(&status);
+    assert_eq!(value["direction"], "reverse");
+    assert_eq!(value["handover_step"], "final_cycle");
+    assert!(crate::cli::json::status(&fixtures::status(0))["handover_step"].is_null());
+}

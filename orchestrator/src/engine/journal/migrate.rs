@@ -125,32 +125,7 @@ fn state_of(
         "PHASE_REVERSE_SYNC" => State::ReverseSync {
             reverse_from: record.reverse_from.clone(),
         },
-        "PHASE_ROLLING_BACK" => {
-            let rollback = Handover::Rollback {
-                discard: record.discard,
-                reverse_from: record.reverse_from.clone(),
-            };
-            let verified = Verified {
-                summary: record.verified.clone(),
-                green_heads: Vec::new(),
-            };
-            if record.direction != Direction::Reverse || (epoch == 0 && !record.committed) {
-                // Asked for, not begun.
-                at(rollback, Step::Epoch)
-            } else if record.committed {
-                // Committed: blue is unfenced (again: idempotent), then every proxy switched.
-                at(rollback, Step::Committed { epoch, verified })
-            } else {
-                // Held, not committed: a restart undoes it.
-                at(
-                    rollback,
-                    Step::FinalCycle {
-                        epoch,
-                        fenced: fenced(),
-                    },
-                )
-            }
-        }
+        "PHASE_ROLLING_BACK" => rollback_state(record),
         "PHASE_ROLLED_BACK" => State::RolledBack {
             verified: record.verified.clone(),
         },
@@ -167,4 +142,34 @@ fn state_of(
         "PHASE_FAILED" => State::Failed { reason: reason() },
         _ => return None,
     })
+}
+
+/// A layout-1 rollback: asked for and not begun, held and not committed (a restart undoes
+/// it), or committed (blue is unfenced again, idempotent, then every proxy switched).
+fn rollback_state(record: &CutoverRecord) -> State {
+    let rollback = Handover::Rollback {
+        discard: record.discard,
+        reverse_from: record.reverse_from.clone(),
+    };
+    let epoch = record.epoch;
+    let step = if record.direction != Direction::Reverse || (epoch == 0 && !record.committed) {
+        Step::Epoch
+    } else if record.committed {
+        Step::Committed {
+            epoch,
+            verified: Verified {
+                summary: record.verified.clone(),
+                green_heads: Vec::new(),
+            },
+        }
+    } else {
+        Step::FinalCycle {
+            epoch,
+            fenced: record.fenced_heads.clone(),
+        }
+    };
+    State::Handover {
+        handover: rollback,
+        step,
+    }
 }

@@ -1,6 +1,8 @@
 //! The machine's transitions as a table: every legal one gives its state, and every other
 //! pair of a sample state and a sample event is refused.
 
+use cutover_proto::v1::Phase;
+
 use super::*;
 
 const E: u64 = 7;

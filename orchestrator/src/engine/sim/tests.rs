@@ -18,6 +18,7 @@ use crate::engine::{
     driver::{Command, Driver, Request},
     fleet::{Fleet, hold_timeout},
     journal::UpgradeRecord,
+    peer::Token,
     plan::Plan,
 };
 

@@ -1,0 +1,431 @@
+//! The driver's handles of the simulated fleet: each proxy, node and pipeline as the
+//! [`world`](crate::engine::world) traits see it, every call going through [`World::call`].
+
+use std::{sync::Arc, time::Duration};
+
+use cutover_node::store::{partition_of, term};
+use cutover_proto::{
+    Color as Side,
+    v1::{
+        Color, DigestResponse, FenceState, NodeStatus, PartitionDigest, ProxyStatus,
+        ResumeResponse, RouteMode, SwitchResponse,
+    },
+};
+use cutover_proxy::route::{Command, Epoch, Mode};
+use futures_util::{FutureExt as _, future::BoxFuture};
+use tonic::Status;
+
+use super::{
+    COLLECTION, Fence, Inner, Node, PARTITIONS, World, endpoint, refused, side_mut, write,
+};
+use crate::engine::{
+    copy::{CopyContext, CopyError},
+    discover::DiscoverError,
+    journal::BatchRecord,
+    machine::{Handover, State, Step},
+    peer::{PeerError, Token},
+    routes::Tally,
+    world::{Discovery, NodeControl, Pipeline, ProxyControl},
+};
+
+#[derive(Debug)]
+pub(super) struct ProxyHandle {
+    pub(super) world: Arc<World>,
+    pub(super) index: usize,
+    pub(super) endpoint: String,
+}
+
+impl ProxyHandle {
+    /// Steps the route by `command`; a release lets the held writes through to the new
+    /// active colour.
+    fn step(
+        &self,
+        inner: &mut Inner,
+        now: u64,
+        state: &State,
+        command: Command,
+    ) -> Result<u64, Status> {
+        let proxy = &mut inner.proxies[self.index];
+        let (route, change) = proxy.route.step(command).map_err(refused)?;
+        proxy.route = route;
+        if change != cutover_proxy::route::Change::Release {
+            return Ok(0);
+        }
+        let held = std::mem::take(&mut proxy.held);
+        let color = Color::from(route.active);
+        for id in &held {
+            write(inner, color, id, now, state);
+        }
+        Ok(held.len() as u64)
+    }
+}
+
+impl ProxyControl for ProxyHandle {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn pause(&self, epoch: u64, hold: Duration) -> BoxFuture<'_, Result<(), PeerError>> {
+        let what = format!("{} Pause({epoch})", self.endpoint);
+        self.world
+            .call(what, move |inner, now, state| {
+                let deadline_unix_ms = now + hold.as_millis() as u64;
+                let command = Command::Pause {
+                    epoch: Epoch(epoch),
+                    deadline_unix_ms,
+                };
+                self.step(inner, now, state, command).map(drop)
+            })
+            .boxed()
+    }
+
+    fn switch(&self, epoch: u64, color: Color) -> BoxFuture<'_, Result<SwitchResponse, PeerError>> {
+        let what = format!("{} Switch({epoch}, {color:?})", self.endpoint);
+        self.world
+            .call(what.clone(), move |inner, now, state| {
+                let forward = matches!(
+                    state,
+                    State::Handover {
+                        handover: Handover::Cutover { .. },
+                        step,
+                    } if step.is_committed()
+                );
+                if color == Color::Green && !forward {
+                    inner.violations.push(format!(
+                        "{what} before the commit, in state {}",
+                        state.name()
+                    ));
+                }
+                let side = Side::try_from(color as i32)
+                    .map_err(|e| Status::invalid_argument(format!("{e:?}")))?;
+                let command = Command::Switch {
+                    epoch: Epoch(epoch),
+                    color: side,
+                };
+                let released = self.step(inner, now, state, command)?;
+                Ok(SwitchResponse {
+                    released,
+                    max_hold_micros: 0,
+                })
+            })
+            .boxed()
+    }
+
+    fn resume(&self, epoch: u64) -> BoxFuture<'_, Result<ResumeResponse, PeerError>> {
+        let what = format!("{} Resume({epoch})", self.endpoint);
+        self.world
+            .call(what, move |inner, now, state| {
+                let command = Command::Resume {
+                    epoch: Epoch(epoch),
+                };
+                let released = self.step(inner, now, state, command)?;
+                Ok(ResumeResponse {
+                    released,
+                    max_hold_micros: 0,
+                })
+            })
+            .boxed()
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<ProxyStatus, PeerError>> {
+        let what = format!("{} Status", self.endpoint);
+        self.world
+            .call(what, move |inner, _, _| {
+                let proxy = &inner.proxies[self.index];
+                let (mode, deadline) = match proxy.route.mode {
+                    Mode::Forwarding => (RouteMode::Forwarding, 0),
+                    Mode::Holding { deadline_unix_ms } => (RouteMode::Holding, deadline_unix_ms),
+                };
+                Ok(ProxyStatus {
+                    epoch: proxy.route.epoch.0,
+                    active: Color::from(proxy.route.active) as i32,
+                    mode: mode as i32,
+                    held: proxy.held.len() as u64,
+                    hold_deadline_unix_ms: deadline,
+                    ..ProxyStatus::default()
+                })
+            })
+            .boxed()
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct NodeHandle {
+    pub(super) world: Arc<World>,
+    pub(super) color: Color,
+    pub(super) index: usize,
+    pub(super) endpoint: String,
+}
+
+impl NodeHandle {
+    fn node<'a>(&self, inner: &'a mut Inner) -> &'a mut Node {
+        &mut side_mut(inner, self.color)[self.index]
+    }
+
+    /// Fences under `epoch` (refused below the node's epoch); a lease never downgrades a
+    /// permanent fence.
+    fn fence(&self, epoch: u64, fence: Fence) -> BoxFuture<'_, Result<u64, PeerError>> {
+        let what = format!("{} Fence({epoch}, {fence:?})", self.endpoint);
+        self.world
+            .call(what, move |inner, _, _| {
+                let node = self.node(inner);
+                if epoch < node.epoch {
+                    return Err(refused(format!("epoch {epoch} < {}", node.epoch)));
+                }
+                node.epoch = epoch;
+                if node.fence != Fence::Permanent || fence == Fence::Permanent {
+                    node.fence = fence;
+                }
+                Ok(node.head)
+            })
+            .boxed()
+    }
+}
+
+impl NodeControl for NodeHandle {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn fence_lease<'a>(
+        &'a self,
+        epoch: u64,
+        lease: Duration,
+        _reason: &'a str,
+    ) -> BoxFuture<'a, Result<u64, PeerError>> {
+        let until_ms = self.world.now() + lease.as_millis() as u64;
+        self.fence(epoch, Fence::Lease { until_ms })
+    }
+
+    fn fence_permanent<'a>(
+        &'a self,
+        epoch: u64,
+        _reason: &'a str,
+    ) -> BoxFuture<'a, Result<u64, PeerError>> {
+        self.fence(epoch, Fence::Permanent)
+    }
+
+    fn unfence<'a>(&'a self, epoch: u64, _reason: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
+        let what = format!("{} Unfence({epoch})", self.endpoint);
+        self.world
+            .call(what.clone(), move |inner, _, state| {
+                let rollback_committed = matches!(
+                    state,
+                    State::Handover {
+                        handover: Handover::Rollback { .. },
+                        step: Step::Committed { .. } | Step::Switching { .. },
+                    }
+                );
+                if self.color == Color::Blue && state.is_committed() && !rollback_committed {
+                    inner.violations.push(format!(
+                        "{what}: blue unfenced after the forward commit, in state {}",
+                        state.name()
+                    ));
+                }
+                let node = self.node(inner);
+                if epoch < node.epoch {
+                    return Err(refused(format!("epoch {epoch} < {}", node.epoch)));
+                }
+                node.epoch = epoch;
+                node.fence = Fence::None;
+                Ok(())
+            })
+            .boxed()
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, PeerError>> {
+        let what = format!("{} Status", self.endpoint);
+        self.world
+            .call(what, move |inner, now, _| {
+                let node = self.node(inner);
+                Ok(NodeStatus {
+                    fence: Some(FenceState {
+                        fenced: node.fenced(now),
+                        permanent: node.fence == Fence::Permanent,
+                        epoch: node.epoch,
+                        ..FenceState::default()
+                    }),
+                    head_seq: node.head,
+                    live_documents: node.docs.len() as u64,
+                    partition_count: PARTITIONS,
+                    ..NodeStatus::default()
+                })
+            })
+            .boxed()
+    }
+
+    fn digest(&self) -> BoxFuture<'_, Result<DigestResponse, PeerError>> {
+        let what = format!("{} Digest", self.endpoint);
+        self.world
+            .call(what, move |inner, _, _| Ok(digest(self.node(inner))))
+            .boxed()
+    }
+}
+
+/// A node's per-partition counts and digests, as the node computes them.
+fn digest(node: &Node) -> DigestResponse {
+    let mut partitions: Vec<PartitionDigest> = (0..PARTITIONS)
+        .map(|partition| PartitionDigest {
+            partition,
+            ..PartitionDigest::default()
+        })
+        .collect();
+    for (id, (version, _)) in &node.docs {
+        let p = &mut partitions[partition_of(id, PARTITIONS) as usize];
+        p.live_documents += 1;
+        p.digest = p.digest.wrapping_add(term(COLLECTION, id, *version));
+    }
+    DigestResponse {
+        partition_count: PARTITIONS,
+        partitions,
+        head_seq: node.head,
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct SimDiscovery {
+    pub(super) world: Arc<World>,
+}
+
+impl Discovery for SimDiscovery {
+    fn discover(&self) -> BoxFuture<'_, Result<Vec<Arc<dyn Pipeline>>, DiscoverError>> {
+        let what = "discovery".to_owned();
+        self.world
+            .call(what, |inner, _, _| {
+                Ok((inner.blue.len(), inner.green.len()))
+            })
+            .map(|answer| {
+                let (blue, green) = answer?;
+                Ok((0..blue)
+                    .map(|i| {
+                        let g = if green == 1 { 0 } else { i };
+                        Arc::new(SimPipeline::new(
+                            &self.world,
+                            (Color::Blue, i),
+                            (Color::Green, g),
+                        )) as Arc<dyn Pipeline>
+                    })
+                    .collect())
+            })
+            .boxed()
+    }
+}
+
+#[derive(Debug)]
+struct SimPipeline {
+    world: Arc<World>,
+    from: (Color, usize),
+    to: (Color, usize),
+    /// Source and sink node ids.
+    ids: (String, String),
+    /// Source and sink endpoints.
+    endpoints: (String, String),
+}
+
+impl SimPipeline {
+    fn new(world: &Arc<World>, from: (Color, usize), to: (Color, usize)) -> Self {
+        let id = |(color, index): (Color, usize)| {
+            let side = if color == Color::Green {
+                "green"
+            } else {
+                "blue"
+            };
+            format!("{side}-{index}")
+        };
+        Self {
+            world: Arc::clone(world),
+            from,
+            to,
+            ids: (id(from), id(to)),
+            endpoints: (endpoint(from.0, from.1), endpoint(to.0, to.1)),
+        }
+    }
+
+    fn source<'a>(&self, inner: &'a mut Inner) -> &'a mut Node {
+        &mut side_mut(inner, self.from.0)[self.from.1]
+    }
+}
+
+impl Pipeline for SimPipeline {
+    fn source_id(&self) -> &str {
+        &self.ids.0
+    }
+
+    fn sink_id(&self) -> &str {
+        &self.ids.1
+    }
+
+    fn source_endpoint(&self) -> &str {
+        &self.endpoints.0
+    }
+
+    fn sink_endpoint(&self) -> &str {
+        &self.endpoints.1
+    }
+
+    fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>> {
+        let what = format!("{} Lag({since})", self.ids.0);
+        self.world
+            .call(what, move |inner, _, _| {
+                let source = self.source(inner);
+                Ok(source.docs.values().filter(|(_, seq)| *seq > since).count() as u64)
+            })
+            .boxed()
+    }
+
+    fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>> {
+        let what = format!("{} Describe", self.ids.0);
+        self.world
+            .call(what, move |inner, _, _| {
+                Ok(self.source(inner).docs.len() as u64)
+            })
+            .boxed()
+    }
+
+    fn copy<'a>(
+        &'a self,
+        since: u64,
+        context: &'a CopyContext,
+    ) -> BoxFuture<'a, Result<Tally, CopyError>> {
+        let what = format!("{} → {} copy({since})", self.ids.0, self.ids.1);
+        async move {
+            let (head, documents) = self
+                .world
+                .call(what, move |inner, _, _| {
+                    let source = self.source(inner);
+                    let changed: Vec<(String, u64)> = source
+                        .docs
+                        .iter()
+                        .filter(|(_, (_, seq))| *seq > since)
+                        .map(|(id, (version, _))| (id.clone(), *version))
+                        .collect();
+                    let head = source.head;
+                    let sink = &mut side_mut(inner, self.to.0)[self.to.1];
+                    for (id, version) in &changed {
+                        // Applying keeps the newest version, like `Sink.Apply`.
+                        if sink.docs.get(id).is_none_or(|(have, _)| have < version) {
+                            sink.put(id, *version);
+                        }
+                    }
+                    Ok((head, changed.len() as u64))
+                })
+                .await?;
+            context.journal.acknowledge(
+                &context.upgrade_id,
+                context.direction,
+                &context.source_id,
+                head,
+                &BatchRecord::default(),
+            )?;
+            Ok(Tally {
+                documents,
+                ..Tally::default()
+            })
+        }
+        .boxed()
+    }
+
+    fn reversed(&self, _token: &Token) -> Result<Arc<dyn Pipeline>, String> {
+        Ok(Arc::new(SimPipeline::new(&self.world, self.to, self.from)))
+    }
+}
