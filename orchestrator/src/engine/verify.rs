@@ -145,30 +145,35 @@ pub fn compare(
     })
 }
 
+/// The digest response of a node holding `docs` (collection, id, version) in `count`
+/// partitions with head `head_seq`, as a node computes it: for tests and the simulation.
+#[cfg(test)]
+pub(crate) fn digest_of(count: u32, docs: &[(&str, &str, u64)], head_seq: u64) -> DigestResponse {
+    use cutover_proto::v1::PartitionDigest;
+    let mut partitions: Vec<PartitionDigest> = (0..count)
+        .map(|partition| PartitionDigest {
+            partition,
+            ..PartitionDigest::default()
+        })
+        .collect();
+    for (collection, id, version) in docs {
+        let p = &mut partitions[partition_of(id, count) as usize];
+        p.live_documents += 1;
+        p.digest = p.digest.wrapping_add(term(collection, id, *version));
+    }
+    DigestResponse {
+        partition_count: count,
+        partitions,
+        head_seq,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use cutover_proto::v1::PartitionDigest;
-
     use super::*;
 
-    /// The digest response of a node holding `docs` in `count` partitions.
     fn node(count: u32, docs: &[(&str, &str, u64)]) -> DigestResponse {
-        let mut partitions: Vec<PartitionDigest> = (0..count)
-            .map(|partition| PartitionDigest {
-                partition,
-                ..PartitionDigest::default()
-            })
-            .collect();
-        for (collection, id, version) in docs {
-            let p = &mut partitions[partition_of(id, count) as usize];
-            p.live_documents += 1;
-            p.digest = p.digest.wrapping_add(term(collection, id, *version));
-        }
-        DigestResponse {
-            partition_count: count,
-            partitions,
-            head_seq: 0,
-        }
+        digest_of(count, docs, 0)
     }
 
     #[test]

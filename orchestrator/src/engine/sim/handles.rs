@@ -3,12 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use cutover_node::store::{partition_of, term};
 use cutover_proto::{
     Color as Side,
     v1::{
-        Color, DigestResponse, FenceState, NodeStatus, PartitionDigest, ProxyStatus,
-        ResumeResponse, RouteMode, SwitchResponse,
+        Color, DigestResponse, FenceState, NodeStatus, ProxyStatus, ResumeResponse, RouteMode,
+        SwitchResponse,
     },
 };
 use cutover_proxy::route::{Command, Epoch, Mode};
@@ -25,6 +24,7 @@ use crate::engine::{
     machine::{Handover, State, Step},
     peer::{PeerError, Token},
     routes::Tally,
+    verify::digest_of,
     world::{Discovery, NodeControl, Pipeline, ProxyControl},
 };
 
@@ -264,22 +264,12 @@ impl NodeControl for NodeHandle {
 
 /// A node's per-partition counts and digests, as the node computes them.
 fn digest(node: &Node) -> DigestResponse {
-    let mut partitions: Vec<PartitionDigest> = (0..PARTITIONS)
-        .map(|partition| PartitionDigest {
-            partition,
-            ..PartitionDigest::default()
-        })
+    let docs: Vec<(&str, &str, u64)> = node
+        .docs
+        .iter()
+        .map(|(id, (version, _))| (COLLECTION, id.as_str(), *version))
         .collect();
-    for (id, (version, _)) in &node.docs {
-        let p = &mut partitions[partition_of(id, PARTITIONS) as usize];
-        p.live_documents += 1;
-        p.digest = p.digest.wrapping_add(term(COLLECTION, id, *version));
-    }
-    DigestResponse {
-        partition_count: PARTITIONS,
-        partitions,
-        head_seq: node.head,
-    }
+    digest_of(PARTITIONS, &docs, node.head)
 }
 
 #[derive(Debug)]
