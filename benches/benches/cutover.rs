@@ -73,11 +73,13 @@ async fn run(
         workers: 32,
     };
     let load = Load::start(&config, Ledger::default());
-    rig.engine.start(
-        &rig.plan_with("postpone = true\n", forward, reverse),
-        "bench.toml",
-        false,
-    )?;
+    rig.engine
+        .start(
+            &rig.plan_with("postpone = true\n", forward, reverse),
+            "bench.toml",
+            false,
+        )
+        .await?;
     let (status, _) = follow(&rig.engine, &load, Phase::Postponed).await?;
     // The final delta: `delta` documents rewritten on blue, then proceed at once.
     preload(&rig.blue.store, 0..delta, 2, bulk_id).await?;

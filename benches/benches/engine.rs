@@ -100,7 +100,7 @@ async fn cycle_one(
          [\"http://{}\"]\n{collection}",
         blue.grpc, green.grpc
     );
-    engine.start(&plan, "bench.toml", true)?;
+    engine.start(&plan, "bench.toml", true).await?;
     let mut events = engine.watch();
     let status = loop {
         let status = events

@@ -23,7 +23,9 @@ impl Classify for EngineError {
             Self::Sample(SampleError::Endpoint(_)) => ErrorCode::InvalidArgument,
             Self::Sample(SampleError::Peer(_)) => ErrorCode::Unavailable,
             Self::Journal(_) => ErrorCode::Internal,
-            Self::WouldLose { .. } | Self::Unconfirmed { .. } => ErrorCode::PreconditionFailed,
+            Self::WouldLose { .. } | Self::Unconfirmed { .. } | Self::NoWayBack => {
+                ErrorCode::PreconditionFailed
+            }
             Self::Unreachable(_) => ErrorCode::Unavailable,
             Self::Refused(crate::engine::driver::Refused::Invalid(_)) | Self::Blocked { .. } => {
                 ErrorCode::PreconditionFailed
@@ -75,6 +77,7 @@ impl Orchestrator for OrchestratorService {
         let status = self
             .engine
             .start(&request.plan_toml, name, request.rehearse)
+            .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(StartResponse {
             upgrade_id: status.upgrade_id.clone(),

@@ -402,7 +402,7 @@ fn an_orchestrator_killed_after_switching_one_of_two_proxies_finishes_after_a_re
 
 #[test]
 fn an_orchestrator_killed_once_blue_is_fenced_for_good_undoes_and_finishes_after_a_restart() {
-    killed_at("cutover-sealing");
+    killed_at("sealed");
 }
 
 /// Cuts over, then rolls back with the orchestrator killed (by itself, at `--fault-point`)

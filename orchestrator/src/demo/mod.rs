@@ -71,7 +71,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         config.rate, rig.proxy
     );
     let load = Load::start(&load_config, Ledger::default());
-    rig.engine.start(&plan, "demo-plan.toml", false)?;
+    rig.engine.start(&plan, "demo-plan.toml", false).await?;
     let (status, window) = follow(&rig.engine, &load, Phase::ReverseSync).await?;
     println!(
         "\nupgrade done in {:.1} s: green serves",

@@ -123,14 +123,21 @@ impl Board {
         m::phase(Phase::Discovering);
     }
 
-    /// Journals `state` (one synced write), then shows it with `detail` (for ABORTED and
-    /// FAILED, the status's error).
-    pub fn commit(&self, state: &State, detail: &str) -> Result<(), JournalError> {
-        self.journal.set_state(&StateRecord {
+    /// Journals `state` of upgrade `upgrade_id` (one synced write; refused once the journal
+    /// holds another upgrade), then shows it with `detail` (for ABORTED and FAILED, the
+    /// status's error).
+    pub fn commit(
+        &self,
+        upgrade_id: &str,
+        state: &State,
+        detail: &str,
+    ) -> Result<(), JournalError> {
+        let record = StateRecord {
             state: state.clone(),
             since_unix_ms: now_unix_ms(),
             detail: detail.to_owned(),
-        })?;
+        };
+        self.journal.set_state(upgrade_id, &record)?;
         *self.state.lock().expect("not poisoned") = state.clone();
         let phase = state.phase();
         tracing::info!(

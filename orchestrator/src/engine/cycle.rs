@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio_util::task::AbortOnDropHandle;
+
 use super::{
     board::now_unix_ms,
     copy::CopyContext,
@@ -66,6 +68,7 @@ impl Driver {
             Duration::from_millis(now_unix_ms().saturating_sub(self.upgrade.started_unix_ms));
         let assessment = threshold::assess(&limits, &history, elapsed);
         tracing::info!(decision = %assessment, "threshold");
+        *self.assessment.lock().expect("not poisoned") = Some(assessment.to_string());
         metrics::gauge!(m::PENDING).set(assessment.pending as f64);
         metrics::gauge!(m::PREDICTED).set(assessment.predicted_final.as_secs_f64());
         self.board.decision(&assessment);
@@ -208,7 +211,12 @@ impl Driver {
         let watermarks = self.watermarks(pairs)?;
         let expected = Arc::new(AtomicU64::new(pending.unwrap_or(0)));
         let progress = Arc::new(AtomicU64::new(0));
-        let reporter = self.report(number, Arc::clone(&expected), Arc::clone(&progress));
+        // Aborted when dropped: a command may drop this cycle part-way.
+        let reporter = AbortOnDropHandle::new(self.report(
+            number,
+            Arc::clone(&expected),
+            Arc::clone(&progress),
+        ));
         let count = async {
             if let Some(pending) = pending {
                 return Ok(pending);
@@ -226,8 +234,7 @@ impl Driver {
             self.copy_all(batches, pairs, routes, into.direction, &progress)
         });
         let result = tokio::try_join!(count, copy);
-        reporter.abort();
-        let _ = reporter.await;
+        drop(reporter);
         let (expected, tally) = result?;
         self.board
             .progress(number, tally.documents, expected.max(tally.documents), 0.0);

@@ -24,7 +24,7 @@ use super::{
     fault,
     fleet::Fleet,
     journal::{Direction, Hold, UpgradeRecord},
-    machine::{Event, InvalidTransition, OnError, State, Undo, narrate, step},
+    machine::{Event, Handover, InvalidTransition, OnError, State, Step, Undo, narrate, step},
     metrics as m,
     plan::Plan,
     routes::Routes,
@@ -106,6 +106,8 @@ pub struct Driver {
     run: OnceCell<Run>,
     /// The pending count this process's last threshold decision was made on.
     pub(super) decided: Mutex<Option<u64>>,
+    /// The threshold engine's last assessment, for the status of the handover it began.
+    pub(super) assessment: Mutex<Option<String>>,
     /// When this process paused the proxies of the current handover, and how long its final
     /// cycle took: the switch overhead, measured when the hold ends.
     pub(super) hold: Mutex<(Option<Instant>, Duration)>,
@@ -166,6 +168,7 @@ impl Driver {
             cancel,
             run: OnceCell::new(),
             decided: Mutex::new(None),
+            assessment: Mutex::new(None),
             hold: Mutex::new((None, Duration::ZERO)),
         }
     }
@@ -175,16 +178,13 @@ impl Driver {
     /// restarted orchestrator.
     pub async fn run(self, mut commands: mpsc::Receiver<Request>, resumed: bool) {
         let mut state = self.board.state();
-        if resumed {
-            state = match self.transit(state.clone(), Event::Resumed) {
-                Ok(next) => next,
-                Err(error) => {
-                    tracing::error!(%error, "cannot resume the upgrade");
-                    return;
-                }
-            };
-        }
         let mut backoff = FIRST_BACKOFF;
+        if resumed {
+            let Some(next) = self.resume(state).await else {
+                return;
+            };
+            state = next;
+        }
         while !state.is_terminal() {
             let outcome = {
                 let effect = self.effect(&state);
@@ -251,6 +251,78 @@ impl Driver {
         }
     }
 
+    /// Builds the driver of `upgrade` and runs it (see [`run`](Self::run)). A journaled plan
+    /// that can no longer be used (a token file gone) fails an upgrade that has not begun its
+    /// handover; from the handover on it is tried again, backing off, until it can be used:
+    /// only a driver can finish or undo what the handover started.
+    pub async fn drive(
+        board: Board,
+        upgrade: UpgradeRecord,
+        cancel: CancellationToken,
+        local: Option<Store>,
+        commands: mpsc::Receiver<Request>,
+        resumed: bool,
+    ) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let error = match Self::new(
+                board.clone(),
+                upgrade.clone(),
+                cancel.clone(),
+                local.clone(),
+            ) {
+                Ok(driver) => return driver.run(commands, resumed).await,
+                Err(error) => error,
+            };
+            let state = board.state();
+            if state.on_error() == OnError::Fail {
+                let reason = format!(
+                    "{error}; blue was not changed: fix the cause and start the upgrade again"
+                );
+                tracing::error!(reason, "cannot drive the upgrade");
+                let failed = Event::Failed {
+                    error: reason.clone(),
+                    again: false,
+                };
+                if let Ok(next) = step(state, failed)
+                    && let Err(error) = board.commit(&upgrade.id, &next, &reason)
+                {
+                    tracing::error!(%error, "cannot journal the failure");
+                }
+                return;
+            }
+            tracing::error!(%error, state = state.name(), "cannot drive the upgrade; retrying");
+            board.detail(format!(
+                "cannot drive the upgrade, retrying in {backoff:?}: {error}"
+            ));
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Feeds [`Event::Resumed`] to `state`, read from the journal by a restarted
+    /// orchestrator. A journal write that fails (a full disk) is tried again, backing off: the
+    /// driver must stay up to take commands and finish or undo what was started. `None` when
+    /// cancelled meanwhile.
+    async fn resume(&self, state: State) -> Option<State> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.transit(state.clone(), Event::Resumed) {
+                Ok(next) => return Some(next),
+                Err(error) => {
+                    tracing::error!(%error, "cannot resume the upgrade; retrying");
+                    self.board
+                        .detail(format!("cannot resume, retrying in {backoff:?}: {error}"));
+                    self.sleep(backoff).await.ok()?;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
     /// The status error of a failure in `state`.
     fn failure(&self, state: &State, error: &DriveError) -> String {
         match state {
@@ -269,8 +341,12 @@ impl Driver {
             return Ok(next);
         }
         let detail = self.detail(&state, &event, &next);
-        self.board.commit(&next, &detail)?;
-        self.count(&next);
+        self.board.commit(&self.upgrade.id, &next, &detail)?;
+        self.count(&state, &event, &next);
+        if matches!(event, Event::Undone | Event::Failed { .. }) {
+            // The next cycle counts its own delta: the last decision's is stale.
+            *self.decided.lock().expect("not poisoned") = None;
+        }
         fault::passed(&next);
         Ok(next)
     }
@@ -287,6 +363,25 @@ impl Driver {
                 .unwrap_or_default()
         };
         match next {
+            State::Handover {
+                handover: Handover::Cutover { .. },
+                step: Step::Epoch,
+            } if matches!(event, Event::Cycled(_)) => {
+                let assessment = self.assessment.lock().expect("not poisoned").clone();
+                assessment.unwrap_or(told)
+            }
+            State::Handover {
+                step: Step::Pausing { epoch },
+                handover,
+            } => format!(
+                "{}epoch {epoch}: {} proxies hold new requests and drain",
+                if handover.direction() == Direction::Reverse {
+                    "rollback: "
+                } else {
+                    ""
+                },
+                self.fleet.proxies.len()
+            ),
             State::Switched { .. } if self.fleet.proxies.is_empty() => {
                 "no proxy in the plan: blue is fenced for good, send clients to green".to_owned()
             }
@@ -298,7 +393,17 @@ impl Driver {
     }
 
     /// The attempt counters of a handover that ended.
-    fn count(&self, next: &State) {
+    fn count(&self, from: &State, event: &Event, next: &State) {
+        if let (
+            State::Handover { handover, .. },
+            Event::Failed { .. },
+            State::Cycling { .. } | State::Aborted { .. } | State::ReverseSync { .. },
+        ) = (from, event, next)
+        {
+            // Failed before anything was held: undone with nothing to undo.
+            m::attempt(handover.direction().as_str(), "undone");
+            return;
+        }
         match next {
             State::Undoing {
                 handover,

@@ -5,7 +5,8 @@
 //!
 //! There is a point for every state of the upgrade, passed right after the state is journaled
 //! and before its effect runs: `cutover-pausing`, `cutover-fencing`, …, `rollback-switching`,
-//! `cutover-undoing`, `reverse_sync`, … ([`POINTS`]). `first-switch` is passed when the first
+//! `cutover-undoing`, `reverse_sync`, … ([`POINTS`]). `sealed` is passed once the serving
+//! side's fence is permanent, before the commit is journaled; `first-switch` when the first
 //! proxy of a switch has switched. The names of the first release (`paused`, `fenced`,
 //! `final-cycle`, `committed`) still work: each is the state entered after that step.
 
@@ -58,6 +59,7 @@ pub static POINTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|
         points.push(format!("{way}-undoing"));
     }
     points.extend(OTHERS.iter().map(|s| (*s).to_owned()));
+    points.push("sealed".to_owned());
     points.push("first-switch".to_owned());
     points
 });

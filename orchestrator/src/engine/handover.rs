@@ -78,6 +78,7 @@ impl Driver {
             })),
             Step::Sealing { epoch, fenced, .. } => {
                 fence_for_good(handover.from(), serving, fenced, &reason, *epoch).await?;
+                fault::point("sealed");
                 Ok(Event::Sealed)
             }
             Step::Committed { epoch, .. } => {
@@ -98,13 +99,19 @@ impl Driver {
 
     /// Undoes a handover that did not commit: unfences the side it fenced, then resumes every
     /// proxy of the hold of `epoch`; a rehearsal records its measured overhead.
+    ///
+    /// The unfence carries a fresh epoch, above the handover's: a fence call of the handover
+    /// still on its way (an abort or a crash dropped its caller, not the request) lands after
+    /// the unfence and is refused, instead of fencing the side that serves again. The proxies
+    /// need no such care: a pause of an ended hold is refused under the same epoch.
     pub(super) async fn undo(
         &self,
         handover: &Handover,
         epoch: u64,
         rehearsed: bool,
     ) -> Result<(), DriveError> {
-        self.unfence_all(handover.from(), epoch).await?;
+        let fresh = self.board.journal().next_epoch(epoch + 1)?;
+        self.unfence_all(handover.from(), fresh).await?;
         let holds = release(&self.fleet, epoch).await;
         self.board.journal().set_holds(&holds)?;
         self.board.holds(&holds);
@@ -343,10 +350,15 @@ async fn switch_until_done(
                     {
                         return Ok::<_, PeerError>(true);
                     }
-                    epoch = board
-                        .journal()
-                        .next_epoch(status.epoch + 1)
-                        .unwrap_or(status.epoch + 1);
+                    match board.journal().next_epoch(status.epoch + 1) {
+                        Ok(next) => epoch = next,
+                        Err(error) => {
+                            // An epoch is used only once journaled: try again later.
+                            tracing::error!(%error, "taking an epoch to pause a proxy again");
+                            tokio::time::sleep(RETRY).await;
+                            return Ok(false);
+                        }
+                    }
                     proxy.pause(epoch, hold).await?;
                     Ok(false)
                 };

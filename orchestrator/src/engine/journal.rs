@@ -398,8 +398,17 @@ impl Journal {
         self.json(STATE)
     }
 
-    /// Records the upgrade's new state (synced).
-    pub fn set_state(&self, record: &StateRecord) -> Result<(), JournalError> {
+    /// Records the new state of upgrade `upgrade_id` (synced); refused when the journal holds
+    /// another upgrade (a driver of a replaced upgrade finishing late).
+    pub fn set_state(&self, upgrade_id: &str, record: &StateRecord) -> Result<(), JournalError> {
+        let _serial = self.writes.lock().expect("not poisoned");
+        let current = self.upgrade()?.map(|u| u.id).unwrap_or_default();
+        if current != upgrade_id {
+            return Err(JournalError::Superseded {
+                stale: upgrade_id.to_owned(),
+                current,
+            });
+        }
         let mut batch = WriteBatch::default();
         batch.put(STATE, serde_json::to_vec(record).expect("serialises"));
         self.write(batch)

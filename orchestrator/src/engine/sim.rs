@@ -20,7 +20,7 @@ use tonic::Status;
 
 use super::{
     journal::Journal,
-    machine::{Handover, State},
+    machine::{Handover, State, Step},
     peer::PeerError,
     world::{Discovery, NodeControl, ProxyControl},
 };
@@ -43,7 +43,15 @@ pub enum Fault {
     Timeout,
     /// Takes effect, then the orchestrator crashes before the reply.
     Crash,
+    /// Fails at once (UNAVAILABLE), and takes effect later: the request was on its way when
+    /// its caller gave up, and lands after whatever the caller did next.
+    Lands,
 }
+
+/// How long a call takes on the simulated network.
+const LATENCY: Duration = Duration::from_millis(1);
+/// How late a [`Fault::Lands`] request lands.
+const LANDS_AFTER: Duration = Duration::from_millis(3);
 
 /// A node's fence.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,14 +120,6 @@ pub struct World {
     pub crashed: Notify,
 }
 
-/// The outcome a call's fault asks for, once the call's effect (if any) is applied.
-enum Reply {
-    Answer,
-    Lost,
-    Late,
-    Crash,
-}
-
 impl World {
     /// A fleet of `proxies` proxies, `blue` blue nodes holding `documents` documents between
     /// them and `green` empty green nodes; calls answer as `faults` says.
@@ -172,16 +172,16 @@ impl World {
             .map_or(State::Idle, |r| r.state)
     }
 
-    /// Runs one call: checks it against the journaled state, applies `effect` unless the
-    /// call's fault says it fails first, and answers as the fault says.
-    async fn call<T>(
-        &self,
+    /// Runs one call: after a millisecond of (simulated) network, checks it against the
+    /// journaled state, applies `effect` unless the call's fault says it fails first or lands
+    /// late, and answers as the fault says.
+    async fn call<T: Send + 'static>(
+        self: &Arc<Self>,
         what: String,
-        effect: impl FnOnce(&mut Inner, u64, &State) -> Result<T, Status>,
+        effect: impl FnOnce(&mut Inner, u64, &State) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, PeerError> {
-        let state = self.journaled();
-        let now = self.now();
-        let (answer, reply) = {
+        tokio::time::sleep(LATENCY).await;
+        let fault = {
             let mut inner = self.inner.lock().expect("not poisoned");
             let fault = inner
                 .faults
@@ -189,39 +189,57 @@ impl World {
                 .copied()
                 .unwrap_or(Fault::None);
             inner.calls += 1;
-            inner.history.push(format!("{what} in {}", state.name()));
-            expire(&mut inner, now);
-            check_state(&mut inner, &state, &what);
-            if fault == Fault::Fail {
-                (Err(Status::unavailable("injected failure")), Reply::Answer)
-            } else {
-                let answer = effect(&mut inner, now, &state);
-                let reply = match fault {
-                    Fault::LostReply => Reply::Lost,
-                    Fault::Timeout => Reply::Late,
-                    Fault::Crash => Reply::Crash,
-                    Fault::None | Fault::Fail => Reply::Answer,
-                };
-                (answer, reply)
-            }
+            fault
         };
-        let answer = match reply {
-            Reply::Answer => answer,
-            Reply::Lost => Err(Status::unavailable("injected: the reply was lost")),
-            Reply::Late => {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                Err(Status::deadline_exceeded("injected: no answer in time"))
-            }
-            Reply::Crash => {
-                self.crashed.notify_one();
-                return std::future::pending().await;
-            }
-        };
-        answer.map_err(|status| PeerError {
-            endpoint: what,
+        let failed = |status: Status| PeerError {
+            endpoint: what.clone(),
             call: "sim",
             status,
-        })
+        };
+        match fault {
+            Fault::Fail => return Err(failed(Status::unavailable("injected failure"))),
+            Fault::Lands => {
+                // The caller hears nothing; the request lands later, whatever happened since.
+                let world = Arc::clone(self);
+                let late = format!("{what} (landing late)");
+                tokio::spawn(async move {
+                    tokio::time::sleep(LANDS_AFTER).await;
+                    let _ = world.apply(&late, effect);
+                });
+                return Err(failed(Status::unavailable("injected: no answer yet")));
+            }
+            Fault::None | Fault::LostReply | Fault::Timeout | Fault::Crash => {}
+        }
+        let answer = self.apply(&what, effect);
+        match fault {
+            Fault::LostReply => Err(failed(Status::unavailable("injected: the reply was lost"))),
+            Fault::Timeout => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Err(failed(Status::deadline_exceeded(
+                    "injected: no answer in time",
+                )))
+            }
+            Fault::Crash => {
+                self.crashed.notify_one();
+                std::future::pending().await
+            }
+            Fault::None | Fault::Fail | Fault::Lands => answer.map_err(failed),
+        }
+    }
+
+    /// Applies a call's effect, checked against the journaled state of this moment.
+    fn apply<T>(
+        &self,
+        what: &str,
+        effect: impl FnOnce(&mut Inner, u64, &State) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let state = self.journaled();
+        let now = self.now();
+        let mut inner = self.inner.lock().expect("not poisoned");
+        inner.history.push(format!("{what} in {}", state.name()));
+        expire(&mut inner, now);
+        check_state(&mut inner, &state, what, now);
+        effect(&mut inner, now, &state)
     }
 
     /// A client write of document `id` through proxy `proxy`: forwarded to its owner on the
@@ -239,7 +257,7 @@ impl World {
             Mode::Holding { .. } => p.held.push(id.to_owned()),
             Mode::Forwarding => {
                 let color = Color::from(p.route.active);
-                write(inner, color, id, now, &state);
+                write(inner, color, id, now, &state, false);
             }
         }
     }
@@ -254,17 +272,46 @@ impl World {
         self.inner.lock().expect("not poisoned").history.clone()
     }
 
-    /// Checks the end of a run that settled in `state`: every acknowledged write is on the
-    /// side that serves, and a rollback left green fenced and every proxy on blue.
+    /// Checks the end of a run that settled in `state` (call it once every hold and lease
+    /// could have run out): every proxy forwards to the side that serves, that side is not
+    /// fenced, the other is fenced for good if the handover committed, and every acknowledged
+    /// write is on the side that serves.
     pub fn check_end(&self, state: &State) -> Vec<String> {
         let now = self.now();
         let mut inner = self.inner.lock().expect("not poisoned");
         expire(&mut inner, now);
         let mut problems = Vec::new();
-        let serving = match state {
-            State::Switched { .. } | State::ReverseSync { .. } => Color::Green,
-            _ => Color::Blue,
+        let (serving, other) = match state {
+            State::Switched { .. } | State::ReverseSync { .. } => (Color::Green, Color::Blue),
+            _ => (Color::Blue, Color::Green),
         };
+        let committed = matches!(
+            state,
+            State::Switched { .. } | State::ReverseSync { .. } | State::RolledBack { .. }
+        );
+        for (i, proxy) in inner.proxies.iter().enumerate() {
+            if Color::from(proxy.route.active) != serving || proxy.route.mode != Mode::Forwarding {
+                problems.push(format!(
+                    "ended {}, but proxy-{i} is at {:?} {:?}",
+                    state.name(),
+                    proxy.route.active,
+                    proxy.route.mode
+                ));
+            }
+        }
+        if side(&inner, serving).iter().any(|n| n.fenced(now)) {
+            problems.push(format!("ended {}, but {serving:?} is fenced", state.name()));
+        }
+        if committed
+            && side(&inner, other)
+                .iter()
+                .any(|n| n.fence != Fence::Permanent)
+        {
+            problems.push(format!(
+                "ended {}, but {other:?} is not fenced for good",
+                state.name()
+            ));
+        }
         let nodes = side(&inner, serving);
         for (id, version) in &inner.acknowledged {
             let node = &nodes[owner(id, nodes.len())];
@@ -273,18 +320,6 @@ impl World {
                 have => problems.push(format!(
                     "acknowledged write {id} v{version} lost on {serving:?}: has {have:?}"
                 )),
-            }
-        }
-        if matches!(state, State::RolledBack { .. }) {
-            if inner.green.iter().any(|n| n.fence != Fence::Permanent) {
-                problems.push("rolled back, but green is not fenced for good".into());
-            }
-            if inner
-                .proxies
-                .iter()
-                .any(|p| p.route.active != Side::Blue || p.route.mode != Mode::Forwarding)
-            {
-                problems.push("rolled back, but a proxy does not route to blue".into());
             }
         }
         problems
@@ -367,13 +402,21 @@ fn side_mut(inner: &mut Inner, color: Color) -> &mut [Node] {
     }
 }
 
-/// A client write reaching `color`: refused while its owner is fenced, else acknowledged.
-/// After a forward commit and before a rollback's, blue must accept none.
-fn write(inner: &mut Inner, color: Color, id: &str, now: u64, state: &State) {
+/// A client write reaching `color`, `released` from a hold or forwarded: refused while its
+/// owner is fenced, else acknowledged. After a forward commit and before a rollback's, blue
+/// must accept none; a held request must never be released to a fenced node (an undo
+/// unfences before it resumes, a rollback unfences blue before it switches).
+fn write(inner: &mut Inner, color: Color, id: &str, now: u64, state: &State, released: bool) {
     let nodes = side_mut(inner, color);
     let count = nodes.len();
     let node = &mut nodes[owner(id, count)];
     if node.fenced(now) {
+        if released {
+            inner.violations.push(format!(
+                "a held write of {id} was released to fenced {color:?} in state {}",
+                state.name()
+            ));
+        }
         return;
     }
     let version = node.docs.get(id).map_or(1, |(v, _)| v + 1);
@@ -401,7 +444,7 @@ fn expire(inner: &mut Inner, now: u64) {
 }
 
 /// The states in which blue has committed to green: blue's fence must be permanent.
-fn blue_must_be_fenced(state: &State) -> bool {
+pub(super) fn blue_must_be_fenced(state: &State) -> bool {
     match state {
         State::Handover {
             handover: Handover::Cutover { .. },
@@ -421,16 +464,55 @@ fn blue_must_be_fenced(state: &State) -> bool {
     }
 }
 
-/// Invariants that hold whatever the call: blue's fence is permanent whenever the journal
-/// says blue committed to green, and nothing is called once the upgrade is over.
-fn check_state(inner: &mut Inner, state: &State, what: &str) {
-    if blue_must_be_fenced(state) && inner.blue.iter().any(|n| n.fence != Fence::Permanent) {
+/// The states in which green has committed back to blue: green's fence must be permanent.
+pub(super) fn green_must_be_fenced(state: &State) -> bool {
+    matches!(
+        state,
+        State::Handover {
+            handover: Handover::Rollback { .. },
+            step: Step::Committed { .. } | Step::Switching { .. },
+        } | State::RolledBack { .. }
+    )
+}
+
+/// Invariants that hold whatever the call: a side's fence is permanent whenever the journal
+/// says it committed to the other, and the orchestrator calls nothing once the upgrade is
+/// over (a request landing late was sent before).
+fn check_state(inner: &mut Inner, state: &State, what: &str, now: u64) {
+    for (color, must) in [
+        (Color::Blue, blue_must_be_fenced(state)),
+        (Color::Green, green_must_be_fenced(state)),
+    ] {
+        if must
+            && side(inner, color)
+                .iter()
+                .any(|n| n.fence != Fence::Permanent)
+        {
+            inner.violations.push(format!(
+                "{what}: {color:?} is not fenced for good in state {}",
+                state.name()
+            ));
+        }
+    }
+    // Outside a handover the side that serves takes writes: no fence may linger there (a
+    // fence call that lands after the undo that lifted it must be refused).
+    let open = match state {
+        State::Discovering
+        | State::Cycling { .. }
+        | State::Postponed { .. }
+        | State::Rehearsed { .. } => Some(Color::Blue),
+        State::Switched { .. } | State::ReverseSync { .. } => Some(Color::Green),
+        _ => None,
+    };
+    if let Some(color) = open
+        && side(inner, color).iter().any(|n| n.fenced(now))
+    {
         inner.violations.push(format!(
-            "{what}: blue is not fenced for good in state {}",
+            "{what}: {color:?} is fenced in state {}",
             state.name()
         ));
     }
-    if state.is_terminal() {
+    if state.is_terminal() && !what.ends_with("(landing late)") {
         inner.violations.push(format!(
             "{what}: called after the terminal state {}",
             state.name()

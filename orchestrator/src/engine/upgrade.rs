@@ -91,6 +91,12 @@ pub enum EngineError {
     /// The running upgrade refused the command (its state does not take it).
     #[error(transparent)]
     Refused(#[from] Refused),
+    /// A rollback of an upgrade that merged several blue nodes into one green node.
+    #[error(
+        "rollback refused: several blue nodes feed one green node, so green's writes cannot be \
+         told apart to send them back; green keeps serving"
+    )]
+    NoWayBack,
     /// Proceed with more dead letters than the plan allows.
     #[error(
         "proceed refused: {dead} documents failed to transform (the plan allows {allowed}); fix \
@@ -115,6 +121,8 @@ pub struct Engine {
     board: Board,
     local: Option<Store>,
     running: Mutex<Option<Running>>,
+    /// Held for the whole of a start: one at a time.
+    starting: tokio::sync::Mutex<()>,
     closing: CancellationToken,
 }
 
@@ -137,6 +145,7 @@ impl Engine {
             board,
             local,
             running: Mutex::new(None),
+            starting: tokio::sync::Mutex::new(()),
             closing: CancellationToken::new(),
         });
         let state = engine.board.state();
@@ -155,64 +164,35 @@ impl Engine {
                 state = state.name(),
                 "resuming the upgrade from the journal"
             );
-            engine.launch(upgrade, true)?;
+            engine.launch(upgrade, true);
         }
         Ok(engine)
     }
 
-    fn launch(&self, upgrade: UpgradeRecord, resumed: bool) -> Result<(), EngineError> {
-        let mut running = self.running.lock().expect("not poisoned");
-        self.launch_locked(&mut running, upgrade, resumed)
-    }
-
-    /// Starts a driver of `upgrade`; a journaled plan that can no longer be used (a token
-    /// file gone) fails the upgrade instead, with the reason.
-    fn launch_locked(
-        &self,
-        running: &mut Option<Running>,
-        upgrade: UpgradeRecord,
-        resumed: bool,
-    ) -> Result<(), EngineError> {
-        if let Some(previous) = running.take() {
-            // A driver still running here is in reverse sync of an earlier upgrade, which a
-            // new start ends.
-            previous.cancel.cancel();
-            previous.task.abort();
-        }
+    /// Starts a driver of `upgrade` (none may be running).
+    fn launch(&self, upgrade: UpgradeRecord, resumed: bool) {
         let cancel = CancellationToken::new();
-        let driver = match Driver::new(
+        let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
+        let task = tokio::spawn(Driver::drive(
             self.board.clone(),
             upgrade,
             cancel.clone(),
             self.local.clone(),
-        ) {
-            Ok(driver) => driver,
-            Err(error) => {
-                let reason = format!(
-                    "{error}; blue was not changed: fix the cause and start the upgrade again"
-                );
-                tracing::error!(reason, "cannot drive the upgrade");
-                self.board.commit(
-                    &State::Failed {
-                        reason: reason.clone(),
-                    },
-                    &reason,
-                )?;
-                return Ok(());
-            }
-        };
-        let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(driver.run(queue, resumed));
-        *running = Some(Running {
+            queue,
+            resumed,
+        ));
+        let previous = self.running.lock().expect("not poisoned").replace(Running {
             commands,
             cancel,
             task,
         });
-        Ok(())
+        debug_assert!(previous.is_none(), "one driver at a time");
     }
 
-    /// Starts an upgrade from `plan_toml` (read from `plan_name`).
-    pub fn start(
+    /// Starts an upgrade from `plan_toml` (read from `plan_name`). A driver still running is
+    /// in reverse sync of an earlier upgrade, which a new start ends: it is stopped, and
+    /// waited for, before the new upgrade is journaled, so nothing it does can follow.
+    pub async fn start(
         &self,
         plan_toml: &str,
         plan_name: &str,
@@ -220,12 +200,25 @@ impl Engine {
     ) -> Result<UpgradeStatus, EngineError> {
         let plan = Plan::parse(plan_name, plan_toml)?;
         compile(&plan, plan_name)?;
-        let mut running = self.running.lock().expect("not poisoned");
+        let _one_start = self.starting.lock().await;
+        let busy = || EngineError::Busy {
+            upgrade_id: self.status().upgrade_id,
+            phase: m::phase_name(self.board.phase()),
+        };
         if !self.board.state().allows_start() {
-            return Err(EngineError::Busy {
-                upgrade_id: self.status().upgrade_id,
-                phase: m::phase_name(self.board.phase()),
-            });
+            return Err(busy());
+        }
+        let previous = self.running.lock().expect("not poisoned").take();
+        if let Some(previous) = previous {
+            previous.cancel.cancel();
+            let _ = previous.task.await;
+        }
+        if !self.board.state().allows_start() {
+            // The stopped driver took a command first (a rollback): it must go on.
+            if let Some(upgrade) = self.board.journal().upgrade()? {
+                self.launch(upgrade, true);
+            }
+            return Err(busy());
         }
         let started = now_unix_ms();
         let upgrade = UpgradeRecord {
@@ -244,9 +237,7 @@ impl Engine {
             rehearse,
             "upgrade started"
         );
-        // Launched under the lock, so a command cannot slip in between and miss the new driver.
-        self.launch_locked(&mut running, upgrade, false)?;
-        drop(running);
+        self.launch(upgrade, false);
         Ok(self.status())
     }
 
@@ -349,6 +340,9 @@ impl Engine {
         let journal = self.board.journal();
         let upgrade = journal.upgrade()?.ok_or_else(|| self.wrong(&state, WHEN))?;
         let plan = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)?;
+        if plan.blue.sources.len() > 1 && plan.green.sinks.len() == 1 {
+            return Err(EngineError::NoWayBack);
+        }
         let unreversible = plan.unreversible();
         let mut lost = 0;
         if !unreversible.is_empty() {

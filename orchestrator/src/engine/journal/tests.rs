@@ -28,7 +28,7 @@ fn everything_survives_a_reopen() {
         assert_eq!(journal.upgrade().expect("read"), None);
         assert_eq!(journal.state().expect("read"), None);
         journal.begin(&upgrade("u1")).expect("begin");
-        journal.set_state(&cycling(2_000)).expect("state");
+        journal.set_state("u1", &cycling(2_000)).expect("state");
         journal
             .acknowledge(
                 "u1",

@@ -357,7 +357,12 @@ fn narrate_step(handover: &Handover, step: &Step, event: &Event) -> String {
     let rollback = handover.direction() == Direction::Reverse;
     let prefix = if rollback { "rollback: " } else { "" };
     let text = match step {
-        Step::Epoch if rollback => "rolling back to blue".to_owned(),
+        Step::Epoch if rollback => match handover {
+            Handover::Rollback { discard: true, .. } => "rolling back to blue; green's writes \
+                without a reverse program are discarded on request"
+                .to_owned(),
+            _ => "rolling back to blue".to_owned(),
+        },
         Step::Epoch => match event {
             Event::Proceed => "proceed by operator".to_owned(),
             _ => "the final cycle fits the pause budget".to_owned(),

@@ -15,7 +15,8 @@ use futures_util::{FutureExt as _, future::BoxFuture};
 use tonic::Status;
 
 use super::{
-    COLLECTION, Fence, Inner, Node, PARTITIONS, World, endpoint, refused, side_mut, write,
+    COLLECTION, Fence, Inner, Node, PARTITIONS, World, blue_must_be_fenced, endpoint,
+    green_must_be_fenced, refused, side_mut, write,
 };
 use crate::engine::{
     copy::{CopyContext, CopyError},
@@ -35,29 +36,27 @@ pub(super) struct ProxyHandle {
     pub(super) endpoint: String,
 }
 
-impl ProxyHandle {
-    /// Steps the route by `command`; a release lets the held writes through to the new
-    /// active colour.
-    fn step(
-        &self,
-        inner: &mut Inner,
-        now: u64,
-        state: &State,
-        command: Command,
-    ) -> Result<u64, Status> {
-        let proxy = &mut inner.proxies[self.index];
-        let (route, change) = proxy.route.step(command).map_err(refused)?;
-        proxy.route = route;
-        if change != cutover_proxy::route::Change::Release {
-            return Ok(0);
-        }
-        let held = std::mem::take(&mut proxy.held);
-        let color = Color::from(route.active);
-        for id in &held {
-            write(inner, color, id, now, state);
-        }
-        Ok(held.len() as u64)
+/// Steps the route of proxy `index` by `command`; a release lets the held writes through to
+/// the new active colour.
+fn route_step(
+    inner: &mut Inner,
+    index: usize,
+    now: u64,
+    state: &State,
+    command: Command,
+) -> Result<u64, Status> {
+    let proxy = &mut inner.proxies[index];
+    let (route, change) = proxy.route.step(command).map_err(refused)?;
+    proxy.route = route;
+    if change != cutover_proxy::route::Change::Release {
+        return Ok(0);
     }
+    let held = std::mem::take(&mut proxy.held);
+    let color = Color::from(route.active);
+    for id in &held {
+        write(inner, color, id, now, state, true);
+    }
+    Ok(held.len() as u64)
 }
 
 impl ProxyControl for ProxyHandle {
@@ -67,6 +66,7 @@ impl ProxyControl for ProxyHandle {
 
     fn pause(&self, epoch: u64, hold: Duration) -> BoxFuture<'_, Result<(), PeerError>> {
         let what = format!("{} Pause({epoch})", self.endpoint);
+        let index = self.index;
         self.world
             .call(what, move |inner, now, state| {
                 let deadline_unix_ms = now + hold.as_millis() as u64;
@@ -74,23 +74,34 @@ impl ProxyControl for ProxyHandle {
                     epoch: Epoch(epoch),
                     deadline_unix_ms,
                 };
-                self.step(inner, now, state, command).map(drop)
+                route_step(inner, index, now, state, command).map(drop)
             })
             .boxed()
     }
 
     fn switch(&self, epoch: u64, color: Color) -> BoxFuture<'_, Result<SwitchResponse, PeerError>> {
         let what = format!("{} Switch({epoch}, {color:?})", self.endpoint);
+        let index = self.index;
         self.world
             .call(what.clone(), move |inner, now, state| {
-                let forward = matches!(
-                    state,
-                    State::Handover {
-                        handover: Handover::Cutover { .. },
-                        step,
-                    } if step.is_committed()
+                // A switch goes only where the journal has committed to.
+                let allowed = matches!(
+                    (color, state),
+                    (
+                        Color::Green,
+                        State::Handover {
+                            handover: Handover::Cutover { .. },
+                            step: Step::Committed { .. } | Step::Switching { .. },
+                        },
+                    ) | (
+                        Color::Blue,
+                        State::Handover {
+                            handover: Handover::Rollback { .. },
+                            step: Step::Committed { .. } | Step::Switching { .. },
+                        },
+                    )
                 );
-                if color == Color::Green && !forward {
+                if !allowed {
                     inner.violations.push(format!(
                         "{what} before the commit, in state {}",
                         state.name()
@@ -102,7 +113,7 @@ impl ProxyControl for ProxyHandle {
                     epoch: Epoch(epoch),
                     color: side,
                 };
-                let released = self.step(inner, now, state, command)?;
+                let released = route_step(inner, index, now, state, command)?;
                 Ok(SwitchResponse {
                     released,
                     max_hold_micros: 0,
@@ -113,12 +124,13 @@ impl ProxyControl for ProxyHandle {
 
     fn resume(&self, epoch: u64) -> BoxFuture<'_, Result<ResumeResponse, PeerError>> {
         let what = format!("{} Resume({epoch})", self.endpoint);
+        let index = self.index;
         self.world
             .call(what, move |inner, now, state| {
                 let command = Command::Resume {
                     epoch: Epoch(epoch),
                 };
-                let released = self.step(inner, now, state, command)?;
+                let released = route_step(inner, index, now, state, command)?;
                 Ok(ResumeResponse {
                     released,
                     max_hold_micros: 0,
@@ -129,9 +141,10 @@ impl ProxyControl for ProxyHandle {
 
     fn status(&self) -> BoxFuture<'_, Result<ProxyStatus, PeerError>> {
         let what = format!("{} Status", self.endpoint);
+        let index = self.index;
         self.world
             .call(what, move |inner, _, _| {
-                let proxy = &inner.proxies[self.index];
+                let proxy = &inner.proxies[index];
                 let (mode, deadline) = match proxy.route.mode {
                     Mode::Forwarding => (RouteMode::Forwarding, 0),
                     Mode::Holding { deadline_unix_ms } => (RouteMode::Holding, deadline_unix_ms),
@@ -157,18 +170,20 @@ pub(super) struct NodeHandle {
     pub(super) endpoint: String,
 }
 
-impl NodeHandle {
-    fn node<'a>(&self, inner: &'a mut Inner) -> &'a mut Node {
-        &mut side_mut(inner, self.color)[self.index]
-    }
+/// Node `index` of `color`.
+fn node_mut(inner: &mut Inner, color: Color, index: usize) -> &mut Node {
+    &mut side_mut(inner, color)[index]
+}
 
+impl NodeHandle {
     /// Fences under `epoch` (refused below the node's epoch); a lease never downgrades a
     /// permanent fence.
     fn fence(&self, epoch: u64, fence: Fence) -> BoxFuture<'_, Result<u64, PeerError>> {
         let what = format!("{} Fence({epoch}, {fence:?})", self.endpoint);
+        let (color, index) = (self.color, self.index);
         self.world
             .call(what, move |inner, _, _| {
-                let node = self.node(inner);
+                let node = node_mut(inner, color, index);
                 if epoch < node.epoch {
                     return Err(refused(format!("epoch {epoch} < {}", node.epoch)));
                 }
@@ -207,22 +222,21 @@ impl NodeControl for NodeHandle {
 
     fn unfence<'a>(&'a self, epoch: u64, _reason: &'a str) -> BoxFuture<'a, Result<(), PeerError>> {
         let what = format!("{} Unfence({epoch})", self.endpoint);
+        let (color, index) = (self.color, self.index);
         self.world
             .call(what.clone(), move |inner, _, state| {
-                let rollback_committed = matches!(
-                    state,
-                    State::Handover {
-                        handover: Handover::Rollback { .. },
-                        step: Step::Committed { .. } | Step::Switching { .. },
-                    }
-                );
-                if self.color == Color::Blue && state.is_committed() && !rollback_committed {
+                let committed = match color {
+                    Color::Green => green_must_be_fenced(state),
+                    _ => blue_must_be_fenced(state),
+                };
+                if committed {
                     inner.violations.push(format!(
-                        "{what}: blue unfenced after the forward commit, in state {}",
+                        "{what}: {color:?} unfenced after it committed to the other side, in \
+                         state {}",
                         state.name()
                     ));
                 }
-                let node = self.node(inner);
+                let node = node_mut(inner, color, index);
                 if epoch < node.epoch {
                     return Err(refused(format!("epoch {epoch} < {}", node.epoch)));
                 }
@@ -235,9 +249,10 @@ impl NodeControl for NodeHandle {
 
     fn status(&self) -> BoxFuture<'_, Result<NodeStatus, PeerError>> {
         let what = format!("{} Status", self.endpoint);
+        let (color, index) = (self.color, self.index);
         self.world
             .call(what, move |inner, now, _| {
-                let node = self.node(inner);
+                let node = node_mut(inner, color, index);
                 Ok(NodeStatus {
                     fence: Some(FenceState {
                         fenced: node.fenced(now),
@@ -256,8 +271,11 @@ impl NodeControl for NodeHandle {
 
     fn digest(&self) -> BoxFuture<'_, Result<DigestResponse, PeerError>> {
         let what = format!("{} Digest", self.endpoint);
+        let (color, index) = (self.color, self.index);
         self.world
-            .call(what, move |inner, _, _| Ok(digest(self.node(inner))))
+            .call(what, move |inner, _, _| {
+                Ok(digest(node_mut(inner, color, index)))
+            })
             .boxed()
     }
 }
@@ -330,10 +348,6 @@ impl SimPipeline {
             endpoints: (endpoint(from.0, from.1), endpoint(to.0, to.1)),
         }
     }
-
-    fn source<'a>(&self, inner: &'a mut Inner) -> &'a mut Node {
-        &mut side_mut(inner, self.from.0)[self.from.1]
-    }
 }
 
 impl Pipeline for SimPipeline {
@@ -355,9 +369,10 @@ impl Pipeline for SimPipeline {
 
     fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>> {
         let what = format!("{} Lag({since})", self.ids.0);
+        let from = self.from;
         self.world
             .call(what, move |inner, _, _| {
-                let source = self.source(inner);
+                let source = node_mut(inner, from.0, from.1);
                 Ok(source.docs.values().filter(|(_, seq)| *seq > since).count() as u64)
             })
             .boxed()
@@ -365,9 +380,10 @@ impl Pipeline for SimPipeline {
 
     fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>> {
         let what = format!("{} Describe", self.ids.0);
+        let from = self.from;
         self.world
             .call(what, move |inner, _, _| {
-                Ok(self.source(inner).docs.len() as u64)
+                Ok(node_mut(inner, from.0, from.1).docs.len() as u64)
             })
             .boxed()
     }
@@ -378,11 +394,12 @@ impl Pipeline for SimPipeline {
         context: &'a CopyContext,
     ) -> BoxFuture<'a, Result<Tally, CopyError>> {
         let what = format!("{} → {} copy({since})", self.ids.0, self.ids.1);
+        let (from, to) = (self.from, self.to);
         async move {
             let (head, documents) = self
                 .world
                 .call(what, move |inner, _, _| {
-                    let source = self.source(inner);
+                    let source = node_mut(inner, from.0, from.1);
                     let changed: Vec<(String, u64)> = source
                         .docs
                         .iter()
@@ -390,7 +407,7 @@ impl Pipeline for SimPipeline {
                         .map(|(id, (version, _))| (id.clone(), *version))
                         .collect();
                     let head = source.head;
-                    let sink = &mut side_mut(inner, self.to.0)[self.to.1];
+                    let sink = node_mut(inner, to.0, to.1);
                     for (id, version) in &changed {
                         // Applying keeps the newest version, like `Sink.Apply`.
                         if sink.docs.get(id).is_none_or(|(have, _)| have < version) {

@@ -22,6 +22,9 @@ use crate::engine::{
     plan::Plan,
 };
 
+/// How often a client writes through a proxy (each call of the driver takes 1 ms).
+const CLIENT_INTERVAL: Duration = Duration::from_millis(5);
+
 /// One run's setting.
 #[derive(Debug, Clone)]
 struct Scenario {
@@ -79,6 +82,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         1 => Just(Fault::LostReply),
         1 => Just(Fault::Timeout),
         1 => Just(Fault::Crash),
+        1 => Just(Fault::Lands),
     ]
 }
 
@@ -121,8 +125,8 @@ fn journal_dir() -> tempfile::TempDir {
 }
 
 /// Runs `scenario` to its end: until the upgrade is over, or green serves with nothing more
-/// asked of it. Clients write through the proxies every 50 ms meanwhile; a crash drops the
-/// driver and starts a new one on the same journal.
+/// asked of it. Clients write through the proxies every [`CLIENT_INTERVAL`] meanwhile; a
+/// crash drops the driver and starts a new one on the same journal.
 async fn run(scenario: &Scenario) -> Outcome {
     let dir = journal_dir();
     let journal = Arc::new(Journal::open(dir.path()).expect("journal"));
@@ -178,7 +182,7 @@ async fn run(scenario: &Scenario) -> Outcome {
             tokio::select! {
                 _ = &mut task => break false,
                 () = world.crashed.notified() => break true,
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                () = tokio::time::sleep(CLIENT_INTERVAL) => {}
             }
             assert!(
                 started.elapsed() < Duration::from_secs(3_600),
@@ -231,6 +235,8 @@ async fn run(scenario: &Scenario) -> Outcome {
         }
         break board.state();
     };
+    // Every hold and lease the run left can run out before the end is checked.
+    tokio::time::sleep(Duration::from_secs(30)).await;
     let mut problems = world.violations();
     problems.extend(world.check_end(&state));
     let journaled = journal.state().expect("read").map(|r| r.state);
@@ -340,4 +346,39 @@ fn a_plain_run_switches_to_green_and_a_rollback_comes_back_with_every_write() {
     }));
     assert!(back.problems.is_empty(), "{:?}", back.problems);
     assert_eq!(back.state.name(), "rolled_back", "{:?}", back.state);
+}
+
+/// The generated scenarios reach what the properties are about: most cut over, many roll
+/// back, some are aborted or rehearsed, many crash on the way (the tests above would pass
+/// vacuously if every case ended early).
+#[test]
+fn the_scenarios_reach_every_ending() {
+    use std::collections::BTreeMap;
+
+    use proptest::{strategy::ValueTree as _, test_runner::TestRunner};
+
+    let mut runner = TestRunner::new(Config {
+        rng_seed: RngSeed::Fixed(0x00c0_7e01),
+        ..Config::default()
+    });
+    let strategy = scenario(fault());
+    let mut endings: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut crashed = 0;
+    const RUNS: usize = 64;
+    for _ in 0..RUNS {
+        let scenario = strategy
+            .new_tree(&mut runner)
+            .expect("a scenario")
+            .current();
+        if scenario.faults.contains(&Fault::Crash) {
+            crashed += 1;
+        }
+        let outcome = block_on(run(&scenario));
+        *endings.entry(outcome.state.name()).or_default() += 1;
+    }
+    let count = |name| endings.get(name).copied().unwrap_or(0);
+    assert!(count("reverse_sync") >= RUNS / 4, "{endings:?}");
+    assert!(count("rolled_back") >= RUNS / 8, "{endings:?}");
+    assert!(count("aborted") >= 1, "{endings:?}");
+    assert!(crashed >= RUNS / 4, "{crashed} of {RUNS} runs crash");
 }
