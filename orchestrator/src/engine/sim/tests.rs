@@ -22,8 +22,11 @@ use crate::engine::{
     plan::Plan,
 };
 
-/// How often a client writes through a proxy (each call of the driver takes 1 ms).
+/// How often a client writes through a proxy (each call of the driver takes 1 ms), for the
+/// first [`BUSY_WRITES`] writes of a run.
 const CLIENT_INTERVAL: Duration = Duration::from_millis(5);
+/// Writes at [`CLIENT_INTERVAL`]; every 250 ms after them.
+const BUSY_WRITES: usize = 400;
 
 /// One run's setting.
 #[derive(Debug, Clone)]
@@ -182,7 +185,13 @@ async fn run(scenario: &Scenario) -> Outcome {
             tokio::select! {
                 _ = &mut task => break false,
                 () = world.crashed.notified() => break true,
-                () = tokio::time::sleep(CLIENT_INTERVAL) => {}
+                // Writes come fast while a handover is likely, then slow down: a run that waits
+                // out a 30 s timeout would otherwise spend its time on the harness.
+                () = tokio::time::sleep(if writes < BUSY_WRITES {
+                    CLIENT_INTERVAL
+                } else {
+                    Duration::from_millis(250)
+                }) => {}
             }
             assert!(
                 started.elapsed() < Duration::from_secs(3_600),
