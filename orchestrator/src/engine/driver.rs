@@ -312,6 +312,8 @@ impl Driver {
         loop {
             match self.transit(state.clone(), Event::Resumed) {
                 Ok(next) => return Some(next),
+                // A terminal state has nothing to resume: the loop ends at once.
+                Err(Refused::Invalid(_)) => return Some(state),
                 Err(error) => {
                     tracing::error!(%error, "cannot resume the upgrade; retrying");
                     self.board

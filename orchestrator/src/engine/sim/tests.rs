@@ -240,7 +240,10 @@ async fn run(scenario: &Scenario) -> Outcome {
         if crashed {
             task.abort();
             let _ = task.await;
-            continue;
+            // A concurrent copy may have ended the upgrade as another one crashed.
+            if !board.state().is_terminal() {
+                continue;
+            }
         }
         break board.state();
     };
