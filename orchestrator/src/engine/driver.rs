@@ -185,9 +185,15 @@ impl Driver {
             };
             state = next;
         }
+        // A wait before the next effect (a retry's backoff), inside the select so that a
+        // command is taken meanwhile.
+        let mut delay = Duration::ZERO;
         while !state.is_terminal() {
             let outcome = {
-                let effect = self.effect(&state);
+                let effect = async {
+                    tokio::time::sleep(delay).await;
+                    self.effect(&state).await
+                };
                 tokio::pin!(effect);
                 loop {
                     tokio::select! {
@@ -208,6 +214,7 @@ impl Driver {
                     }
                 }
             };
+            delay = Duration::ZERO;
             let event = match outcome {
                 Outcome::Moved(next) => {
                     state = next;
@@ -226,9 +233,7 @@ impl Driver {
                         tracing::warn!(%error, state = state.name(), "step failed; retrying");
                         self.board
                             .detail(format!("retrying in {backoff:?} after: {error}"));
-                        if self.sleep(backoff).await.is_err() {
-                            return;
-                        }
+                        delay = backoff;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
                     }
@@ -243,9 +248,7 @@ impl Driver {
                     // An effect's outcome the state does not take is a bug; the journal
                     // still holds the state, so stay and try again rather than guess.
                     tracing::error!(%error, state = state.name(), "transition refused");
-                    if self.sleep(MAX_BACKOFF).await.is_err() {
-                        return;
-                    }
+                    delay = MAX_BACKOFF;
                 }
             }
         }
