@@ -322,15 +322,8 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
     nothing_failed_or_lost(background, &stack.blue);
 }
 
-/// Kills the orchestrator (SIGKILL, by itself at `--fault-point`) at `point`, restarts it, and checks the
-/// upgrade ends switched with every acknowledged write on green. Client errors are allowed
-/// here (a proxy whose hold expires answers 503 with Retry-After); lost writes are not.
-fn killed_at(point: &str) {
-    let stack = Stack::start();
-    let orchestrator = stack.orchestrator(&["--fault-point", point]);
-    let background = Background::start(&stack.load_config(), Ledger::default());
-    stack.start_upgrade(&orchestrator, &[]);
-    let mut orchestrator = orchestrator;
+/// Waits for `orchestrator` to kill itself (SIGKILL) at its `--fault-point` `point`.
+fn killed_by_itself(mut orchestrator: OrchestratorProcess, point: &str) -> OrchestratorProcess {
     let exited = orchestrator
         .daemon
         .wait_exit(Duration::from_secs(120))
@@ -340,6 +333,18 @@ fn killed_at(point: &str) {
         Some(9),
         "{point}: killed by SIGKILL"
     );
+    orchestrator
+}
+
+/// Kills the orchestrator (SIGKILL, by itself at `--fault-point`) at `point`, restarts it, and checks the
+/// upgrade ends switched with every acknowledged write on green. Client errors are allowed
+/// here (a proxy whose hold expires answers 503 with Retry-After); lost writes are not.
+fn killed_at(point: &str) {
+    let stack = Stack::start();
+    let orchestrator = stack.orchestrator(&["--fault-point", point]);
+    let background = Background::start(&stack.load_config(), Ledger::default());
+    stack.start_upgrade(&orchestrator, &[]);
+    let orchestrator = killed_by_itself(orchestrator, point);
     // Whatever it left: a proxy on green means blue is fenced (never both colours open).
     let colours: Vec<String> = stack.routes().into_iter().map(|r| r.0).collect();
     if colours.iter().any(|c| c == "green") {
@@ -418,16 +423,7 @@ fn rollback_killed_at(point: &str, committed: bool) {
     settle(Duration::from_millis(300));
     // The answer may or may not arrive before the kill: the journal decides, not the reply.
     let _ = stack.upgrade(&orchestrator, &["rollback"]);
-    let mut orchestrator = orchestrator;
-    let exited = orchestrator
-        .daemon
-        .wait_exit(Duration::from_secs(120))
-        .expect("the orchestrator dies at the fault point");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&exited),
-        Some(9),
-        "{point}: killed by SIGKILL"
-    );
+    let orchestrator = killed_by_itself(orchestrator, point);
     let orchestrator = stack
         .cluster
         .restart_orchestrator("orchestrator", orchestrator)

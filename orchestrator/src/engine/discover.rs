@@ -48,10 +48,6 @@ impl Pipeline for Pair {
         &self.sink_id
     }
 
-    fn source_endpoint(&self) -> &str {
-        &self.source.endpoint
-    }
-
     fn sink_endpoint(&self) -> &str {
         self.sink.endpoint()
     }

@@ -179,7 +179,7 @@ impl Driver {
     pub async fn run(self, mut commands: mpsc::Receiver<Request>, resumed: bool) {
         let mut state = self.board.state();
         let mut backoff = FIRST_BACKOFF;
-        if resumed {
+        if resumed && !state.is_terminal() {
             let Some(next) = self.resume(state).await else {
                 return;
             };
@@ -315,7 +315,8 @@ impl Driver {
         loop {
             match self.transit(state.clone(), Event::Resumed) {
                 Ok(next) => return Some(next),
-                // A terminal state has nothing to resume: the loop ends at once.
+                // Every state `run` resumes takes `Resumed`: stay rather than spin if one
+                // ever does not.
                 Err(Refused::Invalid(_)) => return Some(state),
                 Err(error) => {
                     tracing::error!(%error, "cannot resume the upgrade; retrying");

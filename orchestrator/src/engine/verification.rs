@@ -139,47 +139,30 @@ impl Driver {
             unknown,
             renamed: self.plan.renamed(),
         };
+        let greens = fenced_digests(&fleet.green, fenced, Color::Green).await?;
+        if discard {
+            return Ok(Verified {
+                summary: "green's head checked; digests not compared: green's writes to \
+                          collections without a reverse program were discarded on request"
+                    .to_owned(),
+                green_heads: Vec::new(),
+            });
+        }
         let mut documents = 0;
         for (i, blue) in fleet.blue.iter().enumerate() {
-            let green = &fleet.green[fleet.sink_of(i)];
-            let from = green
-                .digest()
-                .await
-                .map_err(DriveError::call("verifying"))?;
-            let head = fenced
-                .iter()
-                .find(|(e, _)| e == green.endpoint())
-                .map_or(from.head_seq, |f| f.1);
-            if from.head_seq != head {
-                return Err(DriveError::Moved {
-                    color: Color::Green,
-                    endpoint: green.endpoint().to_owned(),
-                    fenced: head,
-                    now: from.head_seq,
-                });
-            }
-            if discard {
-                continue;
-            }
+            let from = &greens[fleet.sink_of(i)];
             let to = blue.digest().await.map_err(DriveError::call("verifying"))?;
-            let verified = verify::compare(&[from], &to, &allowances).map_err(|mismatch| {
-                DriveError::Mismatch {
+            let verified = verify::compare(std::slice::from_ref(from), &to, &allowances).map_err(
+                |mismatch| DriveError::Mismatch {
                     color: Color::Blue,
                     endpoint: blue.endpoint().to_owned(),
                     mismatch,
-                }
-            })?;
+                },
+            )?;
             documents += verified.documents;
         }
-        let summary = if discard {
-            "green's head checked; digests not compared: green's writes to collections without a \
-             reverse program were discarded on request"
-                .to_owned()
-        } else {
-            format!("verified {documents} documents back on blue")
-        };
         Ok(Verified {
-            summary,
+            summary: format!("verified {documents} documents back on blue"),
             green_heads: Vec::new(),
         })
     }

@@ -63,8 +63,6 @@ pub trait Pipeline: Send + Sync + fmt::Debug {
     fn source_id(&self) -> &str;
     /// The sink's node id.
     fn sink_id(&self) -> &str;
-    /// The source's endpoint, as in the plan.
-    fn source_endpoint(&self) -> &str;
     /// The sink's endpoint, as in the plan.
     fn sink_endpoint(&self) -> &str;
     /// Changes on the source after `since`.

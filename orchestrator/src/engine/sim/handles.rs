@@ -359,10 +359,6 @@ impl Pipeline for SimPipeline {
         &self.ids.1
     }
 
-    fn source_endpoint(&self) -> &str {
-        &self.endpoints.0
-    }
-
     fn sink_endpoint(&self) -> &str {
         &self.endpoints.1
     }
