@@ -182,6 +182,8 @@ impl Source for SourceService {
             head_seq: d.head_seq,
             schema_version: d.schema_version,
             fenced: d.fenced,
+            partitions: Vec::new(),
+            cluster_hash: String::new(),
         }))
     }
 

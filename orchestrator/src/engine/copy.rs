@@ -95,7 +95,7 @@ pub async fn copy(
     context: &CopyContext,
 ) -> Result<Tally, CopyError> {
     let pulled = source
-        .pull(since, context.batch_documents, context.batch_bytes)
+        .pull(since, &[], context.batch_documents, context.batch_bytes)
         .await?;
     // The apply call is awaited by the acknowledge stage, not here: some gRPC servers send
     // their response headers only with the first ack, which needs a first batch sent.

@@ -53,7 +53,7 @@ impl Pipeline for Pair {
     }
 
     fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>> {
-        self.source.lag(since).boxed()
+        self.source.lag(since, &[]).boxed()
     }
 
     fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>> {

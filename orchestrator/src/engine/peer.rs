@@ -148,10 +148,14 @@ impl SourcePeer {
             .map_err(self.fail("Describe"))
     }
 
-    /// `Source.Lag(since)`: changes pending after `since`.
-    pub async fn lag(&self, since: u64) -> Result<u64, PeerError> {
+    /// `Source.Lag(since)`: changes pending after `since` in `partitions` (empty: all).
+    pub async fn lag(&self, since: u64, partitions: &[u32]) -> Result<u64, PeerError> {
         let mut client = self.client.clone();
-        let answer = client.lag(LagRequest { since }).await;
+        let request = LagRequest {
+            since,
+            partitions: partitions.to_vec(),
+        };
+        let answer = client.lag(request).await;
         answer
             .map(|r| r.into_inner().changed)
             .map_err(self.fail("Lag"))
@@ -164,17 +168,19 @@ impl SourcePeer {
         answer.map(|r| r.into_inner()).map_err(self.fail("Digest"))
     }
 
-    /// `Source.Pull(since)` in batches of at most `documents` and `bytes`.
+    /// `Source.Pull(since)` of `partitions` (empty: all) in batches of at most `documents`
+    /// and `bytes`.
     pub async fn pull(
         &self,
         since: u64,
+        partitions: &[u32],
         documents: u32,
         bytes: u64,
     ) -> Result<Streaming<PullResponse>, PeerError> {
         let mut client = self.client.clone();
         let request = PullRequest {
             since,
-            partitions: Vec::new(),
+            partitions: partitions.to_vec(),
             max_batch_documents: documents,
             max_batch_bytes: bytes,
         };

@@ -29,7 +29,7 @@ pub async fn count_changes(
     for (endpoint, from) in since {
         let source = SourcePeer::new(endpoint)
             .map_err(|e| PeerError::at(endpoint, "Pull")(tonic::Status::invalid_argument(e)))?;
-        let mut stream = source.pull(*from, 0, 0).await?;
+        let mut stream = source.pull(*from, &[], 0, 0).await?;
         while let Some(message) = stream
             .message()
             .await

@@ -44,7 +44,7 @@ pub async fn sample(
         let about = source.describe().await?;
         let wanted = about.collections.len();
         let mut taken: HashMap<String, usize> = HashMap::new();
-        let mut stream = source.pull(0, 1_000, 1 << 20).await?;
+        let mut stream = source.pull(0, &[], 1_000, 1 << 20).await?;
         let mut scanned = 0u64;
         'scan: while let Some(message) = stream.message().await.map_err(|status| PeerError {
             endpoint: endpoint.clone(),
