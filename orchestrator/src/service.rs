@@ -23,9 +23,7 @@ impl Classify for EngineError {
             Self::Sample(SampleError::Endpoint(_)) => ErrorCode::InvalidArgument,
             Self::Sample(SampleError::Peer(_)) => ErrorCode::Unavailable,
             Self::Journal(_) => ErrorCode::Internal,
-            Self::WouldLose { .. } | Self::Unconfirmed { .. } | Self::NoWayBack => {
-                ErrorCode::PreconditionFailed
-            }
+            Self::WouldLose { .. } | Self::Unconfirmed { .. } => ErrorCode::PreconditionFailed,
             Self::Unreachable(_) => ErrorCode::Unavailable,
             Self::Refused(crate::engine::driver::Refused::Invalid(_)) | Self::Blocked { .. } => {
                 ErrorCode::PreconditionFailed

@@ -1,8 +1,8 @@
 //! Statuses and events for the rendering tests of `cutover upgrade`.
 
 use cutover_proto::v1::{
-    AnotherCycle, CycleRecord, DeadLetter, Decision, NotConverging, Phase, ProgressEvent,
-    ProxyHold, UpgradeStatus, decision::Kind,
+    AnotherCycle, CycleRecord, DeadLetter, Decision, NotConverging, Phase, PipelineStatus,
+    ProgressEvent, ProxyHold, UpgradeStatus, decision::Kind,
 };
 
 /// A forward cycle with round figures: 90 000 documents, 12.3 MB in 4.5 s.
@@ -72,6 +72,44 @@ pub(crate) fn status(letters: u64) -> UpgradeStatus {
         updated_unix_ms: 1_700_000_060_000,
         direction: String::new(),
         handover_step: String::new(),
+        pipelines: vec![
+            pipeline("blue-1", "green-1", "0-7", 8_000.0, ""),
+            pipeline(
+                "blue-2",
+                "green-1",
+                "8-15",
+                4_000.0,
+                "http://blue-2:7001: Pull: connection refused",
+            ),
+        ],
+    }
+}
+
+/// A pipeline of `status`: copying, or waiting when `waiting_on` says on what.
+pub(crate) fn pipeline(
+    source: &str,
+    sink: &str,
+    partitions: &str,
+    docs_per_sec: f64,
+    waiting_on: &str,
+) -> PipelineStatus {
+    PipelineStatus {
+        source: source.to_owned(),
+        sink: sink.to_owned(),
+        source_endpoint: format!("http://{source}:7001"),
+        sink_endpoint: format!("http://{sink}:7001"),
+        partitions: partitions.to_owned(),
+        state: if waiting_on.is_empty() {
+            "copying"
+        } else {
+            "waiting"
+        }
+        .to_owned(),
+        documents: 20_600,
+        docs_per_sec,
+        watermark: 30_000,
+        pending: 0,
+        waiting_on: waiting_on.to_owned(),
     }
 }
 

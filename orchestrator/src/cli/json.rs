@@ -4,7 +4,8 @@
 //! the proto (no upgrade id, no error) is `null`.
 
 use cutover_proto::v1::{
-    CycleRecord, DeadLetter, Decision, ProgressEvent, ProxyHold, UpgradeStatus, decision::Kind,
+    CycleRecord, DeadLetter, Decision, PipelineStatus, ProgressEvent, ProxyHold, UpgradeStatus,
+    decision::Kind,
 };
 use serde_json::{Value, json};
 
@@ -23,6 +24,7 @@ pub(super) fn status(status: &UpgradeStatus) -> Value {
         "dead_letters": status.dead_letters.iter().map(dead_letter).collect::<Vec<_>>(),
         "dead_letter_total": status.dead_letter_total,
         "holds": status.holds.iter().map(hold).collect::<Vec<_>>(),
+        "pipelines": status.pipelines.iter().map(pipeline).collect::<Vec<_>>(),
         "error": non_empty(&status.error),
         "started_unix_ms": status.started_unix_ms,
         "updated_unix_ms": status.updated_unix_ms,
@@ -37,6 +39,22 @@ pub(super) fn event(event: &ProgressEvent) -> Value {
         "documents_expected": event.documents_expected,
         "docs_per_sec": event.docs_per_sec,
         "eta_ms": event.eta_ms,
+    })
+}
+
+fn pipeline(pipeline: &PipelineStatus) -> Value {
+    json!({
+        "source": pipeline.source,
+        "sink": pipeline.sink,
+        "source_endpoint": pipeline.source_endpoint,
+        "sink_endpoint": pipeline.sink_endpoint,
+        "partitions": pipeline.partitions,
+        "state": pipeline.state,
+        "documents": pipeline.documents,
+        "docs_per_sec": pipeline.docs_per_sec,
+        "watermark": pipeline.watermark,
+        "pending": pipeline.pending,
+        "waiting_on": non_empty(&pipeline.waiting_on),
     })
 }
 

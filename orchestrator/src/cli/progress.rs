@@ -30,6 +30,19 @@ pub(super) fn line(event: &ProgressEvent) -> String {
         parts.push(copied(event.documents_copied, event.documents_expected));
         parts.push(format!("{:.0} docs/s", event.docs_per_sec));
         parts.push(format!("ETA {}", eta(event.eta_ms)));
+        if let Some(status) = status.filter(|s| s.pipelines.len() > 1) {
+            let pipelines = &status.pipelines;
+            let busy = pipelines.iter().filter(|p| p.state != "done").count();
+            parts.push(format!("{busy}/{} pipelines busy", pipelines.len()));
+            if let Some(p) = render::slowest(pipelines) {
+                let waiting = if p.waiting_on.is_empty() {
+                    format!("{:.0} docs/s", p.docs_per_sec)
+                } else {
+                    format!("waiting: {}", truncate(&p.waiting_on, DETAIL_CHARS))
+                };
+                parts.push(format!("slowest {} → {} {waiting}", p.source, p.sink));
+            }
+        }
     } else if let Some(detail) = status
         .map(|s| s.phase_detail.as_str())
         .filter(|d| !d.is_empty())
@@ -132,7 +145,8 @@ mod tests {
         assert_eq!(
             line(&fixtures::event()),
             "cycling · cycle 3 · 41200/90000 [#############.................] 45% · \
-             12000 docs/s · ETA 4s · pending 1200 · last: another cycle"
+             12000 docs/s · ETA 4s · 2/2 pipelines busy · slowest blue-2 → green-1 waiting: \
+             http://blue-2:7001: Pull: connection refused · pending 1200 · last: another cycle"
         );
     }
 

@@ -6,7 +6,9 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use cutover_proto::v1::{CycleRecord, Decision, Phase, UpgradeStatus, decision::Kind};
+use cutover_proto::v1::{
+    CycleRecord, Decision, Phase, PipelineStatus, UpgradeStatus, decision::Kind,
+};
 
 /// How many dead letters `status` lists; the total is always given.
 pub(super) const DEAD_LETTERS_SHOWN: usize = 10;
@@ -48,6 +50,9 @@ pub(super) fn status(status: &UpgradeStatus) -> String {
     }
     if !status.cycles.is_empty() {
         let _ = write!(out, "\n{}", cycle_table(&status.cycles));
+    }
+    if status.pipelines.len() > 1 {
+        let _ = write!(out, "\n{}", pipeline_table(&status.pipelines));
     }
     if let Some(decision) = &status.last_decision {
         let _ = writeln!(out, "\nlast decision: {}", decision_line(decision));
@@ -112,6 +117,46 @@ fn times(status: &UpgradeStatus) -> Option<String> {
 
 fn rfc3339(unix_ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
+}
+
+/// The pipelines, one row each: source → sink, partitions, state, this cycle's documents and
+/// rate, watermark, pending, and what a waiting one waits on.
+pub(super) fn pipeline_table(pipelines: &[PipelineStatus]) -> String {
+    let mut out = String::from("pipelines:\n");
+    for p in pipelines {
+        let _ = write!(
+            out,
+            "  {} → {}  partitions {}  {}  {} docs  {:.0} docs/s  watermark {}  pending {}",
+            p.source,
+            p.sink,
+            p.partitions,
+            p.state,
+            p.documents,
+            p.docs_per_sec,
+            p.watermark,
+            p.pending
+        );
+        if !p.waiting_on.is_empty() {
+            let _ = write!(out, "  waiting on: {}", p.waiting_on);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The pipeline that holds the cycle back: a waiting one first, then the one with the most
+/// left to do at its rate; `None` with fewer than two pipelines.
+pub(super) fn slowest(pipelines: &[PipelineStatus]) -> Option<&PipelineStatus> {
+    if pipelines.len() < 2 {
+        return None;
+    }
+    let busy = |p: &&PipelineStatus| p.state == "copying" || p.state == "waiting";
+    pipelines.iter().filter(busy).max_by(|a, b| {
+        let waiting = |p: &PipelineStatus| p.state == "waiting";
+        waiting(a)
+            .cmp(&waiting(b))
+            .then(b.docs_per_sec.total_cmp(&a.docs_per_sec))
+    })
 }
 
 /// The cycles as a right-aligned table; a final cycle is starred, a reverse one marked `rev`.

@@ -208,6 +208,16 @@ impl Board {
         });
     }
 
+    /// Shows the copy pipelines and their figures.
+    pub fn pipelines(&self, pipelines: Vec<pb::PipelineStatus>) {
+        self.update(|event| {
+            event
+                .status
+                .get_or_insert_with(UpgradeStatus::default)
+                .pipelines = pipelines;
+        });
+    }
+
     /// Shows the figures of the latest hold.
     pub fn holds(&self, holds: &[Hold]) {
         m::hold(holds);

@@ -27,7 +27,7 @@ use tokio_stream::StreamExt;
 use tonic::Status;
 
 use super::{
-    journal::{BatchRecord, Direction, Journal, JournalError},
+    journal::{BatchRecord, Direction, Journal, JournalError, Link},
     metrics as m,
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::{Routes, Tally, Transformed, transform_batch},
@@ -70,8 +70,8 @@ pub struct CopyContext {
     pub journal: Arc<Journal>,
     /// The upgrade the copy belongs to (the journal refuses writes of another one).
     pub upgrade_id: String,
-    /// The source's key in the journal (its node id).
-    pub source_id: String,
+    /// The pipeline's key in the journal.
+    pub link: Link,
     /// Which way the copy goes (where its dead letters and drops are journaled).
     pub direction: Direction,
     /// The plan's transforms.
@@ -86,16 +86,22 @@ pub struct CopyContext {
     pub progress: Arc<AtomicU64>,
 }
 
-/// Copies every change of `source` after `since` to `sink`, committing the watermark after
+/// Copies every change of `source` in `partitions` (empty: all) after `since` to `sink`, committing the watermark after
 /// each acknowledged batch; returns the copy's counts.
 pub async fn copy(
     source: &SourcePeer,
     sink: &SinkPeer,
     since: u64,
+    partitions: &[u32],
     context: &CopyContext,
 ) -> Result<Tally, CopyError> {
     let pulled = source
-        .pull(since, &[], context.batch_documents, context.batch_bytes)
+        .pull(
+            since,
+            partitions,
+            context.batch_documents,
+            context.batch_bytes,
+        )
         .await?;
     // The apply call is awaited by the acknowledge stage, not here: some gRPC servers send
     // their response headers only with the first ack, which needs a first batch sent.
@@ -258,7 +264,7 @@ async fn journal_stage(
             record
                 .failed
                 .extend(batch.record.failed.into_iter().map(|mut dead| {
-                    dead.source.clone_from(&context.source_id);
+                    dead.source.clone_from(&context.link.source);
                     dead
                 }));
             record.dropped.extend(batch.record.dropped);
@@ -276,11 +282,11 @@ async fn journal_stage(
     Ok((tally, committed))
 }
 
-fn owned(context: &CopyContext) -> (Arc<Journal>, String, String) {
+fn owned(context: &CopyContext) -> (Arc<Journal>, String, Link) {
     (
         Arc::clone(&context.journal),
         context.upgrade_id.clone(),
-        context.source_id.clone(),
+        context.link.clone(),
     )
 }
 

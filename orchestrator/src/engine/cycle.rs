@@ -12,16 +12,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::Semaphore;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{
     board::now_unix_ms,
     copy::CopyContext,
-    driver::Driver,
+    driver::{Driver, FIRST_BACKOFF, MAX_BACKOFF},
     error::DriveError,
-    journal::{CycleRecord, Direction, JournalError},
+    journal::{CycleRecord, Direction, JournalError, Link, PipelineCycle},
     machine::Verdict,
     metrics as m,
+    pipelines::{Doing, Tracker},
     routes::{Routes, Tally},
     threshold::{self, Cycle, Decision, Limits},
     world::Pipeline,
@@ -54,22 +56,17 @@ impl Driver {
         let into = self.next_cycle(Direction::Forward, false)?;
         let record = self.cycle(&run.pairs, &run.routes, into, decided).await?;
         *self.decided.lock().expect("not poisoned") = Some(record.pending_after);
-        let history: Vec<Cycle> = journal
+        let cycles: Vec<CycleRecord> = journal
             .cycles()?
-            .iter()
+            .into_iter()
             .filter(|c| c.direction == Direction::Forward && !c.final_cycle)
-            .map(|c| Cycle {
-                documents: c.documents,
-                duration: Duration::from_millis(c.duration_ms),
-                pending_after: c.pending_after,
-            })
             .collect();
         let elapsed =
             Duration::from_millis(now_unix_ms().saturating_sub(self.upgrade.started_unix_ms));
-        let assessment = threshold::assess(&limits, &history, elapsed);
+        let assessment = threshold::assess_slowest(&limits, &histories(&cycles), elapsed);
         tracing::info!(decision = %assessment, "threshold");
         *self.assessment.lock().expect("not poisoned") = Some(assessment.to_string());
-        metrics::gauge!(m::PENDING).set(assessment.pending as f64);
+        metrics::gauge!(m::PENDING).set(record.pending_after as f64);
         metrics::gauge!(m::PREDICTED).set(assessment.predicted_final.as_secs_f64());
         self.board.decision(&assessment);
         let dead = self.board.refresh_dead_letters()?;
@@ -77,7 +74,7 @@ impl Driver {
         Ok(match assessment.decision {
             Decision::AnotherCycle => Verdict::Again,
             Decision::CutoverReady if dead > allowed => {
-                if history.len() as u32 >= plan.max_cycles {
+                if cycles.len() as u32 >= plan.max_cycles {
                     return Ok(Verdict::GiveUp {
                         reason: format!(
                             "{dead} documents failed to transform (allowed_transform_failures = \
@@ -126,47 +123,57 @@ impl Driver {
         Ok(Verdict::Again)
     }
 
-    /// Changes after the committed watermarks, over every pair.
+    /// Changes after the committed watermarks, over every pipeline.
     pub(super) async fn pending(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<u64, DriveError> {
-        let mut pending = 0;
-        for (pair, watermark) in pairs.iter().zip(self.watermarks(pairs)?) {
-            pending += pair
-                .lag(watermark)
-                .await
-                .map_err(DriveError::call("measuring the delta"))?;
-        }
-        Ok(pending)
+        Ok(self.pending_each(pairs).await?.iter().sum())
     }
 
-    /// Each source's committed watermark, in `pairs`' order.
-    fn watermarks(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<Vec<u64>, DriveError> {
+    /// Changes after each pipeline's committed watermark, in `pairs`' order.
+    async fn pending_each(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<Vec<u64>, DriveError> {
+        let watermarks = self.watermarks(pairs)?;
+        let lags = pairs
+            .iter()
+            .zip(watermarks)
+            .map(|(pair, watermark)| async move {
+                pair.lag(watermark)
+                    .await
+                    .map_err(DriveError::call("measuring the delta"))
+            });
+        futures_util::future::try_join_all(lags).await
+    }
+
+    /// Each pipeline's committed watermark, in `pairs`' order.
+    pub(super) fn watermarks(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<Vec<u64>, DriveError> {
         pairs
             .iter()
-            .map(|pair| Ok(self.board.journal().watermark(pair.source_id())?))
+            .map(|pair| Ok(self.board.journal().watermark(pair.link())?))
             .collect()
     }
 
-    /// What a cycle from `watermarks` (one per pair) is to copy, for its progress: a source's
-    /// changes after its watermark, or, from 0, its live documents (the same less its
-    /// tombstones, from its counters, where counting its changes walks every document).
+    /// What a cycle from `watermarks` (one per pair) is to copy, for its progress: a
+    /// pipeline's changes after its watermark, or, from 0, the live documents of its
+    /// partitions (the same less its tombstones, from the source's counters, where counting
+    /// its changes walks every document).
     async fn expected(
         &self,
         pairs: &[Arc<dyn Pipeline>],
         watermarks: &[u64],
     ) -> Result<u64, DriveError> {
-        let mut expected = 0;
-        for (pair, &watermark) in pairs.iter().zip(watermarks) {
-            expected += if watermark == 0 {
-                pair.live_documents()
-                    .await
-                    .map_err(DriveError::call("estimating the delta"))?
-            } else {
-                pair.lag(watermark)
-                    .await
-                    .map_err(DriveError::call("estimating the delta"))?
-            };
-        }
-        Ok(expected)
+        let counts = pairs
+            .iter()
+            .zip(watermarks)
+            .map(|(pair, &watermark)| async move {
+                if watermark == 0 {
+                    pair.live_documents().await
+                } else {
+                    pair.lag(watermark).await
+                }
+                .map_err(DriveError::call("estimating the delta"))
+            });
+        Ok(futures_util::future::try_join_all(counts)
+            .await?
+            .iter()
+            .sum())
     }
 
     /// The next cycle's record, still empty: its number follows every journaled cycle.
@@ -184,8 +191,8 @@ impl Driver {
         })
     }
 
-    /// Runs a cycle on every pair at once and journals its record: `into`'s figures plus this
-    /// cycle's, under `into`'s number, direction and finality. `into` is an empty record
+    /// Runs a cycle on every pipeline at once and journals its record: `into`'s figures plus
+    /// this cycle's, under `into`'s number, direction and finality. `into` is an empty record
     /// ([`next_cycle`](Self::next_cycle)) for a new cycle, or reverse sync's running totals.
     /// `pending` is the delta the caller just measured, shown as the cycle's expected count;
     /// without it, the cycle estimates its own while it copies.
@@ -209,14 +216,10 @@ impl Driver {
         // change index after the watermark (measured: 2M documents, 0.4 s of a core before
         // cycle 1 pulled its first batch, and a core shared with the copy all through it).
         let watermarks = self.watermarks(pairs)?;
+        let tracker = Arc::new(Tracker::new(pairs, &watermarks));
         let expected = Arc::new(AtomicU64::new(pending.unwrap_or(0)));
-        let progress = Arc::new(AtomicU64::new(0));
         // Aborted when dropped: a command may drop this cycle part-way.
-        let reporter = AbortOnDropHandle::new(self.report(
-            number,
-            Arc::clone(&expected),
-            Arc::clone(&progress),
-        ));
+        let reporter = AbortOnDropHandle::new(self.report(number, Arc::clone(&expected), &tracker));
         let count = async {
             if let Some(pending) = pending {
                 return Ok(pending);
@@ -229,19 +232,43 @@ impl Driver {
         };
         let what = format!("cycle {number}");
         let copy = self.attempt(&what, || {
-            progress.store(0, Ordering::Relaxed);
             let batches = (batch_documents, self.plan.batch_bytes);
-            self.copy_all(batches, pairs, routes, into.direction, &progress)
+            let how = (into.direction, !into.final_cycle);
+            self.copy_all(batches, pairs, routes, how, &tracker)
         });
         let result = tokio::try_join!(count, copy);
         drop(reporter);
-        let (expected, tally) = result?;
+        let (expected, tallies) = result?;
+        let mut tally = Tally::default();
+        for copied in &tallies {
+            tally.add(copied);
+        }
         self.board
             .progress(number, tally.documents, expected.max(tally.documents), 0.0);
-        let pending_after = self
-            .attempt("measuring the delta", || self.pending(pairs))
+        let pending_each = self
+            .attempt("measuring the delta", || self.pending_each(pairs))
             .await?;
+        tracker.settle(&self.watermarks(pairs)?, &pending_each);
+        self.board.pipelines(tracker.statuses());
         let duration_ms = started.elapsed().as_millis() as u64;
+        let mut pipelines = into.pipelines.clone();
+        for (i, (pair, copied)) in pairs.iter().zip(&tallies).enumerate() {
+            let (_, took) = tracker.figures(i);
+            let share = PipelineCycle {
+                link: pair.link().clone(),
+                documents: copied.documents,
+                duration_ms: took.as_millis() as u64,
+                pending_after: pending_each[i],
+            };
+            match pipelines.iter_mut().find(|p| p.link == share.link) {
+                Some(sum) => {
+                    sum.documents += share.documents;
+                    sum.duration_ms += share.duration_ms;
+                    sum.pending_after = share.pending_after;
+                }
+                None => pipelines.push(share),
+            }
+        }
         let record = CycleRecord {
             documents: into.documents + tally.documents,
             bytes: into.bytes + tally.bytes,
@@ -249,7 +276,8 @@ impl Driver {
             dropped: into.dropped + tally.dropped,
             failed: into.failed + tally.failed,
             duration_ms: into.duration_ms + duration_ms,
-            pending_after,
+            pending_after: pending_each.iter().sum(),
+            pipelines,
             ..into
         };
         self.board.journal().record_cycle(&record)?;
@@ -260,47 +288,89 @@ impl Driver {
         Ok(record)
     }
 
-    /// One attempt at copying every pair at once. On an error the other copies are stopped
-    /// and awaited; a journal write already under way may still land, which is harmless: it
-    /// records batches the sink acknowledged, and the journal refuses it once another upgrade
-    /// has begun.
+    /// One attempt at copying every pipeline at once, at most `parallel_pipelines` of them
+    /// at a time; each one's counts, in `pairs`' order. With `wait` (every cycle but a final
+    /// one, which runs while clients wait), a pipeline whose node does not answer retries
+    /// from its watermark with backoff while the others go on, until the node is back or the
+    /// plan's deadline passes; otherwise, and on an error that would fail again, the other
+    /// copies are stopped and awaited. A journal write already under way may still land,
+    /// which is harmless: it records batches the sink acknowledged, and the journal refuses
+    /// it once another upgrade has begun.
     async fn copy_all(
         &self,
         (batch_documents, batch_bytes): (u32, u64),
         pairs: &[Arc<dyn Pipeline>],
         routes: &Arc<Routes>,
-        direction: Direction,
-        progress: &Arc<AtomicU64>,
-    ) -> Result<Tally, DriveError> {
+        (direction, wait): (Direction, bool),
+        tracker: &Arc<Tracker>,
+    ) -> Result<Vec<Tally>, DriveError> {
         // Read per attempt: an attempt that failed may have recorded dead letters.
         let problems = Arc::new(self.problems(direction)?);
+        let at_once = match self.plan.parallel_pipelines {
+            0 => pairs.len(),
+            n => n as usize,
+        };
+        let permits = Arc::new(Semaphore::new(at_once.max(1)));
+        let deadline = self.plan.deadline.map(|d| {
+            let started = Duration::from_millis(self.upgrade.started_unix_ms);
+            let now = Duration::from_millis(now_unix_ms());
+            Instant::now() + (started + d).saturating_sub(now)
+        });
         let mut copies = tokio::task::JoinSet::new();
-        for pair in pairs {
+        for (i, pair) in pairs.iter().enumerate() {
             let pair = Arc::clone(pair);
             let context = CopyContext {
                 journal: Arc::clone(self.board.journal()),
                 upgrade_id: self.upgrade.id.clone(),
-                source_id: pair.source_id().to_owned(),
+                link: pair.link().clone(),
                 direction,
                 routes: Arc::clone(routes),
                 problems: Arc::clone(&problems),
                 batch_documents,
                 batch_bytes,
-                progress: Arc::clone(progress),
+                progress: tracker.counter(i),
             };
+            let (tracker, permits) = (Arc::clone(tracker), Arc::clone(&permits));
             copies.spawn(async move {
-                let since = context.journal.watermark(pair.source_id())?;
-                pair.copy(since, &context).await
+                let mut tally = Tally::default();
+                let mut backoff = FIRST_BACKOFF;
+                loop {
+                    let permit = permits.acquire().await.expect("never closed");
+                    tracker.set(i, Doing::Copying, String::new());
+                    let since = context.journal.watermark(pair.link())?;
+                    let error = match pair.copy(since, &context).await {
+                        Ok(copied) => {
+                            tally.add(&copied);
+                            tracker.set(i, Doing::Done, String::new());
+                            return Ok((i, tally));
+                        }
+                        Err(error) => DriveError::from(error),
+                    };
+                    drop(permit);
+                    let past = deadline.is_some_and(|d| Instant::now() + backoff >= d);
+                    if !wait || !error.retryable() || past {
+                        return Err(error);
+                    }
+                    tracing::warn!(
+                        pipeline = %pair.link(),
+                        %error,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "pipeline failed; retrying from its watermark, the others go on"
+                    );
+                    tracker.set(i, Doing::Waiting, error.to_string());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             });
         }
-        let mut tally = Tally::default();
+        let mut tallies = vec![Tally::default(); pairs.len()];
         let mut failure = None;
         while let Some(joined) = copies.join_next().await {
             match joined {
-                Ok(Ok(copied)) => tally.add(&copied),
+                Ok(Ok((i, copied))) => tallies[i] = copied,
                 Ok(Err(error)) => {
                     if failure.is_none() {
-                        failure = Some(DriveError::from(error));
+                        failure = Some(error);
                         copies.abort_all();
                     }
                 }
@@ -308,7 +378,7 @@ impl Driver {
                 Err(join) => std::panic::resume_unwind(join.into_panic()),
             }
         }
-        failure.map_or(Ok(tally), Err)
+        failure.map_or(Ok(tallies), Err)
     }
 
     /// Keys that are dead letters or drops in the journal.
@@ -328,25 +398,53 @@ impl Driver {
         Ok(keys)
     }
 
-    /// Publishes copy progress until aborted.
+    /// Publishes copy progress, the cycle's and each pipeline's, until aborted.
     fn report(
         &self,
         number: u32,
         expected: Arc<AtomicU64>,
-        progress: Arc<AtomicU64>,
+        tracker: &Arc<Tracker>,
     ) -> tokio::task::JoinHandle<()> {
         let board = self.board.clone();
+        let tracker = Arc::clone(tracker);
         tokio::spawn(async move {
             let started = Instant::now();
             let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
             loop {
                 tick.tick().await;
-                let copied = progress.load(Ordering::Relaxed);
+                let copied = tracker.copied();
                 let rate = copied as f64 / started.elapsed().as_secs_f64().max(1e-3);
                 board.progress(number, copied, expected.load(Ordering::Relaxed), rate);
+                board.pipelines(tracker.statuses());
             }
         })
     }
+}
+
+/// Each pipeline's history, from the cycles that journaled their pipelines' shares (those
+/// of a journal from before clusters did not: then the cycles' totals are one history).
+fn histories(cycles: &[CycleRecord]) -> Vec<Vec<Cycle>> {
+    let mut histories: Vec<(&Link, Vec<Cycle>)> = Vec::new();
+    for share in cycles.iter().flat_map(|c| &c.pipelines) {
+        let cycle = Cycle {
+            documents: share.documents,
+            duration: Duration::from_millis(share.duration_ms),
+            pending_after: share.pending_after,
+        };
+        match histories.iter_mut().find(|(link, _)| *link == &share.link) {
+            Some((_, history)) => history.push(cycle),
+            None => histories.push((&share.link, vec![cycle])),
+        }
+    }
+    if histories.is_empty() {
+        let totals = cycles.iter().map(|c| Cycle {
+            documents: c.documents,
+            duration: Duration::from_millis(c.duration_ms),
+            pending_after: c.pending_after,
+        });
+        return vec![totals.collect()];
+    }
+    histories.into_iter().map(|(_, history)| history).collect()
 }
 
 /// One line per finished cycle: at `info` for forward and final cycles, at `debug` for

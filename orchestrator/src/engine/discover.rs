@@ -1,5 +1,5 @@
 //! Discovery: every source and sink is described and checked against the plan before the
-//! first document moves, and each source is paired with the sink its documents go to.
+//! first document moves, and the copy topology is built from the partitions each owns.
 
 use std::sync::Arc;
 
@@ -9,23 +9,25 @@ use futures_util::{FutureExt as _, future::BoxFuture};
 
 use super::{
     copy::{CopyContext, CopyError, copy},
+    journal::Link,
     peer::{PeerError, SinkPeer, SourcePeer, Token},
     plan::Plan,
     routes::Tally,
+    topology::{self, Member},
     world::{Discovery, Pipeline},
 };
 
-/// One pipeline of a cycle: a source, its journal key, and the sink it feeds.
+/// One pipeline: a source node, the sink node it feeds, and the partitions they share.
 #[derive(Debug, Clone)]
 pub struct Pair {
-    /// The blue node.
+    /// The node pulled from.
     pub source: SourcePeer,
-    /// Its node id: its key in the journal.
-    pub source_id: String,
-    /// The green node.
+    /// The node applied to.
     pub sink: SinkPeer,
-    /// Its node id.
-    pub sink_id: String,
+    /// Their node ids: the pipeline's key in the journal.
+    pub link: Link,
+    /// The partitions copied; empty for every partition.
+    pub partitions: Vec<u32>,
 }
 
 /// What discovery found wrong.
@@ -40,26 +42,35 @@ pub enum DiscoverError {
 }
 
 impl Pipeline for Pair {
-    fn source_id(&self) -> &str {
-        &self.source_id
+    fn link(&self) -> &Link {
+        &self.link
     }
 
-    fn sink_id(&self) -> &str {
-        &self.sink_id
+    fn source_endpoint(&self) -> &str {
+        &self.source.endpoint
     }
 
     fn sink_endpoint(&self) -> &str {
         self.sink.endpoint()
     }
 
+    fn partitions(&self) -> &[u32] {
+        &self.partitions
+    }
+
     fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>> {
-        self.source.lag(since, &[]).boxed()
+        self.source.lag(since, &self.partitions).boxed()
     }
 
     fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>> {
         async {
-            let described = self.source.describe().await?;
-            Ok(described.collections.iter().map(|c| c.live_documents).sum())
+            let digest = self.source.digest().await?;
+            Ok(digest
+                .partitions
+                .iter()
+                .filter(|p| self.partitions.is_empty() || self.partitions.contains(&p.partition))
+                .map(|p| p.live_documents)
+                .sum())
         }
         .boxed()
     }
@@ -69,15 +80,15 @@ impl Pipeline for Pair {
         since: u64,
         context: &'a CopyContext,
     ) -> BoxFuture<'a, Result<Tally, CopyError>> {
-        copy(&self.source, &self.sink, since, context).boxed()
+        copy(&self.source, &self.sink, since, &self.partitions, context).boxed()
     }
 
     fn reversed(&self, token: &Token) -> Result<Arc<dyn Pipeline>, String> {
         Ok(Arc::new(Pair {
             source: SourcePeer::new(self.sink.endpoint())?,
-            source_id: self.sink_id.clone(),
             sink: SinkPeer::remote(&self.source.endpoint, token.clone())?,
-            sink_id: self.source_id.clone(),
+            link: self.link.reversed(),
+            partitions: self.partitions.clone(),
         }))
     }
 }
@@ -107,27 +118,26 @@ impl Discovery for GrpcDiscovery {
     }
 }
 
-/// Describes every node of `plan` and pairs sources with sinks: one sink takes every source,
-/// or sources and sinks pair in order. `local` is the store of the node the engine runs in:
-/// the sink that is that node is written directly.
+/// Describes every node of `plan` and builds the copy topology from what they own
+/// ([`topology::routes`]). `local` is the store of the node the engine runs in: the sink that
+/// is that node is written directly.
 pub async fn discover(
     plan: &Plan,
     sink_token: &Token,
     local: Option<&Store>,
 ) -> Result<Vec<Pair>, DiscoverError> {
-    let (sources, sinks) = (&plan.blue.sources, &plan.green.sinks);
-    if sinks.len() != 1 && sinks.len() != sources.len() {
-        return Err(DiscoverError::Mismatch(format!(
-            "green.sinks: {} sinks for {} sources: give one sink, or one sink per source (they \
-             pair in order)",
-            sinks.len(),
-            sources.len()
-        )));
+    let mut sources = Vec::new();
+    for endpoint in &plan.blue.sources {
+        let source = SourcePeer::new(endpoint).map_err(DiscoverError::Mismatch)?;
+        let about = source.describe().await?;
+        sources.push((source, about));
     }
-    let mut described_sinks = Vec::new();
-    for endpoint in sinks {
-        let node = SourcePeer::new(endpoint).map_err(DiscoverError::Mismatch)?;
-        let about = node.describe().await?;
+    let mut sinks = Vec::new();
+    for endpoint in &plan.green.sinks {
+        let about = SourcePeer::new(endpoint)
+            .map_err(DiscoverError::Mismatch)?
+            .describe()
+            .await?;
         let peer = match local {
             Some(store) if store.node_id() == about.node_id => SinkPeer::Local {
                 endpoint: endpoint.clone(),
@@ -135,51 +145,52 @@ pub async fn discover(
             },
             _ => SinkPeer::remote(endpoint, sink_token.clone()).map_err(DiscoverError::Mismatch)?,
         };
-        described_sinks.push((peer, about));
+        sinks.push((peer, about));
     }
-    let mut pairs = Vec::new();
-    for (i, endpoint) in sources.iter().enumerate() {
-        let source = SourcePeer::new(endpoint).map_err(DiscoverError::Mismatch)?;
-        let about = source.describe().await?;
-        let (sink, sink_about) = &described_sinks[if sinks.len() == 1 { 0 } else { i }];
-        check(plan, endpoint, &about, sink.endpoint(), sink_about)?;
-        if pairs.iter().any(|p: &Pair| p.source_id == about.node_id) {
+    for (source, about) in &sources {
+        if let Some((sink, _)) = sinks.iter().find(|(_, a)| a.node_id == about.node_id) {
             return Err(DiscoverError::Mismatch(format!(
-                "blue.sources[{i}]: {endpoint} is node {} again: list every blue node once",
+                "{} and {} are the same node ({}): blue and green must be different nodes",
+                source.endpoint,
+                sink.endpoint(),
                 about.node_id
             )));
         }
-        pairs.push(Pair {
-            source,
-            source_id: about.node_id,
-            sink: sink.clone(),
-            sink_id: sink_about.node_id.clone(),
-        });
+        check(plan, &source.endpoint, about)?;
     }
-    Ok(pairs)
+    let blue: Vec<Member<'_>> = sources
+        .iter()
+        .map(|(s, about)| Member {
+            endpoint: &s.endpoint,
+            about,
+        })
+        .collect();
+    let green: Vec<Member<'_>> = sinks
+        .iter()
+        .map(|(s, about)| Member {
+            endpoint: s.endpoint(),
+            about,
+        })
+        .collect();
+    let routes = topology::routes(&blue, &green).map_err(DiscoverError::Mismatch)?;
+    Ok(routes
+        .into_iter()
+        .map(|route| {
+            let (source, source_about) = &sources[route.blue];
+            let (sink, sink_about) = &sinks[route.green];
+            Pair {
+                source: source.clone(),
+                sink: sink.clone(),
+                link: Link::new(&source_about.node_id, &sink_about.node_id),
+                partitions: route.partitions,
+            }
+        })
+        .collect())
 }
 
-fn check(
-    plan: &Plan,
-    source: &str,
-    about: &DescribeResponse,
-    sink: &str,
-    sink_about: &DescribeResponse,
-) -> Result<(), DiscoverError> {
+/// Checks a source's collections against the plan's renames.
+fn check(plan: &Plan, source: &str, about: &DescribeResponse) -> Result<(), DiscoverError> {
     let mismatch = |m: String| Err(DiscoverError::Mismatch(m));
-    if about.node_id == sink_about.node_id {
-        return mismatch(format!(
-            "{source} and {sink} are the same node ({}): blue and green must be different nodes",
-            about.node_id
-        ));
-    }
-    if about.partition_count != sink_about.partition_count {
-        return mismatch(format!(
-            "{source} has {} partitions and {sink} has {}: start green with --partitions {} so \
-             the copy can be verified partition by partition",
-            about.partition_count, sink_about.partition_count, about.partition_count
-        ));
-    }
     for collection in &about.collections {
         let name = collection.name.as_str();
         if plan.collections.contains_key(name) {

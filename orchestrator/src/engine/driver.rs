@@ -35,10 +35,10 @@ use super::{
 /// untouched).
 const ATTEMPTS: u32 = 5;
 /// First wait before a failed step is tried again; it doubles on each failure.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between two tries of a step that must finish (an undo, a switch after the
 /// commit, reverse sync).
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// An operator's command for the running upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]

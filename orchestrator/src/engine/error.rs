@@ -70,9 +70,6 @@ pub enum DriveError {
         /// The collections without a reverse program.
         collections: String,
     },
-    /// Several blue nodes fed one green node: green's writes cannot be sent back.
-    #[error("several blue nodes feed one green node: green's writes cannot be sent back")]
-    NoWayBack,
 }
 
 fn color_name(color: Color) -> &'static str {
@@ -113,8 +110,7 @@ impl DriveError {
             | Self::Plan(_)
             | Self::Moved { .. }
             | Self::Mismatch { .. }
-            | Self::WouldLose { .. }
-            | Self::NoWayBack => false,
+            | Self::WouldLose { .. } => false,
         }
     }
 

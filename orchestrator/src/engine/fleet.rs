@@ -278,11 +278,6 @@ impl Fleet {
             _ => &self.blue,
         }
     }
-
-    /// The green node blue node `i` is copied to (one sink for all, or pairs in order).
-    pub fn sink_of(&self, i: usize) -> usize {
-        if self.green.len() == 1 { 0 } else { i }
-    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ impl Driver {
         match step {
             Step::Epoch => {
                 if handover.direction() == Direction::Reverse {
-                    // Refused before anything is held when there is no way back.
+                    // The reverse pipelines are built before anything is held.
                     self.reverse_pairs().await?;
                 }
                 let journal = self.board.journal();

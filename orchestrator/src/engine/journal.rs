@@ -7,7 +7,7 @@
 //! | `layout` | u64 big-endian: the layout of these keys, [`LAYOUT`]; checked at open |
 //! | `upgrade` | [`UpgradeRecord`] (JSON): id, plan, when it started |
 //! | `state` | [`StateRecord`] (JSON): the upgrade's [`State`], since when, its detail |
-//! | `watermark/<source>` | u64 big-endian: every change of that source up to it is applied |
+//! | `watermark/<source> 0x00 <sink>` | u64 big-endian: every change of that pipeline's partitions on the source up to it is applied |
 //! | `cycle/<n>` (u32 big-endian) | [`CycleRecord`] (JSON) |
 //! | `dead/<collection> 0x00 <id>` | [`DeadLetter`] (JSON) |
 //! | `dropped/<collection> 0x00 <id>` | the source version dropped by the transform, u64 |
@@ -21,7 +21,11 @@
 //!
 //! Layout 1 (releases before the state machine, no `layout` key) kept a `phase` and a
 //! `cutover` record instead of `state` and `holds`; such a journal is migrated at open, in
-//! one synced batch ([`migrate`]). A journal of a newer layout is refused.
+//! one synced batch ([`migrate`]). Layouts 1 and 2 (before clusters) keyed a watermark by its
+//! source alone (`watermark/<source>`), when a source fed exactly one sink: the sinks' ids are
+//! not in the journal, so such a key is read as the watermark of the source's pipeline until
+//! that pipeline commits its own ([`Journal::watermark`]). A journal of a newer layout is
+//! refused.
 
 mod migrate;
 #[cfg(test)]
@@ -35,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::machine::State;
 
 /// The layout of the journal's keys this release writes and reads.
-pub const LAYOUT: u64 = 2;
+pub const LAYOUT: u64 = 3;
 
 const LAYOUT_KEY: &[u8] = b"layout";
 const UPGRADE: &[u8] = b"upgrade";
@@ -204,6 +208,23 @@ pub struct CycleRecord {
     /// Which way it copied.
     #[serde(default)]
     pub direction: Direction,
+    /// Each pipeline's share, in topology order (empty in journals before clusters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pipelines: Vec<PipelineCycle>,
+}
+
+/// One pipeline's share of a cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineCycle {
+    /// The pipeline.
+    pub link: Link,
+    /// Documents it copied.
+    pub documents: u64,
+    /// Its own wall time, milliseconds (pipelines run at once: the cycle lasts as long as
+    /// the slowest).
+    pub duration_ms: u64,
+    /// Documents changed on its source's partitions after its watermark.
+    pub pending_after: u64,
 }
 
 /// A document the transform failed on.
@@ -258,8 +279,44 @@ fn document_key(prefix: &[u8], collection: &str, id: &str) -> Vec<u8> {
     key
 }
 
-fn watermark_key(source: &str) -> Vec<u8> {
-    [WATERMARK, source.as_bytes()].concat()
+/// A copy pipeline, by the node ids at its two ends: its key in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Link {
+    /// The node pulled from.
+    pub source: String,
+    /// The node applied to.
+    pub sink: String,
+}
+
+impl Link {
+    /// The pipeline from `source` to `sink`.
+    pub fn new(source: impl Into<String>, sink: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            sink: sink.into(),
+        }
+    }
+
+    /// The same two nodes the other way.
+    pub fn reversed(&self) -> Self {
+        Self::new(&self.sink, &self.source)
+    }
+}
+
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} → {}", self.source, self.sink)
+    }
+}
+
+fn watermark_key(link: &Link) -> Vec<u8> {
+    [
+        WATERMARK,
+        link.source.as_bytes(),
+        &[0],
+        link.sink.as_bytes(),
+    ]
+    .concat()
 }
 
 impl Journal {
@@ -286,6 +343,8 @@ impl Journal {
     fn check_layout(&self) -> Result<(), JournalError> {
         match self.number(LAYOUT_KEY, || "layout".into())? {
             Some(LAYOUT) => Ok(()),
+            // Layout 2 → 3 changes no stored key (see the module's documentation).
+            Some(2) => self.write_layout(WriteBatch::default()),
             Some(found) => Err(JournalError::Layout {
                 path: self.path.clone(),
                 found,
@@ -304,10 +363,14 @@ impl Journal {
                         "journal migrated from layout 1 to {LAYOUT}"
                     );
                 }
-                batch.put(LAYOUT_KEY, LAYOUT.to_be_bytes());
-                self.write(batch)
+                self.write_layout(batch)
             }
         }
+    }
+
+    fn write_layout(&self, mut batch: WriteBatch) -> Result<(), JournalError> {
+        batch.put(LAYOUT_KEY, LAYOUT.to_be_bytes());
+        self.write(batch)
     }
 
     fn rocks(&self, source: rocksdb::Error) -> JournalError {
@@ -414,11 +477,16 @@ impl Journal {
         self.write(batch)
     }
 
-    /// The committed watermark of `source` (0: nothing applied yet).
-    pub fn watermark(&self, source: &str) -> Result<u64, JournalError> {
-        Ok(self
-            .number(&watermark_key(source), || format!("watermark of {source}"))?
-            .unwrap_or(0))
+    /// The committed watermark of the pipeline `link` (0: nothing applied yet). Before
+    /// layout 3 a source fed one sink and its watermark was keyed by the source alone: such a
+    /// key stands for the pipeline until the pipeline commits one of its own.
+    pub fn watermark(&self, link: &Link) -> Result<u64, JournalError> {
+        let what = || format!("watermark of {link}");
+        if let Some(watermark) = self.number(&watermark_key(link), what)? {
+            return Ok(watermark);
+        }
+        let before_layout_3 = [WATERMARK, link.source.as_bytes()].concat();
+        Ok(self.number(&before_layout_3, what)?.unwrap_or(0))
     }
 
     /// The big-endian u64 stored at `key` (`what` names it in an error), if any.
@@ -442,7 +510,7 @@ impl Journal {
         self.write(batch)
     }
 
-    /// Records that the sink acknowledged a batch of `source` up to `watermark`, with the
+    /// Records that the sink of `link` acknowledged a batch up to `watermark`, with the
     /// batch's failures, drops and successes, in one synced batch. Refused when `upgrade_id`
     /// is no longer the journal's upgrade. A watermark never goes back: a lower one (a retried
     /// copy catching up with what an interrupted one already committed) keeps the higher.
@@ -450,7 +518,7 @@ impl Journal {
         &self,
         upgrade_id: &str,
         direction: Direction,
-        source: &str,
+        link: &Link,
         watermark: u64,
         record: &BatchRecord,
     ) -> Result<(), JournalError> {
@@ -462,7 +530,7 @@ impl Journal {
                 current: current_upgrade,
             });
         }
-        let watermark = watermark.max(self.watermark(source)?);
+        let watermark = watermark.max(self.watermark(link)?);
         let (dead_prefix, dropped_prefix) = direction.prefixes();
         let mut batch = WriteBatch::default();
         for (collection, id) in &record.copied {
@@ -483,7 +551,7 @@ impl Journal {
                 version.to_be_bytes(),
             );
         }
-        batch.put(watermark_key(source), watermark.to_be_bytes());
+        batch.put(watermark_key(link), watermark.to_be_bytes());
         self.write(batch)
     }
 

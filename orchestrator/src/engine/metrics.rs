@@ -30,6 +30,16 @@ pub const HOLD: &str = "cutover_orchestrator_last_hold_seconds";
 /// Requests the proxies held in the last hold, gauge.
 pub const HELD: &str = "cutover_orchestrator_last_hold_requests";
 
+/// Documents copied by each pipeline, by `source` and `sink` node id, counter. Node ids in
+/// labels are the one exception to "no ids in labels": bounded, one series per pipeline of
+/// the topology.
+pub const PIPELINE_DOCUMENTS: &str = "cutover_orchestrator_pipeline_documents_copied_total";
+/// Each pipeline's committed watermark, by `source` and `sink`, gauge.
+pub const PIPELINE_WATERMARK: &str = "cutover_orchestrator_pipeline_watermark";
+/// Changes pending on each pipeline's partitions after its last cycle, by `source` and `sink`,
+/// gauge.
+pub const PIPELINE_PENDING: &str = "cutover_orchestrator_pipeline_pending_documents";
+
 /// Registers the descriptions of every orchestrator metric with the installed recorder.
 pub fn describe() {
     describe_counter!(CYCLES, Unit::Count, "Copy cycles finished.");
@@ -44,6 +54,20 @@ pub fn describe() {
         "Body bytes copied, by source collection."
     );
     describe_histogram!(CYCLE_DURATION, Unit::Seconds, "Wall time of a copy cycle.");
+    describe_counter!(
+        PIPELINE_DOCUMENTS,
+        Unit::Count,
+        "Documents copied, by pipeline (source and sink node id)."
+    );
+    describe_gauge!(
+        PIPELINE_WATERMARK,
+        "Committed watermark (source seq), by pipeline (source and sink node id)."
+    );
+    describe_gauge!(
+        PIPELINE_PENDING,
+        Unit::Count,
+        "Changes pending on a pipeline's partitions after its last cycle, by source and sink."
+    );
     describe_gauge!(
         PENDING,
         Unit::Count,

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod machine;
 pub mod metrics;
 pub mod peer;
+pub mod pipelines;
 pub mod plan;
 pub mod reverse;
 pub mod routes;
@@ -24,6 +25,7 @@ pub mod sample;
 #[cfg(test)]
 pub mod sim;
 pub mod threshold;
+pub mod topology;
 pub mod transform;
 pub mod upgrade;
 pub mod verification;

@@ -10,13 +10,14 @@
 //! postpone = false                   # hold at the threshold until `proceed` (default false)
 //! batch_documents = 2000             # documents per pull/apply batch (default 2000)
 //! batch_bytes = 1048576              # body bytes per batch (default 1 MiB)
+//! parallel_pipelines = 0             # pipelines copying at once (default 0: all of them)
 //!
 //! [blue]
-//! sources = ["http://10.0.0.1:7001"] # gRPC Source of every blue node
+//! sources = ["http://10.0.0.1:7001"] # gRPC Source of every blue node (a cluster: all of them)
 //! token_file = "/etc/cutover/blue.token"
 //!
 //! [green]
-//! sinks = ["http://10.0.0.2:7001"]   # gRPC Sink of every green node
+//! sinks = ["http://10.0.0.2:7001"]   # gRPC Sink of every green node (any number: N → M)
 //!
 //! [proxies]
 //! control = ["http://10.0.0.3:9101"] # ProxyControl of every proxy
@@ -67,6 +68,10 @@ pub struct Plan {
     /// Body bytes per pull and apply batch.
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: u64,
+    /// Pipelines (one per blue node and green node that share partitions) copying at once;
+    /// 0 for all of them.
+    #[serde(default)]
+    pub parallel_pipelines: u32,
     /// The old version.
     pub blue: Blue,
     /// The new version.

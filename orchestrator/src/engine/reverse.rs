@@ -48,13 +48,9 @@ pub async fn count_changes(
 }
 
 impl Driver {
-    /// Green → blue pipelines: each green node feeds the blue node it was copied from.
-    /// [`DriveError::NoWayBack`] when several blue nodes fed one green node (green's
-    /// documents cannot be told apart).
+    /// Green → blue pipelines: the forward topology mirrored, each green node feeding back
+    /// the partitions it took from each blue node.
     pub(super) async fn reverse_pairs(&self) -> Result<Vec<Arc<dyn Pipeline>>, DriveError> {
-        if self.fleet.blue.len() > 1 && self.fleet.green.len() == 1 {
-            return Err(DriveError::NoWayBack);
-        }
         let run = self.discovered().await?;
         run.pairs
             .iter()
@@ -70,18 +66,7 @@ impl Driver {
     /// record; a node that does not answer is waited for, never failing the upgrade: green
     /// serves either way.
     pub(super) async fn reverse_sync(&self) -> Result<Event, DriveError> {
-        let pairs = match self.reverse_pairs().await {
-            Ok(pairs) => pairs,
-            Err(DriveError::NoWayBack) => {
-                self.board.detail(
-                    "green serves; reverse sync is off: several blue nodes feed one green node, \
-                     so green's writes cannot be sent back (rollback is not possible)"
-                        .to_owned(),
-                );
-                return std::future::pending().await;
-            }
-            Err(error) => return Err(error),
-        };
+        let pairs = self.reverse_pairs().await?;
         let routes =
             Arc::new(Routes::reverse(&self.plan).map_err(|e| DriveError::Plan(e.to_string()))?);
         let mut total = match self.board.journal().cycles()?.last() {

@@ -186,6 +186,27 @@ pub fn assess(limits: &Limits, history: &[Cycle], elapsed: Duration) -> Assessme
     assessment
 }
 
+/// Decides for pipelines that copy at once, each with its own `histories` entry: the final
+/// cycle lasts as long as its slowest pipeline, so the assessment is the worst of each
+/// pipeline's own (a refusal before another cycle before ready; then the longest predicted
+/// pause). No pipeline at all is answered with `AnotherCycle`.
+pub fn assess_slowest(limits: &Limits, histories: &[Vec<Cycle>], elapsed: Duration) -> Assessment {
+    let severity = |a: &Assessment| match a.decision {
+        Decision::CutoverReady => 0,
+        Decision::AnotherCycle => 1,
+        _ => 2,
+    };
+    histories
+        .iter()
+        .map(|history| assess(limits, history, elapsed))
+        .max_by(|a, b| {
+            severity(a)
+                .cmp(&severity(b))
+                .then(a.predicted_final.cmp(&b.predicted_final))
+        })
+        .unwrap_or_else(|| assess(limits, &[], elapsed))
+}
+
 /// `(fixed, per document)` from the two most recent cycles; through the origin when there is
 /// one cycle, or when the two do not give a positive cost per document and a fixed part of at
 /// least zero (timing noise on two cycles of similar size).
@@ -251,6 +272,36 @@ mod tests {
         (1..=series.len())
             .map(|n| assess(limits, &series[..n], Duration::from_secs(n as u64)).decision)
             .collect()
+    }
+
+    #[test]
+    fn pipelines_in_parallel_are_judged_by_the_slowest() {
+        let fast = vec![cycle(1_000_000, 2.0, 10_000), cycle(10_000, 0.05, 100)];
+        let slow = vec![
+            cycle(1_000_000, 10.0, 100_000),
+            cycle(100_000, 1.0, 100_000),
+        ];
+        let one = assess(&limits(), &fast, Duration::from_secs(3));
+        assert_eq!(one.decision, Decision::CutoverReady);
+        let both = assess_slowest(
+            &limits(),
+            &[fast.clone(), slow.clone()],
+            Duration::from_secs(3),
+        );
+        assert_eq!(both, assess(&limits(), &slow, Duration::from_secs(3)));
+        assert_eq!(both.decision, Decision::AnotherCycle);
+        // Ready on both: the longer predicted pause is the one reported.
+        let slow_ready = vec![cycle(1_000_000, 10.0, 1_000), cycle(1_000, 0.02, 20_000)];
+        let both = assess_slowest(
+            &limits(),
+            &[fast, slow_ready.clone()],
+            Duration::from_secs(3),
+        );
+        assert_eq!(both, assess(&limits(), &slow_ready, Duration::from_secs(3)));
+        assert_eq!(
+            assess_slowest(&limits(), &[], Duration::ZERO).decision,
+            Decision::AnotherCycle
+        );
     }
 
     #[test]

@@ -91,12 +91,6 @@ pub enum EngineError {
     /// The running upgrade refused the command (its state does not take it).
     #[error(transparent)]
     Refused(#[from] Refused),
-    /// A rollback of an upgrade that merged several blue nodes into one green node.
-    #[error(
-        "rollback refused: several blue nodes feed one green node, so green's writes cannot be \
-         told apart to send them back; green keeps serving"
-    )]
-    NoWayBack,
     /// Proceed with more dead letters than the plan allows.
     #[error(
         "proceed refused: {dead} documents failed to transform (the plan allows {allowed}); fix \
@@ -340,9 +334,6 @@ impl Engine {
         let journal = self.board.journal();
         let upgrade = journal.upgrade()?.ok_or_else(|| self.wrong(&state, WHEN))?;
         let plan = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)?;
-        if plan.blue.sources.len() > 1 && plan.green.sinks.len() == 1 {
-            return Err(EngineError::NoWayBack);
-        }
         let unreversible = plan.unreversible();
         let mut lost = 0;
         if !unreversible.is_empty() {

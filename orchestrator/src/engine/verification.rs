@@ -14,7 +14,7 @@ use super::{
     reverse::count_changes,
     routes::Routes,
     verify::{self, Allowances},
-    world::NodeControl,
+    world::{NodeControl, Pipeline},
 };
 
 impl Driver {
@@ -37,66 +37,56 @@ impl Driver {
         Ok(Duration::from_millis(record.duration_ms))
     }
 
-    /// Blue's digests (fenced at `fenced`) against green's. Green's heads, where reverse sync
-    /// starts, are journaled as the reverse watermarks.
+    /// Blue's digests (fenced at `fenced`) against green's, partition by partition: each
+    /// partition's owner on one side against its owner on the other (a node holds nothing of
+    /// a partition it does not own, so the sums over each colour compare owner to owner).
+    /// Each green node's head, where reverse sync from it starts, is journaled as the
+    /// watermark of its reverse pipelines.
     pub(super) async fn verify_forward(&self, fenced: &Heads) -> Result<Verified, DriveError> {
         let journal = self.board.journal();
         let fleet = &self.fleet;
         let run = self.discovered().await?;
         let blue = fenced_digests(&fleet.blue, fenced, Color::Blue).await?;
+        let green = digests(&fleet.green).await?;
         let dead = journal.dead_letters()?;
-        let mut allowances = Allowances {
+        let allowances = Allowances {
             only_from: journal.dropped()?,
             unknown: dead.into_iter().map(|d| d.id).collect(),
             renamed: self.plan.renamed(),
             ..Allowances::default()
         };
-        if fleet.green.len() > 1 {
-            // A drop's blue node is not journaled: with several groups, leave its partition
-            // out rather than guess.
-            let ids = allowances.only_from.drain(..).map(|(_, id, _)| id);
-            allowances.unknown.extend(ids);
-        }
-        let (mut partitions, mut skipped, mut documents) = (0, 0, 0);
+        let verified = verify::compare(&blue, &green, &allowances).map_err(|mismatch| {
+            DriveError::Mismatch {
+                color: Color::Green,
+                endpoint: owner(&run.pairs, &mismatch, false),
+                mismatch,
+            }
+        })?;
         let mut green_heads = Vec::new();
-        for (g, green) in fleet.green.iter().enumerate() {
-            let from: Vec<_> = blue
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| fleet.sink_of(*i) == g)
-                .map(|(_, d)| d.clone())
-                .collect();
-            let to = green
-                .digest()
-                .await
-                .map_err(DriveError::call("verifying"))?;
-            let verified = verify::compare(&from, &to, &allowances).map_err(|mismatch| {
-                DriveError::Mismatch {
-                    color: Color::Green,
-                    endpoint: green.endpoint().to_owned(),
-                    mismatch,
-                }
-            })?;
-            partitions += verified.partitions;
-            skipped += verified.skipped;
-            documents += verified.documents;
-            green_heads.push((green.endpoint().to_owned(), to.head_seq));
-            // Everything green holds up to here came from blue: reverse sync starts after it.
-            if let Some(pair) = run
+        for (node, digest) in fleet.green.iter().zip(&green) {
+            green_heads.push((node.endpoint().to_owned(), digest.head_seq));
+            // Everything this node holds up to here came from blue: reverse sync starts
+            // after it.
+            for pair in run
                 .pairs
                 .iter()
-                .find(|p| p.sink_endpoint() == green.endpoint())
+                .filter(|p| p.sink_endpoint() == node.endpoint())
             {
                 journal.acknowledge(
                     &self.upgrade.id,
                     Direction::Reverse,
-                    pair.sink_id(),
-                    to.head_seq,
+                    &pair.link().reversed(),
+                    digest.head_seq,
                     &Default::default(),
                 )?;
             }
         }
-        let summary = summary(documents, partitions, skipped, allowances.renamed.is_some());
+        let summary = summary(
+            verified.documents,
+            verified.partitions,
+            verified.skipped,
+            allowances.renamed.is_some(),
+        );
         tracing::info!(verified = summary, "verification passed");
         Ok(Verified {
             summary,
@@ -104,9 +94,9 @@ impl Driver {
         })
     }
 
-    /// Green's digests (fenced at `fenced`) against blue's, each pair on its own. Green's
-    /// writes that cannot flow back are counted again under the fence (since `reverse_from`):
-    /// writes since the request would be lost too, unless `discard`.
+    /// Green's digests (fenced at `fenced`) against blue's, partition by partition, owner
+    /// against owner. Green's writes that cannot flow back are counted again under the fence
+    /// (since `reverse_from`): writes since the request would be lost too, unless `discard`.
     pub(super) async fn verify_reverse(
         &self,
         discard: bool,
@@ -148,24 +138,52 @@ impl Driver {
                 green_heads: Vec::new(),
             });
         }
-        let mut documents = 0;
-        for (i, blue) in fleet.blue.iter().enumerate() {
-            let from = &greens[fleet.sink_of(i)];
-            let to = blue.digest().await.map_err(DriveError::call("verifying"))?;
-            let verified = verify::compare(std::slice::from_ref(from), &to, &allowances).map_err(
-                |mismatch| DriveError::Mismatch {
-                    color: Color::Blue,
-                    endpoint: blue.endpoint().to_owned(),
-                    mismatch,
-                },
-            )?;
-            documents += verified.documents;
-        }
+        let blues = digests(&fleet.blue).await?;
+        let run = self.discovered().await?;
+        let verified = verify::compare(&greens, &blues, &allowances).map_err(|mismatch| {
+            DriveError::Mismatch {
+                color: Color::Blue,
+                endpoint: owner(&run.pairs, &mismatch, true),
+                mismatch,
+            }
+        })?;
         Ok(Verified {
-            summary: format!("verified {documents} documents back on blue"),
+            summary: format!("verified {} documents back on blue", verified.documents),
             green_heads: Vec::new(),
         })
     }
+}
+
+/// The digests of `nodes`, in order.
+async fn digests(nodes: &[Arc<dyn NodeControl>]) -> Result<Vec<DigestResponse>, DriveError> {
+    let mut digests = Vec::new();
+    for node in nodes {
+        digests.push(node.digest().await.map_err(DriveError::call("verifying"))?);
+    }
+    Ok(digests)
+}
+
+/// Where the partition `mismatch` names lives on the side it was found on: the sink (or,
+/// with `source`, the source) of the pipeline that copies it; every such node when it names
+/// no partition.
+fn owner(pairs: &[Arc<dyn Pipeline>], mismatch: &verify::Mismatch, source: bool) -> String {
+    let end = |p: &Arc<dyn Pipeline>| {
+        if source {
+            p.source_endpoint().to_owned()
+        } else {
+            p.sink_endpoint().to_owned()
+        }
+    };
+    if let verify::Mismatch::Partition { partition, .. } = mismatch
+        && let Some(pair) = pairs
+            .iter()
+            .find(|p| p.partitions().is_empty() || p.partitions().contains(partition))
+    {
+        return end(pair);
+    }
+    let mut all: Vec<String> = pairs.iter().map(end).collect();
+    all.dedup();
+    all.join(", ")
 }
 
 /// The digests of `nodes`, fenced at `fenced` heads: [`DriveError::Moved`] when one took a

@@ -70,7 +70,7 @@ pub enum Mismatch {
     },
 }
 
-/// Sums the digests of several nodes (several sources feeding one sink).
+/// Sums the digests of the nodes of one side, partition by partition.
 fn totals(sides: &[DigestResponse]) -> Result<(u32, Vec<(u64, u64)>), Mismatch> {
     let count = sides.first().map_or(0, |d| d.partition_count);
     let mut sums = vec![(0u64, 0u64); count as usize];
@@ -103,11 +103,11 @@ fn subtract(sums: &mut [(u64, u64)], count: u32, known: &[Known]) {
 /// were copied to (`to`).
 pub fn compare(
     from: &[DigestResponse],
-    to: &DigestResponse,
+    to: &[DigestResponse],
     allowances: &Allowances,
 ) -> Result<Verified, Mismatch> {
     let (count, mut expected) = totals(from)?;
-    let (to_count, mut found) = totals(std::slice::from_ref(to))?;
+    let (to_count, mut found) = totals(to)?;
     if count != to_count {
         return Err(Mismatch::Partitions {
             from: count,
@@ -180,20 +180,33 @@ mod tests {
     fn equal_copies_pass_and_a_missing_or_stale_document_fails() {
         let blue = node(16, &[("users", "alice", 1), ("users", "doc-1", 3)]);
         let same = node(16, &[("users", "alice", 1), ("users", "doc-1", 3)]);
-        let ok =
-            compare(std::slice::from_ref(&blue), &same, &Allowances::default()).expect("equal");
+        let ok = compare(
+            std::slice::from_ref(&blue),
+            std::slice::from_ref(&same),
+            &Allowances::default(),
+        )
+        .expect("equal");
         assert_eq!((ok.partitions, ok.documents, ok.digests), (16, 2, true));
 
         let stale = node(16, &[("users", "alice", 1), ("users", "doc-1", 2)]);
-        let err = compare(std::slice::from_ref(&blue), &stale, &Allowances::default())
-            .expect_err("stale");
+        let err = compare(
+            std::slice::from_ref(&blue),
+            std::slice::from_ref(&stale),
+            &Allowances::default(),
+        )
+        .expect_err("stale");
         assert!(
             matches!(err, Mismatch::Partition { partition: 1, .. }),
             "{err}"
         );
 
         let missing = node(16, &[("users", "alice", 1)]);
-        let err = compare(&[blue], &missing, &Allowances::default()).expect_err("missing");
+        let err = compare(
+            &[blue],
+            std::slice::from_ref(&missing),
+            &Allowances::default(),
+        )
+        .expect_err("missing");
         assert!(
             matches!(
                 err,
@@ -212,7 +225,11 @@ mod tests {
         let a = node(8, &[("users", "a", 1), ("users", "dropped", 4)]);
         let b = node(8, &[("users", "b", 2), ("users", "failed", 1)]);
         let green = node(8, &[("users", "a", 1), ("users", "b", 2)]);
-        let err = compare(&[a.clone(), b.clone()], &green, &Allowances::default());
+        let err = compare(
+            &[a.clone(), b.clone()],
+            std::slice::from_ref(&green),
+            &Allowances::default(),
+        );
         assert!(
             err.is_err(),
             "the drop and the dead letter are not on green"
@@ -222,7 +239,8 @@ mod tests {
             unknown: vec!["failed".into()],
             ..Allowances::default()
         };
-        let ok = compare(&[a, b], &green, &allowances).expect("accounted for");
+        let ok =
+            compare(&[a, b], std::slice::from_ref(&green), &allowances).expect("accounted for");
         assert_eq!((ok.skipped, ok.documents), (1, 2));
     }
 
@@ -230,14 +248,26 @@ mod tests {
     fn a_rename_compares_counts_only_and_different_partitionings_fail() {
         let blue = node(4, &[("users", "a", 1)]);
         let green = node(4, &[("people", "a", 1)]);
-        assert!(compare(std::slice::from_ref(&blue), &green, &Allowances::default()).is_err());
+        assert!(
+            compare(
+                std::slice::from_ref(&blue),
+                std::slice::from_ref(&green),
+                &Allowances::default()
+            )
+            .is_err()
+        );
         let renamed = Allowances {
             renamed: Some("users".into()),
             ..Allowances::default()
         };
-        let ok = compare(std::slice::from_ref(&blue), &green, &renamed).expect("counts agree");
+        let ok = compare(
+            std::slice::from_ref(&blue),
+            std::slice::from_ref(&green),
+            &renamed,
+        )
+        .expect("counts agree");
         assert!(!ok.digests);
-        let err = compare(&[blue], &node(8, &[]), &renamed).expect_err("4 vs 8");
+        let err = compare(&[blue], &[node(8, &[])], &renamed).expect_err("4 vs 8");
         assert_eq!(err, Mismatch::Partitions { from: 4, to: 8 });
     }
 }

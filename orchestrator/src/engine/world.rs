@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use super::{
     copy::{CopyContext, CopyError},
     discover::DiscoverError,
+    journal::Link,
     peer::{PeerError, Token},
     routes::Tally,
 };
@@ -57,20 +58,22 @@ pub trait NodeControl: Send + Sync + fmt::Debug {
     fn digest(&self) -> BoxFuture<'_, Result<DigestResponse, PeerError>>;
 }
 
-/// One copy pipeline: a source, its journal key, and the sink it feeds.
+/// One copy pipeline: a source node, the sink node it feeds, and the partitions they share.
 pub trait Pipeline: Send + Sync + fmt::Debug {
-    /// The source's node id: its key in the journal.
-    fn source_id(&self) -> &str;
-    /// The sink's node id.
-    fn sink_id(&self) -> &str;
+    /// The node ids at its two ends: its key in the journal.
+    fn link(&self) -> &Link;
+    /// The source's endpoint, as in the plan.
+    fn source_endpoint(&self) -> &str;
     /// The sink's endpoint, as in the plan.
     fn sink_endpoint(&self) -> &str;
-    /// Changes on the source after `since`.
+    /// The partitions it copies, in increasing order; empty for every partition.
+    fn partitions(&self) -> &[u32];
+    /// Changes on the source after `since`, in its partitions.
     fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>>;
-    /// Live documents on the source (from its counters).
+    /// Live documents on the source in its partitions (from its counters).
     fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>>;
-    /// Copies every change after `since`, committing the watermark to `context`'s journal
-    /// after each acknowledged batch; the copy's counts.
+    /// Copies every change of its partitions after `since`, committing the watermark to
+    /// `context`'s journal after each acknowledged batch; the copy's counts.
     fn copy<'a>(
         &'a self,
         since: u64,
@@ -83,6 +86,7 @@ pub trait Pipeline: Send + Sync + fmt::Debug {
 
 /// Finds the copy pipelines of an upgrade.
 pub trait Discovery: Send + Sync + fmt::Debug {
-    /// Describes every node and pairs sources with sinks.
+    /// Describes every node and builds the copy topology: one pipeline per (blue node, green
+    /// node) pair that share partitions.
     fn discover(&self) -> BoxFuture<'_, Result<Vec<Arc<dyn Pipeline>>, DiscoverError>>;
 }

@@ -33,7 +33,7 @@ fn everything_survives_a_reopen() {
             .acknowledge(
                 "u1",
                 Direction::Forward,
-                "http://blue:1",
+                &Link::new("http://blue:1", "green-1"),
                 500,
                 &BatchRecord {
                     failed: vec![dead("a", 3)],
@@ -54,14 +54,25 @@ fn everything_survives_a_reopen() {
                 pending_after: 7,
                 final_cycle: false,
                 direction: Direction::Forward,
+                pipelines: vec![],
             })
             .expect("cycle");
     }
     let journal = Journal::open(dir.path()).expect("reopen");
     assert_eq!(journal.upgrade().expect("read"), Some(upgrade("u1")));
     assert_eq!(journal.state().expect("read"), Some(cycling(2_000)));
-    assert_eq!(journal.watermark("http://blue:1").expect("read"), 500);
-    assert_eq!(journal.watermark("http://blue:2").expect("read"), 0);
+    assert_eq!(
+        journal
+            .watermark(&Link::new("http://blue:1", "green-1"))
+            .expect("read"),
+        500
+    );
+    assert_eq!(
+        journal
+            .watermark(&Link::new("http://blue:2", "green-1"))
+            .expect("read"),
+        0
+    );
     assert_eq!(journal.dead_letters().expect("read"), vec![dead("a", 3)]);
     assert_eq!(
         journal.dropped().expect("read"),
@@ -80,11 +91,23 @@ fn a_later_version_supersedes_a_dead_letter_and_watermarks_never_go_back() {
         ..BatchRecord::default()
     };
     journal
-        .acknowledge("u1", Direction::Forward, "s", 10, &failed)
+        .acknowledge(
+            "u1",
+            Direction::Forward,
+            &Link::new("s", "green-1"),
+            10,
+            &failed,
+        )
         .expect("ack");
     // Redelivery of the same batch records nothing twice.
     journal
-        .acknowledge("u1", Direction::Forward, "s", 10, &failed)
+        .acknowledge(
+            "u1",
+            Direction::Forward,
+            &Link::new("s", "green-1"),
+            10,
+            &failed,
+        )
         .expect("same watermark again");
     assert_eq!(journal.dead_letters().expect("read").len(), 2);
     let fixed = BatchRecord {
@@ -93,19 +116,43 @@ fn a_later_version_supersedes_a_dead_letter_and_watermarks_never_go_back() {
         ..BatchRecord::default()
     };
     journal
-        .acknowledge("u1", Direction::Forward, "s", 20, &fixed)
+        .acknowledge(
+            "u1",
+            Direction::Forward,
+            &Link::new("s", "green-1"),
+            20,
+            &fixed,
+        )
         .expect("ack");
     assert_eq!(journal.dead_letters().expect("read"), Vec::new());
     assert_eq!(journal.dropped().expect("read").len(), 1);
     journal
-        .acknowledge("u1", Direction::Forward, "s", 15, &BatchRecord::default())
+        .acknowledge(
+            "u1",
+            Direction::Forward,
+            &Link::new("s", "green-1"),
+            15,
+            &BatchRecord::default(),
+        )
         .expect("a late, lower watermark is harmless");
-    assert_eq!(journal.watermark("s").expect("read"), 20);
+    assert_eq!(
+        journal.watermark(&Link::new("s", "green-1")).expect("read"),
+        20
+    );
     let err = journal
-        .acknowledge("u0", Direction::Forward, "s", 30, &BatchRecord::default())
+        .acknowledge(
+            "u0",
+            Direction::Forward,
+            &Link::new("s", "green-1"),
+            30,
+            &BatchRecord::default(),
+        )
         .expect_err("a write of another upgrade");
     assert!(matches!(err, JournalError::Superseded { .. }), "{err}");
-    assert_eq!(journal.watermark("s").expect("read"), 20);
+    assert_eq!(
+        journal.watermark(&Link::new("s", "green-1")).expect("read"),
+        20
+    );
 }
 
 #[test]
@@ -117,7 +164,7 @@ fn a_new_upgrade_forgets_the_previous_one() {
         .acknowledge(
             "u1",
             Direction::Forward,
-            "s",
+            &Link::new("s", "green-1"),
             10,
             &BatchRecord {
                 failed: vec![dead("a", 1)],
@@ -130,7 +177,10 @@ fn a_new_upgrade_forgets_the_previous_one() {
         journal.upgrade().expect("read").map(|u| u.id),
         Some("u2".into())
     );
-    assert_eq!(journal.watermark("s").expect("read"), 0);
+    assert_eq!(
+        journal.watermark(&Link::new("s", "green-1")).expect("read"),
+        0
+    );
     assert!(journal.dead_letters().expect("read").is_empty());
     assert_eq!(
         journal.state().expect("read").map(|r| r.state),
@@ -186,16 +236,17 @@ fn a_journal_of_a_newer_layout_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let db = DB::open_default(dir.path()).expect("rocksdb");
-        db.put(LAYOUT_KEY, 3u64.to_be_bytes()).expect("put");
+        db.put(LAYOUT_KEY, (LAYOUT + 1).to_be_bytes()).expect("put");
     }
     let error = Journal::open(dir.path()).expect_err("a newer layout");
     assert!(
-        matches!(error, JournalError::Layout { found: 3, .. }),
+        matches!(error, JournalError::Layout { found, .. } if found == LAYOUT + 1),
         "{error}"
     );
     let message = error.to_string();
     assert!(
-        message.contains("layout 3") && message.contains("move the folder aside"),
+        message.contains(&format!("layout {}", LAYOUT + 1))
+            && message.contains("move the folder aside"),
         "{message}"
     );
     // A new journal is written with this layout, and opens again.
@@ -400,7 +451,13 @@ fn a_journal_of_layout_1_is_migrated_in_every_phase() {
             "{name}"
         );
         if name != "discovering" && name != "failed" {
-            assert_eq!(journal.watermark("blue-1").expect("read"), 2_000, "{name}");
+            assert_eq!(
+                journal
+                    .watermark(&Link::new("blue-1", "green-1"))
+                    .expect("read"),
+                2_000,
+                "{name}"
+            );
             assert_eq!(journal.cycles().expect("read").len(), 1, "{name}");
         }
         if name == "ready_for_cutover_rehearsed" {
@@ -419,4 +476,57 @@ fn a_journal_of_layout_1_is_migrated_in_every_phase() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn a_layout_2_watermark_keyed_by_its_source_stands_for_the_sources_pipeline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let journal = Journal::open(dir.path()).expect("open");
+        journal.begin(&upgrade("u1")).expect("begin");
+        journal.set_number(LAYOUT_KEY, 2).expect("layout 2");
+        journal
+            .set_number(b"watermark/blue-1", 500)
+            .expect("a layout-2 watermark");
+    }
+    let journal = Journal::open(dir.path()).expect("reopen migrates");
+    assert_eq!(
+        journal
+            .number(LAYOUT_KEY, || "layout".into())
+            .expect("read"),
+        Some(LAYOUT)
+    );
+    let link = Link::new("blue-1", "green-1");
+    assert_eq!(journal.watermark(&link).expect("read"), 500);
+    journal
+        .acknowledge(
+            "u1",
+            Direction::Forward,
+            &link,
+            400,
+            &BatchRecord::default(),
+        )
+        .expect("ack");
+    assert_eq!(
+        journal.watermark(&link).expect("read"),
+        500,
+        "a watermark never goes back, whichever key held it"
+    );
+    journal
+        .acknowledge(
+            "u1",
+            Direction::Forward,
+            &link,
+            900,
+            &BatchRecord::default(),
+        )
+        .expect("ack");
+    assert_eq!(journal.watermark(&link).expect("read"), 900);
+    assert_eq!(
+        journal
+            .watermark(&Link::new("green-1", "blue-1"))
+            .expect("read"),
+        0,
+        "the reverse pipeline has its own key"
+    );
 }

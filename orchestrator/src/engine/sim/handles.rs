@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use cutover_node::store::partition_of;
 use cutover_proto::{
     Color as Side,
     v1::{
@@ -16,12 +17,12 @@ use tonic::Status;
 
 use super::{
     COLLECTION, Fence, Inner, Node, PARTITIONS, World, blue_must_be_fenced, endpoint,
-    green_must_be_fenced, refused, side_mut, write,
+    green_must_be_fenced, owner, refused, side, side_mut, write,
 };
 use crate::engine::{
     copy::{CopyContext, CopyError},
     discover::DiscoverError,
-    journal::BatchRecord,
+    journal::{BatchRecord, Link},
     machine::{Handover, State, Step},
     peer::{PeerError, Token},
     routes::Tally,
@@ -304,16 +305,24 @@ impl Discovery for SimDiscovery {
             })
             .map(|answer| {
                 let (blue, green) = answer?;
-                Ok((0..blue)
-                    .map(|i| {
-                        let g = if green == 1 { 0 } else { i };
-                        Arc::new(SimPipeline::new(
-                            &self.world,
-                            (Color::Blue, i),
-                            (Color::Green, g),
-                        )) as Arc<dyn Pipeline>
-                    })
-                    .collect())
+                // Node i of n owns the partitions p with p mod n = i, as clients write them.
+                let mut pipelines = Vec::new();
+                for b in 0..blue {
+                    for g in 0..green {
+                        let partitions: Vec<u32> = (0..PARTITIONS)
+                            .filter(|p| *p as usize % blue == b && *p as usize % green == g)
+                            .collect();
+                        if !partitions.is_empty() {
+                            pipelines.push(Arc::new(SimPipeline::new(
+                                &self.world,
+                                (Color::Blue, b),
+                                (Color::Green, g),
+                                partitions,
+                            )) as Arc<dyn Pipeline>);
+                        }
+                    }
+                }
+                Ok(pipelines)
             })
             .boxed()
     }
@@ -325,13 +334,20 @@ struct SimPipeline {
     from: (Color, usize),
     to: (Color, usize),
     /// Source and sink node ids.
-    ids: (String, String),
+    link: Link,
     /// Source and sink endpoints.
     endpoints: (String, String),
+    /// The partitions both own.
+    partitions: Vec<u32>,
 }
 
 impl SimPipeline {
-    fn new(world: &Arc<World>, from: (Color, usize), to: (Color, usize)) -> Self {
+    fn new(
+        world: &Arc<World>,
+        from: (Color, usize),
+        to: (Color, usize),
+        partitions: Vec<u32>,
+    ) -> Self {
         let id = |(color, index): (Color, usize)| {
             let side = if color == Color::Green {
                 "green"
@@ -344,42 +360,61 @@ impl SimPipeline {
             world: Arc::clone(world),
             from,
             to,
-            ids: (id(from), id(to)),
+            link: Link::new(id(from), id(to)),
             endpoints: (endpoint(from.0, from.1), endpoint(to.0, to.1)),
+            partitions,
         }
+    }
+
+    /// Whether document `id` is in this pipeline's partitions.
+    fn carries(partitions: &[u32], id: &str) -> bool {
+        partitions.contains(&partition_of(id, PARTITIONS))
     }
 }
 
 impl Pipeline for SimPipeline {
-    fn source_id(&self) -> &str {
-        &self.ids.0
+    fn link(&self) -> &Link {
+        &self.link
     }
 
-    fn sink_id(&self) -> &str {
-        &self.ids.1
+    fn source_endpoint(&self) -> &str {
+        &self.endpoints.0
     }
 
     fn sink_endpoint(&self) -> &str {
         &self.endpoints.1
     }
 
+    fn partitions(&self) -> &[u32] {
+        &self.partitions
+    }
+
     fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>> {
-        let what = format!("{} Lag({since})", self.ids.0);
-        let from = self.from;
+        let what = format!("{} Lag({since})", self.link.source);
+        let (from, partitions) = (self.from, self.partitions.clone());
         self.world
             .call(what, move |inner, _, _| {
                 let source = node_mut(inner, from.0, from.1);
-                Ok(source.docs.values().filter(|(_, seq)| *seq > since).count() as u64)
+                Ok(source
+                    .docs
+                    .iter()
+                    .filter(|(id, (_, seq))| *seq > since && Self::carries(&partitions, id))
+                    .count() as u64)
             })
             .boxed()
     }
 
     fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>> {
-        let what = format!("{} Describe", self.ids.0);
-        let from = self.from;
+        let what = format!("{} Describe", self.link.source);
+        let (from, partitions) = (self.from, self.partitions.clone());
         self.world
             .call(what, move |inner, _, _| {
-                Ok(node_mut(inner, from.0, from.1).docs.len() as u64)
+                let source = node_mut(inner, from.0, from.1);
+                Ok(source
+                    .docs
+                    .keys()
+                    .filter(|id| Self::carries(&partitions, id))
+                    .count() as u64)
             })
             .boxed()
     }
@@ -389,8 +424,8 @@ impl Pipeline for SimPipeline {
         since: u64,
         context: &'a CopyContext,
     ) -> BoxFuture<'a, Result<Tally, CopyError>> {
-        let what = format!("{} → {} copy({since})", self.ids.0, self.ids.1);
-        let (from, to) = (self.from, self.to);
+        let what = format!("{} copy({since})", self.link);
+        let (from, to, partitions) = (self.from, self.to, self.partitions.clone());
         async move {
             let (head, documents) = self
                 .world
@@ -399,10 +434,20 @@ impl Pipeline for SimPipeline {
                     let changed: Vec<(String, u64)> = source
                         .docs
                         .iter()
-                        .filter(|(_, (_, seq))| *seq > since)
+                        .filter(|(id, (_, seq))| *seq > since && Self::carries(&partitions, id))
                         .map(|(id, (version, _))| (id.clone(), *version))
                         .collect();
                     let head = source.head;
+                    let owners = side(inner, to.0).len();
+                    // A sink refuses a document of a partition it does not own, as
+                    // `Sink.Apply` does: a wrong topology fails instead of hiding data.
+                    if let Some((id, _)) = changed.iter().find(|(id, _)| owner(id, owners) != to.1)
+                    {
+                        return Err(Status::failed_precondition(format!(
+                            "{id}: partition {} is not this node's",
+                            partition_of(id, PARTITIONS)
+                        )));
+                    }
                     let sink = node_mut(inner, to.0, to.1);
                     for (id, version) in &changed {
                         // Applying keeps the newest version, like `Sink.Apply`.
@@ -416,7 +461,7 @@ impl Pipeline for SimPipeline {
             context.journal.acknowledge(
                 &context.upgrade_id,
                 context.direction,
-                &context.source_id,
+                &context.link,
                 head,
                 &BatchRecord::default(),
             )?;
@@ -429,6 +474,11 @@ impl Pipeline for SimPipeline {
     }
 
     fn reversed(&self, _token: &Token) -> Result<Arc<dyn Pipeline>, String> {
-        Ok(Arc::new(SimPipeline::new(&self.world, self.to, self.from)))
+        Ok(Arc::new(SimPipeline::new(
+            &self.world,
+            self.to,
+            self.from,
+            self.partitions.clone(),
+        )))
     }
 }

@@ -33,8 +33,8 @@ const BUSY_WRITES: usize = 400;
 struct Scenario {
     proxies: usize,
     blue: usize,
-    /// One green node for all blue nodes, or one per blue node.
-    one_green: bool,
+    /// Green nodes: any number, whatever blue has (the upgrade is a resize).
+    green: usize,
     documents: u32,
     rehearse: bool,
     rollback: bool,
@@ -44,10 +44,6 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn green(&self) -> usize {
-        if self.one_green { 1 } else { self.blue }
-    }
-
     fn plan(&self) -> String {
         let list = |names: Vec<String>| {
             names
@@ -60,7 +56,7 @@ impl Scenario {
         format!(
             "[blue]\nsources = [{}]\n[green]\nsinks = [{}]\n[proxies]\ncontrol = [{}]\n",
             nodes(Color::Blue, self.blue),
-            nodes(Color::Green, self.green()),
+            nodes(Color::Green, self.green),
             list(
                 (0..self.proxies)
                     .map(|i| format!("http://proxy-{i}:1"))
@@ -92,8 +88,8 @@ fn fault() -> impl Strategy<Value = Fault> {
 fn scenario(faults: impl Strategy<Value = Fault> + 'static) -> impl Strategy<Value = Scenario> {
     (
         1usize..=3,
-        1usize..=2,
-        any::<bool>(),
+        1usize..=3,
+        1usize..=3,
         0u32..40,
         prop::bool::weighted(0.15),
         prop::bool::weighted(0.5),
@@ -101,14 +97,13 @@ fn scenario(faults: impl Strategy<Value = Fault> + 'static) -> impl Strategy<Val
         prop::collection::vec(faults, 0..80),
     )
         .prop_map(
-            |(proxies, blue, one_green, documents, rehearse, rollback, abort, faults)| Scenario {
+            |(proxies, blue, green, documents, rehearse, rollback, abort, faults)| Scenario {
                 proxies,
                 blue,
-                one_green,
+                green,
                 documents,
                 rehearse,
-                // Several blue nodes into one green node cannot be rolled back.
-                rollback: rollback && !(one_green && blue > 1) && !rehearse,
+                rollback: rollback && !rehearse,
                 abort_after: abort.map(Duration::from_millis),
                 faults,
             },
@@ -136,7 +131,7 @@ async fn run(scenario: &Scenario) -> Outcome {
     let world = World::new(
         scenario.proxies,
         scenario.blue,
-        scenario.green(),
+        scenario.green,
         scenario.documents,
         scenario.faults.clone(),
         Arc::clone(&journal),
@@ -342,7 +337,7 @@ fn a_plain_run_switches_to_green_and_a_rollback_comes_back_with_every_write() {
     let scenario = Scenario {
         proxies: 2,
         blue: 2,
-        one_green: false,
+        green: 3,
         documents: 30,
         rehearse: false,
         rollback: false,
