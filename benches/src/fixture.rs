@@ -46,6 +46,7 @@ impl Running {
             },
             max_body: 1 << 20,
             token: None,
+            cluster: None,
         };
         let node = Node::open(config)?;
         let store = node.store().clone();

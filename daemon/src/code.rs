@@ -22,6 +22,9 @@ pub enum ErrorCode {
     Unauthenticated,
     /// What the request would create exists already (an upgrade in progress).
     AlreadyExists,
+    /// The request reached a server that does not serve it (a cluster node that does not
+    /// own the document, or one of another cluster): HTTP 421.
+    Misdirected,
     /// Temporarily unable to serve; retry.
     Unavailable,
     /// A server this one forwards to could not be reached or failed (a proxy's upstream).
@@ -45,6 +48,7 @@ impl ErrorCode {
             Self::OutOfRange => "out_of_range",
             Self::Unauthenticated => "unauthenticated",
             Self::AlreadyExists => "already_exists",
+            Self::Misdirected => "misdirected",
             Self::Unavailable => "unavailable",
             Self::BadGateway => "bad_gateway",
             Self::DeadlineExceeded => "deadline_exceeded",
@@ -64,6 +68,7 @@ impl ErrorCode {
             Self::Fenced | Self::Unavailable => S::SERVICE_UNAVAILABLE,
             Self::Unauthenticated => S::UNAUTHORIZED,
             Self::AlreadyExists => S::CONFLICT,
+            Self::Misdirected => S::MISDIRECTED_REQUEST,
             Self::BadGateway => S::BAD_GATEWAY,
             Self::DeadlineExceeded => S::GATEWAY_TIMEOUT,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
@@ -76,7 +81,7 @@ impl ErrorCode {
         match self {
             Self::InvalidArgument | Self::PayloadTooLarge => C::InvalidArgument,
             Self::NotFound => C::NotFound,
-            Self::PreconditionFailed | Self::Fenced => C::FailedPrecondition,
+            Self::PreconditionFailed | Self::Fenced | Self::Misdirected => C::FailedPrecondition,
             Self::MethodNotAllowed => C::Unimplemented,
             Self::OutOfRange => C::OutOfRange,
             Self::Unauthenticated => C::Unauthenticated,

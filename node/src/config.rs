@@ -1,6 +1,6 @@
 //! What a node is configured with.
 
-use crate::store::StoreConfig;
+use crate::{cluster::ClusterConfig, store::StoreConfig};
 
 /// A node's configuration (the CLI builds it from flags and environment).
 #[derive(Debug, Clone)]
@@ -11,4 +11,7 @@ pub struct NodeConfig {
     pub max_body: u64,
     /// The bearer token `Sink` and `NodeAdmin` calls must present, if any.
     pub token: Option<String>,
+    /// The node's cluster and its name in it; `None` for a cluster of one (owns every
+    /// partition, forwards nothing).
+    pub cluster: Option<ClusterConfig>,
 }

@@ -28,6 +28,11 @@ pub const FENCED: &str = "cutover_node_fenced";
 pub const HEAD_SEQ: &str = "cutover_node_head_seq";
 /// Live documents, gauge.
 pub const LIVE_DOCUMENTS: &str = "cutover_node_live_documents";
+/// Requests forwarded to another node of the cluster by `outcome` (`answered`: the node
+/// answered, whatever its status; `unreachable`; `timeout`), counter.
+pub const FORWARDED_REQUESTS: &str = "cutover_node_forwarded_requests_total";
+/// Peers whose last `Describe` reported another cluster file hash, gauge.
+pub const PEERS_DISAGREEING: &str = "cutover_node_cluster_peers_disagreeing";
 
 /// Registers the descriptions of every node metric with the installed recorder.
 pub fn describe() {
@@ -80,4 +85,14 @@ pub fn describe() {
     describe_gauge!(FENCED, "1 while client writes are refused.");
     describe_gauge!(HEAD_SEQ, "The stable head sequence number.");
     describe_gauge!(LIVE_DOCUMENTS, Unit::Count, "Live (non-deleted) documents.");
+    describe_counter!(
+        FORWARDED_REQUESTS,
+        Unit::Count,
+        "Requests forwarded to another node of the cluster, by outcome."
+    );
+    describe_gauge!(
+        PEERS_DISAGREEING,
+        Unit::Count,
+        "Peers whose cluster file hash differs from this node's."
+    );
 }

@@ -14,9 +14,11 @@ use crate::{
     api::{
         admin::AdminService,
         http::HttpApi,
+        route::Routing,
         sink::SinkService,
         source::{SourceRoutes, SourceService},
     },
+    cluster::{ClusterError, Problem, peers::Agreement},
     config::NodeConfig,
     metrics as m,
     store::{Store, StoreError, now_unix_ms},
@@ -33,6 +35,9 @@ pub enum NodeError {
     /// The store could not be opened or flushed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster file does not fit this node or its store.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -47,9 +52,42 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the store.
+    /// Opens the store; in a cluster, checks that the store has the cluster file's partition
+    /// count (a new store is created with it) and restricts it to this node's partitions.
     pub fn open(config: NodeConfig) -> Result<Self, NodeError> {
-        let store = Store::open(&config.store)?;
+        let mut store_config = config.store.clone();
+        if let Some(cluster) = &config.cluster {
+            let file = cluster.cluster().partitions();
+            match store_config.partitions {
+                Some(flag) if flag != file => {
+                    let problem = Problem::FlagMismatch { file, flag };
+                    let source = cluster.cluster().source();
+                    return Err(ClusterError::new(source, None, problem).into());
+                }
+                _ => store_config.partitions = Some(file),
+            }
+        }
+        let store = Store::open(&store_config).map_err(|error| match (error, &config.cluster) {
+            (StoreError::PartitionMismatch { path, stored, .. }, Some(cluster)) => {
+                let problem = Problem::StoreMismatch {
+                    file: cluster.cluster().partitions(),
+                    store: stored,
+                    store_path: path,
+                };
+                NodeError::Cluster(ClusterError::new(cluster.cluster().source(), None, problem))
+            }
+            (error, _) => NodeError::Store(error),
+        })?;
+        if let Some(cluster) = &config.cluster {
+            store.join_cluster(&cluster.me().owns, cluster.cluster().hash())?;
+            tracing::info!(
+                name = cluster.name(),
+                cluster_hash = cluster.cluster().hash(),
+                owns = %crate::cluster::Ranges::new(cluster.me().owns.clone()),
+                nodes = cluster.cluster().members().len(),
+                "node joins its cluster"
+            );
+        }
         Ok(Self {
             store,
             config,
@@ -91,7 +129,19 @@ impl Node {
         m::describe();
         let store = self.store;
         let auth = BearerAuth::new(self.config.token.clone());
-        let api = HttpApi::new(store.clone(), self.config.max_body, self.readiness.clone());
+        let (routing, agreement) = match self.config.cluster.clone() {
+            None => (None, None),
+            Some(cluster) => {
+                let (agreement, task) = Agreement::spawn(&cluster, cancel.child_token());
+                (Some(Routing::new(cluster, agreement)), Some(task))
+            }
+        };
+        let api = HttpApi::new(
+            store.clone(),
+            self.config.max_body,
+            self.readiness.clone(),
+            routing,
+        );
         let http_task = tokio::spawn(serve_http(http, cancel.child_token(), move |request| {
             Arc::clone(&api).handle(request)
         }));
@@ -138,6 +188,9 @@ impl Node {
         cancel.cancel();
         let _ = http_task.await;
         let _ = gauges.await;
+        if let Some(agreement) = agreement {
+            let _ = agreement.await;
+        }
         let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
         grpc_result?;
         match flushed {

@@ -7,6 +7,7 @@ use cutover_proto::v1::{ApplyRequest, Document, sink_client::SinkClient};
 use cutover_tests::harness::{Binary, Cluster, NodeProcess};
 
 mod cli;
+mod clusters;
 mod cutover;
 mod engine;
 mod node;

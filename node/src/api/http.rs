@@ -8,6 +8,16 @@
 //!
 //! `ETag: "<version>"` on every document response; `If-Match` and `If-None-Match: *` honoured.
 //! Errors are `{"error": "<code>", "detail": "<text>"}`.
+//!
+//! In a cluster (see [`crate::cluster`]) any node answers any request: a document request
+//! for a partition this node does not own is forwarded to its owner and answered with the
+//! owner's status, headers and body; `503` with `Retry-After` when the owner cannot be
+//! reached. A listing is answered for the whole cluster: every node's page, merged in id
+//! order. It is not a snapshot across nodes: each node reads its own snapshot, at slightly
+//! different moments, so a page may show one node's write and miss another's made at the
+//! same time. Any node unreachable makes a listing `503`, never a partial page. A request
+//! another node forwarded (it carries `cutover-forwarded-by`) is answered from this node's
+//! store or refused with `421`, never forwarded again (see [`route`](super::route)).
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
@@ -20,7 +30,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::blocking;
+use super::{blocking, fanout, forward, route::Place, route::Routing};
 use crate::{
     metrics as m,
     store::{ClientWrite, Precondition, Store, StoreError},
@@ -39,20 +49,22 @@ pub struct HttpApi {
     store: Store,
     max_body: u64,
     readiness: Readiness,
+    /// `None` for a cluster of one.
+    cluster: Option<Routing>,
 }
 
-type Reply = Response<Full<Bytes>>;
+pub(super) type Reply = Response<Full<Bytes>>;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     code: ErrorCode,
     name: &'static str,
     detail: String,
 }
 
 impl ApiError {
-    fn new(code: ErrorCode, name: &'static str, detail: impl Into<String>) -> Self {
+    pub(super) fn new(code: ErrorCode, name: &'static str, detail: impl Into<String>) -> Self {
         Self {
             code,
             name,
@@ -73,7 +85,7 @@ impl ApiError {
                 detail: &self.detail,
             },
         );
-        if self.code == ErrorCode::Fenced {
+        if matches!(self.code, ErrorCode::Fenced | ErrorCode::Unavailable) {
             reply
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -96,7 +108,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Reply {
+pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Reply {
     let bytes = serde_json::to_vec(body).expect("response bodies serialise");
     let mut reply = Response::new(Full::new(Bytes::from(bytes)));
     *reply.status_mut() = status;
@@ -123,6 +135,7 @@ fn status_label(status: StatusCode) -> metrics::SharedString {
         405 => "405",
         412 => "412",
         413 => "413",
+        421 => "421",
         500 => "500",
         503 => "503",
         _ => return status.as_str().to_owned().into(),
@@ -151,12 +164,19 @@ impl Route {
 }
 
 impl HttpApi {
-    /// The API for `store`, refusing bodies over `max_body` bytes.
-    pub fn new(store: Store, max_body: u64, readiness: Readiness) -> Arc<Self> {
+    /// The API for `store`, refusing bodies over `max_body` bytes; `cluster` routes requests
+    /// to the other nodes (`None`: a cluster of one).
+    pub fn new(
+        store: Store,
+        max_body: u64,
+        readiness: Readiness,
+        cluster: Option<Routing>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             max_body,
             readiness,
+            cluster,
         })
     }
 
@@ -175,9 +195,24 @@ impl HttpApi {
 
     async fn route(&self, request: Request<Incoming>) -> (Route, Result<Reply, ApiError>) {
         let path = request.uri().path().to_owned();
+        if path == "/readyz"
+            && let Some(why) = self.cluster.as_ref().and_then(Routing::disagreement)
+        {
+            let mut reply = Response::new(Full::new(Bytes::from(format!("not ready: {why}\n"))));
+            *reply.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return (Route::Ops, Ok(reply));
+        }
         if let Some(reply) = ops::respond(request.method(), &path, &self.readiness) {
             return (Route::Ops, Ok(reply));
         }
+        let (me, mine) = self
+            .cluster
+            .as_ref()
+            .map_or(("this node", ""), |c| (c.name(), c.hash()));
+        let sender = match super::route::forwarded_by(request.headers(), me, mine) {
+            Ok(sender) => sender,
+            Err(error) => return (Route::Other, Err(error)),
+        };
         let Some(rest) = path.strip_prefix("/v1/") else {
             let detail = format!("no route {path}: documents are under /v1/{{collection}}/{{id}}");
             return (
@@ -188,9 +223,13 @@ impl HttpApi {
         match rest.split_once('/') {
             Some((collection, id)) => (
                 Route::Document,
-                self.document(request, collection, id).await,
+                self.document(request, collection, id, sender.as_deref())
+                    .await,
             ),
-            None => (Route::Collection, self.collection(&request, rest).await),
+            None => (
+                Route::Collection,
+                self.collection(&request, rest, sender.is_some()).await,
+            ),
         }
     }
 
@@ -199,9 +238,33 @@ impl HttpApi {
         request: Request<Incoming>,
         collection: &str,
         id: &str,
+        sender: Option<&str>,
     ) -> Result<Reply, ApiError> {
         let collection = decode(collection, "bad_collection")?;
         let id = decode(id, "bad_id")?;
+        if let Some(routing) = &self.cluster
+            && let Place::Owner(owner, partition) = routing.place(sender, &collection, &id)?
+        {
+            let (parts, body) = request.into_parts();
+            let body = self.read_body(&parts.headers, body).await?;
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            return match routing
+                .forwarder()
+                .send(owner, parts.method, path, &parts.headers, body)
+                .await
+            {
+                Ok(answer) => Ok(relay(answer)),
+                Err(error) => Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    "owner_unavailable",
+                    format!(
+                        "{collection}/{id} is in partition {partition}, owned by {}; {error}; \
+                         retry shortly",
+                        owner.name
+                    ),
+                )),
+            };
+        }
         let precondition = precondition(request.headers())?;
         let store = self.store.clone();
         match *request.method() {
@@ -224,7 +287,8 @@ impl HttpApi {
                 Ok(reply)
             }
             Method::PUT => {
-                let body = self.read_body(request).await?;
+                let (parts, body) = request.into_parts();
+                let body = self.read_body(&parts.headers, body).await?;
                 if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
                     return Err(ApiError::new(
                         ErrorCode::InvalidArgument,
@@ -298,6 +362,7 @@ impl HttpApi {
         &self,
         request: &Request<Incoming>,
         collection: &str,
+        forwarded: bool,
     ) -> Result<Reply, ApiError> {
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
             return Err(method_not_allowed("GET, HEAD"));
@@ -305,46 +370,27 @@ impl HttpApi {
         let collection = decode(collection, "bad_collection")?;
         let (after, limit) = list_query(request.uri().query().unwrap_or_default())?;
         let store = self.store.clone();
-        let page = blocking(move || store.list(&collection, after.as_deref(), limit)).await?;
-        #[derive(Serialize)]
-        struct Entry<'a> {
-            id: &'a str,
-            version: u64,
-            body: &'a RawValue,
+        let local = blocking(move || store.list(&collection, after.as_deref(), limit));
+        match &self.cluster {
+            Some(routing) if !forwarded => {
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                fanout::list(routing, path, local, limit).await
+            }
+            _ => {
+                let page = local.await?;
+                let documents = page
+                    .documents
+                    .iter()
+                    .map(|(id, version, body)| Entry::new(id, *version, body))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(page_reply(&documents, page.next.as_deref()))
+            }
         }
-        #[derive(Serialize)]
-        struct Page<'a> {
-            documents: Vec<Entry<'a>>,
-            next: Option<&'a str>,
-        }
-        let mut documents = Vec::with_capacity(page.documents.len());
-        for (id, version, body) in &page.documents {
-            // Bodies were validated as JSON on the way in.
-            let body: &RawValue = serde_json::from_slice(body).map_err(|_| {
-                ApiError::new(
-                    ErrorCode::Internal,
-                    "internal",
-                    format!("stored body of {id} is not JSON"),
-                )
-            })?;
-            documents.push(Entry {
-                id,
-                version: *version,
-                body,
-            });
-        }
-        Ok(json(
-            StatusCode::OK,
-            &Page {
-                documents,
-                next: page.next.as_deref(),
-            },
-        ))
     }
 
     /// Reads the body, refusing more than `max_body` bytes (by its length header when it has
     /// one, before reading anything).
-    async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
         let too_large = || {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
@@ -355,8 +401,7 @@ impl HttpApi {
                 ),
             )
         };
-        let declared = request
-            .headers()
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
@@ -364,7 +409,7 @@ impl HttpApi {
             return Err(too_large());
         }
         let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        match Limited::new(request.into_body(), limit).collect().await {
+        match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
             Err(error) => Err(ApiError::new(
@@ -374,6 +419,47 @@ impl HttpApi {
             )),
         }
     }
+}
+
+/// One document of a listing page.
+#[derive(Serialize)]
+pub(super) struct Entry<'a> {
+    pub(super) id: &'a str,
+    pub(super) version: u64,
+    pub(super) body: &'a RawValue,
+}
+
+impl<'a> Entry<'a> {
+    /// A stored document as a page entry (its body was validated as JSON on the way in).
+    pub(super) fn new(id: &'a str, version: u64, body: &'a [u8]) -> Result<Self, ApiError> {
+        let body = serde_json::from_slice(body).map_err(|_| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "internal",
+                format!("stored body of {id} is not JSON"),
+            )
+        })?;
+        Ok(Self { id, version, body })
+    }
+}
+
+/// A listing page: `{"documents": [...], "next": ...}`.
+pub(super) fn page_reply(documents: &[Entry<'_>], next: Option<&str>) -> Reply {
+    #[derive(Serialize)]
+    struct Page<'p, 'a> {
+        documents: &'p [Entry<'a>],
+        next: Option<&'p str>,
+    }
+    json(StatusCode::OK, &Page { documents, next })
+}
+
+/// Another node's answer, as this node's: its status, end-to-end headers and body.
+pub(super) fn relay(answer: Response<Bytes>) -> Reply {
+    let (parts, body) = answer.into_parts();
+    let mut reply = Response::new(Full::new(body));
+    *reply.status_mut() = parts.status;
+    forward::copy_end_to_end(&parts.headers, reply.headers_mut());
+    reply
 }
 
 fn method_not_allowed(allowed: &str) -> ApiError {

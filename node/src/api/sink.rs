@@ -184,33 +184,54 @@ async fn ingest_chunk(
     let ingested = blocking(move || {
         let incoming: Vec<Vec<Incoming<'_>>> =
             batches.iter().map(|b| incoming(&b.documents)).collect();
-        let outcomes = session.load(&incoming)?;
+        // A refused batch (malformed, or of a partition this node does not own) ends the
+        // stream there; the batches before it are still written and acknowledged.
+        let mut invalid = None;
+        let mut valid = incoming.len();
+        for (i, batch) in incoming.iter().enumerate() {
+            if let Err(error) = ingest_store.check_batch(batch) {
+                invalid = Some(error);
+                valid = i;
+                break;
+            }
+        }
+        let outcomes = session.load(&incoming[..valid])?;
         drop(incoming);
-        Ok((batches, outcomes, ingest_store.head_seq()))
+        batches.truncate(valid);
+        Ok((batches, outcomes, ingest_store.head_seq(), invalid))
     })
     .await;
-    let mut acks: Vec<_> = match ingested {
-        Ok((batches, Some(outcomes), head_seq)) => batches
-            .iter()
-            .zip(outcomes)
-            .map(|(batch, outcome)| {
-                Ok(Applied {
-                    batch_id: batch.batch_id,
-                    outcome,
-                    head_seq,
+    let (mut acks, invalid): (Vec<_>, _) = match ingested {
+        Ok((batches, Some(outcomes), head_seq, invalid)) => (
+            batches
+                .iter()
+                .zip(outcomes)
+                .map(|(batch, outcome)| {
+                    Ok(Applied {
+                        batch_id: batch.batch_id,
+                        outcome,
+                        head_seq,
+                    })
                 })
-            })
-            .collect(),
-        Ok((batches, None, _)) => {
+                .collect(),
+            invalid,
+        ),
+        Ok((batches, None, _, invalid)) => (
             futures_util::stream::iter(batches)
                 .map(|batch| apply_one(store.clone(), batch))
                 .buffered(APPLY_PARALLEL)
                 .collect()
-                .await
-        }
-        Err(error) => vec![Err(status(error))],
+                .await,
+            invalid,
+        ),
+        Err(error) => (vec![Err(status(error))], None),
     };
-    acks.extend(refused.map(Err));
+    // The first refusal ends the stream: a batch found invalid here comes before the
+    // stream's own refusal, which followed every batch of the chunk.
+    match invalid {
+        Some(error) => acks.push(Err(status(error))),
+        None => acks.extend(refused.map(Err)),
+    }
     acks
 }
 

@@ -182,15 +182,17 @@ impl Source for SourceService {
             head_seq: d.head_seq,
             schema_version: d.schema_version,
             fenced: d.fenced,
-            partitions: Vec::new(),
-            cluster_hash: String::new(),
+            partitions: d.partitions,
+            cluster_hash: d.cluster_hash,
         }))
     }
 
     async fn lag(&self, request: Request<LagRequest>) -> Result<Response<LagResponse>, Status> {
-        let since = request.into_inner().since;
+        let LagRequest { since, partitions } = request.into_inner();
         let store = self.store.clone();
-        let (head_seq, changed) = blocking(move || store.lag(since)).await.map_err(status)?;
+        let (head_seq, changed) = blocking(move || store.lag(since, &partitions))
+            .await
+            .map_err(status)?;
         Ok(Response::new(LagResponse { head_seq, changed }))
     }
 

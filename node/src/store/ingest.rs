@@ -91,7 +91,7 @@ impl Ingest {
             return Ok(None);
         }
         for batch in batches {
-            check_incoming(batch)?;
+            check_incoming(&self.store, batch)?;
         }
         let documents: Vec<(usize, &Incoming<'_>)> = batches
             .iter()

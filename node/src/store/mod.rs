@@ -15,6 +15,7 @@ mod fence;
 mod ingest;
 pub mod keys;
 mod locks;
+mod ownership;
 mod read;
 mod rocks;
 pub mod schema;
@@ -133,6 +134,24 @@ pub enum StoreError {
         /// The node's partition count.
         count: u32,
     },
+    /// A document of a partition this node does not own (see [`Store::join_cluster`]).
+    #[error(
+        "{collection}/{id} is in partition {partition}, which this node does not own (it owns \
+         {owned}): the document belongs on the partition's owner in the cluster file"
+    )]
+    NotOwned {
+        /// Its collection.
+        collection: String,
+        /// Its id.
+        id: String,
+        /// Its partition.
+        partition: u32,
+        /// What this node owns, e.g. `partitions 0-7`.
+        owned: String,
+    },
+    /// [`Store::join_cluster`] called a second time.
+    #[error("this store has joined its cluster already")]
+    AlreadyJoined,
     /// The document does not exist (or is deleted).
     #[error("no document {collection}/{id}")]
     NotFound {
@@ -212,12 +231,14 @@ impl Classify for StoreError {
                 ErrorCode::PreconditionFailed
             }
             Self::Fenced { .. } => ErrorCode::Fenced,
+            Self::NotOwned { .. } => ErrorCode::Misdirected,
             Self::BeyondHead { .. } => ErrorCode::OutOfRange,
             Self::Open { .. }
             | Self::SchemaTooNew { .. }
             | Self::PartitionMismatch { .. }
             | Self::Corrupt { .. }
             | Self::WriterStopped
+            | Self::AlreadyJoined
             | Self::Io { .. }
             | Self::Rocks(_) => ErrorCode::Internal,
         }
@@ -240,6 +261,8 @@ struct Inner {
     seqs: Arc<SeqTracker>,
     locks: KeyLocks,
     fence: FenceGate,
+    /// The partitions this node owns (all until it joins a cluster).
+    ownership: ownership::Slot,
     /// Client writes, to the group committer.
     writer: std::sync::mpsc::Sender<writer::Job>,
 }
@@ -312,6 +335,7 @@ impl Store {
                 seqs: SeqTracker::new(head),
                 locks: KeyLocks::new(),
                 fence: FenceGate::new(fence),
+                ownership: ownership::Slot::new(),
                 writer: writer::spawn(inner.clone()),
             }),
         })

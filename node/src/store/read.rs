@@ -97,6 +97,10 @@ pub struct Describe {
     pub schema_version: u32,
     /// Whether client writes are refused now.
     pub fenced: bool,
+    /// The partitions this node owns, in increasing order: all of them for a cluster of one.
+    pub partitions: Vec<u32>,
+    /// The hash of the node's cluster file; empty for a cluster of one.
+    pub cluster_hash: String,
 }
 
 impl Store {
@@ -229,20 +233,38 @@ impl Store {
         Ok(summary)
     }
 
-    /// `(stable head, documents whose latest change has seq > since)`: O(changes).
-    pub fn lag(&self, since: u64) -> Result<(u64, u64), StoreError> {
+    /// `(stable head, documents whose latest change has seq > since)` in `partitions` (all
+    /// when empty): what a pull with the same `since` and partitions would deliver now.
+    /// O(changes): without a filter the index's keys are only counted; with one each change
+    /// is decoded for its id, as a pull's scan does.
+    pub fn lag(&self, since: u64, partitions: &[u32]) -> Result<(u64, u64), StoreError> {
+        let wanted = self.partition_filter(partitions)?;
         let head = self.head_seq();
         if since > head {
             return Err(StoreError::BeyondHead { since, head });
         }
         let db = &self.inner.db;
+        let snapshot = db.snapshot();
         let mut options = ReadOptions::default();
+        options.set_snapshot(&snapshot);
         options.set_iterate_upper_bound(keys::seq_key(head.saturating_add(1)));
+        if wanted.is_some() {
+            options.set_readahead_size(4 << 20);
+            options.fill_cache(false);
+        }
         let mut iter = db.raw_iterator_cf_opt(cf(db, CF_CHANGES), options);
         iter.seek(keys::seq_key(since + 1));
         let mut changed = 0;
         while iter.valid() {
-            changed += 1;
+            let included = match (&wanted, iter.value()) {
+                (None, _) => true,
+                (Some(wanted), Some(value)) => {
+                    let change = Change::decode(value)?;
+                    wanted[partition_of(change.id, self.inner.partitions) as usize]
+                }
+                (Some(_), None) => false,
+            };
+            changed += u64::from(included);
             iter.next();
         }
         iter.status()?;
@@ -313,6 +335,8 @@ impl Store {
             head_seq,
             schema_version: SCHEMA_VERSION,
             fenced: self.fence_state().is_fenced(now_unix_ms()),
+            partitions: self.owned_partitions(),
+            cluster_hash: self.cluster_hash().to_owned(),
         })
     }
 

@@ -133,7 +133,7 @@ proptest! {
         let expected_delta: Vec<_> =
             expected.iter().filter(|e| e.0 > watermark_at_cut).cloned().collect();
         prop_assert_eq!(delta, expected_delta);
-        prop_assert_eq!(store.lag(watermark_at_cut).expect("lag").1,
+        prop_assert_eq!(store.lag(watermark_at_cut, &[]).expect("lag").1,
             expected.iter().filter(|e| e.0 > watermark_at_cut).count() as u64);
         // Digest: the incremental counters equal a recomputation from scratch.
         let digest = store.digest(&[]).expect("digest");
@@ -495,7 +495,7 @@ fn pulls_filter_by_partition_and_refuse_unknown_ones() {
         }
     ));
     assert!(matches!(
-        store.lag(41),
+        store.lag(41, &[]),
         Err(StoreError::BeyondHead {
             since: 41,
             head: 40
@@ -774,4 +774,114 @@ fn an_ingest_stopped_between_its_steps_is_rolled_back() {
         expected.apply(stopped).expect("apply");
         assert_eq!(documents(&sink), documents(&expected), "{case}");
     }
+}
+
+#[test]
+fn lag_counts_the_requested_partitions_as_a_pull_would_deliver_them() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = loaded_source(&dir);
+    let head = store.head_seq();
+    for since in [0, head / 2, head] {
+        for partitions in [vec![], vec![0], vec![1, 5], (0..8).collect()] {
+            let spec = PullSpec {
+                since,
+                partitions: partitions.clone(),
+            };
+            let mut pulled = 0;
+            store
+                .scan_changes(&spec, |_, _| {
+                    pulled += 1;
+                    ControlFlow::Continue(())
+                })
+                .expect("scan");
+            let lag = store.lag(since, &partitions).expect("lag");
+            assert_eq!(
+                lag,
+                (head, pulled),
+                "since {since}, partitions {partitions:?}"
+            );
+        }
+    }
+    assert!(matches!(
+        store.lag(0, &[8]),
+        Err(StoreError::NoSuchPartition {
+            partition: 8,
+            count: 8
+        })
+    ));
+}
+
+/// An id in `partition` of 4.
+fn id_in(partition: u32) -> String {
+    (0..)
+        .map(|i| format!("d{i}"))
+        .find(|id| partition_of(id, 4) == partition)
+        .expect("some id falls in every partition")
+}
+
+fn doc<'a>(id: &'a str) -> Incoming<'a> {
+    Incoming {
+        collection: "c",
+        id,
+        version: 1,
+        tombstone: false,
+        body: b"{}",
+    }
+}
+
+#[test]
+fn a_store_of_a_cluster_refuses_documents_of_partitions_it_does_not_own() {
+    let dirs: Vec<TempDir> = (0..2).map(|_| TempDir::new().expect("tempdir")).collect();
+    let (mine, theirs) = (id_in(1), id_in(2));
+    let stores: Vec<Store> = dirs.iter().map(|dir| open(dir, 4)).collect();
+    for store in &stores {
+        assert_eq!(
+            store.owned_partitions(),
+            [0, 1, 2, 3],
+            "a cluster of one owns all"
+        );
+        assert_eq!(store.describe().expect("describe").cluster_hash, "");
+        store.join_cluster(&[0, 1], "c0ffee").expect("join");
+        let about = store.describe().expect("describe");
+        assert_eq!(
+            (about.partitions, about.cluster_hash.as_str()),
+            (vec![0, 1], "c0ffee")
+        );
+    }
+    assert!(matches!(
+        stores[0].join_cluster(&[0], "c0ffee"),
+        Err(StoreError::AlreadyJoined)
+    ));
+    let batch = [doc(&mine), doc(&theirs)];
+    let refused = |error: StoreError| {
+        let message = error.to_string();
+        assert!(
+            matches!(&error, StoreError::NotOwned { partition: 2, .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.code(), ErrorCode::Misdirected);
+        assert!(
+            message.contains(&format!("c/{theirs} is in partition 2")),
+            "{message}"
+        );
+        assert!(message.contains("it owns partitions 0-1"), "{message}");
+    };
+    // By apply, by ingest (a fresh store), and by a client write: nothing of the batch lands.
+    refused(stores[0].apply(&batch).expect_err("not owned"));
+    let session = stores[1].ingest().expect("a fresh store ingests");
+    refused(session.load(&[batch.to_vec()]).expect_err("not owned"));
+    refused(
+        stores[0]
+            .put("c", &theirs, b"{}", &Precondition::Always)
+            .expect_err("not owned"),
+    );
+    for store in &stores {
+        assert_eq!(store.live_documents().expect("count"), 0);
+        assert_eq!(store.head_seq(), 0);
+    }
+    stores[0].apply(&batch[..1]).expect("owned");
+    stores[0]
+        .put("c", &mine, b"{}", &Precondition::Always)
+        .expect("owned");
+    assert_eq!(stores[0].live_documents().expect("count"), 1);
 }

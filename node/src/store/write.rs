@@ -126,11 +126,13 @@ impl<'a> Counters<'a> {
     }
 }
 
-/// Checks a batch of replicated documents whole, before any of it is written.
-pub(super) fn check_incoming(documents: &[Incoming<'_>]) -> Result<(), StoreError> {
+/// Checks a batch of replicated documents whole, before any of it is written: each is well
+/// formed and of a partition `store` owns.
+pub(super) fn check_incoming(store: &Store, documents: &[Incoming<'_>]) -> Result<(), StoreError> {
     for doc in documents {
         check_collection(doc.collection)?;
         check_id(doc.id)?;
+        store.check_owned(doc.collection, doc.id)?;
         let problem = if doc.version == 0 {
             Some("version 0: versions start at 1")
         } else if doc.tombstone && !doc.body.is_empty() {
@@ -210,6 +212,7 @@ impl Store {
     fn enqueue(&self, write: ClientWrite) -> Result<oneshot::Receiver<WriteResult>, StoreError> {
         check_collection(&write.collection)?;
         check_id(&write.id)?;
+        self.check_owned(&write.collection, &write.id)?;
         let (reply, answer) = oneshot::channel();
         self.inner
             .writer
@@ -218,12 +221,18 @@ impl Store {
         Ok(answer)
     }
 
+    /// Checks a batch of replicated documents as [`apply`](Self::apply) and an ingest do
+    /// before writing any of it: well formed, and each of a partition this node owns.
+    pub fn check_batch(&self, documents: &[Incoming<'_>]) -> Result<(), StoreError> {
+        check_incoming(self, documents)
+    }
+
     /// Applies replicated documents in one synced batch, keeping each source version and
     /// assigning this node's own seqs. A document whose stored version is equal or newer is
     /// skipped, so redelivery is harmless. Not fenced: this is how reverse sync writes back to
     /// a fenced blue. The whole batch is checked before any of it is written.
     pub fn apply(&self, documents: &[Incoming<'_>]) -> Result<ApplyOutcome, StoreError> {
-        check_incoming(documents)?;
+        check_incoming(self, documents)?;
         let keys: Vec<Vec<u8>> = documents
             .iter()
             .map(|d| keys::doc_key(d.collection, d.id))

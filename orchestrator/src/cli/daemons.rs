@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use cutover_daemon::{Readiness, Shutdown, auth::read_token_file, shutdown::DEFAULT_GRACE};
 use cutover_node::{
     Node, NodeConfig,
+    cluster::{Cluster, ClusterConfig},
     store::{StoreConfig, SyncPolicy},
 };
 use cutover_proxy::{HoldConfig, Limits, Proxy, ProxyConfig, UpstreamProtocol};
@@ -18,22 +19,35 @@ use crate::{engine::Engine, service};
 /// `cutover node`: a reference stateful node.
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  \
-    cutover node --data-dir /var/lib/cutover/blue-1 --http 127.0.0.1:7070 --grpc 127.0.0.1:7071")]
+    cutover node --data-dir /var/lib/cutover/blue-1 --http 127.0.0.1:7070 --grpc 127.0.0.1:7071\n  \
+    cutover node --data-dir /var/lib/cutover/blue-1 --cluster blue.toml --name blue-1")]
 pub struct NodeArgs {
     /// Directory of the node's RocksDB store (created if missing).
     #[arg(long, env = "CUTOVER_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Address of the HTTP document API, /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "127.0.0.1:7070", env = "CUTOVER_HTTP")]
-    pub http: SocketAddr,
-    /// Address of the gRPC Source, Sink and NodeAdmin services.
-    #[arg(long, default_value = "127.0.0.1:7071", env = "CUTOVER_GRPC")]
-    pub grpc: SocketAddr,
+    /// Address of the HTTP document API, /metrics, /healthz and /readyz [default: this
+    /// node's `http` in --cluster, else 127.0.0.1:7070]. Given with --cluster, it is where
+    /// the node listens (e.g. 0.0.0.0:7070); the file says where its peers reach it.
+    #[arg(long, env = "CUTOVER_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Address of the gRPC Source, Sink and NodeAdmin services [default: this node's `grpc`
+    /// in --cluster, else 127.0.0.1:7071].
+    #[arg(long, env = "CUTOVER_GRPC")]
+    pub grpc: Option<SocketAddr>,
+    /// Cluster file naming every node of this colour and the partitions each owns (write
+    /// one with `cutover cluster init`); without it the node is a cluster of one. The node
+    /// refuses to start on a file with a gap, an overlap or a duplicate name, or whose
+    /// partition count differs from its store's.
+    #[arg(long, env = "CUTOVER_CLUSTER", requires = "name")]
+    pub cluster: Option<PathBuf>,
+    /// This node's name in the --cluster file.
+    #[arg(long, env = "CUTOVER_NAME", requires = "cluster")]
+    pub name: Option<String>,
     /// File holding the bearer token that NodeAdmin and Sink calls must present.
     #[arg(long, env = "CUTOVER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// Virtual partitions of a new store (default 64); fixed once the store exists, and an
-    /// existing store refuses a different count.
+    /// Virtual partitions of a new store (default 64, or the --cluster file's); fixed once the
+    /// store exists, and an existing store refuses a different count.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub partitions: Option<u32>,
     /// When an acknowledged write is on disk: `always` fsyncs the write-ahead log first
@@ -156,7 +170,29 @@ pub struct OrchestratorArgs {
     pub fault_point: Option<String>,
 }
 
+/// Where a node listens without --http, --grpc or --cluster.
+const DEFAULT_NODE_HTTP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7070);
+const DEFAULT_NODE_GRPC: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7071);
+
 pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
+    let cluster = match (&args.cluster, &args.name) {
+        (Some(path), Some(name)) => {
+            let cluster = Cluster::load(path).map_err(anyhow::Error::from)?;
+            Some(ClusterConfig::new(cluster, name).map_err(anyhow::Error::from)?)
+        }
+        _ => None,
+    };
+    let me = cluster.as_ref().map(|c| c.me().clone());
+    let http_addr = args
+        .http
+        .or(me.as_ref().map(|m| m.http))
+        .unwrap_or(DEFAULT_NODE_HTTP);
+    let grpc_addr = args
+        .grpc
+        .or(me.as_ref().map(|m| m.grpc))
+        .unwrap_or(DEFAULT_NODE_GRPC);
     let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
     let config = NodeConfig {
         store: StoreConfig {
@@ -166,16 +202,17 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         },
         max_body: args.max_body,
         token: token.clone(),
+        cluster,
     };
     let node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
         .context("opening the store")?
         .map_err(anyhow::Error::from)?;
-    let http = bind(args.http, "HTTP (--http)").await?;
-    let grpc = bind(args.grpc, "gRPC (--grpc)").await?;
+    let http = bind(http_addr, "HTTP (--http)").await?;
+    let grpc = bind(grpc_addr, "gRPC (--grpc)").await?;
     tracing::info!(
-        http = %http.local_addr().unwrap_or(args.http),
-        grpc = %grpc.local_addr().unwrap_or(args.grpc),
+        http = %http.local_addr().unwrap_or(http_addr),
+        grpc = %grpc.local_addr().unwrap_or(grpc_addr),
         "node listening"
     );
     let mut extra = tonic::service::Routes::default();

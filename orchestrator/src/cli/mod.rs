@@ -2,6 +2,7 @@
 //! the operator commands (`upgrade …`) and `demo`.
 
 mod client;
+mod cluster;
 mod daemons;
 mod demo;
 mod dry_run;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use cutover_daemon::logging::{self, LogFormat};
 
+pub use cluster::{ClusterArgs, ClusterCommand};
 pub use daemons::{NodeArgs, OrchestratorArgs, ProxyArgs};
 pub use demo::DemoArgs;
 pub use exit::{CliError, codes};
@@ -78,6 +80,8 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Run the whole upgrade story in one process on loopback, with a live load.
     Demo(DemoArgs),
+    /// Write or check a cluster file (the nodes of one colour and their partitions).
+    Cluster(ClusterArgs),
 }
 
 /// Runs a parsed command line to completion and maps the outcome to an exit status
@@ -119,6 +123,7 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Orchestrator(args) => daemons::orchestrator(args).await,
         Command::Upgrade(args) => upgrade::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Cluster(args) => cluster::run(args),
     }
 }
 

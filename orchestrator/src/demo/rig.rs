@@ -45,6 +45,7 @@ async fn start_node(dir: &Path, name: &str, cancel: &CancellationToken) -> anyho
         },
         max_body: 1 << 20,
         token: None,
+        cluster: None,
     })
     .with_context(|| format!("opening the {name} node"))?;
     let store = node.store().clone();
