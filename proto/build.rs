@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "cutover/v1/node_admin.proto",
     "cutover/v1/proxy_control.proto",
     "cutover/v1/orchestrator.proto",
+    "cutover/v1/pipelines.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

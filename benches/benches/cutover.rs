@@ -19,7 +19,7 @@ use cutover_orchestrator::demo::{
     follow,
     load::{self, Ledger, Load, LoadConfig},
     report::{cycles, pause},
-    rig::{FORWARD, REVERSE, Rig, preload, stored},
+    rig::{FORWARD, REVERSE, Rig},
 };
 use cutover_proto::v1::Phase;
 
@@ -64,8 +64,8 @@ async fn run(
         "# cutover benchmark, {name}: {documents} documents, {rate} req/s, final delta {delta}"
     );
     let rig = Rig::start().await?;
-    preload(&rig.blue.store, 0..documents, 1, load::id).await?;
-    preload(&rig.blue.store, 0..delta, 1, bulk_id).await?;
+    rig.blue.preload(0..documents, 1, load::id).await?;
+    rig.blue.preload(0..delta, 1, bulk_id).await?;
     let config = LoadConfig {
         targets: vec![rig.proxy],
         rate,
@@ -82,7 +82,7 @@ async fn run(
         .await?;
     let (status, _) = follow(&rig.engine, &load, Phase::Postponed).await?;
     // The final delta: `delta` documents rewritten on blue, then proceed at once.
-    preload(&rig.blue.store, 0..delta, 2, bulk_id).await?;
+    rig.blue.preload(0..delta, 2, bulk_id).await?;
     rig.engine.proceed().await?;
     let (status_after, (from, to)) = follow(&rig.engine, &load, Phase::ReverseSync).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -135,7 +135,7 @@ async fn run(
     let errors = finished.errors;
     report("client requests", finished.requests as f64, "requests");
     report("client errors", errors as f64, "errors");
-    let lost = finished.ledger.check(|id| stored(&rig.green.store, id));
+    let lost = finished.ledger.check(|id| rig.green.stored(id));
     report("lost acknowledged writes", lost.len() as f64, "writes");
     rig.stop().await;
     ensure!(errors == 0, "client errors: {:?}", finished.error_samples);

@@ -9,10 +9,13 @@ use std::{
 use anyhow::ensure;
 use cutover_node::{
     Node, NodeConfig,
-    store::{Incoming, Store, StoreConfig, SyncPolicy},
+    cluster::{Cluster, ClusterConfig},
+    store::{Incoming, Store, StoreConfig, SyncPolicy, partition_of},
 };
+use cutover_orchestrator::engine::hosted;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 
 /// Size of each document body, in bytes.
 pub const BODY_BYTES: usize = 200;
@@ -35,26 +38,38 @@ pub struct Running {
 impl Running {
     /// Opens a fresh store and serves it.
     pub async fn start(sync: SyncPolicy) -> anyhow::Result<Self> {
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(sync, None, http, grpc).await
+    }
+
+    /// Opens a fresh store for a node of `cluster` (or a cluster of one) and serves it on
+    /// `http` and `grpc`, with the copy pipelines an orchestrator may ask it to run.
+    pub async fn start_on(
+        sync: SyncPolicy,
+        cluster: Option<ClusterConfig>,
+        http: TcpListener,
+        grpc: TcpListener,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("cutover-bench-")
             .tempdir()?;
         let config = NodeConfig {
             store: StoreConfig {
                 path: dir.path().join("data"),
-                partitions: None,
+                partitions: cluster.as_ref().map(|c| c.cluster().partitions()),
                 sync,
             },
             max_body: 1 << 20,
             token: None,
-            cluster: None,
+            cluster,
         };
         let node = Node::open(config)?;
         let store = node.store().clone();
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(node.run(http, grpc, cancel.clone()));
+        let pipelines = hosted::serve(Routes::default(), store.clone(), None);
+        let task = tokio::spawn(node.run_with(http, grpc, pipelines, cancel.clone()));
         Ok(Self {
             store,
             http: http_addr,
@@ -71,6 +86,67 @@ impl Running {
         self.task.await??;
         Ok(())
     }
+}
+
+/// `count` nodes sharing a balanced cluster file over `partitions` (a node started alone for
+/// one), and the file.
+pub async fn cluster(
+    count: usize,
+    partitions: u32,
+    sync: SyncPolicy,
+) -> anyhow::Result<(Vec<Running>, Option<Cluster>)> {
+    if count == 1 {
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        return Ok((vec![Running::start_on(sync, None, http, grpc).await?], None));
+    }
+    let mut listeners = Vec::new();
+    let mut members = Vec::new();
+    for i in 1..=count {
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        members.push((format!("node-{i}"), http.local_addr()?, grpc.local_addr()?));
+        listeners.push((http, grpc));
+    }
+    let cluster = Cluster::balanced(partitions, members)?;
+    let mut nodes = Vec::new();
+    for (member, (http, grpc)) in cluster.members().iter().zip(listeners) {
+        let config = ClusterConfig::new(cluster.clone(), &member.name)?;
+        nodes.push(Running::start_on(sync, Some(config), http, grpc).await?);
+    }
+    Ok((nodes, Some(cluster)))
+}
+
+/// Writes documents `0..count` at version 1, each into the node of `nodes` that owns it.
+pub async fn load_cluster(
+    nodes: &[Running],
+    cluster: Option<&Cluster>,
+    count: u64,
+) -> anyhow::Result<()> {
+    let Some(cluster) = cluster else {
+        return load(&nodes[0].store, 0, count, 1).await;
+    };
+    let mut shares: Vec<Vec<u64>> = vec![Vec::new(); nodes.len()];
+    for n in 0..count {
+        let partition = partition_of(&id(n), cluster.partitions());
+        let owner = cluster.owner(partition).map(|m| m.name.clone());
+        let i = cluster
+            .members()
+            .iter()
+            .position(|m| Some(&m.name) == owner.as_ref())
+            .unwrap_or(0);
+        shares[i].push(n);
+    }
+    for (node, share) in nodes.iter().zip(shares) {
+        let store = node.store.clone();
+        tokio::task::spawn_blocking(move || {
+            write(&store, &share, 1)?;
+            store.flush()?;
+            settle(&store)
+        })
+        .await??;
+    }
+    Ok(())
 }
 
 /// The body of document `n` at `version`: `{"n":…,"v":…,"pad":"xxx…"}`, [`BODY_BYTES`] long.

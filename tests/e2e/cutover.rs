@@ -185,13 +185,13 @@ fn lost(ledger: &Ledger, node: &NodeProcess) -> Vec<load::Lost> {
 }
 
 /// A load on a runtime of its own threads, so the test thread can call the CLI meanwhile.
-struct Background {
+pub(crate) struct Background {
     runtime: tokio::runtime::Runtime,
     load: Option<Load>,
 }
 
 impl Background {
-    fn start(config: &LoadConfig, ledger: Ledger) -> Self {
+    pub(crate) fn start(config: &LoadConfig, ledger: Ledger) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -205,7 +205,7 @@ impl Background {
     }
 
     /// Stops the load: what it saw.
-    fn stop(mut self) -> Finished {
+    pub(crate) fn stop(mut self) -> Finished {
         let load = self.load.take().expect("running");
         self.runtime.block_on(load.stop())
     }
@@ -227,7 +227,7 @@ fn nothing_failed_or_lost(background: Background, node: &NodeProcess) -> Ledger 
     ledger
 }
 
-fn settle(how_long: Duration) {
+pub(crate) fn settle(how_long: Duration) {
     // The load runs on its own threads; this only lets it make requests.
     std::thread::sleep(how_long);
 }
@@ -323,7 +323,10 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
 }
 
 /// Waits for `orchestrator` to kill itself (SIGKILL) at its `--fault-point` `point`.
-fn killed_by_itself(mut orchestrator: OrchestratorProcess, point: &str) -> OrchestratorProcess {
+pub(crate) fn killed_by_itself(
+    mut orchestrator: OrchestratorProcess,
+    point: &str,
+) -> OrchestratorProcess {
     let exited = orchestrator
         .daemon
         .wait_exit(Duration::from_secs(120))

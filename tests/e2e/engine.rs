@@ -13,9 +13,7 @@ use std::{
 };
 
 use cutover_node::store::digest::{partition_of, term};
-use cutover_proto::v1::{
-    DigestRequest, Document, PullRequest, pull_response, source_client::SourceClient,
-};
+use cutover_proto::v1::{Document, PullRequest, pull_response, source_client::SourceClient};
 use cutover_tests::harness::{Cluster, NodeProcess, OrchestratorProcess, http, wait_until};
 use serde_json::{Value, json};
 
@@ -69,21 +67,11 @@ fn documents(node: &NodeProcess) -> BTreeMap<(String, String), Document> {
 
 /// Per-partition `(count, digest)` of a node.
 fn digests(node: &NodeProcess) -> Vec<(u64, u64)> {
-    runtime().block_on(async {
-        let mut source = SourceClient::connect(node.grpc_url())
-            .await
-            .expect("source");
-        let answer = source
-            .digest(DigestRequest::default())
-            .await
-            .expect("digest")
-            .into_inner();
-        answer
-            .partitions
-            .iter()
-            .map(|p| (p.live_documents, p.digest))
-            .collect()
-    })
+    crate::digest(node)
+        .partitions
+        .iter()
+        .map(|p| (p.live_documents, p.digest))
+        .collect()
 }
 
 fn write_plan(cluster: &Cluster, name: &str, text: &str) -> String {

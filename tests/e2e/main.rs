@@ -3,7 +3,10 @@
 //! Compiled as the `e2e` integration test of `cutover-orchestrator` (see its Cargo.toml) so
 //! that `CARGO_BIN_EXE_cutover` points at the binary cargo built for this run.
 
-use cutover_proto::v1::{ApplyRequest, Document, sink_client::SinkClient};
+use cutover_proto::v1::{
+    ApplyRequest, DigestRequest, DigestResponse, Document, sink_client::SinkClient,
+    source_client::SourceClient,
+};
 use cutover_tests::harness::{Binary, Cluster, NodeProcess};
 
 mod cli;
@@ -12,6 +15,7 @@ mod cutover;
 mod engine;
 mod node;
 mod proxy;
+mod resize;
 
 /// A cluster running the binary under test.
 fn cluster() -> Cluster {
@@ -64,4 +68,18 @@ fn apply(node: &NodeProcess, token: Option<&str>, documents: Vec<Document>) {
             acks.message().await.expect("ack").expect("an ack a batch");
         }
     });
+}
+
+/// `node`'s per-partition counts and digests, from its `Source`.
+fn digest(node: &NodeProcess) -> DigestResponse {
+    runtime().block_on(async {
+        let mut source = SourceClient::connect(node.grpc_url())
+            .await
+            .expect("source");
+        source
+            .digest(DigestRequest::default())
+            .await
+            .expect("digest")
+            .into_inner()
+    })
 }

@@ -14,7 +14,10 @@ use cutover_proxy::{HoldConfig, Limits, Proxy, ProxyConfig, UpstreamProtocol};
 use tokio::net::TcpListener;
 
 use super::{CliError, values};
-use crate::{engine::Engine, service};
+use crate::{
+    engine::{Engine, hosted},
+    service,
+};
 
 /// `cutover node`: a reference stateful node.
 #[derive(Debug, Args)]
@@ -220,10 +223,12 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
     if let Some(journal) = args.journal.as_deref().filter(|_| args.orchestrate) {
         let opened = Engine::open(journal, Some(node.store().clone()))
             .with_context(|| format!("opening the journal in {}", journal.display()))?;
-        extra = service::routes(Arc::clone(&opened), token);
+        extra = service::routes(Arc::clone(&opened), token.clone());
         engine = Some(opened);
         tracing::info!(journal = %journal.display(), "orchestrator runs inside this node");
     }
+    // Every node runs the copy pipelines into itself that an orchestrator asks for.
+    let extra = hosted::serve(extra, node.store().clone(), token);
     let stopping = shutdown.child_token();
     // The engine stops first when the signal comes: its watchers end, it writes no more.
     let stopped = engine.map(|engine| {

@@ -110,6 +110,7 @@ pub(crate) fn pipeline(
         watermark: 30_000,
         pending: 0,
         waiting_on: waiting_on.to_owned(),
+        run_by_sink: true,
     }
 }
 

@@ -55,6 +55,7 @@ fn pipeline(pipeline: &PipelineStatus) -> Value {
         "watermark": pipeline.watermark,
         "pending": pipeline.pending,
         "waiting_on": non_empty(&pipeline.waiting_on),
+        "run_by_sink": pipeline.run_by_sink,
     })
 }
 

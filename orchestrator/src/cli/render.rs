@@ -136,6 +136,11 @@ pub(super) fn pipeline_table(pipelines: &[PipelineStatus]) -> String {
             p.watermark,
             p.pending
         );
+        out.push_str(if p.run_by_sink {
+            "  run by the sink"
+        } else {
+            "  run by the orchestrator"
+        });
         if !p.waiting_on.is_empty() {
             let _ = write!(out, "  waiting on: {}", p.waiting_on);
         }

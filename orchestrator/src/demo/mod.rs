@@ -1,6 +1,6 @@
-//! `cutover demo`: the whole story in one process on loopback. A blue node loaded with N
-//! documents, a proxy in front of it, a client load through the proxy for the whole run, a
-//! green node with the engine inside it, a plan whose transform changes the schema (and its
+//! `cutover demo`: the whole story in one process on loopback. A blue node (or cluster)
+//! loaded with N documents, a proxy in front of it, a client load through the proxy for the
+//! whole run, a green node (or cluster of another size) with the engine inside it, a plan whose transform changes the schema (and its
 //! reverse); then the upgrade with its cycle table, the pause the clients saw and a check of
 //! every acknowledged write on green; then the rollback with the same report against blue.
 
@@ -16,12 +16,11 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use cutover_node::store::Store;
 use cutover_proto::v1::{Phase, UpgradeStatus};
 
 use crate::engine::Engine;
 use load::{Ledger, Load, LoadConfig};
-use rig::{Rig, preload, stored};
+use rig::{Colour, Rig};
 
 /// Concurrent clients of the load.
 const CLIENTS: u32 = 32;
@@ -37,6 +36,10 @@ pub struct DemoConfig {
     pub docs: u64,
     /// Client requests per second through the proxy.
     pub rate: u32,
+    /// Blue nodes: one, or a cluster.
+    pub blue_nodes: usize,
+    /// Green nodes: one, or a cluster of any size (the upgrade is then a resize).
+    pub green_nodes: usize,
 }
 
 /// One side's outcome: what the checks found.
@@ -51,10 +54,18 @@ pub struct Checked {
 /// Runs the demo, printing as it goes; fails when a check does not hold.
 pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
     let started = Instant::now();
-    let rig = Rig::start().await?;
+    let rig = Rig::resize(config.blue_nodes, config.green_nodes).await?;
+    if config.blue_nodes + config.green_nodes > 2 {
+        println!(
+            "a resize: {} blue nodes to {} green nodes, each colour a cluster of {} partitions",
+            config.blue_nodes,
+            config.green_nodes,
+            cutover_node::store::schema::DEFAULT_PARTITIONS
+        );
+    }
     println!("loading blue with {} documents…", config.docs);
     let loading = Instant::now();
-    preload(&rig.blue.store, 0..config.docs, 1, load::id).await?;
+    rig.blue.preload(0..config.docs, 1, load::id).await?;
     println!("  loaded in {:.1} s", loading.elapsed().as_secs_f64());
     let plan = rig.plan("");
     println!("\nplan:\n{}", indent(&plan));
@@ -78,7 +89,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     tokio::time::sleep(AFTER_SWITCH).await;
-    let (forward, ledger) = settle(load, &status, window, &rig.green.store, "green").await;
+    let (forward, ledger) = settle(load, &status, window, &rig.green, "green").await;
 
     println!("\nrolling back to blue…");
     let load = Load::start(&load_config, ledger);
@@ -91,7 +102,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         rolling.elapsed().as_secs_f64()
     );
     tokio::time::sleep(AFTER_SWITCH).await;
-    let (back, _) = settle(load, &status, window, &rig.blue.store, "blue").await;
+    let (back, _) = settle(load, &status, window, &rig.blue, "blue").await;
     rig.stop().await;
 
     println!(
@@ -173,12 +184,15 @@ pub async fn settle(
     load: Load,
     status: &UpgradeStatus,
     (from, to): (u64, u64),
-    store: &Store,
+    colour: &Colour,
     side: &str,
 ) -> (Checked, Ledger) {
     let seen = load.stop().await;
     let pause = report::pause(&seen.latencies, from, to);
     println!("\ncycles:\n{}", report::cycles(status));
+    if status.pipelines.len() > 1 {
+        println!("pipelines:\n{}", report::pipelines(status));
+    }
     println!(
         "the pause clients saw: {} requests held by the proxy (longest hold {} ms); client \
          latency during the switch: max {:.1} ms, p99 {:.1} ms, added over the {:.2} ms median: \
@@ -205,7 +219,7 @@ pub async fn settle(
         println!("  error: {sample}");
     }
     let ledger = seen.ledger;
-    let lost = ledger.check(|id| stored(store, id));
+    let lost = ledger.check(|id| colour.stored(id));
     println!(
         "check: {} keys written by clients, {} on {side} with their last acknowledged value, {} \
          lost",

@@ -30,6 +30,30 @@ impl Pause {
     }
 }
 
+/// The pipelines of the last direction: source → sink, partitions, documents and rate of
+/// the last cycle, watermark.
+pub fn pipelines(status: &UpgradeStatus) -> String {
+    let mut out =
+        String::from("  source → sink          partitions   documents     docs/s    watermark\n");
+    for p in &status.pipelines {
+        let _ = writeln!(
+            out,
+            "  {:<22} {:<10} {:>11} {:>10.0} {:>12}",
+            format!("{} → {}", short(&p.source), short(&p.sink)),
+            p.partitions,
+            p.documents,
+            p.docs_per_sec,
+            p.watermark
+        );
+    }
+    out
+}
+
+/// A node id cut to 8 characters (the reference node's ids are long).
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
 /// The `q`-quantile (0..=1) of `values`, sorted in place; 0 when empty.
 pub fn quantile(values: &mut [u64], q: f64) -> u64 {
     if values.is_empty() {

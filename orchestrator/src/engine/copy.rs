@@ -21,13 +21,16 @@ use std::{
     },
 };
 
-use cutover_proto::v1::{ApplyRequest, pull_response::Kind};
+use cutover_proto::v1::{
+    ApplyRequest, CollectionCopied, CopyBatch, CopyEvent, DocumentKey, DroppedDocument, copy_event,
+    pull_response::Kind,
+};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_stream::StreamExt;
 use tonic::Status;
 
 use super::{
-    journal::{BatchRecord, Direction, Journal, JournalError, Link},
+    journal::{BatchRecord, DeadLetter, Direction, Journal, JournalError, Link},
     metrics as m,
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::{Routes, Tally, Transformed, transform_batch},
@@ -61,15 +64,137 @@ pub enum CopyError {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The orchestrator that asked for the copy stopped listening.
+    #[error("the orchestrator that asked for this copy stopped listening")]
+    Unheard,
+}
+
+/// Where a copy commits each acknowledged batch's watermark, with its dead letters, drops and
+/// successes.
+#[derive(Debug, Clone)]
+pub enum Commit {
+    /// The orchestrator's journal, under the upgrade `upgrade_id` (the journal refuses writes
+    /// of another one).
+    Journal {
+        /// The journal.
+        journal: Arc<Journal>,
+        /// The upgrade the copy belongs to.
+        upgrade_id: String,
+    },
+    /// Reported to the orchestrator that asked this node for the copy (`Pipelines.Copy`),
+    /// which journals it.
+    Report(mpsc::Sender<Result<CopyEvent, Status>>),
+}
+
+impl Commit {
+    /// Commits `record`, the batches of `link` up to `watermark` in `direction` that held
+    /// `figures`; in the journal, also counts them in the metrics.
+    pub async fn batch(
+        &self,
+        direction: Direction,
+        link: &Link,
+        watermark: u64,
+        record: BatchRecord,
+        figures: Figures,
+    ) -> Result<(), CopyError> {
+        match self {
+            Self::Journal {
+                journal,
+                upgrade_id,
+            } => {
+                let (journal, upgrade, link) =
+                    (Arc::clone(journal), upgrade_id.clone(), link.clone());
+                let (failed, dropped) = (record.failed.len(), record.dropped.len());
+                tokio::task::spawn_blocking(move || {
+                    journal.acknowledge(&upgrade, direction, &link, watermark, &record)
+                })
+                .await
+                .expect("journal writes do not panic")?;
+                m::copied(&figures.per_collection, failed as u64, dropped as u64);
+                Ok(())
+            }
+            Self::Report(events) => {
+                let batch = CopyBatch {
+                    watermark,
+                    failed: record.failed.into_iter().map(dead_letter).collect(),
+                    dropped: record
+                        .dropped
+                        .into_iter()
+                        .map(|(collection, id, version)| DroppedDocument {
+                            collection,
+                            id,
+                            version,
+                        })
+                        .collect(),
+                    copied: record
+                        .copied
+                        .into_iter()
+                        .map(|(collection, id)| DocumentKey { collection, id })
+                        .collect(),
+                    documents: figures.documents,
+                    collections: figures
+                        .per_collection
+                        .into_iter()
+                        .map(|(collection, documents, bytes)| CollectionCopied {
+                            collection,
+                            documents,
+                            bytes,
+                        })
+                        .collect(),
+                };
+                let event = CopyEvent {
+                    kind: Some(copy_event::Kind::Batch(batch)),
+                };
+                events.send(Ok(event)).await.map_err(|_| CopyError::Unheard)
+            }
+        }
+    }
+}
+
+/// What the batches of one commit held: for progress and the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Documents handled (copied, dropped or failed), tombstones included.
+    pub documents: u64,
+    /// `(collection, documents, body bytes)` pulled, by source collection.
+    pub per_collection: Vec<(String, u64, u64)>,
+}
+
+impl Figures {
+    /// Adds a batch's documents of `collection`.
+    pub fn add(&mut self, collection: &str, documents: u64, bytes: u64) {
+        self.documents += documents;
+        match self
+            .per_collection
+            .iter_mut()
+            .find(|(c, _, _)| c == collection)
+        {
+            Some((_, d, b)) => {
+                *d += documents;
+                *b += bytes;
+            }
+            None => self
+                .per_collection
+                .push((collection.to_owned(), documents, bytes)),
+        }
+    }
+}
+
+fn dead_letter(dead: DeadLetter) -> cutover_proto::v1::DeadLetter {
+    cutover_proto::v1::DeadLetter {
+        source: dead.source,
+        collection: dead.collection,
+        id: dead.id,
+        version: dead.version,
+        error: dead.error,
+    }
 }
 
 /// What a copy needs besides the two peers.
 #[derive(Debug, Clone)]
 pub struct CopyContext {
-    /// The journal the watermark goes to.
-    pub journal: Arc<Journal>,
-    /// The upgrade the copy belongs to (the journal refuses writes of another one).
-    pub upgrade_id: String,
+    /// Where the watermarks go.
+    pub commit: Commit,
     /// The pipeline's key in the journal.
     pub link: Link,
     /// Which way the copy goes (where its dead letters and drops are journaled).
@@ -86,15 +211,16 @@ pub struct CopyContext {
     pub progress: Arc<AtomicU64>,
 }
 
-/// Copies every change of `source` in `partitions` (empty: all) after `since` to `sink`, committing the watermark after
-/// each acknowledged batch; returns the copy's counts.
+/// Copies every change of `source` in `partitions` (empty: all) after `since` to `sink`,
+/// committing the watermark after each acknowledged batch; returns the copy's counts and the
+/// source snapshot's head it reached.
 pub async fn copy(
     source: &SourcePeer,
     sink: &SinkPeer,
     since: u64,
     partitions: &[u32],
     context: &CopyContext,
-) -> Result<Tally, CopyError> {
+) -> Result<Copied, CopyError> {
     let pulled = source
         .pull(
             since,
@@ -119,20 +245,30 @@ pub async fn copy(
         tokio::try_join!(pull, apply, acknowledge, journal)?;
     // Changes past the last batch (in no batch of ours) are covered by the snapshot's head.
     if high_watermark > committed {
-        let (journal, upgrade, id) = owned(context);
-        let direction = context.direction;
-        blocking(move || {
-            journal.acknowledge(
-                &upgrade,
-                direction,
-                &id,
+        context
+            .commit
+            .batch(
+                context.direction,
+                &context.link,
                 high_watermark,
-                &BatchRecord::default(),
+                BatchRecord::default(),
+                Figures::default(),
             )
-        })
-        .await?;
+            .await?;
     }
-    Ok(tally)
+    Ok(Copied {
+        tally,
+        high_watermark,
+    })
+}
+
+/// What a complete copy did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Copied {
+    /// Its counts.
+    pub tally: Tally,
+    /// The source snapshot's head: every change of the partitions up to it is applied.
+    pub high_watermark: u64,
 }
 
 /// A batch on its way: the transform job, then what was sent.
@@ -256,11 +392,14 @@ async fn journal_stage(
     while let Some(first) = done.recv().await {
         let mut record = BatchRecord::default();
         let mut watermark = committed;
+        let mut figures = Figures::default();
         // This batch and whatever queued up behind it meanwhile: one journal write.
         let queued = std::iter::from_fn(|| done.try_recv().ok());
         for batch in std::iter::once(first).chain(queued) {
             tally.add(&batch.tally);
-            m::copied(&batch.per_collection, &batch.tally);
+            for (collection, documents, bytes) in &batch.per_collection {
+                figures.add(collection, *documents, *bytes);
+            }
             record
                 .failed
                 .extend(batch.record.failed.into_iter().map(|mut dead| {
@@ -274,28 +413,19 @@ async fn journal_stage(
                 .progress
                 .fetch_add(batch.tally.documents, Ordering::Relaxed);
         }
-        let (journal, upgrade, id) = owned(context);
-        let direction = context.direction;
-        blocking(move || journal.acknowledge(&upgrade, direction, &id, watermark, &record)).await?;
+        context
+            .commit
+            .batch(
+                context.direction,
+                &context.link,
+                watermark,
+                record,
+                figures,
+            )
+            .await?;
         committed = watermark;
     }
     Ok((tally, committed))
-}
-
-fn owned(context: &CopyContext) -> (Arc<Journal>, String, Link) {
-    (
-        Arc::clone(&context.journal),
-        context.upgrade_id.clone(),
-        context.link.clone(),
-    )
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
-) -> Result<T, JournalError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .expect("journal writes do not panic")
 }
 
 fn describe(status: &Status) -> String {

@@ -17,7 +17,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::{
     board::now_unix_ms,
-    copy::CopyContext,
+    copy::{Commit, CopyContext},
     driver::{Driver, FIRST_BACKOFF, MAX_BACKOFF},
     error::DriveError,
     journal::{CycleRecord, Direction, JournalError, Link, PipelineCycle},
@@ -111,13 +111,16 @@ impl Driver {
     pub(super) async fn postponed(&self) -> Result<Verdict, DriveError> {
         tokio::time::sleep(IDLE_CYCLE_INTERVAL).await;
         let run = self.discovered().await?;
-        let pending = self
-            .attempt("measuring the delta", || self.pending(&run.pairs))
-            .await?;
-        if pending > 0 {
+        // A node that does not answer makes the delta unknown: the cycle's pipelines wait
+        // for it (the status says which), the others copy.
+        let pending = match self.pending(&run.pairs).await {
+            Ok(pending) => Some(pending),
+            Err(error) if error.retryable() => None,
+            Err(error) => return Err(error),
+        };
+        if pending != Some(0) {
             let into = self.next_cycle(Direction::Forward, false)?;
-            self.cycle(&run.pairs, &run.routes, into, Some(pending))
-                .await?;
+            self.cycle(&run.pairs, &run.routes, into, pending).await?;
             self.board.refresh_dead_letters()?;
         }
         Ok(Verdict::Again)
@@ -125,19 +128,34 @@ impl Driver {
 
     /// Changes after the committed watermarks, over every pipeline.
     pub(super) async fn pending(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<u64, DriveError> {
-        Ok(self.pending_each(pairs).await?.iter().sum())
+        Ok(self.pending_each(pairs, false).await?.iter().sum())
     }
 
-    /// Changes after each pipeline's committed watermark, in `pairs`' order.
-    async fn pending_each(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<Vec<u64>, DriveError> {
+    /// Changes after each pipeline's committed watermark, in `pairs`' order. With `wait`, a
+    /// source that does not answer is asked again, backing off, until it does.
+    async fn pending_each(
+        &self,
+        pairs: &[Arc<dyn Pipeline>],
+        wait: bool,
+    ) -> Result<Vec<u64>, DriveError> {
         let watermarks = self.watermarks(pairs)?;
         let lags = pairs
             .iter()
             .zip(watermarks)
             .map(|(pair, watermark)| async move {
-                pair.lag(watermark)
-                    .await
-                    .map_err(DriveError::call("measuring the delta"))
+                let mut backoff = FIRST_BACKOFF;
+                loop {
+                    let error = match pair.lag(watermark).await {
+                        Ok(pending) => return Ok(pending),
+                        Err(error) => DriveError::call("measuring the delta")(error),
+                    };
+                    if !wait || !error.retryable() {
+                        return Err(error);
+                    }
+                    tracing::warn!(pipeline = %pair.link(), %error, "waiting for the source");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             });
         futures_util::future::try_join_all(lags).await
     }
@@ -153,12 +171,9 @@ impl Driver {
     /// What a cycle from `watermarks` (one per pair) is to copy, for its progress: a
     /// pipeline's changes after its watermark, or, from 0, the live documents of its
     /// partitions (the same less its tombstones, from the source's counters, where counting
-    /// its changes walks every document).
-    async fn expected(
-        &self,
-        pairs: &[Arc<dyn Pipeline>],
-        watermarks: &[u64],
-    ) -> Result<u64, DriveError> {
+    /// its changes walks every document). A source that does not answer counts for nothing:
+    /// its pipeline waits for it.
+    async fn expected(&self, pairs: &[Arc<dyn Pipeline>], watermarks: &[u64]) -> u64 {
         let counts = pairs
             .iter()
             .zip(watermarks)
@@ -168,12 +183,9 @@ impl Driver {
                 } else {
                     pair.lag(watermark).await
                 }
-                .map_err(DriveError::call("estimating the delta"))
+                .unwrap_or(0)
             });
-        Ok(futures_util::future::try_join_all(counts)
-            .await?
-            .iter()
-            .sum())
+        futures_util::future::join_all(counts).await.iter().sum()
     }
 
     /// The next cycle's record, still empty: its number follows every journaled cycle.
@@ -224,9 +236,7 @@ impl Driver {
             if let Some(pending) = pending {
                 return Ok(pending);
             }
-            let estimate = self
-                .attempt("estimating the delta", || self.expected(pairs, &watermarks))
-                .await?;
+            let estimate = self.expected(pairs, &watermarks).await;
             expected.store(estimate, Ordering::Relaxed);
             Ok::<_, DriveError>(estimate)
         };
@@ -245,8 +255,9 @@ impl Driver {
         }
         self.board
             .progress(number, tally.documents, expected.max(tally.documents), 0.0);
+        let wait = !into.final_cycle;
         let pending_each = self
-            .attempt("measuring the delta", || self.pending_each(pairs))
+            .attempt("measuring the delta", || self.pending_each(pairs, wait))
             .await?;
         tracker.settle(&self.watermarks(pairs)?, &pending_each);
         self.board.pipelines(tracker.statuses());
@@ -319,9 +330,12 @@ impl Driver {
         let mut copies = tokio::task::JoinSet::new();
         for (i, pair) in pairs.iter().enumerate() {
             let pair = Arc::clone(pair);
+            let journal = Arc::clone(self.board.journal());
             let context = CopyContext {
-                journal: Arc::clone(self.board.journal()),
-                upgrade_id: self.upgrade.id.clone(),
+                commit: Commit::Journal {
+                    journal: Arc::clone(&journal),
+                    upgrade_id: self.upgrade.id.clone(),
+                },
                 link: pair.link().clone(),
                 direction,
                 routes: Arc::clone(routes),
@@ -337,7 +351,7 @@ impl Driver {
                 loop {
                     let permit = permits.acquire().await.expect("never closed");
                     tracker.set(i, Doing::Copying, String::new());
-                    let since = context.journal.watermark(pair.link())?;
+                    let since = journal.watermark(pair.link())?;
                     let error = match pair.copy(since, &context).await {
                         Ok(copied) => {
                             tally.add(&copied);

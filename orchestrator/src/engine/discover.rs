@@ -9,6 +9,7 @@ use futures_util::{FutureExt as _, future::BoxFuture};
 
 use super::{
     copy::{CopyContext, CopyError, copy},
+    hosted::Hosted,
     journal::Link,
     peer::{PeerError, SinkPeer, SourcePeer, Token},
     plan::Plan,
@@ -80,7 +81,9 @@ impl Pipeline for Pair {
         since: u64,
         context: &'a CopyContext,
     ) -> BoxFuture<'a, Result<Tally, CopyError>> {
-        copy(&self.source, &self.sink, since, &self.partitions, context).boxed()
+        copy(&self.source, &self.sink, since, &self.partitions, context)
+            .map(|copied| copied.map(|c| c.tally))
+            .boxed()
     }
 
     fn reversed(&self, token: &Token) -> Result<Arc<dyn Pipeline>, String> {
@@ -99,7 +102,9 @@ impl Pipeline for Pair {
 pub struct GrpcDiscovery {
     /// The plan.
     pub plan: Plan,
-    /// Green's token, for its `Sink`.
+    /// Its text, sent to the sink nodes that run their pipelines.
+    pub plan_toml: String,
+    /// Green's token, for its `Sink` and `Pipelines`.
     pub sink_token: Token,
     /// The store of the node the engine runs in, if any.
     pub local: Option<Store>,
@@ -109,10 +114,21 @@ impl Discovery for GrpcDiscovery {
     fn discover(&self) -> BoxFuture<'_, Result<Vec<Arc<dyn Pipeline>>, DiscoverError>> {
         async {
             let pairs = discover(&self.plan, &self.sink_token, self.local.as_ref()).await?;
-            Ok(pairs
+            pairs
                 .into_iter()
-                .map(|p| Arc::new(p) as Arc<dyn Pipeline>)
-                .collect())
+                .map(|pair| {
+                    // The sink that is the engine's own node is written in this process; any
+                    // other runs its pipelines itself.
+                    Ok(if matches!(pair.sink, SinkPeer::Local { .. }) {
+                        Arc::new(pair) as Arc<dyn Pipeline>
+                    } else {
+                        let hosted =
+                            Hosted::new(pair, self.plan_toml.clone(), self.sink_token.clone())
+                                .map_err(DiscoverError::Mismatch)?;
+                        Arc::new(hosted)
+                    })
+                })
+                .collect()
         }
         .boxed()
     }

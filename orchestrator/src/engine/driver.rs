@@ -144,6 +144,7 @@ impl Driver {
         let fleet = Fleet::from_plan(&plan).map_err(DriveError::Plan)?;
         let discovery = Arc::new(GrpcDiscovery {
             plan: plan.clone(),
+            plan_toml: upgrade.plan_toml.clone(),
             sink_token: fleet.green_token.clone(),
             local,
         });

@@ -104,7 +104,7 @@ impl DriveError {
             | Self::Discover(DiscoverError::Peer(peer))
             | Self::Call { error: peer, .. } => transient(&peer.status),
             Self::Copy(CopyError::PullBroken { .. } | CopyError::ApplyBroken { .. }) => true,
-            Self::Copy(CopyError::Journal(_))
+            Self::Copy(CopyError::Journal(_) | CopyError::Unheard)
             | Self::Journal(_)
             | Self::Discover(DiscoverError::Mismatch(_))
             | Self::Plan(_)

@@ -3,7 +3,7 @@
 use cutover_proto::v1::Phase;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-use super::{journal::Hold, routes::Tally};
+use super::journal::Hold;
 
 /// Cycles finished, counter.
 pub const CYCLES: &str = "cutover_orchestrator_cycles_total";
@@ -119,13 +119,13 @@ pub fn hold(holds: &[Hold]) {
 }
 
 /// Counts one acknowledged batch.
-pub fn copied(per_collection: &[(String, u64, u64)], tally: &Tally) {
+pub fn copied(per_collection: &[(String, u64, u64)], failed: u64, dropped: u64) {
     for (collection, documents, bytes) in per_collection {
         metrics::counter!(DOCUMENTS, "collection" => collection.clone()).increment(*documents);
         metrics::counter!(BYTES, "collection" => collection.clone()).increment(*bytes);
     }
-    metrics::counter!(FAILURES).increment(tally.failed);
-    metrics::counter!(DROPS).increment(tally.dropped);
+    metrics::counter!(FAILURES).increment(failed);
+    metrics::counter!(DROPS).increment(dropped);
 }
 
 /// Sets the phase gauge: 1 for `current`, 0 for every other phase.

@@ -13,6 +13,7 @@ pub mod fault;
 pub mod fields;
 pub mod fleet;
 pub mod handover;
+pub mod hosted;
 pub mod journal;
 pub mod machine;
 pub mod metrics;

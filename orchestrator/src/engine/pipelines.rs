@@ -45,6 +45,7 @@ struct Slot {
     source_endpoint: String,
     sink_endpoint: String,
     partitions: String,
+    run_by_sink: bool,
     /// Documents handled in this cycle, shared with the pipeline's copy.
     copied: Arc<AtomicU64>,
     live: Mutex<Live>,
@@ -82,6 +83,7 @@ impl Tracker {
                 } else {
                     ranges(pair.partitions())
                 },
+                run_by_sink: pair.run_by_sink(),
                 copied: Arc::new(AtomicU64::new(0)),
                 live: Mutex::new(Live {
                     doing: Doing::Copying,
@@ -169,6 +171,7 @@ impl Tracker {
                     watermark: live.watermark,
                     pending: live.pending,
                     waiting_on: live.waiting_on.clone(),
+                    run_by_sink: slot.run_by_sink,
                 }
             })
             .collect()

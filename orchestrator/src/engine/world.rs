@@ -68,6 +68,10 @@ pub trait Pipeline: Send + Sync + fmt::Debug {
     fn sink_endpoint(&self) -> &str;
     /// The partitions it copies, in increasing order; empty for every partition.
     fn partitions(&self) -> &[u32];
+    /// Whether the sink node runs it (`Pipelines.Copy`) rather than this process.
+    fn run_by_sink(&self) -> bool {
+        false
+    }
     /// Changes on the source after `since`, in its partitions.
     fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>>;
     /// Live documents on the source in its partitions (from its counters).

@@ -20,7 +20,7 @@ use super::{
     green_must_be_fenced, owner, refused, side, side_mut, write,
 };
 use crate::engine::{
-    copy::{CopyContext, CopyError},
+    copy::{CopyContext, CopyError, Figures},
     discover::DiscoverError,
     journal::{BatchRecord, Link},
     machine::{Handover, State, Step},
@@ -458,13 +458,19 @@ impl Pipeline for SimPipeline {
                     Ok((head, changed.len() as u64))
                 })
                 .await?;
-            context.journal.acknowledge(
-                &context.upgrade_id,
-                context.direction,
-                &context.link,
-                head,
-                &BatchRecord::default(),
-            )?;
+            context
+                .commit
+                .batch(
+                    context.direction,
+                    &context.link,
+                    head,
+                    BatchRecord::default(),
+                    Figures {
+                        documents,
+                        ..Figures::default()
+                    },
+                )
+                .await?;
             Ok(Tally {
                 documents,
                 ..Tally::default()

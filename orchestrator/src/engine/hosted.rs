@@ -1,0 +1,360 @@
+//! Pipelines hosted by the node they copy into (`Pipelines.Copy`), as Vitess runs each stream
+//! on its target: the sink node pulls from the source, transforms and applies to its own
+//! store, so the copy's work is spread over the sink nodes. The orchestrator still decides and
+//! journals: [`Hosted`] is its side of a pipeline, committing each batch the node reports;
+//! [`PipelinesService`] is the node's side, served by every `cutover node`.
+//!
+//! A sink that does not serve `Pipelines` (UNIMPLEMENTED: another implementation of the
+//! contract) is copied into by the orchestrator itself, through `Sink.Apply`.
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use cutover_daemon::auth::BearerAuth;
+use cutover_node::store::Store;
+use cutover_proto::v1::{
+    CopyDone, CopyEvent, CopyRequest, DocumentKey,
+    copy_event::Kind,
+    pipelines_client::PipelinesClient,
+    pipelines_server::{Pipelines, PipelinesServer},
+};
+use futures_util::{FutureExt as _, future::BoxFuture};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Code, Request, Response, Status, service, transport::Channel};
+
+use super::{
+    copy::{Commit, CopyContext, CopyError, Figures, copy},
+    discover::Pair,
+    journal::{BatchRecord, DeadLetter, Direction},
+    peer::{MAX_MESSAGE_BYTES, PeerError, SinkPeer, SourcePeer, Token, channel},
+    plan::Plan,
+    routes::{Routes, Tally},
+};
+
+/// The orchestrator's side of a pipeline the sink node runs; falls back to copying through
+/// the orchestrator when the sink node does not host pipelines.
+#[derive(Debug)]
+pub struct Hosted {
+    /// The pipeline, for its ends and its partitions, and for the fallback.
+    pub pair: Pair,
+    /// The plan, sent with each copy for its programs.
+    pub plan_toml: String,
+    client: PipelinesClient<Channel>,
+    token: Token,
+    /// Set once the sink answered UNIMPLEMENTED: the orchestrator copies from then on.
+    unhosted: AtomicBool,
+}
+
+impl Hosted {
+    /// `pair`, run by its sink node with `token` (the sink colour's).
+    pub fn new(pair: Pair, plan_toml: String, token: Token) -> Result<Self, String> {
+        let client = PipelinesClient::new(channel(pair.sink.endpoint())?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self {
+            pair,
+            plan_toml,
+            client,
+            token,
+            unhosted: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the sink node runs the copy (until it said it cannot).
+    pub fn hosted(&self) -> bool {
+        !self.unhosted.load(Ordering::Relaxed)
+    }
+
+    /// One copy by the sink node, each reported batch committed through `context`.
+    pub async fn copy(&self, since: u64, context: &CopyContext) -> Result<Tally, CopyError> {
+        if !self.hosted() {
+            return self.fallback(since, context).await;
+        }
+        let problems = context
+            .problems
+            .iter()
+            .map(|(collection, id)| DocumentKey {
+                collection: collection.clone(),
+                id: id.clone(),
+            })
+            .collect();
+        let request = CopyRequest {
+            source: self.pair.source.endpoint.clone(),
+            partitions: self.pair.partitions.clone(),
+            since,
+            plan_toml: self.plan_toml.clone(),
+            reverse: context.direction == Direction::Reverse,
+            max_batch_documents: context.batch_documents,
+            max_batch_bytes: context.batch_bytes,
+            problems,
+        };
+        let endpoint = self.pair.sink.endpoint();
+        let fail = |status: Status| CopyError::Peer(PeerError::at(endpoint, "Copy")(status));
+        let answer = self.client.clone().copy(self.token.attach(request)).await;
+        let mut events = match answer {
+            Ok(events) => events.into_inner(),
+            Err(status) if status.code() == Code::Unimplemented => {
+                tracing::info!(
+                    sink = endpoint,
+                    "the sink node does not host pipelines: the orchestrator copies into it"
+                );
+                self.unhosted.store(true, Ordering::Relaxed);
+                return self.fallback(since, context).await;
+            }
+            Err(status) => return Err(fail(status)),
+        };
+        loop {
+            let event = events.message().await.map_err(fail)?;
+            match event.and_then(|e| e.kind) {
+                Some(Kind::Batch(batch)) => {
+                    let source = &context.link.source;
+                    let record = BatchRecord {
+                        failed: batch
+                            .failed
+                            .into_iter()
+                            .map(|dead| dead_letter(dead, source))
+                            .collect(),
+                        dropped: batch
+                            .dropped
+                            .into_iter()
+                            .map(|d| (d.collection, d.id, d.version))
+                            .collect(),
+                        copied: batch
+                            .copied
+                            .into_iter()
+                            .map(|k| (k.collection, k.id))
+                            .collect(),
+                    };
+                    context
+                        .progress
+                        .fetch_add(batch.documents, Ordering::Relaxed);
+                    let figures = Figures {
+                        documents: batch.documents,
+                        per_collection: batch
+                            .collections
+                            .into_iter()
+                            .map(|c| (c.collection, c.documents, c.bytes))
+                            .collect(),
+                    };
+                    context
+                        .commit
+                        .batch(
+                            context.direction,
+                            &context.link,
+                            batch.watermark,
+                            record,
+                            figures,
+                        )
+                        .await?;
+                }
+                Some(Kind::Done(done)) => {
+                    context
+                        .commit
+                        .batch(
+                            context.direction,
+                            &context.link,
+                            done.high_watermark,
+                            BatchRecord::default(),
+                            Figures::default(),
+                        )
+                        .await?;
+                    return Ok(Tally {
+                        documents: done.documents,
+                        bytes: done.bytes,
+                        tombstones: done.tombstones,
+                        dropped: done.dropped,
+                        failed: done.failed,
+                    });
+                }
+                None => {
+                    return Err(CopyError::ApplyBroken {
+                        endpoint: endpoint.to_owned(),
+                        reason: "the copy stream ended without its CopyDone".to_owned(),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn fallback(&self, since: u64, context: &CopyContext) -> Result<Tally, CopyError> {
+        let pair = &self.pair;
+        let copied = copy(&pair.source, &pair.sink, since, &pair.partitions, context).await?;
+        Ok(copied.tally)
+    }
+}
+
+/// A dead letter the sink node reported, from the pipeline's `source` node.
+fn dead_letter(dead: cutover_proto::v1::DeadLetter, source: &str) -> DeadLetter {
+    DeadLetter {
+        source: source.to_owned(),
+        collection: dead.collection,
+        id: dead.id,
+        version: dead.version,
+        error: dead.error,
+    }
+}
+
+/// `routes` and the `Pipelines` service of the node whose store is `store`, behind its bearer
+/// `token`: what every `cutover node` serves.
+pub fn serve(routes: service::Routes, store: Store, token: Option<String>) -> service::Routes {
+    routes.add_service(PipelinesServer::with_interceptor(
+        PipelinesService::new(store),
+        BearerAuth::new(token),
+    ))
+}
+
+/// A node's `Pipelines` service: runs the copies into its own store.
+#[derive(Debug, Clone)]
+pub struct PipelinesService {
+    store: Store,
+}
+
+impl PipelinesService {
+    /// The service of the node whose store is `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<CopyEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Pipelines for PipelinesService {
+    type CopyStream = Events;
+
+    async fn copy(&self, request: Request<CopyRequest>) -> Result<Response<Events>, Status> {
+        let request = request.into_inner();
+        let plan = Plan::parse("the plan of the copy", &request.plan_toml)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let direction = if request.reverse {
+            Direction::Reverse
+        } else {
+            Direction::Forward
+        };
+        let routes = match direction {
+            Direction::Forward => Routes::forward(&plan),
+            Direction::Reverse => Routes::reverse(&plan),
+        }
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let source = SourcePeer::new(&request.source).map_err(Status::invalid_argument)?;
+        let sink = SinkPeer::Local {
+            endpoint: "this node".to_owned(),
+            store: self.store.clone(),
+        };
+        let (events, stream) = mpsc::channel(16);
+        let context = CopyContext {
+            commit: Commit::Report(events.clone()),
+            link: super::journal::Link::new(self.store.node_id(), self.store.node_id()),
+            direction,
+            routes: Arc::new(routes),
+            problems: Arc::new(
+                request
+                    .problems
+                    .into_iter()
+                    .map(|k| (k.collection, k.id))
+                    .collect(),
+            ),
+            batch_documents: request.max_batch_documents,
+            batch_bytes: request.max_batch_bytes,
+            progress: Arc::default(),
+        };
+        let (since, partitions) = (request.since, request.partitions);
+        tokio::spawn(async move {
+            let end = match copy(&source, &sink, since, &partitions, &context).await {
+                Ok(copied) => Ok(done(copied.tally, copied.high_watermark)),
+                Err(CopyError::Unheard) => return,
+                Err(error) => Err(status(&error)),
+            };
+            let _ = events.send(end).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+    }
+}
+
+fn done(tally: Tally, high_watermark: u64) -> CopyEvent {
+    CopyEvent {
+        kind: Some(Kind::Done(CopyDone {
+            high_watermark,
+            documents: tally.documents,
+            bytes: tally.bytes,
+            tombstones: tally.tombstones,
+            dropped: tally.dropped,
+            failed: tally.failed,
+        })),
+    }
+}
+
+/// A copy's failure as the orchestrator should read it: the source's own status when it
+/// failed a call (UNAVAILABLE when it is down), else the sink's refusal.
+fn status(error: &CopyError) -> Status {
+    match error {
+        CopyError::Peer(peer) => Status::new(peer.status.code(), error.to_string()),
+        CopyError::PullBroken { .. } => Status::unavailable(error.to_string()),
+        CopyError::ApplyBroken { reason, .. } if reason.contains("FailedPrecondition") => {
+            Status::failed_precondition(error.to_string())
+        }
+        CopyError::ApplyBroken { reason, .. } if reason.contains("InvalidArgument") => {
+            Status::invalid_argument(error.to_string())
+        }
+        CopyError::ApplyBroken { .. } | CopyError::Journal(_) | CopyError::Unheard => {
+            Status::internal(error.to_string())
+        }
+    }
+}
+
+impl super::world::Pipeline for Hosted {
+    fn link(&self) -> &super::journal::Link {
+        &self.pair.link
+    }
+
+    fn source_endpoint(&self) -> &str {
+        &self.pair.source.endpoint
+    }
+
+    fn sink_endpoint(&self) -> &str {
+        self.pair.sink.endpoint()
+    }
+
+    fn partitions(&self) -> &[u32] {
+        &self.pair.partitions
+    }
+
+    fn run_by_sink(&self) -> bool {
+        self.hosted()
+    }
+
+    fn lag(&self, since: u64) -> BoxFuture<'_, Result<u64, PeerError>> {
+        super::world::Pipeline::lag(&self.pair, since)
+    }
+
+    fn live_documents(&self) -> BoxFuture<'_, Result<u64, PeerError>> {
+        super::world::Pipeline::live_documents(&self.pair)
+    }
+
+    fn copy<'a>(
+        &'a self,
+        since: u64,
+        context: &'a CopyContext,
+    ) -> BoxFuture<'a, Result<Tally, CopyError>> {
+        Hosted::copy(self, since, context).boxed()
+    }
+
+    fn reversed(&self, token: &Token) -> Result<Arc<dyn super::world::Pipeline>, String> {
+        let pair = Pair {
+            source: SourcePeer::new(self.pair.sink.endpoint())?,
+            sink: SinkPeer::remote(&self.pair.source.endpoint, token.clone())?,
+            link: self.pair.link.reversed(),
+            partitions: self.pair.partitions.clone(),
+        };
+        Ok(Arc::new(Hosted::new(
+            pair,
+            self.plan_toml.clone(),
+            token.clone(),
+        )?))
+    }
+}
