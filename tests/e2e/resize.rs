@@ -130,6 +130,13 @@ struct Resize {
 
 impl Resize {
     fn start(blue: usize, green: usize, settings: &str) -> Self {
+        let programs = format!("forward = '{FORWARD}'\nreverse = '{REVERSE}'\n");
+        Self::start_with(blue, green, settings, &programs)
+    }
+
+    /// Clusters of `blue` and `green` nodes and a plan with `settings` and `programs` (the
+    /// fields of `[collections.users]`).
+    fn start_with(blue: usize, green: usize, settings: &str, programs: &str) -> Self {
         let harness = cluster();
         let blue = Colour::start(&harness, "blue", blue);
         let green = Colour::start(&harness, "green", green);
@@ -153,7 +160,7 @@ impl Resize {
             .collect();
         let text = format!(
             "{settings}[blue]\nsources = [{}]\n[green]\nsinks = [{}]\n[proxies]\ncontrol = [{}]\n\
-             [collections.{COLLECTION}]\nforward = '{FORWARD}'\nreverse = '{REVERSE}'\n",
+             [collections.{COLLECTION}]\n{programs}",
             blue.endpoints(),
             green.endpoints(),
             controls.join(", "),
@@ -201,11 +208,14 @@ impl Resize {
     }
 
     fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
+        let last = std::cell::RefCell::new(Value::Null);
         wait_until(&format!("phase {wanted}"), Duration::from_secs(120), || {
             let (code, status) = self.upgrade(orchestrator, &["status"]);
-            (code == 0 && status["phase"] == wanted).then_some(status)
+            let reached = code == 0 && status["phase"] == wanted;
+            *last.borrow_mut() = status.clone();
+            reached.then_some(status)
         })
-        .expect("the upgrade reaches the phase")
+        .unwrap_or_else(|e| panic!("{e}; the last status: {}", last.borrow()))
     }
 
     fn assert_routes(&self, colour: &str) {
@@ -505,4 +515,93 @@ fn a_plan_missing_a_node_of_a_cluster_is_refused_naming_the_partitions() {
         "{text}"
     );
     stack.assert_routes("blue");
+}
+
+#[test]
+fn a_resize_with_a_rename_drops_and_dead_letters_rehearses_then_aborts_with_blue_serving() {
+    // User 0 fails to transform (a dead letter), every Grace Hopper is dropped, the rest
+    // loses a field and moves to `people`.
+    let program = r#"if .email == "user0@example.com" then error("no user 0") elif .name == "Grace Hopper" then empty else del(.plan) end"#;
+    let stack = Resize::start_with(
+        2,
+        3,
+        "allowed_transform_failures = 1000\n",
+        &format!("forward = '{program}'\nrename = \"people\"\n"),
+    );
+    let orchestrator = stack.orchestrator(&[]);
+    let (code, started) = stack.upgrade(
+        &orchestrator,
+        &["start", "--plan", &stack.plan, "--rehearse"],
+    );
+    assert_eq!(code, 0, "start: {started}");
+    // A rehearsal ends ready for the real cutover, blue serving.
+    let status = wait_until("the rehearsal", Duration::from_secs(120), || {
+        let (_, status) = stack.upgrade(&orchestrator, &["status"]);
+        let detail = status["phase_detail"].as_str().unwrap_or_default();
+        detail.starts_with("rehearsal done").then_some(status)
+    })
+    .expect("the rehearsal ends");
+    assert_eq!(status["phase"], "ready_for_cutover", "{status}");
+    assert_eq!(
+        status["dead_letter_total"], 1,
+        "user 0 is a dead letter: {status}"
+    );
+    let grace = (0..=DOCS)
+        .filter(|n| {
+            let body: Value = serde_json::from_slice(&load::body(*n)).expect("json");
+            body["name"] == "Grace Hopper"
+        })
+        .count() as u64;
+    let kept = DOCS + 1 - 1 - grace;
+    let detail = status["phase_detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("verified {kept} documents in 15 partitions")),
+        "every partition but the dead letter's is verified, owner against owner: {detail}"
+    );
+    stack.assert_routes("blue");
+    // Green holds the rest, renamed, each document on the node that owns it.
+    placed_by_owner(&stack.green);
+    let listed = http::get(stack.green.nodes[0].http, "/v1/people?limit=10").expect("list");
+    assert_eq!(listed.status, 200, "a list across green: {}", listed.text());
+    let people: u64 = stack
+        .green
+        .nodes
+        .iter()
+        .map(|n| {
+            let digest = crate::digest(n);
+            digest
+                .partitions
+                .iter()
+                .map(|p| p.live_documents)
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(people, kept, "green's documents");
+    let sample = http::get(
+        stack.green.nodes[0].http,
+        &format!("/v1/people/{}", load::id(2)),
+    )
+    .expect("read")
+    .json()
+    .expect("json");
+    assert!(
+        sample.get("plan").is_none() && sample["name"].is_string(),
+        "{sample}"
+    );
+
+    let (code, answer) = stack.upgrade(&orchestrator, &["abort", "--reason", "rehearsed"]);
+    assert_eq!(code, 0, "abort: {answer}");
+    stack.wait_phase(&orchestrator, "aborted");
+    stack.assert_routes("blue");
+    let written = http::put(
+        stack.proxies[0].listen,
+        &format!("/v1/{COLLECTION}/after-abort"),
+        r#"{"name":"x y"}"#,
+    )
+    .expect("a write");
+    assert!(
+        written.status < 300,
+        "blue takes writes again: {}",
+        written.text()
+    );
 }

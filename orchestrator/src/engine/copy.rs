@@ -415,13 +415,7 @@ async fn journal_stage(
         }
         context
             .commit
-            .batch(
-                context.direction,
-                &context.link,
-                watermark,
-                record,
-                figures,
-            )
+            .batch(context.direction, &context.link, watermark, record, figures)
             .await?;
         committed = watermark;
     }
