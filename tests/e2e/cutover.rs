@@ -110,21 +110,11 @@ impl Stack {
 
     /// `cutover upgrade ARGS --orchestrator URL --output json`: exit code and JSON.
     fn upgrade(&self, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
-        let url = orchestrator.url();
-        let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
-        all.extend_from_slice(args);
-        let out = self.cluster.run(&all).expect("cutover upgrade runs");
-        let value = serde_json::from_str(out.stdout.trim())
-            .unwrap_or_else(|_| Value::String(format!("{}{}", out.stdout, out.stderr)));
-        (out.code.unwrap_or(-1), value)
+        crate::upgrade(&self.cluster, orchestrator, args)
     }
 
     fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
-        wait_until(&format!("phase {wanted}"), Duration::from_secs(120), || {
-            let (code, status) = self.upgrade(orchestrator, &["status"]);
-            (code == 0 && status["phase"] == wanted).then_some(status)
-        })
-        .expect("the upgrade reaches the phase")
+        crate::wait_phase(&self.cluster, orchestrator, &[wanted])
     }
 
     /// Asserts that every proxy routes to `colour`.
@@ -172,7 +162,7 @@ fn preload(blue: &NodeProcess, token: Option<&str>) {
 
 /// Checks every key of `ledger` against `node` over HTTP: the ids whose stored version or
 /// `visits` differ from the last acknowledged write.
-fn lost(ledger: &Ledger, node: &NodeProcess) -> Vec<load::Lost> {
+pub(crate) fn lost(ledger: &Ledger, node: &NodeProcess) -> Vec<load::Lost> {
     ledger.check(|id| {
         let response = http::get(node.http, &format!("/v1/{COLLECTION}/{id}")).ok()?;
         if response.status != 200 {

@@ -17,7 +17,7 @@ use cutover_proto::v1::{Document, PullRequest, pull_response, source_client::Sou
 use cutover_tests::harness::{Cluster, NodeProcess, OrchestratorProcess, http, wait_until};
 use serde_json::{Value, json};
 
-use crate::{apply, cluster, runtime};
+use crate::{apply, cluster, runtime, upgrade, wait_phase};
 
 /// Loads `count` documents `{"name": "user i", "n": i, ...}` into `collection` of a node
 /// through its `Sink`.
@@ -97,33 +97,11 @@ fn plan(
     write_plan(cluster, "plan.toml", &text)
 }
 
-/// `cutover upgrade ARGS --orchestrator URL --output json`, parsed.
-fn upgrade(cluster: &Cluster, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
-    let url = orchestrator.url();
-    let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
-    all.extend_from_slice(args);
-    let out = cluster.run(&all).expect("cutover upgrade runs");
-    let value = serde_json::from_str(out.stdout.trim()).unwrap_or(Value::Null);
-    (out.code.unwrap_or(-1), value)
-}
-
 fn phase(cluster: &Cluster, orchestrator: &OrchestratorProcess) -> (String, Value) {
     let (code, status) = upgrade(cluster, orchestrator, &["status"]);
     assert_eq!(code, 0, "status answers: {status}");
     let phase = status["phase"].as_str().unwrap_or_default().to_owned();
     (phase, status)
-}
-
-fn wait_phase(cluster: &Cluster, orchestrator: &OrchestratorProcess, wanted: &[&str]) -> Value {
-    wait_until(
-        &format!("phase {wanted:?}"),
-        Duration::from_secs(120),
-        || {
-            let (phase, status) = phase(cluster, orchestrator);
-            wanted.contains(&phase.as_str()).then_some(status)
-        },
-    )
-    .expect("the upgrade reaches the phase")
 }
 
 /// What the plan of `cycles_under_live_writes_…` makes of a blue document.

@@ -7,7 +7,10 @@ use cutover_proto::v1::{
     ApplyRequest, DigestRequest, DigestResponse, Document, sink_client::SinkClient,
     source_client::SourceClient,
 };
-use cutover_tests::harness::{Binary, Cluster, NodeProcess};
+use std::time::Duration;
+
+use cutover_tests::harness::{Binary, Cluster, NodeProcess, OrchestratorProcess, wait_until};
+use serde_json::Value;
 
 mod cli;
 mod clusters;
@@ -68,6 +71,36 @@ fn apply(node: &NodeProcess, token: Option<&str>, documents: Vec<Document>) {
             acks.message().await.expect("ack").expect("an ack a batch");
         }
     });
+}
+
+/// `cutover upgrade ARGS --orchestrator URL --output json` in `cluster`: the exit code and
+/// the JSON (the output as a string when it is not JSON).
+fn upgrade(cluster: &Cluster, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
+    let url = orchestrator.url();
+    let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
+    all.extend_from_slice(args);
+    let out = cluster.run(&all).expect("cutover upgrade runs");
+    let value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|_| Value::String(format!("{}{}", out.stdout, out.stderr)));
+    (out.code.unwrap_or(-1), value)
+}
+
+/// Waits up to two minutes for the upgrade's phase to be one of `wanted`; its status. On a
+/// timeout, panics showing the last status it saw.
+fn wait_phase(cluster: &Cluster, orchestrator: &OrchestratorProcess, wanted: &[&str]) -> Value {
+    let last = std::cell::RefCell::new(Value::Null);
+    wait_until(
+        &format!("phase {wanted:?}"),
+        Duration::from_secs(120),
+        || {
+            let (code, status) = upgrade(cluster, orchestrator, &["status"]);
+            let phase = status["phase"].as_str().unwrap_or_default();
+            let reached = code == 0 && wanted.contains(&phase);
+            *last.borrow_mut() = status.clone();
+            reached.then_some(status)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}; the last status: {}", last.borrow()))
 }
 
 /// `node`'s per-partition counts and digests, from its `Source`.

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::{
     apply, cluster,
-    cutover::{Background, killed_by_itself, settle},
+    cutover::{Background, killed_by_itself, lost, settle},
 };
 
 /// Partitions of both colours.
@@ -191,15 +191,8 @@ impl Resize {
             .expect("the orchestrator starts")
     }
 
-    /// `cutover upgrade ARGS --orchestrator URL --output json`: exit code and JSON.
     fn upgrade(&self, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
-        let url = orchestrator.url();
-        let mut all = vec!["upgrade", "--orchestrator", &url, "--output", "json"];
-        all.extend_from_slice(args);
-        let out = self.harness.run(&all).expect("cutover upgrade runs");
-        let value = serde_json::from_str(out.stdout.trim())
-            .unwrap_or_else(|_| Value::String(format!("{}{}", out.stdout, out.stderr)));
-        (out.code.unwrap_or(-1), value)
+        crate::upgrade(&self.harness, orchestrator, args)
     }
 
     fn start_upgrade(&self, orchestrator: &OrchestratorProcess) {
@@ -208,14 +201,7 @@ impl Resize {
     }
 
     fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
-        let last = std::cell::RefCell::new(Value::Null);
-        wait_until(&format!("phase {wanted}"), Duration::from_secs(120), || {
-            let (code, status) = self.upgrade(orchestrator, &["status"]);
-            let reached = code == 0 && status["phase"] == wanted;
-            *last.borrow_mut() = status.clone();
-            reached.then_some(status)
-        })
-        .unwrap_or_else(|e| panic!("{e}; the last status: {}", last.borrow()))
+        crate::wait_phase(&self.harness, orchestrator, &[wanted])
     }
 
     fn assert_routes(&self, colour: &str) {
@@ -252,21 +238,6 @@ fn preload(blue: &Colour) {
     }
 }
 
-/// The ids of `ledger` whose value on `colour` (read over HTTP from its first node, which
-/// forwards to each owner) is not the last acknowledged one.
-fn lost(ledger: &Ledger, colour: &Colour) -> Vec<load::Lost> {
-    let entry = colour.nodes[0].http;
-    ledger.check(|id| {
-        let response = http::get(entry, &format!("/v1/{COLLECTION}/{id}")).ok()?;
-        if response.status != 200 {
-            return None;
-        }
-        let version = response.header("etag")?.trim_matches('"').parse().ok()?;
-        let visits = response.json().ok()?.get("visits")?.as_u64()?;
-        Some((version, visits))
-    })
-}
-
 /// Stops the load and asserts it saw no error (unless `errors_allowed`) and that `colour`
 /// holds every acknowledged write; returns the ledger to go on from.
 fn nothing_lost(background: Background, colour: &Colour, errors_allowed: bool) -> Ledger {
@@ -277,7 +248,8 @@ fn nothing_lost(background: Background, colour: &Colour, errors_allowed: bool) -
     }
     let ledger = seen.ledger;
     assert!(ledger.known() > 10, "the load wrote: {}", ledger.known());
-    let missing = lost(&ledger, colour);
+    // Read from the colour's first node, which forwards to each owner.
+    let missing = lost(&ledger, &colour.nodes[0]);
     assert!(
         missing.is_empty(),
         "lost: {:?}",
