@@ -18,9 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use cutover_benches::{
-    Size,
+    Size, first_cycle,
     fixture::{self, Running, cluster, load_cluster},
     median, rate, report, wanted,
 };
@@ -29,7 +29,6 @@ use cutover_node::{
     store::{SyncPolicy, partition_of, schema::DEFAULT_PARTITIONS},
 };
 use cutover_orchestrator::engine::Engine;
-use cutover_proto::v1::Phase;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use tokio::net::TcpStream;
@@ -99,24 +98,9 @@ async fn cycle_one(blue: usize, green: usize, documents: u64) -> anyhow::Result<
         list(&greens)
     );
     engine.start(&plan, "bench.toml", true).await?;
-    let mut events = engine.watch();
-    let status = loop {
-        let status = events
-            .borrow_and_update()
-            .status
-            .clone()
-            .unwrap_or_default();
-        if !status.cycles.is_empty() || status.phase == Phase::Failed as i32 {
-            break status;
-        }
-        tokio::time::timeout(Duration::from_secs(600), events.changed())
-            .await
-            .context("cycle 1 took over 10 minutes")??;
-    };
+    let status = first_cycle(&engine).await;
     engine.shutdown().await;
-    if status.phase == Phase::Failed as i32 {
-        bail!("the upgrade failed: {}", status.error);
-    }
+    let status = status?;
     let cycle = &status.cycles[0];
     ensure!(
         cycle.documents == documents,

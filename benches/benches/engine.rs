@@ -13,15 +13,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use cutover_benches::{
-    Size,
+    Size, first_cycle,
     fixture::{Running, load},
     rate, report, wanted,
 };
 use cutover_node::store::{PullSpec, Store, SyncPolicy};
 use cutover_orchestrator::engine::Engine;
-use cutover_proto::v1::Phase;
 
 /// The jq program that renames one field.
 const RENAME: &str = "{n, v, padding: .pad}";
@@ -101,23 +100,7 @@ async fn cycle_one(
         blue.grpc, green.grpc
     );
     engine.start(&plan, "bench.toml", true).await?;
-    let mut events = engine.watch();
-    let status = loop {
-        let status = events
-            .borrow_and_update()
-            .status
-            .clone()
-            .unwrap_or_default();
-        if !status.cycles.is_empty() || status.phase == Phase::Failed as i32 {
-            break status;
-        }
-        tokio::time::timeout(Duration::from_secs(600), events.changed())
-            .await
-            .context("cycle 1 took over 10 minutes")??;
-    };
-    if status.phase == Phase::Failed as i32 {
-        bail!("the upgrade failed: {}", status.error);
-    }
+    let status = first_cycle(&engine).await?;
     let cycle = &status.cycles[0];
     ensure!(
         cycle.documents == documents,
