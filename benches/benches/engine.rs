@@ -6,6 +6,10 @@
 //!
 //! The engine runs as it does in production (`cutover orchestrator`): its own journal, a
 //! gRPC `Source` on blue and a gRPC `Sink` on green, each node a real server on 127.0.0.1.
+//! `sources`: cycle 1 from two blue nodes at once (half of the documents each) into one fresh
+//! green, the engine inside green, next to one blue node with all of them, in the same run:
+//! several sources feeding one store must keep the ingest path (issue #25).
+//!
 //! `cargo bench --workspace --bench engine` for the figures; `cargo test` runs it at smoke size.
 
 use std::{
@@ -55,12 +59,12 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
         None
     };
     if wanted("identity") {
-        let identity = cycle_one(&blue, documents, None, false).await?;
+        let identity = cycle_one(&[&blue], documents, None, false).await?;
         report("cycle 1, identity, loopback gRPC", identity, "docs/s");
         if let Some(raw) = raw {
             report("cycle 1 identity / raw limit", identity / raw, "ratio");
         }
-        let inside = cycle_one(&blue, documents, None, true).await?;
+        let inside = cycle_one(&[&blue], documents, None, true).await?;
         report("cycle 1, identity, engine inside green", inside, "docs/s");
         if let Some(raw) = raw {
             report(
@@ -71,16 +75,44 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
         }
     }
     if wanted("jq") {
-        let renamed = cycle_one(&blue, documents, Some(RENAME), false).await?;
+        let renamed = cycle_one(&[&blue], documents, Some(RENAME), false).await?;
         report("cycle 1, jq rename of one field", renamed, "docs/s");
+    }
+    if wanted("sources") {
+        several_sources(&blue, documents).await?;
     }
     blue.stop().await
 }
 
-/// Runs an upgrade from `blue` to a fresh green node until cycle 1 is recorded; returns its
-/// documents per second, after checking that green holds every document.
+/// Cycle 1 from two blue nodes holding half of `blue`'s documents each into one green, the
+/// engine inside green, against `blue` alone into another: both in this run.
+async fn several_sources(blue: &Running, documents: u64) -> anyhow::Result<()> {
+    let half = documents / 2;
+    let halves = [
+        Running::start(SyncPolicy::Always).await?,
+        Running::start(SyncPolicy::Always).await?,
+    ];
+    load(&halves[0].store, 0, half, 1).await?;
+    load(&halves[1].store, half, documents - half, 1).await?;
+    let one = cycle_one(&[blue], documents, None, true).await?;
+    report("cycle 1, identity, 1 source -> green inside", one, "docs/s");
+    let two = cycle_one(&[&halves[0], &halves[1]], documents, None, true).await?;
+    report(
+        "cycle 1, identity, 2 sources -> green inside",
+        two,
+        "docs/s",
+    );
+    report("cycle 1, 2 sources / 1 source", two / one, "ratio");
+    for node in halves {
+        node.stop().await?;
+    }
+    Ok(())
+}
+
+/// Runs an upgrade from the `blue` nodes to one fresh green node until cycle 1 is recorded;
+/// returns its documents per second, after checking that green holds every document.
 async fn cycle_one(
-    blue: &Running,
+    blue: &[&Running],
     documents: u64,
     program: Option<&str>,
     inside_green: bool,
@@ -94,10 +126,15 @@ async fn cycle_one(
     let collection = program.map_or(String::new(), |p| {
         format!("[collections.bench]\nforward = '{p}'\n")
     });
+    let sources: Vec<String> = blue
+        .iter()
+        .map(|b| format!("\"http://{}\"", b.grpc))
+        .collect();
     let plan = format!(
-        "pause_budget = \"10s\"\n[blue]\nsources = [\"http://{}\"]\n[green]\nsinks = \
+        "pause_budget = \"10s\"\n[blue]\nsources = [{}]\n[green]\nsinks = \
          [\"http://{}\"]\n{collection}",
-        blue.grpc, green.grpc
+        sources.join(", "),
+        green.grpc
     );
     engine.start(&plan, "bench.toml", true).await?;
     let status = first_cycle(&engine).await?;

@@ -327,6 +327,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_streams_into_a_fresh_store_all_ingest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = fresh(&dir);
+        // Two sources at once, disjoint documents (batch ids 1-6 and 11-16).
+        let first = apply_stream(store.clone(), stream::iter((1..=6).map(batch)));
+        let second = apply_stream(store.clone(), stream::iter((11..=16).map(batch)));
+        let acks = |applied: Pin<Box<dyn Stream<Item = Result<Applied, Status>> + Send>>| {
+            applied
+                .map(|a| a.map(|a| (a.batch_id, a.outcome.applied)).expect("ack"))
+                .collect::<Vec<_>>()
+        };
+        let (first, second) = tokio::join!(acks(first), acks(second));
+        assert_eq!(first, (1..=6).map(|b| (b, 10)).collect::<Vec<_>>());
+        assert_eq!(second, (11..=16).map(|b| (b, 10)).collect::<Vec<_>>());
+        assert_eq!(store.live_documents().expect("count"), 120);
+        assert_eq!(store.memtable_entries(), 0, "both ingested as table files");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_spent_session_applies_the_stream_and_acks_every_batch_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = fresh(&dir);

@@ -7,13 +7,18 @@
 //! flight may take theirs in either order), and so may the per-batch counts when a chunk
 //! holds a document twice (only its newest version is written and counted).
 //!
-//! It only holds while nothing else writes the store: a session checks before each chunk
-//! that the highest seq assigned is still the one its last chunk left (0 for the first), and
-//! takes the chunk's seqs in the same step. Once another writer has taken a seq, the session
-//! is spent and the caller applies as usual. A document given twice in a chunk keeps its
-//! newest version. A document an earlier chunk wrote spends the session too: each chunk
-//! looks its keys up first, in one sorted batch. A second source's session is spent by the
-//! first one's chunks.
+//! It only holds while nothing but ingests writes the store: before each chunk, a session
+//! checks that the highest seq assigned is still the one the last ingested chunk left (0 for
+//! the first), and takes the chunk's seqs in the same step. Once another writer has taken a
+//! seq, ingesting is over for the store (every session is spent) and callers apply as usual.
+//! A document given twice in a chunk keeps its newest version. A document an earlier chunk
+//! wrote ends ingesting too: each chunk looks its keys up first, in one sorted batch.
+//!
+//! That state is the store's, not a session's: several sources copying into one fresh store
+//! at once (cycle 1 of N blue nodes into one green node, one apply stream each) all ingest,
+//! their chunks taking seqs in turn. Their documents are disjoint (each partition has one
+//! source), so none spends the others; if two ever share a document, the lookup finds it and
+//! everything from then on is applied, which keeps the newest version whatever the order.
 //!
 //! Two chunks may be written at once: they take their seqs one after the other, then each
 //! builds and links its own files (one waits for its files to sync while the other builds).
@@ -46,31 +51,38 @@ use super::{
 const INGEST_DIR: &str = "ingest";
 
 /// An ingest session (see the module's documentation); from [`Store::ingest`]. Chunks may
-/// be loaded from several threads at once: each takes its seqs in turn, then writes its files
-/// while the next one writes its own.
+/// be loaded from several threads, and several sessions, at once: each takes its seqs in
+/// turn, then writes its files while the next one writes its own.
 #[derive(Debug)]
 pub struct Ingest {
     store: Store,
-    /// The highest seq this session's last chunk took (0 before the first); `None` once
-    /// another writer took one, or a chunk failed.
-    head: Mutex<Option<u64>>,
     /// Tests: stop after this step of a chunk's write (1: changes linked, 2: docs linked):
     /// [`Ingest::crash_point`].
     #[cfg(test)]
     pub(super) crash_after: std::sync::atomic::AtomicU8,
 }
 
+/// The store's ingest state: the highest seq the last ingested chunk took (0 before the
+/// first), while the store holds nothing but ingested chunks; `None` once another writer
+/// took a seq or a chunk failed (for good: the store then applies).
+pub(super) type IngestHead = Mutex<Option<u64>>;
+
+/// The ingest state of a store opened with `head` as its highest seq.
+pub(super) fn ingest_head(head: u64) -> IngestHead {
+    Mutex::new((head == 0).then_some(0))
+}
+
 impl Store {
-    /// Starts an ingest session if the store has never held a document (no seq was ever
-    /// assigned). Its chunks are ingested while the store holds nothing but what this
-    /// session wrote.
+    /// Starts an ingest session while the store holds nothing but what ingests wrote (a
+    /// fresh store, or one other sessions are filling). Its chunks are ingested as long as
+    /// that lasts.
     pub fn ingest(&self) -> Option<Ingest> {
-        (self.inner.seqs.assigned() == 0).then(|| Ingest {
+        let session = Ingest {
             store: self.clone(),
-            head: Mutex::new(Some(0)),
             #[cfg(test)]
             crash_after: std::sync::atomic::AtomicU8::new(0),
-        })
+        };
+        (!session.is_spent()).then_some(session)
     }
 
     fn ingest_dir(&self) -> PathBuf {
@@ -128,7 +140,7 @@ impl Ingest {
             return Ok(None);
         }
         let range = {
-            let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut head = self.head();
             let Some(range) = head.and_then(|h| inner.seqs.assign_after(h, count)) else {
                 *head = None;
                 return Ok(None);
@@ -236,15 +248,24 @@ impl Ingest {
         Ok(false)
     }
 
-    /// Ends the session: every later chunk is `apply`'s.
-    fn spend(&self) {
-        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    /// The store's ingest state, locked.
+    fn head(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.store
+            .inner
+            .ingest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the session is spent: a chunk failed, or another writer took a seq since this
-    /// session's last chunk (found here, and the session spent for good).
+    /// Ends ingesting for the store: every later chunk, of every session, is `apply`'s.
+    fn spend(&self) {
+        *self.head() = None;
+    }
+
+    /// Whether ingesting is over for the store: a chunk failed, or another writer took a seq
+    /// since the last ingested chunk (found here, and ingesting ended for good).
     fn is_spent(&self) -> bool {
-        let mut head = self.head.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut head = self.head();
         if head.is_some_and(|h| h != self.store.inner.seqs.assigned()) {
             *head = None;
         }

@@ -263,6 +263,8 @@ struct Inner {
     fence: FenceGate,
     /// The partitions this node owns (all until it joins a cluster).
     ownership: ownership::Slot,
+    /// Whether chunks are still ingested as table files (see `ingest.rs`).
+    ingest: ingest::IngestHead,
     /// Client writes, to the group committer.
     writer: std::sync::mpsc::Sender<writer::Job>,
 }
@@ -336,6 +338,7 @@ impl Store {
                 locks: KeyLocks::new(),
                 fence: FenceGate::new(fence),
                 ownership: ownership::Slot::new(),
+                ingest: ingest::ingest_head(head),
                 writer: writer::spawn(inner.clone()),
             }),
         })

@@ -885,3 +885,54 @@ fn a_store_of_a_cluster_refuses_documents_of_partitions_it_does_not_own() {
         .expect("owned");
     assert_eq!(stores[0].live_documents().expect("count"), 1);
 }
+
+#[test]
+fn several_sessions_ingest_into_one_fresh_store_together() {
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().expect("tempdir")).collect();
+    let source = loaded_source(&dirs[0]);
+    let changes = pull(&source, 0);
+    let incoming = as_incoming(&changes);
+    // Two sources, as two blue nodes owning the even and the odd partitions.
+    let (even, odd): (Vec<Incoming<'_>>, Vec<Incoming<'_>>) = incoming
+        .iter()
+        .partition(|d| partition_of(d.id, 8).is_multiple_of(2));
+    assert!(!even.is_empty() && !odd.is_empty());
+    let sink = open(&dirs[1], 8);
+    let sessions = [
+        sink.ingest().expect("a fresh store"),
+        sink.ingest().expect("a second source at the same time"),
+    ];
+    // Per source, its chunks; a chunk here is one batch of two documents.
+    let chunks: Vec<Vec<Vec<Vec<Incoming<'_>>>>> = [&even, &odd]
+        .iter()
+        .map(|docs| docs.chunks(2).map(|c| vec![c.to_vec()]).collect())
+        .collect();
+    for step in 0..chunks[0].len().max(chunks[1].len()) {
+        for (session, chunks) in sessions.iter().zip(&chunks) {
+            if let Some(chunk) = chunks.get(step) {
+                let outcome = session.load(chunk).expect("load");
+                assert!(outcome.is_some(), "chunk {step} ingested, not refused");
+            }
+        }
+    }
+    assert_eq!(sink.memtable_entries(), 0, "every chunk as table files");
+    let applied = open(&dirs[2], 8);
+    applied.apply(&incoming).expect("apply");
+    let sorted = |store: &Store| {
+        let (mut pulled, digest) = documents(store);
+        pulled.sort();
+        (pulled, digest)
+    };
+    assert_eq!(sorted(&sink), sorted(&applied));
+    assert_eq!(sink.head_seq(), changes.len() as u64);
+
+    // A session started now still ingests; another writer ends ingesting for every session.
+    let late = sink
+        .ingest()
+        .expect("the store holds nothing but ingested chunks");
+    sink.put("c", "client", b"{}", &Precondition::Always)
+        .expect("put");
+    assert_eq!(sessions[0].load(&chunks[0][0]).expect("load"), None);
+    assert_eq!(late.load(&chunks[1][0]).expect("load"), None);
+    assert!(sink.ingest().is_none());
+}
