@@ -191,7 +191,10 @@ pub async fn settle(
     let pause = report::pause(&seen.latencies, from, to);
     println!("\ncycles:\n{}", report::cycles(status));
     if status.pipelines.len() > 1 {
-        println!("pipelines (their last cycle):\n{}", report::pipelines(status));
+        println!(
+            "pipelines (their last cycle):\n{}",
+            report::pipelines(status)
+        );
     }
     println!(
         "the pause clients saw: {} requests held by the proxy (longest hold {} ms); client \

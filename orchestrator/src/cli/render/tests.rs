@@ -142,3 +142,28 @@ fn a_handover_shows_its_direction_and_step() {
     assert_eq!(value["handover_step"], "final_cycle");
     assert!(crate::cli::json::status(&fixtures::status(0))["handover_step"].is_null());
 }
+
+#[test]
+fn the_pipelines_show_where_they_run_and_what_a_waiting_one_waits_on() {
+    let status = fixtures::status(0);
+    let text = super::status(&status);
+    assert!(
+        text.contains(
+            "pipelines:\n  blue-1 → green-1  partitions 0-7  copying  20600 docs  8000 docs/s  \
+             watermark 30000  pending 0  run by the sink\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("waiting  20600 docs  4000 docs/s  watermark 30000  pending 0  run by the sink  waiting on: http://blue-2:7001: Pull: connection refused"),
+        "{text}"
+    );
+    // The waiting one holds the cycle back, whatever its rate.
+    let held_back = slowest(&status.pipelines).expect("two pipelines");
+    assert_eq!(held_back.source, "blue-2");
+    // One pipeline (1 → 1) has no table.
+    let mut one = status.clone();
+    one.pipelines.truncate(1);
+    assert!(!super::status(&one).contains("pipelines:"));
+    assert!(slowest(&one.pipelines).is_none());
+}
