@@ -9,6 +9,7 @@ use std::{
 use anyhow::ensure;
 use cutover_node::{
     Node, NodeConfig,
+    cluster::{Cluster, ClusterConfig},
     store::{Incoming, Store, StoreConfig, SyncPolicy},
 };
 use tokio::net::TcpListener;
@@ -35,6 +36,42 @@ pub struct Running {
 impl Running {
     /// Opens a fresh store and serves it.
     pub async fn start(sync: SyncPolicy) -> anyhow::Result<Self> {
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(sync, None, http, grpc)
+    }
+
+    /// The nodes `names` of one cluster over `partitions`, each owning a balanced share, each
+    /// on loopback with a fresh store.
+    pub async fn start_cluster(
+        sync: SyncPolicy,
+        names: &[&str],
+        partitions: u32,
+    ) -> anyhow::Result<(Cluster, Vec<Self>)> {
+        let mut listeners = Vec::new();
+        let mut members = Vec::new();
+        for name in names {
+            let http = TcpListener::bind("127.0.0.1:0").await?;
+            let grpc = TcpListener::bind("127.0.0.1:0").await?;
+            members.push(((*name).to_owned(), http.local_addr()?, grpc.local_addr()?));
+            listeners.push((http, grpc));
+        }
+        let cluster = Cluster::balanced(partitions, members)?;
+        let mut nodes = Vec::new();
+        for (name, (http, grpc)) in names.iter().zip(listeners) {
+            let config = ClusterConfig::new(cluster.clone(), name)?;
+            nodes.push(Self::serve(sync, Some(config), http, grpc)?);
+        }
+        Ok((cluster, nodes))
+    }
+
+    /// Opens a fresh store and serves it on `http` and `grpc`.
+    fn serve(
+        sync: SyncPolicy,
+        cluster: Option<ClusterConfig>,
+        http: TcpListener,
+        grpc: TcpListener,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("cutover-bench-")
             .tempdir()?;
@@ -46,12 +83,10 @@ impl Running {
             },
             max_body: 1 << 20,
             token: None,
-            cluster: None,
+            cluster,
         };
         let node = Node::open(config)?;
         let store = node.store().clone();
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(node.run(http, grpc, cancel.clone()));
