@@ -5,7 +5,10 @@
 //!   store in the same run (the limit the network path is compared with);
 //! - a delta pull of 10K changes on a 1M-document store and on a 4M-document store, and the
 //!   ratio of the two times (a delta must cost O(changes), not O(store));
-//! - HTTP `PUT` throughput with 64 concurrent keep-alive clients, fsync on and off.
+//! - HTTP `PUT` throughput with 64 concurrent keep-alive clients, fsync on and off;
+//! - `forward`: HTTP `GET`s of 200-byte documents through one node of a two-node cluster, of
+//!   documents it owns and of documents the other node owns (forwarded to it), with 1 and with
+//!   64 keep-alive clients: the latency a forward adds (issue #25).
 //!
 //! `cargo bench --workspace --bench node` for the figures; `cargo test` runs it at
 //! smoke size.
@@ -24,10 +27,10 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use cutover_benches::{
     Size,
-    fixture::{BODY_BYTES, Running, body, load, write},
+    fixture::{BODY_BYTES, Running, body, id, load, write},
     median, rate, report, wanted,
 };
-use cutover_node::store::{PullSpec, Store, SyncPolicy};
+use cutover_node::store::{PullSpec, Store, SyncPolicy, partition_of};
 use cutover_proto::v1::{PullRequest, pull_response::Kind, source_client::SourceClient};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -41,6 +44,7 @@ struct Plan {
     delta_repeats: usize,
     put_clients: usize,
     put_duration: Duration,
+    forward_docs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         delta_repeats: size.pick(15, 2),
         put_clients: size.pick(64, 8),
         put_duration: size.pick(Duration::from_secs(10), Duration::from_millis(500)),
+        forward_docs: size.pick(100_000, 1_000),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,7 +92,127 @@ async fn run(size: Size, plan: Plan) -> anyhow::Result<()> {
             node.stop().await?;
         }
     }
+    if wanted("forward") {
+        forwarding(&plan).await?;
+    }
     Ok(())
+}
+
+/// GETs through node `a` of a two-node cluster, of documents it owns and of documents `b`
+/// owns (each forwarded to `b` over a pooled connection): p50 latency and rate of each, with
+/// 1 client and with `plan.put_clients`.
+async fn forwarding(plan: &Plan) -> anyhow::Result<()> {
+    const PARTITIONS: u32 = 64;
+    let (cluster, nodes) = Running::start_cluster(SyncPolicy::Os, &["a", "b"], PARTITIONS).await?;
+    let mut owned: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    for n in 0..plan.forward_docs {
+        let owner = cluster
+            .owner(partition_of(&id(n), PARTITIONS))
+            .context("every partition has an owner")?;
+        owned[usize::from(owner.name == "b")].push(n);
+    }
+    for (node, numbers) in nodes.iter().zip(&owned) {
+        let (store, numbers) = (node.store.clone(), numbers.clone());
+        tokio::task::spawn_blocking(move || write(&store, &numbers, 1)).await??;
+    }
+    let paths = |numbers: &[u64]| -> Arc<Vec<String>> {
+        Arc::new(
+            numbers
+                .iter()
+                .map(|n| format!("/v1/bench/{}", id(*n)))
+                .collect(),
+        )
+    };
+    let (here, there) = (paths(&owned[0]), paths(&owned[1]));
+    for clients in [1, plan.put_clients] {
+        let local = get_load(nodes[0].http, &here, clients, plan.put_duration).await?;
+        let forwarded = get_load(nodes[0].http, &there, clients, plan.put_duration).await?;
+        let micros = |d: Duration| d.as_secs_f64() * 1e6;
+        report(
+            &format!("GET on the owner, {clients} clients, p50"),
+            micros(local.p50),
+            "us",
+        );
+        report(
+            &format!("GET forwarded, {clients} clients, p50"),
+            micros(forwarded.p50),
+            "us",
+        );
+        report(
+            &format!("GET forwarded, {clients} clients, added p50"),
+            micros(forwarded.p50) - micros(local.p50),
+            "us",
+        );
+        report(
+            &format!("GET on the owner, {clients} clients"),
+            local.rate,
+            "req/s",
+        );
+        report(
+            &format!("GET forwarded, {clients} clients"),
+            forwarded.rate,
+            "req/s",
+        );
+    }
+    for node in nodes {
+        node.stop().await?;
+    }
+    Ok(())
+}
+
+/// What a GET load measured.
+struct Latency {
+    p50: Duration,
+    rate: f64,
+}
+
+/// `clients` keep-alive connections each GETting `paths` in turn (each from its own offset)
+/// back to back for `duration`; every answer must be 200.
+async fn get_load(
+    addr: SocketAddr,
+    paths: &Arc<Vec<String>>,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Latency> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (stop, paths) = (Arc::clone(&stop), Arc::clone(paths));
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let mut times = Vec::new();
+            let mut i = client * 7919;
+            while !stop.load(Ordering::Relaxed) {
+                let request = http::Request::get(paths[i % paths.len()].as_str())
+                    .header(http::header::HOST, "bench")
+                    .body(Full::new(Bytes::new()))?;
+                let sent = Instant::now();
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                times.push(sent.elapsed());
+                ensure!(status == http::StatusCode::OK, "GET answered {status}");
+                i += 1;
+            }
+            anyhow::Ok(times)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut times = Vec::new();
+    for task in tasks {
+        times.extend(task.await.context("GET client")??);
+    }
+    let elapsed = started.elapsed();
+    Ok(Latency {
+        rate: rate(times.len() as u64, elapsed),
+        p50: median(&mut times),
+    })
 }
 
 async fn pull_and_delta(plan: &Plan) -> anyhow::Result<()> {

@@ -43,6 +43,30 @@ impl Running {
         Self::start_on(sync, None, http, grpc).await
     }
 
+    /// The nodes `names` of one cluster over `partitions`, each owning a balanced share, each
+    /// on loopback with a fresh store.
+    pub async fn start_cluster(
+        sync: SyncPolicy,
+        names: &[&str],
+        partitions: u32,
+    ) -> anyhow::Result<(Cluster, Vec<Self>)> {
+        let mut listeners = Vec::new();
+        let mut members = Vec::new();
+        for name in names {
+            let http = TcpListener::bind("127.0.0.1:0").await?;
+            let grpc = TcpListener::bind("127.0.0.1:0").await?;
+            members.push(((*name).to_owned(), http.local_addr()?, grpc.local_addr()?));
+            listeners.push((http, grpc));
+        }
+        let cluster = Cluster::balanced(partitions, members)?;
+        let mut nodes = Vec::new();
+        for (name, (http, grpc)) in names.iter().zip(listeners) {
+            let config = ClusterConfig::new(cluster.clone(), name)?;
+            nodes.push(Self::start_on(sync, Some(config), http, grpc).await?);
+        }
+        Ok((cluster, nodes))
+    }
+
     /// Opens a fresh store for a node of `cluster` (or a cluster of one) and serves it on
     /// `http` and `grpc`, with the copy pipelines an orchestrator may ask it to run.
     pub async fn start_on(
@@ -96,24 +120,11 @@ pub async fn cluster(
     sync: SyncPolicy,
 ) -> anyhow::Result<(Vec<Running>, Option<Cluster>)> {
     if count == 1 {
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
-        return Ok((vec![Running::start_on(sync, None, http, grpc).await?], None));
+        return Ok((vec![Running::start(sync).await?], None));
     }
-    let mut listeners = Vec::new();
-    let mut members = Vec::new();
-    for i in 1..=count {
-        let http = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
-        members.push((format!("node-{i}"), http.local_addr()?, grpc.local_addr()?));
-        listeners.push((http, grpc));
-    }
-    let cluster = Cluster::balanced(partitions, members)?;
-    let mut nodes = Vec::new();
-    for (member, (http, grpc)) in cluster.members().iter().zip(listeners) {
-        let config = ClusterConfig::new(cluster.clone(), &member.name)?;
-        nodes.push(Running::start_on(sync, Some(config), http, grpc).await?);
-    }
+    let names: Vec<String> = (1..=count).map(|i| format!("node-{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (cluster, nodes) = Running::start_cluster(sync, &names, partitions).await?;
     Ok((nodes, Some(cluster)))
 }
 

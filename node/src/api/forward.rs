@@ -16,6 +16,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
+use super::http::Reply;
 use crate::{cluster::Member, metrics as m};
 
 /// The sender's cluster file hash, on every forwarded request.
@@ -148,6 +149,15 @@ impl Forwarder {
         metrics::counter!(m::FORWARDED_REQUESTS, "outcome" => label).increment(1);
         result
     }
+}
+
+/// Another node's answer, as this node's: its status, end-to-end headers and body.
+pub(super) fn relay(answer: Response<Bytes>) -> Reply {
+    let (parts, body) = answer.into_parts();
+    let mut reply = Response::new(Full::new(body));
+    *reply.status_mut() = parts.status;
+    copy_end_to_end(&parts.headers, reply.headers_mut());
+    reply
 }
 
 /// An error and its causes, `: `-separated: the client's own message ("client error

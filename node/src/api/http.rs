@@ -26,22 +26,22 @@ use cutover_daemon::{Classify, ErrorCode, Readiness, ops};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use percent_encoding::percent_decode_str;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
-use super::{blocking, fanout, forward, route::Place, route::Routing};
+use super::{
+    blocking,
+    forward::relay,
+    listing::{self, Entry, page_reply},
+    request::{decode, list_query, precondition},
+    route::{Place, Routing},
+};
 use crate::{
     metrics as m,
-    store::{ClientWrite, Precondition, Store, StoreError},
+    store::{ClientWrite, Store, StoreError},
 };
 
 /// Default largest request body.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
-/// Default page size of a listing.
-const DEFAULT_LIMIT: usize = 100;
-/// Largest page size of a listing.
-const MAX_LIMIT: usize = 1_000;
 
 /// The document API over a store.
 #[derive(Debug, Clone)]
@@ -374,7 +374,7 @@ impl HttpApi {
         match &self.cluster {
             Some(routing) if !forwarded => {
                 let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-                fanout::list(routing, path, local, limit).await
+                listing::cluster_list(routing, path, local, limit).await
             }
             _ => {
                 let page = local.await?;
@@ -421,172 +421,10 @@ impl HttpApi {
     }
 }
 
-/// One document of a listing page.
-#[derive(Serialize)]
-pub(super) struct Entry<'a> {
-    pub(super) id: &'a str,
-    pub(super) version: u64,
-    pub(super) body: &'a RawValue,
-}
-
-impl<'a> Entry<'a> {
-    /// A stored document as a page entry (its body was validated as JSON on the way in).
-    pub(super) fn new(id: &'a str, version: u64, body: &'a [u8]) -> Result<Self, ApiError> {
-        let body = serde_json::from_slice(body).map_err(|_| {
-            ApiError::new(
-                ErrorCode::Internal,
-                "internal",
-                format!("stored body of {id} is not JSON"),
-            )
-        })?;
-        Ok(Self { id, version, body })
-    }
-}
-
-/// A listing page: `{"documents": [...], "next": ...}`.
-pub(super) fn page_reply(documents: &[Entry<'_>], next: Option<&str>) -> Reply {
-    #[derive(Serialize)]
-    struct Page<'p, 'a> {
-        documents: &'p [Entry<'a>],
-        next: Option<&'p str>,
-    }
-    json(StatusCode::OK, &Page { documents, next })
-}
-
-/// Another node's answer, as this node's: its status, end-to-end headers and body.
-pub(super) fn relay(answer: Response<Bytes>) -> Reply {
-    let (parts, body) = answer.into_parts();
-    let mut reply = Response::new(Full::new(body));
-    *reply.status_mut() = parts.status;
-    forward::copy_end_to_end(&parts.headers, reply.headers_mut());
-    reply
-}
-
-fn method_not_allowed(allowed: &str) -> ApiError {
+pub(super) fn method_not_allowed(allowed: &str) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         "method_not_allowed",
         format!("allowed here: {allowed}"),
     )
-}
-
-/// Percent-decodes one path segment into UTF-8.
-fn decode(segment: &str, name: &'static str) -> Result<String, ApiError> {
-    percent_decode_str(segment)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidArgument,
-                name,
-                format!("{segment:?} does not percent-decode to UTF-8"),
-            )
-        })
-}
-
-/// `If-Match` / `If-None-Match: *` as a store precondition.
-fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
-    let bad = |what: &str| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
-            "bad_precondition",
-            format!("{what}: use If-Match: \"<version>\"[, …] or *, or If-None-Match: *"),
-        )
-    };
-    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
-        return match value.to_str().map(str::trim) {
-            Ok("*") => Ok(Precondition::IfAbsent),
-            _ => Err(bad("If-None-Match supports only *")),
-        };
-    }
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(Precondition::Always);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| bad("If-Match is not ASCII"))?
-        .trim();
-    if text == "*" {
-        return Ok(Precondition::IfExists);
-    }
-    text.split(',')
-        .map(|tag| {
-            let tag = tag.trim();
-            tag.strip_prefix("W/")
-                .unwrap_or(tag)
-                .strip_prefix('"')
-                .and_then(|t| t.strip_suffix('"'))
-                .and_then(|t| t.parse::<u64>().ok())
-                .ok_or_else(|| bad(&format!("If-Match tag {tag:?} is not a version")))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Precondition::IfMatch)
-}
-
-/// `after` and `limit` of a listing query.
-fn list_query(query: &str) -> Result<(Option<String>, usize), ApiError> {
-    let mut after = None;
-    let mut limit = DEFAULT_LIMIT;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = decode(&value.replace('+', " "), "bad_query")?;
-        match key {
-            "after" => after = Some(value),
-            "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            ErrorCode::InvalidArgument,
-                            "bad_query",
-                            format!("limit={value:?}: use a whole number from 1 to {MAX_LIMIT}"),
-                        )
-                    })?;
-            }
-            other => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    "bad_query",
-                    format!("unknown query parameter {other:?}: use after and limit"),
-                ));
-            }
-        }
-    }
-    Ok((after, limit))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_preconditions() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(precondition(&headers).ok(), Some(Precondition::Always));
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"3\", W/\"5\""));
-        assert_eq!(
-            precondition(&headers).ok(),
-            Some(Precondition::IfMatch(vec![3, 5]))
-        );
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(precondition(&headers).ok(), Some(Precondition::IfExists));
-        headers.insert(header::IF_MATCH, HeaderValue::from_static("3"));
-        assert!(precondition(&headers).is_err(), "unquoted tag");
-        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(precondition(&headers).ok(), Some(Precondition::IfAbsent));
-    }
-
-    #[test]
-    fn parses_listing_queries() {
-        assert_eq!(list_query("").ok(), Some((None, DEFAULT_LIMIT)));
-        assert_eq!(
-            list_query("after=a%2Fb&limit=5").ok(),
-            Some((Some("a/b".to_owned()), 5))
-        );
-        for bad in ["limit=0", "limit=1001", "limit=x", "colour=blue"] {
-            assert!(list_query(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -2,10 +2,11 @@
 //! services. Each handler runs its store call on the blocking pool.
 
 pub mod admin;
-mod fanout;
 pub mod forward;
 pub mod http;
+mod listing;
 mod pull_wire;
+mod request;
 pub mod route;
 pub mod sink;
 pub mod source;

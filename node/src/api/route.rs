@@ -4,6 +4,7 @@
 //! `421` when the sender has another cluster file, or when this node does not own the
 //! document after all (the two nodes disagree on the owners, which equal hashes rule out).
 
+use cutover_daemon::ErrorCode;
 use http::HeaderMap;
 
 use super::{
@@ -14,7 +15,6 @@ use crate::{
     cluster::{ClusterConfig, Member, peers::Agreement},
     store::partition_of,
 };
-use cutover_daemon::ErrorCode;
 
 /// A node's routing in its cluster.
 #[derive(Debug, Clone)]

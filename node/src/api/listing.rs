@@ -1,4 +1,5 @@
-//! A listing answered for the whole cluster: this node's page and every peer's, asked at
+//! Listing pages: `{"documents": [{"id", "version", "body"}], "next"}`. In a cluster, a
+//! listing is answered for the whole cluster: this node's page and every peer's, asked at
 //! once (each a forwarded request, answered from the peer's own store), merged in id order.
 //! Each node returns up to `limit` documents after `after`, so the first `limit` of the merge
 //! are the cluster's; there is a next page when any node had more, or the merge did.
@@ -8,14 +9,47 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use cutover_daemon::ErrorCode;
 use http::{HeaderMap, Method, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{
-    http::{ApiError, Entry, Reply, page_reply, relay},
+    forward::relay,
+    http::{ApiError, Reply, json},
     route::Routing,
 };
 use crate::store::{Listing, StoreError};
+
+/// One document of a listing page.
+#[derive(Serialize)]
+pub(super) struct Entry<'a> {
+    pub(super) id: &'a str,
+    pub(super) version: u64,
+    pub(super) body: &'a RawValue,
+}
+
+impl<'a> Entry<'a> {
+    /// A stored document as a page entry (its body was validated as JSON on the way in).
+    pub(super) fn new(id: &'a str, version: u64, body: &'a [u8]) -> Result<Self, ApiError> {
+        let body = serde_json::from_slice(body).map_err(|_| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "internal",
+                format!("stored body of {id} is not JSON"),
+            )
+        })?;
+        Ok(Self { id, version, body })
+    }
+}
+
+/// A listing page: `{"documents": [...], "next": ...}`.
+pub(super) fn page_reply(documents: &[Entry<'_>], next: Option<&str>) -> Reply {
+    #[derive(Serialize)]
+    struct Page<'p, 'a> {
+        documents: &'p [Entry<'a>],
+        next: Option<&'p str>,
+    }
+    json(StatusCode::OK, &Page { documents, next })
+}
 
 /// A peer's page as it sent it.
 #[derive(Deserialize)]
@@ -36,7 +70,7 @@ struct PeerEntry<'a> {
 
 /// Answers `path` (a listing of at most `limit`) with this node's page, `local`, merged with
 /// every peer's. Any peer unreachable: `503`; any peer's error: that error, as it answered.
-pub(super) async fn list(
+pub(super) async fn cluster_list(
     routing: &Routing,
     path: &str,
     local: impl Future<Output = Result<Listing, StoreError>>,
