@@ -6,7 +6,7 @@
 //!
 //! The engine runs as it does in production (`cutover orchestrator`): its own journal, a
 //! gRPC `Source` on blue and a gRPC `Sink` on green, each node a real server on 127.0.0.1.
-//! `sources`: cycle 1 from two blue nodes at once (half of the documents each) into one fresh
+//! `sources`: cycle 1 from a blue cluster of two nodes (half of the partitions each) into one fresh
 //! green, the engine inside green, next to one blue node with all of them, in the same run:
 //! several sources feeding one store must keep the ingest path (issue #25).
 //!
@@ -20,10 +20,10 @@ use std::{
 use anyhow::{Context, ensure};
 use cutover_benches::{
     Size, first_cycle,
-    fixture::{Running, load},
+    fixture::{Running, cluster, load, load_cluster},
     rate, report, wanted,
 };
-use cutover_node::store::{PullSpec, Store, SyncPolicy};
+use cutover_node::store::{PullSpec, Store, SyncPolicy, schema::DEFAULT_PARTITIONS};
 use cutover_orchestrator::engine::Engine;
 
 /// The jq program that renames one field.
@@ -87,13 +87,9 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
 /// Cycle 1 from two blue nodes holding half of `blue`'s documents each into one green, the
 /// engine inside green, against `blue` alone into another: both in this run.
 async fn several_sources(blue: &Running, documents: u64) -> anyhow::Result<()> {
-    let half = documents / 2;
-    let halves = [
-        Running::start(SyncPolicy::Always).await?,
-        Running::start(SyncPolicy::Always).await?,
-    ];
-    load(&halves[0].store, 0, half, 1).await?;
-    load(&halves[1].store, half, documents - half, 1).await?;
+    // A blue cluster of two nodes, each owning half of the partitions and their documents.
+    let (halves, file) = cluster(2, DEFAULT_PARTITIONS, SyncPolicy::Always).await?;
+    load_cluster(&halves, file.as_ref(), documents).await?;
     let one = cycle_one(&[blue], documents, None, true).await?;
     report("cycle 1, identity, 1 source -> green inside", one, "docs/s");
     let two = cycle_one(&[&halves[0], &halves[1]], documents, None, true).await?;
