@@ -367,7 +367,13 @@ async fn acknowledge_stage(
                         ack.batch_id
                     )));
                 }
-                Some(Err(status)) => return Err(broken(describe(&status))),
+                // The sink's own answer: a refusal (a partition it does not own, a malformed
+                // document) is final, a broken connection transient.
+                Some(Err(status)) => {
+                    return Err(CopyError::Peer(PeerError::at(sink.endpoint(), "Apply")(
+                        status,
+                    )));
+                }
                 None => return Err(broken("the stream ended before every ack".into())),
             }
         }

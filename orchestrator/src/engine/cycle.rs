@@ -20,7 +20,7 @@ use super::{
     copy::{Commit, CopyContext},
     driver::{Driver, FIRST_BACKOFF, MAX_BACKOFF},
     error::DriveError,
-    journal::{CycleRecord, Direction, JournalError, Link, PipelineCycle},
+    journal::{CycleRecord, Direction, Journal, JournalError, Link, PipelineCycle},
     machine::Verdict,
     metrics as m,
     pipelines::{Doing, Tracker},
@@ -315,10 +315,10 @@ impl Driver {
         (direction, wait): (Direction, bool),
         tracker: &Arc<Tracker>,
     ) -> Result<Vec<Tally>, DriveError> {
-        // Read per attempt: an attempt that failed may have recorded dead letters.
-        let problems = Arc::new(self.problems(direction)?);
+        // A final cycle runs every pipeline at once: it lasts as long as the slowest, which is
+        // what the threshold engine predicted.
         let at_once = match self.plan.parallel_pipelines {
-            0 => pairs.len(),
+            n if n == 0 || !wait => pairs.len(),
             n => n as usize,
         };
         let permits = Arc::new(Semaphore::new(at_once.max(1)));
@@ -331,7 +331,7 @@ impl Driver {
         for (i, pair) in pairs.iter().enumerate() {
             let pair = Arc::clone(pair);
             let journal = Arc::clone(self.board.journal());
-            let context = CopyContext {
+            let mut context = CopyContext {
                 commit: Commit::Journal {
                     journal: Arc::clone(&journal),
                     upgrade_id: self.upgrade.id.clone(),
@@ -339,7 +339,7 @@ impl Driver {
                 link: pair.link().clone(),
                 direction,
                 routes: Arc::clone(routes),
-                problems: Arc::clone(&problems),
+                problems: Arc::default(),
                 batch_documents,
                 batch_bytes,
                 progress: tracker.counter(i),
@@ -350,12 +350,16 @@ impl Driver {
                 let mut backoff = FIRST_BACKOFF;
                 loop {
                     let permit = permits.acquire().await.expect("never closed");
+                    let started = Instant::now();
                     tracker.set(i, Doing::Copying, String::new());
                     let since = journal.watermark(pair.link())?;
+                    // Read per attempt: one that failed may have recorded dead letters or drops,
+                    // which a success now must clear.
+                    context.problems = Arc::new(problems(&journal, direction)?);
                     let error = match pair.copy(since, &context).await {
                         Ok(copied) => {
                             tally.add(&copied);
-                            tracker.set(i, Doing::Done, String::new());
+                            tracker.done(i, started.elapsed());
                             return Ok((i, tally));
                         }
                         Err(error) => DriveError::from(error),
@@ -395,23 +399,6 @@ impl Driver {
         failure.map_or(Ok(tallies), Err)
     }
 
-    /// Keys that are dead letters or drops in the journal.
-    fn problems(&self, direction: Direction) -> Result<HashSet<(String, String)>, JournalError> {
-        let journal = self.board.journal();
-        let mut keys: HashSet<_> = journal
-            .dead_letters_of(direction)?
-            .into_iter()
-            .map(|d| (d.collection, d.id))
-            .collect();
-        keys.extend(
-            journal
-                .dropped_of(direction)?
-                .into_iter()
-                .map(|(c, id, _)| (c, id)),
-        );
-        Ok(keys)
-    }
-
     /// Publishes copy progress, the cycle's and each pipeline's, until aborted.
     fn report(
         &self,
@@ -433,6 +420,25 @@ impl Driver {
             }
         })
     }
+}
+
+/// Keys that are dead letters or drops in `journal`.
+fn problems(
+    journal: &Journal,
+    direction: Direction,
+) -> Result<HashSet<(String, String)>, JournalError> {
+    let mut keys: HashSet<_> = journal
+        .dead_letters_of(direction)?
+        .into_iter()
+        .map(|d| (d.collection, d.id))
+        .collect();
+    keys.extend(
+        journal
+            .dropped_of(direction)?
+            .into_iter()
+            .map(|(c, id, _)| (c, id)),
+    );
+    Ok(keys)
 }
 
 /// Each pipeline's history, from the cycles that journaled their pipelines' shares (those

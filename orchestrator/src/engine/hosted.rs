@@ -31,6 +31,7 @@ use tonic::{Code, Request, Response, Status, service, transport::Channel};
 use super::{
     copy::{Commit, CopyContext, CopyError, Figures, copy},
     discover::Pair,
+    error::DriveError,
     journal::{BatchRecord, DeadLetter, Direction},
     peer::{MAX_MESSAGE_BYTES, PeerError, SinkPeer, SourcePeer, Token, channel},
     plan::Plan,
@@ -268,7 +269,7 @@ impl Pipelines for PipelinesService {
             let end = match copy(&source, &sink, since, &partitions, &context).await {
                 Ok(copied) => Ok(done(copied.tally, copied.high_watermark)),
                 Err(CopyError::Unheard) => return,
-                Err(error) => Err(status(&error)),
+                Err(error) => Err(status(error)),
             };
             let _ = events.send(end).await;
         });
@@ -289,21 +290,20 @@ fn done(tally: Tally, high_watermark: u64) -> CopyEvent {
     }
 }
 
-/// A copy's failure as the orchestrator should read it: the source's own status when it
-/// failed a call (UNAVAILABLE when it is down), else the sink's refusal.
-fn status(error: &CopyError) -> Status {
-    match error {
-        CopyError::Peer(peer) => Status::new(peer.status.code(), error.to_string()),
-        CopyError::PullBroken { .. } => Status::unavailable(error.to_string()),
-        CopyError::ApplyBroken { reason, .. } if reason.contains("FailedPrecondition") => {
-            Status::failed_precondition(error.to_string())
-        }
-        CopyError::ApplyBroken { reason, .. } if reason.contains("InvalidArgument") => {
-            Status::invalid_argument(error.to_string())
-        }
-        CopyError::ApplyBroken { .. } | CopyError::Journal(_) | CopyError::Unheard => {
-            Status::internal(error.to_string())
-        }
+/// A copy's failure as the orchestrator should read it: UNAVAILABLE for whatever it would
+/// retry had it copied itself (a node down, a broken stream), else the failed call's own code
+/// (a refusal is final) or INTERNAL. The cause chain does not cross the wire, so the
+/// classification is made here, where it is still known.
+fn status(error: CopyError) -> Status {
+    let message = error.to_string();
+    let code = match &error {
+        CopyError::Peer(peer) => peer.status.code(),
+        _ => Code::Internal,
+    };
+    if DriveError::from(error).retryable() {
+        Status::unavailable(message)
+    } else {
+        Status::new(code, message)
     }
 }
 

@@ -18,6 +18,8 @@ use super::{journal::Link, metrics as m, topology::ranges, world::Pipeline};
 /// What one pipeline is doing in the cycle under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Doing {
+    /// Waiting for its turn (the plan's `parallel_pipelines`).
+    Queued,
     /// Copying its share.
     Copying,
     /// A node did not answer: retrying from its watermark.
@@ -31,6 +33,7 @@ pub enum Doing {
 impl Doing {
     fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Copying => "copying",
             Self::Waiting => "waiting",
             Self::Done => "done",
@@ -86,7 +89,7 @@ impl Tracker {
                 run_by_sink: pair.run_by_sink(),
                 copied: Arc::new(AtomicU64::new(0)),
                 live: Mutex::new(Live {
-                    doing: Doing::Copying,
+                    doing: Doing::Queued,
                     waiting_on: String::new(),
                     took: None,
                     watermark,
@@ -118,9 +121,15 @@ impl Tracker {
         let mut live = self.slots[i].live.lock().expect("not poisoned");
         live.doing = doing;
         live.waiting_on = waiting_on;
-        if doing == Doing::Done {
-            live.took = Some(self.started.elapsed());
-        }
+    }
+
+    /// Pipeline `i` copied its share in `took` (its successful attempt, from its turn: not
+    /// the wait for a turn nor a failed attempt, which would read as a slow copy).
+    pub fn done(&self, i: usize, took: Duration) {
+        let mut live = self.slots[i].live.lock().expect("not poisoned");
+        live.doing = Doing::Done;
+        live.waiting_on.clear();
+        live.took = Some(took);
     }
 
     /// The cycle is over: each pipeline's watermark and pending count after it.

@@ -75,18 +75,21 @@ impl Driver {
         };
         loop {
             tokio::time::sleep(REVERSE_INTERVAL).await;
+            // A node that does not answer makes the delta unknown: the cycle copies what the
+            // other pipelines have while that node's wait for it (the status says which).
             let pending = match self.pending(&pairs).await {
                 Ok(0) => continue,
-                Ok(pending) => pending,
+                Ok(pending) => Some(pending),
+                Err(error) if error.retryable() => {
+                    self.board.detail(format!("reverse sync waiting: {error}"));
+                    None
+                }
                 Err(error) => {
                     self.board.detail(format!("reverse sync waiting: {error}"));
                     continue;
                 }
             };
-            match self
-                .cycle(&pairs, &routes, total.clone(), Some(pending))
-                .await
-            {
+            match self.cycle(&pairs, &routes, total.clone(), pending).await {
                 Ok(cycle) => {
                     total = cycle;
                     self.board

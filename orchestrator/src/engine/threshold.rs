@@ -238,7 +238,8 @@ fn fit(history: &[Cycle]) -> (Duration, Duration) {
 
 /// Whether the lowest pending count is at least [`STALL_CYCLES`] cycles old.
 fn stalled(history: &[Cycle]) -> bool {
-    if history.len() <= STALL_CYCLES {
+    // Nothing pending is not a stall, however long the last (empty) cycle took.
+    if history.len() <= STALL_CYCLES || history.last().is_some_and(|c| c.pending_after == 0) {
         return false;
     }
     let (before, recent) = history.split_at(history.len() - STALL_CYCLES);

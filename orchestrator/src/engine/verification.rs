@@ -46,8 +46,10 @@ impl Driver {
         let journal = self.board.journal();
         let fleet = &self.fleet;
         let run = self.discovered().await?;
-        let blue = fenced_digests(&fleet.blue, fenced, Color::Blue).await?;
-        let green = digests(&fleet.green).await?;
+        let mut blue = fenced_digests(&fleet.blue, fenced, Color::Blue).await?;
+        let mut green = digests(&fleet.green).await?;
+        owned_only(&fleet.blue, &mut blue, &run.pairs, true);
+        owned_only(&fleet.green, &mut green, &run.pairs, false);
         let dead = journal.dead_letters()?;
         let allowances = Allowances {
             only_from: journal.dropped()?,
@@ -129,7 +131,7 @@ impl Driver {
             unknown,
             renamed: self.plan.renamed(),
         };
-        let greens = fenced_digests(&fleet.green, fenced, Color::Green).await?;
+        let mut greens = fenced_digests(&fleet.green, fenced, Color::Green).await?;
         if discard {
             return Ok(Verified {
                 summary: "green's head checked; digests not compared: green's writes to \
@@ -138,8 +140,10 @@ impl Driver {
                 green_heads: Vec::new(),
             });
         }
-        let blues = digests(&fleet.blue).await?;
+        let mut blues = digests(&fleet.blue).await?;
         let run = self.discovered().await?;
+        owned_only(&fleet.green, &mut greens, &run.pairs, false);
+        owned_only(&fleet.blue, &mut blues, &run.pairs, true);
         let verified = verify::compare(&greens, &blues, &allowances).map_err(|mismatch| {
             DriveError::Mismatch {
                 color: Color::Blue,
@@ -161,6 +165,37 @@ async fn digests(nodes: &[Arc<dyn NodeControl>]) -> Result<Vec<DigestResponse>, 
         digests.push(node.digest().await.map_err(DriveError::call("verifying"))?);
     }
     Ok(digests)
+}
+
+/// Keeps in each of `digests` (those of `nodes`, in order) only the partitions its node owns:
+/// the partitions of the pipelines it is the source (`source`) or the sink of. A stale copy of
+/// another node's partition, left in a store from before it joined its cluster, must neither
+/// hide a gap on the owner nor make a difference of its own.
+fn owned_only(
+    nodes: &[Arc<dyn NodeControl>],
+    digests: &mut [DigestResponse],
+    pairs: &[Arc<dyn Pipeline>],
+    source: bool,
+) {
+    for (node, digest) in nodes.iter().zip(digests) {
+        let mine: Vec<&Arc<dyn Pipeline>> = pairs
+            .iter()
+            .filter(|p| {
+                let end = if source {
+                    p.source_endpoint()
+                } else {
+                    p.sink_endpoint()
+                };
+                end == node.endpoint()
+            })
+            .collect();
+        if mine.iter().any(|p| p.partitions().is_empty()) {
+            continue;
+        }
+        digest
+            .partitions
+            .retain(|d| mine.iter().any(|p| p.partitions().contains(&d.partition)));
+    }
 }
 
 /// Where the partition `mismatch` names lives on the side it was found on: the sink (or,
