@@ -133,6 +133,7 @@ fn the_embedded_descriptor_set_describes_every_service() {
         [
             "NodeAdmin",
             "Orchestrator",
+            "Pipelines",
             "ProxyControl",
             "Sink",
             "Source"
