@@ -13,7 +13,7 @@ use std::{
 
 use cutover_proto::v1::PipelineStatus;
 
-use super::{journal::Link, metrics as m, topology::ranges, world::Pipeline};
+use super::{metrics as m, topology::ranges, world::Pipeline};
 
 /// What one pipeline is doing in the cycle under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +44,8 @@ impl Doing {
 
 #[derive(Debug)]
 struct Slot {
-    link: Link,
-    source_endpoint: String,
-    sink_endpoint: String,
+    pipeline: Arc<dyn Pipeline>,
     partitions: String,
-    run_by_sink: bool,
     /// Documents handled in this cycle, shared with the pipeline's copy.
     copied: Arc<AtomicU64>,
     live: Mutex<Live>,
@@ -78,15 +75,12 @@ impl Tracker {
             .iter()
             .zip(watermarks)
             .map(|(pair, &watermark)| Slot {
-                link: pair.link().clone(),
-                source_endpoint: pair.source_endpoint().to_owned(),
-                sink_endpoint: pair.sink_endpoint().to_owned(),
+                pipeline: Arc::clone(pair),
                 partitions: if pair.partitions().is_empty() {
                     "all".to_owned()
                 } else {
                     ranges(pair.partitions())
                 },
-                run_by_sink: pair.run_by_sink(),
                 copied: Arc::new(AtomicU64::new(0)),
                 live: Mutex::new(Live {
                     doing: Doing::Queued,
@@ -139,10 +133,8 @@ impl Tracker {
             live.doing = Doing::Idle;
             live.watermark = watermark;
             live.pending = pending;
-            let labels = [
-                ("source", slot.link.source.clone()),
-                ("sink", slot.link.sink.clone()),
-            ];
+            let link = slot.pipeline.link();
+            let labels = [("source", link.source.clone()), ("sink", link.sink.clone())];
             metrics::gauge!(m::PIPELINE_WATERMARK, &labels).set(watermark as f64);
             metrics::gauge!(m::PIPELINE_PENDING, &labels).set(pending as f64);
             metrics::counter!(m::PIPELINE_DOCUMENTS, &labels)
@@ -168,11 +160,12 @@ impl Tracker {
                 let live = slot.live.lock().expect("not poisoned");
                 let documents = slot.copied.load(Ordering::Relaxed);
                 let took = live.took.unwrap_or_else(|| self.started.elapsed());
+                let pipeline = &slot.pipeline;
                 PipelineStatus {
-                    source: slot.link.source.clone(),
-                    sink: slot.link.sink.clone(),
-                    source_endpoint: slot.source_endpoint.clone(),
-                    sink_endpoint: slot.sink_endpoint.clone(),
+                    source: pipeline.link().source.clone(),
+                    sink: pipeline.link().sink.clone(),
+                    source_endpoint: pipeline.source_endpoint().to_owned(),
+                    sink_endpoint: pipeline.sink_endpoint().to_owned(),
                     partitions: slot.partitions.clone(),
                     state: live.doing.as_str().to_owned(),
                     documents,
@@ -180,7 +173,8 @@ impl Tracker {
                     watermark: live.watermark,
                     pending: live.pending,
                     waiting_on: live.waiting_on.clone(),
-                    run_by_sink: slot.run_by_sink,
+                    // Read now: a sink found not to host pipelines shows at once.
+                    run_by_sink: pipeline.run_by_sink(),
                 }
             })
             .collect()
