@@ -577,3 +577,36 @@ fn a_resize_with_a_rename_drops_and_dead_letters_rehearses_then_aborts_with_blue
         written.text()
     );
 }
+
+#[test]
+fn a_node_that_stays_down_past_the_deadline_makes_the_upgrade_give_up_with_blue_serving() {
+    // A budget no cycle can meet keeps the copy cycling until the deadline.
+    let mut stack = Resize::start(2, 2, "deadline = \"6s\"\npause_budget = \"1ms\"\n");
+    let orchestrator = stack.orchestrator(&[]);
+    stack.start_upgrade(&orchestrator);
+    stack.wait_phase(&orchestrator, "cycling");
+    let mut victim = stack.blue.nodes.remove(1);
+    victim.daemon.kill9().expect("kill -9");
+    let status = stack.wait_phase(&orchestrator, "aborted");
+    let error = status["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("past the plan's deadline of 6s while pipeline")
+            && error.contains(&victim.grpc.to_string())
+            && error.contains("blue was not changed"),
+        "the reason names the deadline and the node: {status}"
+    );
+    stack.assert_routes("blue");
+    let written = http::put(
+        stack.blue.nodes[0].http,
+        &format!("/v1/{COLLECTION}/{}", load::id(0)),
+        r#"{"name":"x y"}"#,
+    )
+    .expect("a write");
+    // Blue-1 serves; the id may belong to blue-2, which is down (503), never fenced.
+    assert!(
+        written.status < 300 || written.text().contains("owner_unavailable"),
+        "blue takes writes: {} {}",
+        written.status,
+        written.text()
+    );
+}

@@ -54,7 +54,18 @@ impl Driver {
         // moved past it (an interrupted cycle), so the first cycle counts its own.
         let decided = *self.decided.lock().expect("not poisoned");
         let into = self.next_cycle(Direction::Forward, false)?;
-        let record = self.cycle(&run.pairs, &run.routes, into, decided).await?;
+        let record = match self.cycle(&run.pairs, &run.routes, into, decided).await {
+            // The deadline is the threshold engine's to enforce: it gives up, blue unchanged.
+            Err(error @ DriveError::PastDeadline { .. }) => {
+                return Ok(Verdict::GiveUp {
+                    reason: format!(
+                        "{error}; blue was not changed: bring the node back and start again, or \
+                         raise the deadline"
+                    ),
+                });
+            }
+            record => record?,
+        };
         *self.decided.lock().expect("not poisoned") = Some(record.pending_after);
         let cycles: Vec<CycleRecord> = journal
             .cycles()?
@@ -139,6 +150,7 @@ impl Driver {
         wait: bool,
     ) -> Result<Vec<u64>, DriveError> {
         let watermarks = self.watermarks(pairs)?;
+        let deadline = self.deadline();
         let lags = pairs
             .iter()
             .zip(watermarks)
@@ -152,12 +164,22 @@ impl Driver {
                     if !wait || !error.retryable() {
                         return Err(error);
                     }
+                    let error = past_deadline(deadline, backoff, pair.link(), error)?;
                     tracing::warn!(pipeline = %pair.link(), %error, "waiting for the source");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             });
         futures_util::future::try_join_all(lags).await
+    }
+
+    /// When the plan's deadline passes, on this process's clock, and the deadline.
+    fn deadline(&self) -> Option<(Instant, Duration)> {
+        self.plan.deadline.map(|d| {
+            let started = Duration::from_millis(self.upgrade.started_unix_ms);
+            let now = Duration::from_millis(now_unix_ms());
+            (Instant::now() + (started + d).saturating_sub(now), d)
+        })
     }
 
     /// Each pipeline's committed watermark, in `pairs`' order.
@@ -322,11 +344,7 @@ impl Driver {
             n => n as usize,
         };
         let permits = Arc::new(Semaphore::new(at_once.max(1)));
-        let deadline = self.plan.deadline.map(|d| {
-            let started = Duration::from_millis(self.upgrade.started_unix_ms);
-            let now = Duration::from_millis(now_unix_ms());
-            Instant::now() + (started + d).saturating_sub(now)
-        });
+        let deadline = self.deadline();
         let mut copies = tokio::task::JoinSet::new();
         for (i, pair) in pairs.iter().enumerate() {
             let pair = Arc::clone(pair);
@@ -365,10 +383,10 @@ impl Driver {
                         Err(error) => DriveError::from(error),
                     };
                     drop(permit);
-                    let past = deadline.is_some_and(|d| Instant::now() + backoff >= d);
-                    if !wait || !error.retryable() || past {
+                    if !wait || !error.retryable() {
                         return Err(error);
                     }
+                    let error = past_deadline(deadline, backoff, pair.link(), error)?;
                     tracing::warn!(
                         pipeline = %pair.link(),
                         %error,
@@ -419,6 +437,24 @@ impl Driver {
                 board.pipelines(tracker.statuses());
             }
         })
+    }
+}
+
+/// `error`, for a pipeline to wait on for `backoff` more; [`DriveError::PastDeadline`] when
+/// that would take it past `deadline`.
+fn past_deadline(
+    deadline: Option<(Instant, Duration)>,
+    backoff: Duration,
+    link: &Link,
+    error: DriveError,
+) -> Result<DriveError, DriveError> {
+    match deadline {
+        Some((at, deadline)) if Instant::now() + backoff >= at => Err(DriveError::PastDeadline {
+            deadline,
+            pipeline: link.to_string(),
+            error: Box::new(error),
+        }),
+        _ => Ok(error),
     }
 }
 

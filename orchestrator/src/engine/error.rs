@@ -29,6 +29,17 @@ pub enum DriveError {
         #[source]
         error: PeerError,
     },
+    /// The plan's deadline passed while a pipeline waited for a node that does not answer.
+    #[error("past the plan's deadline of {deadline:?} while pipeline {pipeline} waits: {error}")]
+    PastDeadline {
+        /// The plan's deadline.
+        deadline: std::time::Duration,
+        /// The pipeline that waits.
+        pipeline: String,
+        /// What it waits on.
+        #[source]
+        error: Box<DriveError>,
+    },
     /// The plan (journaled with the upgrade) cannot be used: a token file, an endpoint.
     #[error("the plan: {0}")]
     Plan(String),
@@ -108,6 +119,7 @@ impl DriveError {
             | Self::Journal(_)
             | Self::Discover(DiscoverError::Mismatch(_))
             | Self::Plan(_)
+            | Self::PastDeadline { .. }
             | Self::Moved { .. }
             | Self::Mismatch { .. }
             | Self::WouldLose { .. } => false,
