@@ -210,7 +210,7 @@ impl fmt::Display for Place {
 }
 
 /// `"partition 3"` or `"partitions 3-5,9"`.
-pub(crate) struct Named<'a>(pub &'a Ranges);
+pub struct Named<'a>(pub &'a Ranges);
 
 impl fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -37,7 +37,7 @@ mod tests;
 
 use std::{fmt::Write as _, net::SocketAddr, path::Path};
 
-pub(crate) use error::Named;
+pub use error::Named;
 pub use error::{ClusterError, Problem};
 pub use ranges::Ranges;
 use xxhash_rust::xxh3::xxh3_64;

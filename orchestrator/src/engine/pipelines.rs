@@ -11,9 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cutover_node::cluster::Ranges;
 use cutover_proto::v1::PipelineStatus;
 
-use super::{metrics as m, topology::ranges, world::Pipeline};
+use super::{metrics as m, world::Pipeline};
 
 /// What one pipeline is doing in the cycle under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,7 @@ impl Tracker {
                 partitions: if pair.partitions().is_empty() {
                     "all".to_owned()
                 } else {
-                    ranges(pair.partitions())
+                    Ranges::new(pair.partitions().to_vec()).to_string()
                 },
                 copied: Arc::new(AtomicU64::new(0)),
                 live: Mutex::new(Live {

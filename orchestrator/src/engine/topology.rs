@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use cutover_node::cluster::{Named, Ranges};
 use cutover_proto::v1::DescribeResponse;
 
 /// One node of a colour, as discovery described it.
@@ -153,7 +154,7 @@ fn owners(
         };
         return Err(format!(
             "{colour}: {} owned by both {} and {} ({list}){hint}",
-            partitions_are(&partitions),
+            partitions_with(&partitions, ("is", "are")),
             members[a].endpoint,
             members[b].endpoint
         ));
@@ -165,48 +166,17 @@ fn owners(
         return Err(format!(
             "{colour}: {} no owner among {list}: list every node of the {colour} cluster \
              in the plan",
-            partitions_are(&orphans)
-                .replace(" are", " have")
-                .replace(" is", " has")
+            partitions_with(&orphans, ("has", "have"))
         ));
     }
     Ok(owner.into_iter().map(|o| o.expect("checked")).collect())
 }
 
-/// "partition 3 is" or "partitions 0-3,7 are".
-fn partitions_are(partitions: &[u32]) -> String {
-    match partitions {
-        [one] => format!("partition {one} is"),
-        _ => format!("partitions {} are", ranges(partitions)),
-    }
-}
-
-/// `0-3,7,9-10`: increasing partition numbers as ranges.
-pub fn ranges(partitions: &[u32]) -> String {
-    let mut shown = Vec::new();
-    let mut run: Option<(u32, u32)> = None;
-    for &p in partitions {
-        run = match run {
-            Some((start, end)) if p == end + 1 => Some((start, p)),
-            Some(done) => {
-                shown.push(done);
-                Some((p, p))
-            }
-            None => Some((p, p)),
-        };
-    }
-    shown.extend(run);
-    shown
-        .into_iter()
-        .map(|(start, end)| {
-            if start == end {
-                start.to_string()
-            } else {
-                format!("{start}-{end}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+/// "partition 3 is" or "partitions 0-3,7 are": `partitions` with the verb `(singular, plural)`.
+fn partitions_with(partitions: &[u32], (one, many): (&str, &str)) -> String {
+    let ranges = Ranges::new(partitions.to_vec());
+    let verb = if ranges.len() == 1 { one } else { many };
+    format!("{} {verb}", Named(&ranges))
 }
 
 #[cfg(test)]
@@ -376,12 +346,5 @@ mod tests {
         let err = routes(&members(&be, &b), &members(&ge, &cluster("green", 1, 8)))
             .expect_err("one node twice");
         assert!(err.contains("is node same again"), "{err}");
-    }
-
-    #[test]
-    fn ranges_are_shown_compactly() {
-        assert_eq!(ranges(&[0, 1, 2, 3, 7, 9, 10]), "0-3,7,9-10");
-        assert_eq!(ranges(&[5]), "5");
-        assert_eq!(ranges(&[]), "");
     }
 }
