@@ -21,16 +21,14 @@ use std::{
     },
 };
 
-use cutover_proto::v1::{
-    ApplyRequest, CollectionCopied, CopyBatch, CopyEvent, DocumentKey, DroppedDocument, copy_event,
-    pull_response::Kind,
-};
+use cutover_proto::v1::{ApplyRequest, CopyEvent, pull_response::Kind};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_stream::StreamExt;
 use tonic::Status;
 
 use super::{
-    journal::{BatchRecord, DeadLetter, Direction, Journal, JournalError, Link},
+    hosted,
+    journal::{BatchRecord, Direction, Journal, JournalError, Link},
     metrics as m,
     peer::{PeerError, SinkPeer, SourcePeer},
     routes::{Routes, Tally, Transformed, transform_batch},
@@ -114,37 +112,7 @@ impl Commit {
                 Ok(())
             }
             Self::Report(events) => {
-                let batch = CopyBatch {
-                    watermark,
-                    failed: record.failed.into_iter().map(dead_letter).collect(),
-                    dropped: record
-                        .dropped
-                        .into_iter()
-                        .map(|(collection, id, version)| DroppedDocument {
-                            collection,
-                            id,
-                            version,
-                        })
-                        .collect(),
-                    copied: record
-                        .copied
-                        .into_iter()
-                        .map(|(collection, id)| DocumentKey { collection, id })
-                        .collect(),
-                    documents: figures.documents,
-                    collections: figures
-                        .per_collection
-                        .into_iter()
-                        .map(|(collection, documents, bytes)| CollectionCopied {
-                            collection,
-                            documents,
-                            bytes,
-                        })
-                        .collect(),
-                };
-                let event = CopyEvent {
-                    kind: Some(copy_event::Kind::Batch(batch)),
-                };
+                let event = hosted::batch_event(watermark, record, figures);
                 events.send(Ok(event)).await.map_err(|_| CopyError::Unheard)
             }
         }
@@ -177,16 +145,6 @@ impl Figures {
                 .per_collection
                 .push((collection.to_owned(), documents, bytes)),
         }
-    }
-}
-
-fn dead_letter(dead: DeadLetter) -> cutover_proto::v1::DeadLetter {
-    cutover_proto::v1::DeadLetter {
-        source: dead.source,
-        collection: dead.collection,
-        id: dead.id,
-        version: dead.version,
-        error: dead.error,
     }
 }
 

@@ -87,12 +87,19 @@ impl Pipeline for Pair {
     }
 
     fn reversed(&self, token: &Token) -> Result<Arc<dyn Pipeline>, String> {
-        Ok(Arc::new(Pair {
+        Ok(Arc::new(self.turned(token)?))
+    }
+}
+
+impl Pair {
+    /// The same two nodes the other way, the new sink written with `token`.
+    pub fn turned(&self, token: &Token) -> Result<Pair, String> {
+        Ok(Pair {
             source: SourcePeer::new(self.sink.endpoint())?,
             sink: SinkPeer::remote(&self.source.endpoint, token.clone())?,
             link: self.link.reversed(),
             partitions: self.partitions.clone(),
-        }))
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use std::{
 use cutover_daemon::auth::BearerAuth;
 use cutover_node::store::Store;
 use cutover_proto::v1::{
-    CopyDone, CopyEvent, CopyRequest, DocumentKey,
+    CollectionCopied, CopyBatch, CopyDone, CopyEvent, CopyRequest, DocumentKey, DroppedDocument,
     copy_event::Kind,
     pipelines_client::PipelinesClient,
     pipelines_server::{Pipelines, PipelinesServer},
@@ -113,57 +113,18 @@ impl Hosted {
             let event = events.message().await.map_err(fail)?;
             match event.and_then(|e| e.kind) {
                 Some(Kind::Batch(batch)) => {
-                    let source = &context.link.source;
-                    let record = BatchRecord {
-                        failed: batch
-                            .failed
-                            .into_iter()
-                            .map(|dead| dead_letter(dead, source))
-                            .collect(),
-                        dropped: batch
-                            .dropped
-                            .into_iter()
-                            .map(|d| (d.collection, d.id, d.version))
-                            .collect(),
-                        copied: batch
-                            .copied
-                            .into_iter()
-                            .map(|k| (k.collection, k.id))
-                            .collect(),
-                    };
+                    let watermark = batch.watermark;
+                    let (record, figures) = from_batch(batch, &context.link.source);
                     context
                         .progress
-                        .fetch_add(batch.documents, Ordering::Relaxed);
-                    let figures = Figures {
-                        documents: batch.documents,
-                        per_collection: batch
-                            .collections
-                            .into_iter()
-                            .map(|c| (c.collection, c.documents, c.bytes))
-                            .collect(),
-                    };
+                        .fetch_add(figures.documents, Ordering::Relaxed);
                     context
                         .commit
-                        .batch(
-                            context.direction,
-                            &context.link,
-                            batch.watermark,
-                            record,
-                            figures,
-                        )
+                        .batch(context.direction, &context.link, watermark, record, figures)
                         .await?;
                 }
+                // The node reported its high watermark as a batch before it was done.
                 Some(Kind::Done(done)) => {
-                    context
-                        .commit
-                        .batch(
-                            context.direction,
-                            &context.link,
-                            done.high_watermark,
-                            BatchRecord::default(),
-                            Figures::default(),
-                        )
-                        .await?;
                     return Ok(Tally {
                         documents: done.documents,
                         bytes: done.bytes,
@@ -189,15 +150,87 @@ impl Hosted {
     }
 }
 
-/// A dead letter the sink node reported, from the pipeline's `source` node.
-fn dead_letter(dead: cutover_proto::v1::DeadLetter, source: &str) -> DeadLetter {
-    DeadLetter {
-        source: source.to_owned(),
-        collection: dead.collection,
-        id: dead.id,
-        version: dead.version,
-        error: dead.error,
+/// The wire form of batches a sink node reports: everything up to `watermark` applied, with
+/// the batches' failures, drops and successes (`record`) and counts (`figures`).
+pub fn batch_event(watermark: u64, record: BatchRecord, figures: Figures) -> CopyEvent {
+    let batch = CopyBatch {
+        watermark,
+        failed: record
+            .failed
+            .into_iter()
+            .map(|dead| cutover_proto::v1::DeadLetter {
+                source: dead.source,
+                collection: dead.collection,
+                id: dead.id,
+                version: dead.version,
+                error: dead.error,
+            })
+            .collect(),
+        dropped: record
+            .dropped
+            .into_iter()
+            .map(|(collection, id, version)| DroppedDocument {
+                collection,
+                id,
+                version,
+            })
+            .collect(),
+        copied: record
+            .copied
+            .into_iter()
+            .map(|(collection, id)| DocumentKey { collection, id })
+            .collect(),
+        documents: figures.documents,
+        collections: figures
+            .per_collection
+            .into_iter()
+            .map(|(collection, documents, bytes)| CollectionCopied {
+                collection,
+                documents,
+                bytes,
+            })
+            .collect(),
+    };
+    CopyEvent {
+        kind: Some(Kind::Batch(batch)),
     }
+}
+
+/// [`batch_event`] read back, its dead letters from the pipeline's `source` node (the sink
+/// node knows itself only).
+fn from_batch(batch: CopyBatch, source: &str) -> (BatchRecord, Figures) {
+    let record = BatchRecord {
+        failed: batch
+            .failed
+            .into_iter()
+            .map(|dead| DeadLetter {
+                source: source.to_owned(),
+                collection: dead.collection,
+                id: dead.id,
+                version: dead.version,
+                error: dead.error,
+            })
+            .collect(),
+        dropped: batch
+            .dropped
+            .into_iter()
+            .map(|d| (d.collection, d.id, d.version))
+            .collect(),
+        copied: batch
+            .copied
+            .into_iter()
+            .map(|k| (k.collection, k.id))
+            .collect(),
+    };
+    let figures = Figures {
+        documents: batch.documents,
+        per_collection: batch
+            .collections
+            .into_iter()
+            .map(|c| (c.collection, c.documents, c.bytes))
+            .collect(),
+    };
+    (record, figures)
 }
 
 /// `routes` and the `Pipelines` service of the node whose store is `store`, behind its bearer
@@ -345,12 +378,7 @@ impl super::world::Pipeline for Hosted {
     }
 
     fn reversed(&self, token: &Token) -> Result<Arc<dyn super::world::Pipeline>, String> {
-        let pair = Pair {
-            source: SourcePeer::new(self.pair.sink.endpoint())?,
-            sink: SinkPeer::remote(&self.pair.source.endpoint, token.clone())?,
-            link: self.pair.link.reversed(),
-            partitions: self.pair.partitions.clone(),
-        };
+        let pair = self.pair.turned(token)?;
         Ok(Arc::new(Hosted::new(
             pair,
             self.plan_toml.clone(),
