@@ -139,22 +139,27 @@ impl Driver {
 
     /// Changes after the committed watermarks, over every pipeline.
     pub(super) async fn pending(&self, pairs: &[Arc<dyn Pipeline>]) -> Result<u64, DriveError> {
-        Ok(self.pending_each(pairs, false).await?.iter().sum())
+        let watermarks = self.watermarks(pairs)?;
+        Ok(self
+            .pending_each(pairs, &watermarks, false)
+            .await?
+            .iter()
+            .sum())
     }
 
-    /// Changes after each pipeline's committed watermark, in `pairs`' order. With `wait`, a
-    /// source that does not answer is asked again, backing off, until it does.
+    /// Changes after each of `watermarks` (one per pipeline, in `pairs`' order). With `wait`,
+    /// a source that does not answer is asked again, backing off, until it does.
     async fn pending_each(
         &self,
         pairs: &[Arc<dyn Pipeline>],
+        watermarks: &[u64],
         wait: bool,
     ) -> Result<Vec<u64>, DriveError> {
-        let watermarks = self.watermarks(pairs)?;
         let deadline = self.deadline();
         let lags = pairs
             .iter()
             .zip(watermarks)
-            .map(|(pair, watermark)| async move {
+            .map(|(pair, &watermark)| async move {
                 let mut backoff = FIRST_BACKOFF;
                 loop {
                     let error = match pair.lag(watermark).await {
@@ -278,10 +283,13 @@ impl Driver {
         self.board
             .progress(number, tally.documents, expected.max(tally.documents), 0.0);
         let wait = !into.final_cycle;
+        let reached = self.watermarks(pairs)?;
         let pending_each = self
-            .attempt("measuring the delta", || self.pending_each(pairs, wait))
+            .attempt("measuring the delta", || {
+                self.pending_each(pairs, &reached, wait)
+            })
             .await?;
-        tracker.settle(&self.watermarks(pairs)?, &pending_each);
+        tracker.settle(&reached, &pending_each);
         self.board.pipelines(tracker.statuses());
         let duration_ms = started.elapsed().as_millis() as u64;
         let mut pipelines = into.pipelines.clone();
@@ -345,10 +353,12 @@ impl Driver {
         };
         let permits = Arc::new(Semaphore::new(at_once.max(1)));
         let deadline = self.deadline();
+        let journal = Arc::clone(self.board.journal());
+        let known = Arc::new(problems(&journal, direction)?);
         let mut copies = tokio::task::JoinSet::new();
         for (i, pair) in pairs.iter().enumerate() {
             let pair = Arc::clone(pair);
-            let journal = Arc::clone(self.board.journal());
+            let journal = Arc::clone(&journal);
             let mut context = CopyContext {
                 commit: Commit::Journal {
                     journal: Arc::clone(&journal),
@@ -357,7 +367,7 @@ impl Driver {
                 link: pair.link().clone(),
                 direction,
                 routes: Arc::clone(routes),
-                problems: Arc::default(),
+                problems: Arc::clone(&known),
                 batch_documents,
                 batch_bytes,
                 progress: tracker.counter(i),
@@ -366,14 +376,18 @@ impl Driver {
             copies.spawn(async move {
                 let mut tally = Tally::default();
                 let mut backoff = FIRST_BACKOFF;
+                let mut retry = false;
                 loop {
                     let permit = permits.acquire().await.expect("never closed");
                     let started = Instant::now();
                     tracker.set(i, Doing::Copying, String::new());
                     let since = journal.watermark(pair.link())?;
-                    // Read per attempt: one that failed may have recorded dead letters or drops,
-                    // which a success now must clear.
-                    context.problems = Arc::new(problems(&journal, direction)?);
+                    // Read again on a retry: the attempt that failed may have recorded dead
+                    // letters or drops, which a success now must clear.
+                    if retry {
+                        context.problems = Arc::new(problems(&journal, direction)?);
+                    }
+                    retry = true;
                     let error = match pair.copy(since, &context).await {
                         Ok(copied) => {
                             tally.add(&copied);
