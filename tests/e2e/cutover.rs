@@ -4,7 +4,7 @@
 //! an `ETag` from blue honoured by green, proxies routing to the right colour (also after a
 //! restart), and an orchestrator killed after each cutover step that finishes by itself.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use cutover_orchestrator::demo::{
     load::{self, COLLECTION, Finished, Ledger, Load, LoadConfig},
@@ -264,30 +264,7 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
     );
 
     // The ETag read from blue before the upgrade is honoured by green.
-    let now = http::get(stack.proxies[1].listen, &probe_path).expect("read on green");
-    assert_eq!(
-        now.header("etag"),
-        Some(blue_etag.as_str()),
-        "{}",
-        now.text()
-    );
-    let mut body = now.json().expect("json");
-    assert_eq!(body["schema"], 2, "green's schema: {body}");
-    body["visits"] = 1000.into();
-    let put = http::request(
-        stack.proxies[1].listen,
-        "PUT",
-        &probe_path,
-        &[("if-match", &blue_etag)],
-        body.to_string().as_bytes(),
-    )
-    .expect("conditional write");
-    assert_eq!(
-        put.status,
-        200,
-        "If-Match with blue's ETag on green: {}",
-        put.text()
-    );
+    blue_etag_honoured_on_green(stack.proxies[1].listen, &probe_path, &blue_etag);
 
     // Rollback under the same load, going on from the same ledger.
     let background = Background::start(&config, ledger);
@@ -310,6 +287,31 @@ fn cutover_and_rollback_under_live_writes_lose_nothing_and_show_no_error() {
     );
     settle(Duration::from_secs(1));
     nothing_failed_or_lost(background, &stack.blue);
+}
+
+/// Asserts that green, through the proxy at `proxy`, serves `path` with `blue_etag` (the
+/// ETag a client read on blue before the upgrade) and in green's schema, and takes a write
+/// with `If-Match: blue_etag`.
+pub(crate) fn blue_etag_honoured_on_green(proxy: SocketAddr, path: &str, blue_etag: &str) {
+    let now = http::get(proxy, path).expect("read on green");
+    assert_eq!(now.header("etag"), Some(blue_etag), "{}", now.text());
+    let mut body = now.json().expect("json");
+    assert_eq!(body["schema"], 2, "green's schema: {body}");
+    body["visits"] = 1000.into();
+    let put = http::request(
+        proxy,
+        "PUT",
+        path,
+        &[("if-match", blue_etag)],
+        body.to_string().as_bytes(),
+    )
+    .expect("conditional write");
+    assert_eq!(
+        put.status,
+        200,
+        "If-Match with blue's ETag on green: {}",
+        put.text()
+    );
 }
 
 /// Waits for `orchestrator` to kill itself (SIGKILL) at its `--fault-point` `point`.

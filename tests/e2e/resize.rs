@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::{
     apply, cluster,
-    cutover::{Background, killed_by_itself, lost, settle},
+    cutover::{Background, blue_etag_honoured_on_green, killed_by_itself, lost, settle},
 };
 
 /// Partitions of both colours.
@@ -314,30 +314,7 @@ fn resize_and_back(blue: usize, green: usize) {
 
     // The ETag read from blue before the upgrade is honoured by green, whichever node the
     // request lands on.
-    let now = http::get(stack.proxies[1].listen, &probe_path).expect("read on green");
-    assert_eq!(
-        now.header("etag"),
-        Some(blue_etag.as_str()),
-        "{}",
-        now.text()
-    );
-    let mut body = now.json().expect("json");
-    assert_eq!(body["schema"], 2, "green's schema: {body}");
-    body["visits"] = 1000.into();
-    let put = http::request(
-        stack.proxies[1].listen,
-        "PUT",
-        &probe_path,
-        &[("if-match", &blue_etag)],
-        body.to_string().as_bytes(),
-    )
-    .expect("conditional write");
-    assert_eq!(
-        put.status,
-        200,
-        "If-Match with blue's ETag on green: {}",
-        put.text()
-    );
+    blue_etag_honoured_on_green(stack.proxies[1].listen, &probe_path, &blue_etag);
 
     let background = Background::start(&config, ledger);
     settle(Duration::from_secs(1));
