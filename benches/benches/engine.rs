@@ -4,8 +4,10 @@
 //! change index written by `WriteBatch` into a plain RocksDB database, one process, no
 //! network, no transform.
 //!
-//! The engine runs as it does in production (`cutover orchestrator`): its own journal, a
-//! gRPC `Source` on blue and a gRPC `Sink` on green, each node a real server on 127.0.0.1.
+//! The engine runs as it does in production (`cutover orchestrator`): its own journal, each
+//! node a real server on 127.0.0.1, and the pipeline run inside green (`Pipelines.Copy`:
+//! green pulls from blue's gRPC `Source` and writes its own store), or with the engine
+//! inside green.
 //! `sources`: cycle 1 from a blue cluster of two nodes (half of the partitions each) into one fresh
 //! green, the engine inside green, next to one blue node with all of them, in the same run:
 //! several sources feeding one store must keep the ingest path (issue #25).
@@ -60,7 +62,11 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
     };
     if wanted("identity") {
         let identity = cycle_one(&[&blue], documents, None, false).await?;
-        report("cycle 1, identity, loopback gRPC", identity, "docs/s");
+        report(
+            "cycle 1, identity, standalone engine, pipeline in green",
+            identity,
+            "docs/s",
+        );
         if let Some(raw) = raw {
             report("cycle 1 identity / raw limit", identity / raw, "ratio");
         }
