@@ -386,3 +386,93 @@ impl super::world::Pipeline for Hosted {
         )?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cutover_node::{
+        Node, NodeConfig,
+        store::{Incoming, Store, StoreConfig, SyncPolicy},
+    };
+    use cutover_proto::v1::Phase;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::engine::Engine;
+
+    /// A node on loopback that serves no `Pipelines` (another implementation of the
+    /// contract); its store and gRPC address.
+    async fn plain_node(dir: &std::path::Path, cancel: &CancellationToken) -> (Store, String) {
+        let node = Node::open(NodeConfig {
+            store: StoreConfig {
+                path: dir.to_owned(),
+                partitions: None,
+                sync: SyncPolicy::Os,
+            },
+            max_body: 1 << 20,
+            token: None,
+            cluster: None,
+        })
+        .expect("a node");
+        let store = node.store().clone();
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = format!("http://{}", grpc.local_addr().expect("an address"));
+        tokio::spawn(node.run(http, grpc, cancel.child_token()));
+        (store, address)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_that_hosts_no_pipelines_is_copied_into_by_the_orchestrator() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cancel = CancellationToken::new();
+        let (blue, blue_at) = plain_node(&dir.path().join("blue"), &cancel).await;
+        let (green, green_at) = plain_node(&dir.path().join("green"), &cancel).await;
+        let ids: Vec<String> = (0..100).map(|n| format!("d{n}")).collect();
+        let documents: Vec<Incoming<'_>> = ids
+            .iter()
+            .map(|id| Incoming {
+                collection: "c",
+                id,
+                version: 1,
+                tombstone: false,
+                body: b"{}",
+            })
+            .collect();
+        blue.apply(&documents).expect("blue loaded");
+        let engine = Engine::open(&dir.path().join("journal"), None).expect("an engine");
+        let plan = format!(
+            "pause_budget = \"10s\"\n[blue]\nsources = [\"{blue_at}\"]\n[green]\nsinks = \
+             [\"{green_at}\"]\n"
+        );
+        engine
+            .start(&plan, "plan.toml", true)
+            .await
+            .expect("started");
+        let mut events = engine.watch();
+        let status = loop {
+            let status = events
+                .borrow_and_update()
+                .status
+                .clone()
+                .unwrap_or_default();
+            if !status.cycles.is_empty() || status.phase == Phase::Failed as i32 {
+                break status;
+            }
+            tokio::time::timeout(Duration::from_secs(30), events.changed())
+                .await
+                .expect("a cycle within 30 s")
+                .expect("the engine runs");
+        };
+        engine.shutdown().await;
+        cancel.cancel();
+        assert_eq!(status.cycles[0].documents, 100, "{status:?}");
+        assert!(
+            status.pipelines.iter().all(|p| !p.run_by_sink),
+            "the orchestrator ran it: {:?}",
+            status.pipelines
+        );
+        assert_eq!(green.live_documents().expect("count"), 100);
+    }
+}
