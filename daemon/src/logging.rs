@@ -58,8 +58,13 @@ pub fn init(format: LogFormat, default: &str) -> Result<(), LoggingError> {
     };
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
+        // Colours only on a terminal: a container's or a service manager's log gets plain text.
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
