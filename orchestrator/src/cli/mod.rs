@@ -9,7 +9,9 @@ mod dry_run;
 mod exit;
 #[cfg(test)]
 mod fixtures;
+mod health;
 mod json;
+mod load;
 mod progress;
 mod render;
 mod upgrade;
@@ -24,6 +26,8 @@ pub use cluster::{ClusterArgs, ClusterCommand};
 pub use daemons::{NodeArgs, OrchestratorArgs, ProxyArgs};
 pub use demo::DemoArgs;
 pub use exit::{CliError, codes};
+pub use health::HealthArgs;
+pub use load::{LoadArgs, LoadCommand, Outcome as LoadOutcome};
 pub use upgrade::{OutputFormat, UpgradeArgs, UpgradeCommand};
 
 /// Upgrade a stateful service from blue to green with no downtime and no lost write.
@@ -82,13 +86,17 @@ pub enum Command {
     Demo(DemoArgs),
     /// Write or check a cluster file (the nodes of one colour and their partitions).
     Cluster(ClusterArgs),
+    /// Run the demo's client load through proxies or nodes, and check its writes afterwards.
+    Load(LoadArgs),
+    /// Exit 0 when a URL answers 200 (container health checks).
+    Health(HealthArgs),
 }
 
 /// Runs a parsed command line to completion and maps the outcome to an exit status
 /// (see [`codes`]). Errors are printed to standard error with what to do about them.
 pub fn run(cli: Cli) -> ExitCode {
     // The demo tells its own story on stdout; its logs stay quiet unless RUST_LOG asks.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Health(_)) {
         "warn"
     } else {
         "info"
@@ -124,6 +132,8 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Upgrade(args) => upgrade::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Cluster(args) => cluster::run(args),
+        Command::Load(args) => load::run(args).await,
+        Command::Health(args) => health::run(args).await,
     }
 }
 

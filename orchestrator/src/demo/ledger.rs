@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 /// The last acknowledged state of a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Expect {
     /// Live at this version with this `visits`.
     Live {
@@ -20,7 +23,7 @@ pub enum Expect {
 }
 
 /// Every key's last acknowledged state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Ledger {
     /// id → state.
     pub keys: HashMap<String, Expect>,

@@ -1,0 +1,57 @@
+//! `cutover health URL`: exit 0 when the URL answers 200, for container health checks in
+//! images that carry no curl.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use http::{StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+use super::{CliError, values};
+
+/// `cutover health`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  cutover health http://127.0.0.1:7070/healthz")]
+pub struct HealthArgs {
+    /// The URL to ask, e.g. http://127.0.0.1:7070/healthz (plain HTTP). The image's
+    /// HEALTHCHECK runs `cutover health` with the URL in CUTOVER_HEALTH_URL, so one image
+    /// serves every role: set it to the role's port.
+    #[arg(env = "CUTOVER_HEALTH_URL")]
+    pub url: Uri,
+    /// Print the status on one line and the body after it (exit status as without).
+    #[arg(long)]
+    pub print: bool,
+    /// Longest wait for the answer.
+    #[arg(long, default_value = "2s", value_parser = values::positive_duration)]
+    pub timeout: Duration,
+}
+
+pub(super) async fn run(args: HealthArgs) -> Result<(), CliError> {
+    if args.url.scheme_str() != Some("http") || args.url.host().is_none() {
+        return Err(anyhow::anyhow!(
+            "{}: write the URL as http://HOST:PORT/PATH (plain HTTP)",
+            args.url
+        )
+        .into());
+    }
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = tokio::time::timeout(args.timeout, async {
+        let response = client.get(args.url.clone()).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("{}: no answer in {:?}", args.url, args.timeout))?;
+    let (status, body) =
+        response.map_err(|error| anyhow::anyhow!("{}: cannot connect: {error}", args.url))?;
+    if args.print {
+        println!("{}\n{}", status.as_u16(), String::from_utf8_lossy(&body));
+    }
+    if status != StatusCode::OK {
+        return Err(anyhow::anyhow!("{}: answered {status}", args.url).into());
+    }
+    Ok(())
+}
