@@ -66,6 +66,17 @@ pub struct NodeArgs {
     /// Directory of the orchestrator journal, with --orchestrate.
     #[arg(long)]
     pub journal: Option<PathBuf>,
+    /// Crash tests only: abort the process when the engine inside passes this point.
+    #[arg(long, hide = true, requires = "orchestrate")]
+    pub fault_point: Option<String>,
+    /// Fault tests only: NAME=DURATION stalls the engine inside at the point NAME.
+    #[arg(
+        long,
+        hide = true,
+        requires = "orchestrate",
+        conflicts_with = "fault_point"
+    )]
+    pub fault_stall: Option<String>,
 }
 
 /// `--sync` values.
@@ -171,6 +182,9 @@ pub struct OrchestratorArgs {
     /// Crash tests only: abort the process when the cutover passes this point.
     #[arg(long, hide = true)]
     pub fault_point: Option<String>,
+    /// Fault tests only: NAME=DURATION stalls the engine at the point NAME.
+    #[arg(long, hide = true, conflicts_with = "fault_point")]
+    pub fault_stall: Option<String>,
 }
 
 /// Where a node listens without --http, --grpc or --cluster.
@@ -180,6 +194,7 @@ const DEFAULT_NODE_GRPC: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7071);
 
 pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
+    arm_faults(args.fault_point.as_deref(), args.fault_stall.as_deref())?;
     let cluster = match (&args.cluster, &args.name) {
         (Some(path), Some(name)) => {
             let cluster = Cluster::load(path).map_err(anyhow::Error::from)?;
@@ -305,10 +320,19 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Arms the hidden fault flags of the crash and fault tests.
+fn arm_faults(point: Option<&str>, stall: Option<&str>) -> Result<(), CliError> {
+    use crate::engine::fault;
+    let armed = match (point, stall) {
+        (Some(point), _) => fault::arm(point),
+        (None, Some(stall)) => fault::arm_stall(stall),
+        (None, None) => Ok(()),
+    };
+    armed.map_err(|e| CliError::Failed(anyhow::anyhow!(e)))
+}
+
 pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError> {
-    if let Some(point) = &args.fault_point {
-        crate::engine::fault::arm(point).map_err(|e| CliError::Failed(anyhow::anyhow!(e)))?;
-    }
+    arm_faults(args.fault_point.as_deref(), args.fault_stall.as_deref())?;
     let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
     let engine = Engine::open(&args.journal, None)
         .with_context(|| format!("opening the journal in {}", args.journal.display()))?;

@@ -9,12 +9,19 @@
 //! side's fence is permanent, before the commit is journaled; `first-switch` when the first
 //! proxy of a switch has switched. The names of the first release (`paused`, `fenced`,
 //! `final-cycle`, `committed`) still work: each is the state entered after that step.
+//!
+//! `--fault-stall NAME=DURATION` (hidden too) stalls the engine at the point instead: the
+//! thread that passes it sleeps for DURATION, after logging `fault point reached: stalling`,
+//! so a test across containers can freeze or cut off the process at that exact step (the
+//! process's other work goes on meanwhile), and see what the upgrade does once it goes on.
 
-use std::sync::OnceLock;
+use std::{sync::OnceLock, time::Duration};
 
 use super::machine::{Handover, State, StepName};
 
 static ARMED: OnceLock<String> = OnceLock::new();
+/// How long the armed point stalls; unset, it kills.
+static STALL: OnceLock<Duration> = OnceLock::new();
 
 /// The handover's steps, in order.
 const STEPS: &[StepName] = &[
@@ -80,6 +87,18 @@ pub fn arm(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Arms `NAME=DURATION`: the point NAME stalls the engine for DURATION instead of killing.
+pub fn arm_stall(spec: &str) -> Result<(), String> {
+    let (name, duration) = spec.split_once('=').ok_or_else(|| {
+        format!("--fault-stall {spec:?}: write it as NAME=DURATION, e.g. sealed=20s")
+    })?;
+    let duration = humantime::parse_duration(duration)
+        .map_err(|error| format!("--fault-stall {spec:?}: {error}"))?;
+    arm(name)?;
+    let _ = STALL.set(duration);
+    Ok(())
+}
+
 /// The point of `state`: passed once it is journaled.
 pub fn name(state: &State) -> String {
     let way = |handover: &Handover| match handover {
@@ -102,9 +121,16 @@ pub fn passed(state: &State) {
     }
 }
 
-/// Passes the point `name`: kills the process when it is the armed one.
+/// Passes the point `name`: kills the process when it is the armed one, or stalls here when
+/// it was armed with a stall.
 pub fn point(name: &str) {
     if ARMED.get().is_some_and(|armed| armed == name) {
+        if let Some(stall) = STALL.get() {
+            tracing::error!(point = name, ?stall, "fault point reached: stalling");
+            std::thread::sleep(*stall);
+            tracing::warn!(point = name, "fault point: the stall is over, going on");
+            return;
+        }
         tracing::error!(point = name, "fault point reached: kill -9 of this process");
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         std::process::abort();
