@@ -39,7 +39,8 @@ if ! importable; then
   if ! importable; then
     echo "validate.sh: installing $validator into $deps with pip"
     # --target keeps it out of the system's packages (and needs no virtualenv).
-    "$python" -m pip install --quiet --disable-pip-version-check --target "$deps" "$validator"
+    PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check \
+      --target "$deps" "$validator"
     importable || { echo "validate.sh: kubernetes-validate still cannot be imported from $deps" >&2; exit 1; }
   fi
 fi
