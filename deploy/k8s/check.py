@@ -238,7 +238,8 @@ def read_help(cutover_bin, role):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOVER_")}
     out = subprocess.run([cutover_bin, role, "--help"], capture_output=True, text=True,
                          timeout=30, env=env, check=True).stdout
-    flags = set(re.findall(r"^\s+(?:-\w, )?--([a-z0-9][a-z0-9-]*)", out, re.M))
+    # Option lines only: "      --data-dir <DATA_DIR>" or "  -h, --help", not descriptions.
+    flags = set(re.findall(r"^  (?:-\w, |    )--([a-z0-9][a-z0-9-]*)", out, re.M))
     if not flags:
         raise ValueError(f"no flags in its output:\n{out}")
     return flags, set(re.findall(r"\[env: ([A-Z0-9_]+)=", out))

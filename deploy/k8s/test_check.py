@@ -109,8 +109,11 @@ FLAGS = [
     ("a misspelt flag", "blue.yaml", "--log-format=json", "--log-fromat=json",
      "blue.yaml: StatefulSet/blue container node: passes --log-fromat, which "
      "`cutover node --help` does not list"),
-    ("another role's flag", "examples/sidecar.yaml", "--workers=1", "--threads=1",
-     "examples/sidecar.yaml: Deployment/your-app container cutover-proxy: passes --threads"),
+    ("another role's flag", "green.yaml", "--log-format=json", "--workers=1",
+     "green.yaml: StatefulSet/green container node: passes --workers, which "
+     "`cutover node --help` does not list"),
+    ("a sidecar's misspelt flag", "examples/sidecar.yaml", "--workers=1", "--worker=1",
+     "examples/sidecar.yaml: Deployment/your-app container cutover-proxy: passes --worker,"),
     ("a variable the daemon does not read", "orchestrator.yaml",
      "name: CUTOVER_TOKEN_FILE", "name: CUTOVER_TOKEN",
      "sets CUTOVER_TOKEN, which `cutover orchestrator --help` does not read"),
