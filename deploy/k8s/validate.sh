@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Validates the Kubernetes manifests of deploy/k8s offline; no cluster is contacted.
+#
+#   bash deploy/k8s/validate.sh              # this folder
+#   bash deploy/k8s/validate.sh DIR          # another copy of it
+#   bash deploy/k8s/validate.sh --self-test  # then also break copies on purpose (test_check.py)
+#
+# 1. every manifest against the OpenAPI schemas of Kubernetes $K8S_VERSION (default 1.29.0),
+#    strictly (an unknown field is an error) with kubernetes-validate, which is installed with
+#    pip into a folder of its own when python3 cannot import it;
+# 2. kustomization.yaml builds (`kubectl kustomize`, offline; skipped when kubectl is absent);
+# 3. check.py: what a schema cannot see (cluster files, partitions, ports, flags, the plan).
+#    Set CUTOVER_BIN to a built cutover binary to compare every flag with its --help; without
+#    it that one check is skipped, and check.py says so.
+# Exits non-zero, naming the file and the problem, at the first step that fails.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+k8s_version=${K8S_VERSION:-1.29.0}
+validator=kubernetes-validate==1.37.0 # its schemas run from Kubernetes 1.25 to 1.37
+deps=${CUTOVER_K8S_DEPS:-${XDG_CACHE_HOME:-$HOME/.cache}/cutover-k8s-validate/1.37.0}
+python=${PYTHON:-python3}
+
+dir=$here
+self_test=false
+for arg in "$@"; do
+  case $arg in
+    --self-test) self_test=true ;;
+    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "validate.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+    *) dir=$(cd "$arg" && pwd) ;;
+  esac
+done
+
+importable() { "$python" -c 'import kubernetes_validate, yaml' 2>/dev/null; }
+
+if ! importable; then
+  export PYTHONPATH="$deps${PYTHONPATH:+:$PYTHONPATH}"
+  if ! importable; then
+    echo "validate.sh: installing $validator into $deps with pip"
+    # --target keeps it out of the system's packages (and needs no virtualenv).
+    PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check \
+      --target "$deps" "$validator"
+    importable || { echo "validate.sh: kubernetes-validate still cannot be imported from $deps" >&2; exit 1; }
+  fi
+fi
+
+cd "$dir"
+mapfile -t files < <(find . -name '*.yaml' ! -name kustomization.yaml | sed 's|^\./||' | sort)
+if [ "${#files[@]}" -eq 0 ]; then
+  echo "validate.sh: no manifests in $dir" >&2
+  exit 1
+fi
+
+echo "validate.sh: ${#files[@]} files against the Kubernetes $k8s_version schemas (strict)"
+status=0
+out=$("$python" -m kubernetes_validate --strict --quiet -k "$k8s_version" "${files[@]}" 2>&1) || status=$?
+if [ -n "$out" ]; then
+  printf '%s\n' "$out" >&2
+fi
+# kubernetes-validate only warns, and exits 0, for a kind or apiVersion it has no schema for:
+# here that is an error, since Kubernetes $k8s_version would refuse it.
+if [ "$status" -ne 0 ] || [ -n "$out" ]; then
+  echo "validate.sh: the manifests above do not validate against Kubernetes $k8s_version" >&2
+  exit 1
+fi
+
+if command -v kubectl >/dev/null 2>&1; then
+  echo "validate.sh: kustomization.yaml builds (kubectl kustomize, offline)"
+  if ! kubectl kustomize . >/dev/null; then
+    echo "validate.sh: kustomization.yaml in $dir does not build" >&2
+    exit 1
+  fi
+else
+  echo "validate.sh: kubectl not found: the kustomization build is not checked (the files it lists are)"
+fi
+
+"$python" "$here/check.py" "$dir"
+
+if $self_test; then
+  "$python" "$here/test_check.py"
+fi
+echo "validate.sh: all checks passed in ${SECONDS}s"
