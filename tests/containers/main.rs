@@ -59,16 +59,18 @@ fn wait_shape(stack: &Stack, green: bool, timeout: Duration) {
     }
 }
 
-/// Caps the green nodes' CPU so that cycle 1 lasts long enough to be hit in its middle, or
-/// lifts the cap.
-fn throttle_green(stack: &Stack, cpus: &str) {
-    for green in ["green-1", "green-2"] {
-        stack::must(
-            "docker",
-            &["update", "--cpus", cpus, &Stack::container(green)],
-        );
-    }
-    stack.say(&format!("green nodes' CPU cap: {cpus}"));
+/// Caps green-2's CPU so that cycle 1 (which ends with its slowest pipeline) lasts long
+/// enough to be hit in its middle, or lifts the cap (`None`; `docker update --cpus 0` would
+/// leave it). Green-1, where the orchestrator runs, keeps its speed, so that its status
+/// answers promptly.
+fn throttle_green_2(stack: &Stack, cpus: Option<&str>) {
+    let all = std::thread::available_parallelism().map_or(1, usize::from).to_string();
+    let cpus = cpus.unwrap_or(&all);
+    stack::must(
+        "docker",
+        &["update", "--cpus", cpus, &Stack::container("green-2")],
+    );
+    stack.say(&format!("green-2's CPU cap: {cpus}"));
 }
 
 /// Cycle 1's documents: it must not have started over after the fault.
@@ -104,10 +106,10 @@ fn a_proxy_restarted_after_the_switch_routes_to_green_and_a_rollback_loses_nothi
 #[test]
 #[ignore = "minutes of containers: cargo test --workspace --test containers -- --ignored"]
 fn a_partition_between_green_and_blue_mid_cycle_resumes_from_the_watermark() {
-    let stack = Stack::up(&[("CUTOVER_LOAD_KEYS", "100000")]);
-    throttle_green(&stack, "0.1");
+    let stack = Stack::up(&[("CUTOVER_LOAD_KEYS", "20000")]);
+    throttle_green_2(&stack, Some("0.05"));
     stack.start_upgrade();
-    stack.wait_copying(5_000, Duration::from_secs(120));
+    stack.wait_copying(2_000, Duration::from_secs(120));
     // Both green nodes lose blue, both ways; clients, proxies and blue see nothing.
     let cut = format!(
         "add table inet fault\n\
@@ -131,13 +133,13 @@ fn a_partition_between_green_and_blue_mid_cycle_resumes_from_the_watermark() {
         stack.nft(green, "delete table inet fault");
     }
     stack.say("partition healed");
-    throttle_green(&stack, "0");
+    throttle_green_2(&stack, None);
     let done = stack.wait_phase(&["reverse_sync"], PHASE_TIMEOUT);
     let copied = first_cycle_documents(&done);
     stack.say(&format!("cycle 1 copied {copied} documents"));
     assert!(
-        (100_000..150_000).contains(&copied),
-        "cycle 1 should copy each of 100,000 documents about once (resuming from its \
+        (20_000..30_000).contains(&copied),
+        "cycle 1 should copy each of 20,000 documents about once (resuming from its \
          watermark, not from the start): {copied}"
     );
     let outcome = stack.finish();
@@ -148,14 +150,14 @@ fn a_partition_between_green_and_blue_mid_cycle_resumes_from_the_watermark() {
 #[test]
 #[ignore = "minutes of containers: cargo test --workspace --test containers -- --ignored"]
 fn a_blue_node_killed_mid_cycle_and_restarted() {
-    let stack = Stack::up(&[("CUTOVER_LOAD_KEYS", "100000")]);
-    throttle_green(&stack, "0.1");
+    let stack = Stack::up(&[("CUTOVER_LOAD_KEYS", "20000")]);
+    throttle_green_2(&stack, Some("0.05"));
     stack.start_upgrade();
-    stack.wait_copying(5_000, Duration::from_secs(120));
+    stack.wait_copying(2_000, Duration::from_secs(120));
     stack.docker("kill", "blue-2");
     std::thread::sleep(Duration::from_secs(5));
     stack.docker("start", "blue-2");
-    throttle_green(&stack, "0");
+    throttle_green_2(&stack, None);
     let done = stack.wait_phase(&["reverse_sync"], PHASE_TIMEOUT);
     stack.say(&format!(
         "cycle 1 copied {} documents",

@@ -11,7 +11,8 @@
 //! `final-cycle`, `committed`) still work: each is the state entered after that step.
 //!
 //! `--fault-stall NAME=DURATION` (hidden too) stalls the engine at the point instead: the
-//! thread that passes it sleeps for DURATION, after logging `fault point reached: stalling`,
+//! thread that first passes it sleeps for DURATION, after logging `fault point reached:
+//! stalling` (later passes go on: one fault, then the upgrade's own retries),
 //! so a test across containers can freeze or cut off the process at that exact step (the
 //! process's other work goes on meanwhile), and see what the upgrade does once it goes on.
 
@@ -22,6 +23,8 @@ use super::machine::{Handover, State, StepName};
 static ARMED: OnceLock<String> = OnceLock::new();
 /// How long the armed point stalls; unset, it kills.
 static STALL: OnceLock<Duration> = OnceLock::new();
+/// Whether the stall has happened (it happens once).
+static STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The handover's steps, in order.
 const STEPS: &[StepName] = &[
@@ -126,6 +129,9 @@ pub fn passed(state: &State) {
 pub fn point(name: &str) {
     if ARMED.get().is_some_and(|armed| armed == name) {
         if let Some(stall) = STALL.get() {
+            if STALLED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             tracing::error!(point = name, ?stall, "fault point reached: stalling");
             std::thread::sleep(*stall);
             tracing::warn!(point = name, "fault point: the stall is over, going on");
