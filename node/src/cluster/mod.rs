@@ -28,6 +28,7 @@
 //! A node started without a file is a cluster of one ([`Cluster::single`]): it owns every
 //! partition and its hash is empty.
 
+mod address;
 mod error;
 mod parse;
 pub mod peers;
@@ -37,6 +38,7 @@ mod tests;
 
 use std::{fmt::Write as _, net::SocketAddr, path::Path};
 
+pub use address::{Address, AddressError};
 pub use error::Named;
 pub use error::{ClusterError, Problem};
 pub use ranges::Ranges;
