@@ -17,7 +17,10 @@ use hyper_util::{
 };
 
 use super::http::Reply;
-use crate::{cluster::Member, metrics as m};
+use crate::{
+    cluster::{Address, Member},
+    metrics as m,
+};
 
 /// The sender's cluster file hash, on every forwarded request.
 pub const CLUSTER_HEADER: HeaderName = HeaderName::from_static("cutover-cluster");
@@ -55,8 +58,8 @@ pub enum ForwardError {
     Unreachable {
         /// The peer.
         name: String,
-        /// Its HTTP address.
-        addr: std::net::SocketAddr,
+        /// Its HTTP address, as the cluster file writes it.
+        addr: Address,
         /// What failed.
         reason: String,
     },
@@ -65,8 +68,8 @@ pub enum ForwardError {
     Timeout {
         /// The peer.
         name: String,
-        /// Its HTTP address.
-        addr: std::net::SocketAddr,
+        /// Its HTTP address, as the cluster file writes it.
+        addr: Address,
         /// The time allowed.
         timeout: Duration,
     },
@@ -112,7 +115,7 @@ impl Forwarder {
         *request.method_mut() = method;
         *request.uri_mut() = format!("http://{}{path_and_query}", to.http)
             .parse()
-            .expect("an address and a path the server parsed make a URI");
+            .expect("a checked HOST:PORT and a path the server parsed make a URI");
         let out = request.headers_mut();
         copy_end_to_end(headers, out);
         out.insert(CLUSTER_HEADER, self.hash.clone());
@@ -133,7 +136,7 @@ impl Forwarder {
                 "unreachable",
                 Err(ForwardError::Unreachable {
                     name: to.name.clone(),
-                    addr: to.http,
+                    addr: to.http.clone(),
                     reason,
                 }),
             ),
@@ -141,7 +144,7 @@ impl Forwarder {
                 "timeout",
                 Err(ForwardError::Timeout {
                     name: to.name.clone(),
-                    addr: to.http,
+                    addr: to.http.clone(),
                     timeout: ANSWER_TIMEOUT,
                 }),
             ),

@@ -54,7 +54,7 @@ impl Agreement {
             .filter(|m| m.name != config.name())
             .map(|m| {
                 let channel = Endpoint::from_shared(format!("http://{}", m.grpc))
-                    .expect("a socket address makes a valid URI")
+                    .expect("a checked HOST:PORT makes a valid URI")
                     .connect_timeout(TIMEOUT)
                     .timeout(TIMEOUT)
                     .connect_lazy();

@@ -190,11 +190,11 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
     let me = cluster.as_ref().map(|c| c.me().clone());
     let http_addr = args
         .http
-        .or(me.as_ref().map(|m| m.http))
+        .or(me.as_ref().map(|m| m.http.listen_addr()))
         .unwrap_or(DEFAULT_NODE_HTTP);
     let grpc_addr = args
         .grpc
-        .or(me.as_ref().map(|m| m.grpc))
+        .or(me.as_ref().map(|m| m.grpc.listen_addr()))
         .unwrap_or(DEFAULT_NODE_GRPC);
     let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
     let config = NodeConfig {
