@@ -66,6 +66,17 @@ fn distinct_addrs(count: usize) -> Vec<SocketAddr> {
 
 /// Writes a balanced file for `names` over `partitions` with `cutover cluster init`.
 fn init_file(cluster: &Cluster, names: &[&str], partitions: u32) -> (PathBuf, Vec<SocketAddr>) {
+    init_file_on(cluster, "127.0.0.1", names, partitions)
+}
+
+/// Like [`init_file`], the file naming every node's host `host` (its ports those of the
+/// loopback addresses returned).
+fn init_file_on(
+    cluster: &Cluster,
+    host: &str,
+    names: &[&str],
+    partitions: u32,
+) -> (PathBuf, Vec<SocketAddr>) {
     let addrs = distinct_addrs(2 * names.len());
     let file = cluster.dir("colour").expect("dir").join("cluster.toml");
     let mut args = vec![
@@ -77,7 +88,8 @@ fn init_file(cluster: &Cluster, names: &[&str], partitions: u32) -> (PathBuf, Ve
         file.display().to_string(),
     ];
     for (i, name) in names.iter().enumerate() {
-        args.push(format!("{name}={},{}", addrs[2 * i], addrs[2 * i + 1]));
+        let (http, grpc) = (addrs[2 * i].port(), addrs[2 * i + 1].port());
+        args.push(format!("{name}={host}:{http},{host}:{grpc}"));
     }
     let init = cluster.run(&args).expect("runs");
     assert_eq!(init.code, Some(0), "{}", init.stderr);
@@ -714,4 +726,181 @@ fn a_sink_refuses_a_document_of_a_partition_its_node_does_not_own() {
         let live: u64 = about.collections.iter().map(|c| c.live_documents).sum();
         assert_eq!(live, 1, "only the second stream's first batch");
     });
+}
+
+/// Starts node `name` of `file` with no --http or --grpc: it listens where its own entry
+/// says (`http`, the loopback address of the entry's port, is where it is waited for).
+fn start_as_the_file_says(
+    cluster: &Cluster,
+    file: &std::path::Path,
+    name: &str,
+    http: SocketAddr,
+    grpc: SocketAddr,
+) -> NodeProcess {
+    let data_dir = cluster.dir(name).expect("dir").join("data");
+    let args = [
+        "node",
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--cluster",
+        &file.display().to_string(),
+        "--name",
+        name,
+    ]
+    .map(str::to_owned);
+    let daemon = cluster
+        .spawn_ready(name, args, http, Duration::from_secs(30))
+        .expect("node starts");
+    NodeProcess {
+        daemon,
+        data_dir,
+        http,
+        grpc,
+    }
+}
+
+#[test]
+fn nodes_named_by_dns_listen_on_every_interface_and_forward_to_each_other() {
+    let cluster = cluster();
+    let names = ["n0", "n1", "n2"];
+    let (file, addrs) = init_file_on(&cluster, "localhost", &names, 8);
+    let layout = Layout::load(&file).expect("the file init wrote parses");
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        text.contains(&format!("http = \"localhost:{}\"", addrs[0].port())),
+        "{text}"
+    );
+    assert_eq!(layout.members()[2].grpc.dns_name(), Some("localhost"));
+    let nodes = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Some(start_as_the_file_says(
+                &cluster,
+                &file,
+                name,
+                addrs[2 * i],
+                addrs[2 * i + 1],
+            ))
+        })
+        .collect();
+    let colour = Colour {
+        file,
+        layout,
+        nodes,
+    };
+    let logs = colour.node(1).daemon.stderr().expect("logs");
+    assert!(
+        logs.contains("names a host, not an IP: listening on every IPv4 interface")
+            && logs.contains(&format!("0.0.0.0:{}", addrs[2].port())),
+        "{logs}"
+    );
+
+    // Written through n0, read through n1: most of them owned by neither.
+    let ids: Vec<String> = (0..3).flat_map(|i| colour.ids_of(i, 3)).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let put = http::put(
+            colour.node(0).http,
+            &format!("/v1/c/{id}"),
+            &format!("{{\"n\":{n}}}"),
+        )
+        .expect("PUT");
+        assert_eq!(put.status, 201, "{id}: {}", put.text());
+    }
+    let theirs = &colour.ids_of(2, 1)[0];
+    let read = http::get(colour.node(1).http, &format!("/v1/c/{theirs}")).expect("GET");
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.header("etag"), Some("\"1\""));
+    let on_owner = local_get(
+        colour.node(2).http,
+        &format!("/v1/c/{theirs}"),
+        colour.layout.hash(),
+    );
+    assert_eq!(on_owner.body, read.body, "the owner's document");
+
+    // A list through any node merges all three.
+    let list = http::get(colour.node(1).http, "/v1/c?limit=100").expect("GET");
+    assert_eq!(list.status, 200, "{}", list.text());
+    let listed: Vec<String> = list.json().expect("JSON")["documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .map(|d| d["id"].as_str().expect("id").to_owned())
+        .collect();
+    let mut wanted = ids.clone();
+    wanted.sort();
+    assert_eq!(listed, wanted);
+    http::assert_metrics(
+        colour.node(1).http,
+        &["cutover_node_forwarded_requests_total{outcome=\"answered\"}"],
+    );
+    // Its Describe loop reaches both peers at their names (over gRPC) and hears the same file.
+    let node = colour.node(0);
+    wait_until("n0 to hear n1 and n2", Duration::from_secs(10), || {
+        let logs = node.daemon.stderr().ok()?;
+        (logs.matches("peer agrees on the cluster file").count() == 2).then_some(())
+    })
+    .expect("both peers agree");
+}
+
+#[test]
+fn a_peer_whose_name_does_not_resolve_is_a_peer_down() {
+    let cluster = cluster();
+    let addrs = distinct_addrs(2);
+    let text = format!(
+        "partitions = 8\n\n[[node]]\nname = \"n0\"\nhttp = \"{}\"\ngrpc = \"{}\"\nowns = \"0-3\"\n\n\
+         [[node]]\nname = \"n1\"\nhttp = \"no-such-host.invalid:7070\"\n\
+         grpc = \"no-such-host.invalid:7071\"\nowns = \"4-7\"\n",
+        addrs[0], addrs[1]
+    );
+    let file = cluster.dir("colour").expect("dir").join("cluster.toml");
+    std::fs::write(&file, text).expect("write");
+    let layout = Layout::load(&file).expect("parses");
+    let node = start(&cluster, &file, "n0", addrs[0], addrs[1]);
+    let owned_by = |name: &str| {
+        (0..)
+            .map(|n| format!("d{n}"))
+            .find(|id| {
+                layout
+                    .owner(partition_of(id, 8))
+                    .is_some_and(|o| o.name == name)
+            })
+            .expect("an id")
+    };
+    let (mine, theirs) = (owned_by("n0"), owned_by("n1"));
+
+    for method in ["GET", "PUT"] {
+        let refused = send(node.http, method, &format!("/v1/c/{theirs}"), &[], "{}");
+        assert_eq!(refused.status, 503, "{method}: {}", refused.text());
+        assert_eq!(refused.header("retry-after"), Some("1"));
+        let (code, detail) = error_of(&refused);
+        assert_eq!(code, "owner_unavailable");
+        assert!(
+            detail.contains("owned by n1; n1 (no-such-host.invalid:7070) cannot be reached: "),
+            "{detail}"
+        );
+    }
+    let list = http::get(node.http, "/v1/c").expect("GET");
+    assert_eq!(list.status, 503, "{}", list.text());
+    let (code, detail) = error_of(&list);
+    assert_eq!(code, "node_unavailable");
+    assert!(
+        detail.contains("n1 (no-such-host.invalid:7070)"),
+        "{detail}"
+    );
+    // Its own partitions are served, and the peer it cannot find does not make it unready.
+    let put = http::put(node.http, &format!("/v1/c/{mine}"), "{}").expect("PUT");
+    assert_eq!(put.status, 201, "{}", put.text());
+    let logs = wait_until("n0 to ask n1", Duration::from_secs(10), || {
+        let logs = node.daemon.stderr().ok()?;
+        logs.contains("peer does not answer Describe")
+            .then_some(logs)
+    })
+    .expect("the Describe loop tried n1");
+    assert!(logs.contains("n1"), "{logs}");
+    assert_eq!(http::get(node.http, "/readyz").expect("readyz").status, 200);
+    http::assert_metrics(
+        node.http,
+        &["cutover_node_forwarded_requests_total{outcome=\"unreachable\"}"],
+    );
 }

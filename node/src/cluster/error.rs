@@ -1,9 +1,9 @@
 //! What can be wrong with a cluster file, or with a node's place in it. Every message names
 //! the file, the line when there is one, and the partitions or nodes concerned.
 
-use std::{fmt, net::SocketAddr};
+use std::fmt;
 
-use super::ranges::Ranges;
+use super::{Address, AddressError, ranges::Ranges};
 
 /// A cluster file that cannot be used, or a node that cannot join it: `path: line N: problem`.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,8 @@ pub enum Problem {
         /// Where the first one is.
         first_line: Option<usize>,
     },
-    /// An address that does not parse.
-    #[error("{field} = {value:?} of {name} is not an address like 127.0.0.1:7070 ({reason})")]
+    /// An address that is not `HOST:PORT`.
+    #[error("{field} = {value:?} of {name} is not an address: {reason}")]
     BadAddress {
         /// The node.
         name: String,
@@ -63,8 +63,8 @@ pub enum Problem {
         field: &'static str,
         /// The value given.
         value: String,
-        /// Why it does not parse.
-        reason: String,
+        /// What is wrong with it.
+        reason: AddressError,
     },
     /// Two nodes (or one node's two services) on one address.
     #[error(
@@ -77,8 +77,8 @@ pub enum Problem {
         name: String,
         /// `http` or `grpc`.
         field: &'static str,
-        /// The address.
-        addr: SocketAddr,
+        /// The address, as written.
+        addr: Address,
         /// The node (and service) that has it first, e.g. `blue-1 (grpc)`.
         other: String,
         /// Where that one is.

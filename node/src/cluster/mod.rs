@@ -14,10 +14,16 @@
 //!
 //! [[node]]
 //! name = "blue-2"
-//! http = "127.0.0.1:7080"
-//! grpc = "127.0.0.1:7081"
+//! http = "blue-2.blue.prod.svc.cluster.local:7070"   # HOST:PORT, HOST an IP or a DNS name
+//! grpc = "blue-2.blue.prod.svc.cluster.local:7071"
 //! owns = "8-15"
 //! ```
+//!
+//! An address is `HOST:PORT` ([`Address`]): an IP address (IPv6 in brackets, `[fd00::1]:7070`)
+//! or a DNS name, such as a Kubernetes StatefulSet pod's or a docker-compose service's. A name
+//! is resolved each time a peer connects to the node, not once, so a node that comes back
+//! with another IP is found at it. `cutover node` listens by default on its entry's IP, or on
+//! `0.0.0.0` and the entry's port when the entry is a name.
 //!
 //! Every node of the colour is started with the same file. It is checked whole when parsed
 //! (every partition in `[0, P)` owned exactly once, names unique, addresses valid and
@@ -28,6 +34,7 @@
 //! A node started without a file is a cluster of one ([`Cluster::single`]): it owns every
 //! partition and its hash is empty.
 
+mod address;
 mod error;
 mod parse;
 pub mod peers;
@@ -35,8 +42,9 @@ mod ranges;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt::Write as _, net::SocketAddr, path::Path};
+use std::{fmt::Write as _, path::Path};
 
+pub use address::{Address, AddressError};
 pub use error::Named;
 pub use error::{ClusterError, Problem};
 pub use ranges::Ranges;
@@ -53,10 +61,10 @@ const BUILT: &str = "the cluster";
 pub struct Member {
     /// Its name, unique in the cluster: `[A-Za-z0-9_.-]{1,64}`.
     pub name: String,
-    /// Its HTTP document API.
-    pub http: SocketAddr,
-    /// Its gRPC services.
-    pub grpc: SocketAddr,
+    /// Where the other nodes reach its HTTP document API.
+    pub http: Address,
+    /// Where the other nodes reach its gRPC services.
+    pub grpc: Address,
     /// The partitions it owns, in increasing order.
     pub owns: Vec<u32>,
 }
@@ -95,9 +103,9 @@ impl Cluster {
     /// `nodes` (name, HTTP address, gRPC address), each owning a contiguous range of the
     /// `partitions`, as even as they divide: what `cutover cluster init` writes. Fails when
     /// there are more nodes than partitions, or a name or address is refused as in a file.
-    pub fn balanced(
+    pub fn balanced<A: Into<Address>>(
         partitions: u32,
-        nodes: Vec<(String, SocketAddr, SocketAddr)>,
+        nodes: Vec<(String, A, A)>,
     ) -> Result<Self, ClusterError> {
         let count = nodes.len().max(1) as u64;
         let members = nodes
@@ -109,8 +117,8 @@ impl Cluster {
                 let end = ((i + 1) * u64::from(partitions) / count) as u32;
                 Member {
                     name,
-                    http,
-                    grpc,
+                    http: http.into(),
+                    grpc: grpc.into(),
                     owns: (first..end).collect(),
                 }
             })
@@ -123,10 +131,11 @@ impl Cluster {
     pub fn single(
         partitions: u32,
         name: &str,
-        http: SocketAddr,
-        grpc: SocketAddr,
+        http: impl Into<Address>,
+        grpc: impl Into<Address>,
     ) -> Result<Self, ClusterError> {
-        let mut cluster = Self::balanced(partitions, vec![(name.to_owned(), http, grpc)])?;
+        let nodes = vec![(name.to_owned(), http.into(), grpc.into())];
+        let mut cluster = Self::balanced(partitions, nodes)?;
         cluster.hash.clear();
         Ok(cluster)
     }
@@ -174,7 +183,8 @@ impl Cluster {
 
     /// The hex hash of the cluster's content (P, and every node's name, addresses and
     /// partitions): equal for two files that differ only in comments, whitespace, the order
-    /// of their nodes or how their ranges are written. Empty for [`Cluster::single`].
+    /// of their nodes, how their ranges are written or the case of their host names. Empty
+    /// for [`Cluster::single`].
     pub fn hash(&self) -> &str {
         &self.hash
     }
@@ -242,7 +252,8 @@ impl Cluster {
     }
 
     /// xxh3-64 of the canonical form: P, then the nodes sorted by name, each with its
-    /// addresses and ranges.
+    /// addresses (normalised: an IP's text is what `SocketAddr` shows, as before names were
+    /// accepted, so the hash of a file of IPs did not change) and ranges.
     fn canonical_hash(&self) -> String {
         let mut sorted: Vec<&Member> = self.members.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -252,8 +263,8 @@ impl Cluster {
                 canonical,
                 "node {} http {} grpc {} owns {}",
                 m.name,
-                m.http,
-                m.grpc,
+                m.http.normalised(),
+                m.grpc.normalised(),
                 Ranges::new(m.owns.clone())
             );
         }

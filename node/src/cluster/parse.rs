@@ -1,12 +1,12 @@
 //! Reading a cluster file and the checks every cluster passes, with the line of each finding.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Cluster, ClusterError, Lines, Member, Problem,
+    Address, Cluster, ClusterError, Lines, Member, Problem,
     ranges::{self, Ranges},
 };
 
@@ -50,11 +50,11 @@ pub(super) fn parse(text: &str, path: &str) -> Result<Cluster, ClusterError> {
         let name = node.name.into_inner();
         let address = |field: &'static str, value: Spanned<String>, at: Option<usize>| {
             let value = value.into_inner();
-            value.trim().parse::<SocketAddr>().map_err(|error| {
+            value.trim().parse::<Address>().map_err(|reason| {
                 let problem = Problem::BadAddress {
                     name: name.clone(),
                     field,
-                    reason: error.to_string(),
+                    reason,
                     value: value.clone(),
                 };
                 ClusterError::new(path, at, problem)
@@ -149,10 +149,12 @@ pub(super) fn check(
         .collect())
 }
 
-/// Names usable and unique; every service on an address of its own.
+/// Names usable and unique; every service on an address of its own (compared normalised:
+/// `Blue-0.blue:7070` is `blue-0.blue:7070`; whether a name and an IP are one host is not
+/// known until connecting, so they are never taken for one).
 fn check_names_and_addresses(path: &str, entries: &[(Member, Lines)]) -> Result<(), ClusterError> {
     let mut names: HashMap<&str, Option<usize>> = HashMap::new();
-    let mut addresses: HashMap<SocketAddr, (String, Option<usize>)> = HashMap::new();
+    let mut addresses: HashMap<String, (String, Option<usize>)> = HashMap::new();
     for (member, lines) in entries {
         if !usable_name(&member.name) {
             return Err(ClusterError::new(
@@ -169,15 +171,15 @@ fn check_names_and_addresses(path: &str, entries: &[(Member, Lines)]) -> Result<
             return Err(ClusterError::new(path, lines.name, problem));
         }
         for (field, addr, line) in [
-            ("http", member.http, lines.http),
-            ("grpc", member.grpc, lines.grpc),
+            ("http", &member.http, lines.http),
+            ("grpc", &member.grpc, lines.grpc),
         ] {
             let this = (format!("{} ({field})", member.name), line);
-            if let Some((other, other_line)) = addresses.insert(addr, this) {
+            if let Some((other, other_line)) = addresses.insert(addr.normalised(), this) {
                 let problem = Problem::SharedAddress {
                     name: member.name.clone(),
                     field,
-                    addr,
+                    addr: addr.clone(),
                     other,
                     other_line,
                 };

@@ -2,7 +2,10 @@
 //! second each peer's `Source.Describe` is asked for its hash. A node that knows a peer
 //! disagrees is not ready (`/readyz`), so a rollout with a stale file stops there. A peer
 //! that does not answer changes nothing (it is logged): a node down is the proxies' and the
-//! orchestrator's business, not a reason for the others to stop serving.
+//! orchestrator's business, not a reason for the others to stop serving; so is a peer whose
+//! name does not resolve. A peer named by DNS is looked up again whenever its channel
+//! reconnects (tonic resolves the `http://HOST:PORT` endpoint itself), so a peer that comes
+//! back at another IP is heard again.
 
 use std::{
     collections::BTreeMap,
@@ -54,7 +57,7 @@ impl Agreement {
             .filter(|m| m.name != config.name())
             .map(|m| {
                 let channel = Endpoint::from_shared(format!("http://{}", m.grpc))
-                    .expect("a socket address makes a valid URI")
+                    .expect("a checked HOST:PORT makes a valid URI")
                     .connect_timeout(TIMEOUT)
                     .timeout(TIMEOUT)
                     .connect_lazy();

@@ -1,10 +1,10 @@
 //! `cutover cluster`: write a balanced cluster file, or check one.
 
-use std::{io::Write as _, net::SocketAddr, path::PathBuf};
+use std::{io::Write as _, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use cutover_node::cluster::{Cluster, Ranges};
+use cutover_node::cluster::{Address, Cluster, Ranges};
 
 use super::CliError;
 
@@ -13,6 +13,8 @@ use super::CliError;
 #[command(after_help = "Example:\n  \
     cutover cluster init --partitions 64 blue-1=10.0.0.1:7070,10.0.0.1:7071 \\\n    \
     blue-2=10.0.0.2:7070,10.0.0.2:7071 --output blue.toml\n  \
+    cutover cluster init blue-0=blue-0.blue:7070,blue-0.blue:7071 \\\n    \
+    blue-1=blue-1.blue:7070,blue-1.blue:7071 --output blue.toml\n  \
     cutover cluster check blue.toml")]
 pub struct ClusterArgs {
     /// What to do.
@@ -27,7 +29,9 @@ pub enum ClusterCommand {
     /// evenly as they divide.
     #[command(after_help = "Example:\n  \
         cutover cluster init --partitions 64 blue-1=10.0.0.1:7070,10.0.0.1:7071 \\\n    \
-        blue-2=10.0.0.2:7070,10.0.0.2:7071 blue-3=10.0.0.3:7070,10.0.0.3:7071 --output blue.toml")]
+        blue-2=10.0.0.2:7070,10.0.0.2:7071 blue-3=10.0.0.3:7070,10.0.0.3:7071 --output blue.toml\n  \
+        cutover cluster init blue-0=blue-0.blue:7070,blue-0.blue:7071 \\\n    \
+        blue-1=blue-1.blue:7070,blue-1.blue:7071 --output blue.toml")]
     Init(InitArgs),
     /// Check a cluster file; print its hash and which node owns which partitions.
     #[command(after_help = "Example:\n  cutover cluster check blue.toml")]
@@ -40,10 +44,11 @@ pub struct InitArgs {
     /// The partition count P, shared by every node of both colours (the node's --partitions).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub partitions: u32,
-    /// The nodes, each as NAME=HTTP_ADDR,GRPC_ADDR (e.g. blue-1=10.0.0.1:7070,10.0.0.1:7071):
-    /// its name, where the others reach its HTTP API, and its gRPC services.
+    /// The nodes, each as NAME=HTTP_ADDR,GRPC_ADDR (e.g. blue-1=10.0.0.1:7070,10.0.0.1:7071
+    /// or blue-0=blue-0.blue:7070,blue-0.blue:7071): its name, where the others reach its
+    /// HTTP API, and its gRPC services, each HOST:PORT with HOST an IP address or a DNS name.
     #[arg(required = true, value_name = "NODE", value_parser = node_spec)]
-    pub nodes: Vec<(String, SocketAddr, SocketAddr)>,
+    pub nodes: Vec<(String, Address, Address)>,
     /// Write the file here (refused when it exists) instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -57,8 +62,9 @@ pub struct CheckArgs {
 }
 
 /// Parses `NAME=HTTP_ADDR,GRPC_ADDR`.
-fn node_spec(value: &str) -> Result<(String, SocketAddr, SocketAddr), String> {
-    let usage = "write a node as NAME=HTTP_ADDR,GRPC_ADDR, e.g. blue-1=10.0.0.1:7070,10.0.0.1:7071";
+fn node_spec(value: &str) -> Result<(String, Address, Address), String> {
+    let usage = "write a node as NAME=HTTP_ADDR,GRPC_ADDR, e.g. blue-1=10.0.0.1:7070,10.0.0.1:7071 \
+                 or blue-0=blue-0.blue:7070,blue-0.blue:7071";
     let (name, addresses) = value
         .split_once('=')
         .ok_or_else(|| format!("{value:?} has no '=': {usage}"))?;
@@ -66,9 +72,9 @@ fn node_spec(value: &str) -> Result<(String, SocketAddr, SocketAddr), String> {
         .split_once(',')
         .ok_or_else(|| format!("{value:?} has no ',' between its two addresses: {usage}"))?;
     let address = |text: &str, what: &str| {
-        text.trim().parse::<SocketAddr>().map_err(|e| {
-            format!("the {what} address {text:?} of {name} is not IP:PORT ({e}): {usage}")
-        })
+        text.trim()
+            .parse::<Address>()
+            .map_err(|e| format!("the {what} address {text:?} of {name} is not usable: {e}"))
     };
     Ok((
         name.trim().to_owned(),

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use cutover_daemon::{Readiness, Shutdown, auth::read_token_file, shutdown::DEFAULT_GRACE};
 use cutover_node::{
     Node, NodeConfig,
-    cluster::{Cluster, ClusterConfig},
+    cluster::{Address, Cluster, ClusterConfig},
     store::{StoreConfig, SyncPolicy},
 };
 use cutover_proxy::{HoldConfig, Limits, Proxy, ProxyConfig, UpstreamProtocol};
@@ -29,12 +29,13 @@ pub struct NodeArgs {
     #[arg(long, env = "CUTOVER_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Address of the HTTP document API, /metrics, /healthz and /readyz [default: this
-    /// node's `http` in --cluster, else 127.0.0.1:7070]. Given with --cluster, it is where
-    /// the node listens (e.g. 0.0.0.0:7070); the file says where its peers reach it.
+    /// node's `http` in --cluster (0.0.0.0 and its port when it names a host, not an IP),
+    /// else 127.0.0.1:7070]. Given with --cluster, it is where the node listens (e.g.
+    /// 0.0.0.0:7070); the file says where its peers reach it.
     #[arg(long, env = "CUTOVER_HTTP")]
     pub http: Option<SocketAddr>,
     /// Address of the gRPC Source, Sink and NodeAdmin services [default: this node's `grpc`
-    /// in --cluster, else 127.0.0.1:7071].
+    /// in --cluster (0.0.0.0 and its port for a name), else 127.0.0.1:7071].
     #[arg(long, env = "CUTOVER_GRPC")]
     pub grpc: Option<SocketAddr>,
     /// Cluster file naming every node of this colour and the partitions each owns (write
@@ -205,11 +206,11 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
     let me = cluster.as_ref().map(|c| c.me().clone());
     let http_addr = args
         .http
-        .or(me.as_ref().map(|m| m.http))
+        .or(me.as_ref().map(|m| listen_addr(&m.http, "http")))
         .unwrap_or(DEFAULT_NODE_HTTP);
     let grpc_addr = args
         .grpc
-        .or(me.as_ref().map(|m| m.grpc))
+        .or(me.as_ref().map(|m| listen_addr(&m.grpc, "grpc")))
         .unwrap_or(DEFAULT_NODE_GRPC);
     let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
     let config = NodeConfig {
@@ -259,6 +260,23 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
     }
     result.map_err(anyhow::Error::from)?;
     Ok(())
+}
+
+/// Where a node listens by default for its cluster entry's `field`: the entry's IP, or
+/// 0.0.0.0 on its port when the entry is a name (a pod or container cannot tell which of its
+/// interfaces its name resolves to, and its IP may change), which is logged.
+fn listen_addr(entry: &Address, field: &str) -> SocketAddr {
+    let addr = entry.listen_addr();
+    if entry.dns_name().is_some() {
+        tracing::info!(
+            entry = %entry,
+            listen = %addr,
+            field,
+            "this node's cluster entry names a host, not an IP: listening on every IPv4 \
+             interface on its port (give --http/--grpc to choose)"
+        );
+    }
+    addr
 }
 
 /// What every daemon does first: read its token, install the metrics recorder and the
