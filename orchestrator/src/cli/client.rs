@@ -156,10 +156,17 @@ fn with_scheme(address: &str) -> String {
     }
 }
 
-/// What a failed call means for the operator: UNAVAILABLE is a transport failure (exit 3),
-/// UNAUTHENTICATED a token problem, the refusal codes carry the server's advice as is.
+/// What a failed call means for the operator: UNAVAILABLE raised by the transport (it carries
+/// the transport's error) is the orchestrator out of reach (exit 3), while UNAVAILABLE the
+/// orchestrator answered is one of its peers out of reach, which its message names (exit 1);
+/// UNAUTHENTICATED is a token problem; the refusal codes carry the server's advice as is.
 pub(super) fn classify(address: &str, call: &'static str, status: Status) -> CliError {
     match status.code() {
+        Code::Unavailable if std::error::Error::source(&status).is_none() => CliError::Rpc {
+            call,
+            code: Code::Unavailable,
+            message: status.message().to_owned(),
+        },
         Code::Unavailable => CliError::Unreachable {
             address: address.to_owned(),
             source: Box::new(status),
@@ -190,7 +197,11 @@ mod tests {
     #[test]
     fn failures_map_to_exit_codes_by_grpc_code() {
         let exit = |status| classify("http://o:1", "Start", status).exit_code();
-        assert_eq!(exit(Status::unavailable("transport")), codes::UNREACHABLE);
+        // (A transport failure is `a_closed_port_is_unreachable`.) The orchestrator answered: a node it needs is down, not the orchestrator.
+        assert_eq!(
+            exit(Status::unavailable("blue-1: dns error")),
+            codes::FAILED
+        );
         assert_eq!(exit(Status::unauthenticated("wrong token")), codes::FAILED);
         assert_eq!(exit(Status::invalid_argument("plan.toml:3")), codes::FAILED);
         assert_eq!(exit(Status::already_exists("u1")), codes::FAILED);
