@@ -77,6 +77,31 @@ fi
 
 "$python" "$here/check.py" "$dir"
 
+# Each cluster file as the node itself reads it (`cutover cluster check`), with CUTOVER_BIN.
+if [ -n "${CUTOVER_BIN:-}" ]; then
+  clusters=$(mktemp -d)
+  trap 'rm -rf "$clusters"' EXIT
+  "$python" - "$clusters" "${files[@]}" <<'PY'
+import sys, yaml
+out, files = sys.argv[1], sys.argv[2:]
+for f in files:
+    for doc in yaml.safe_load_all(open(f)):
+        if doc and doc.get("kind") == "ConfigMap":
+            for key, text in (doc.get("data") or {}).items():
+                if key.endswith(".toml") and "[[node]]" in text:
+                    name = f"{doc['metadata']['name']}-{key}"
+                    open(f"{out}/{name}", "w").write(text)
+PY
+  for file in "$clusters"/*.toml; do
+    [ -e "$file" ] || continue
+    if ! "$CUTOVER_BIN" cluster check "$file" >/dev/null; then
+      echo "validate.sh: $(basename "$file"): \`cutover cluster check\` refuses it (above)" >&2
+      exit 1
+    fi
+    echo "validate.sh: $(basename "$file") passes \`cutover cluster check\`"
+  done
+fi
+
 if $self_test; then
   "$python" "$here/test_check.py"
 fi
