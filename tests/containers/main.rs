@@ -64,7 +64,9 @@ fn wait_shape(stack: &Stack, green: bool, timeout: Duration) {
 /// leave it). Green-1, where the orchestrator runs, keeps its speed, so that its status
 /// answers promptly.
 fn throttle_green_2(stack: &Stack, cpus: Option<&str>) {
-    let all = std::thread::available_parallelism().map_or(1, usize::from).to_string();
+    let all = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .to_string();
     let cpus = cpus.unwrap_or(&all);
     stack::must(
         "docker",
@@ -234,8 +236,8 @@ fn loss_and_delay_between_proxies_and_nodes_through_the_switch() {
         "add table inet fault\n\
          add chain inet fault out {{ type filter hook output priority 0; }}\n\
          add chain inet fault in {{ type filter hook input priority 0; }}\n\
-         add rule inet fault out ip daddr {GATEWAY} numgen random mod 100 0 drop\n\
-         add rule inet fault in ip saddr {GATEWAY} numgen random mod 100 0 drop\n"
+         add rule inet fault out ip daddr {GATEWAY} numgen random mod 100 0 counter drop\n\
+         add rule inet fault in ip saddr {GATEWAY} numgen random mod 100 0 counter drop\n"
     );
     for proxy in ["proxy-1", "proxy-2"] {
         stack.nft(proxy, &loss);
@@ -246,6 +248,25 @@ fn loss_and_delay_between_proxies_and_nodes_through_the_switch() {
     stack.wait_phase(&["reverse_sync"], PHASE_TIMEOUT);
     wait_shape(&stack, true, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(5));
+    let dropped: u64 = ["proxy-1", "proxy-2"]
+        .iter()
+        .map(|proxy| {
+            let pid = Stack::pid(proxy);
+            let rules = stack::must(
+                "nsenter",
+                &["-t", &pid, "-n", "nft", "list", "table", "inet", "fault"],
+            );
+            rules
+                .split("counter packets ")
+                .skip(1)
+                .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum();
+    stack.say(&format!(
+        "packets dropped between proxies and nodes: {dropped}"
+    ));
+    assert!(dropped > 0, "the loss rules dropped nothing");
     let outcome = stack.finish();
     nothing_lost(&outcome);
     assert_eq!(outcome.errors, 0, "clients saw errors:\n{}", outcome.report);
