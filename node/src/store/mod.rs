@@ -469,11 +469,18 @@ impl Store {
 /// Stamps a new store: layout version, partitions, node id; one synced batch.
 fn create(db: &DB, config: &StoreConfig) -> Result<u32, StoreError> {
     let partitions = config.partitions.unwrap_or(schema::DEFAULT_PARTITIONS);
+    // Path, pid and time alone collide in containers: every node there is pid 1 with the same
+    // data path, and nodes started together create their stores in the same millisecond. The
+    // standard library's hasher keys come from the operating system's random source.
+    let random = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        now_unix_ms(),
+    );
     let node_id = format!(
         "node-{:016x}",
         xxhash_rust::xxh3::xxh3_64(
             format!(
-                "{}|{}|{}",
+                "{}|{}|{}|{random}",
                 config.path.display(),
                 std::process::id(),
                 now_unix_ms()

@@ -936,3 +936,23 @@ fn several_sessions_ingest_into_one_fresh_store_together() {
     assert_eq!(late.load(&chunks[1][0]).expect("load"), None);
     assert!(sink.ingest().is_none());
 }
+
+#[test]
+fn stores_created_at_the_same_path_by_the_same_pid_get_different_ids() {
+    // Containers: every node is pid 1 with the same data path, started in the same millisecond.
+    let ids: std::collections::HashSet<String> = (0..8)
+        .map(|_| {
+            let dir = TempDir::new().expect("temp dir");
+            open(&dir, 4).node_id().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    let dir = TempDir::new().expect("temp dir");
+    let first = open(&dir, 4).node_id().to_owned();
+    std::fs::remove_dir_all(dir.path()).expect("removes the store");
+    let second = open(&dir, 4).node_id().to_owned();
+    assert_ne!(
+        first, second,
+        "a store made again at the same path is another node"
+    );
+}
