@@ -42,6 +42,18 @@ pub fn must(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// `cutover ARGS` in a container of its own on the compose network, with `docker run`
+/// options `options`.
+fn cutover_in_network(options: &[&str], args: &[&str]) -> Output {
+    let network = format!("{PROJECT}_cutover");
+    let image = format!("cutover:{TAG}");
+    let mut all = vec!["run", "--rm", "--network", &network];
+    all.extend_from_slice(options);
+    all.push(&image);
+    all.extend_from_slice(args);
+    run("docker", &all)
+}
+
 /// The repository's root.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -321,19 +333,7 @@ impl Stack {
     /// image: (status, body), or none when it could not be asked.
     pub fn get(&self, target: &str, path: &str) -> Option<(u16, Value)> {
         let url = format!("http://{target}{path}");
-        let output = run(
-            "docker",
-            &[
-                "run",
-                "--rm",
-                "--network",
-                &format!("{PROJECT}_cutover"),
-                &format!("cutover:{TAG}"),
-                "health",
-                "--print",
-                &url,
-            ],
-        );
+        let output = cutover_in_network(&[], &["health", "--print", &url]);
         let text = String::from_utf8_lossy(&output.stdout);
         let (status, body) = text.split_once('\n')?;
         Some((
@@ -346,16 +346,10 @@ impl Stack {
     /// proxy-1, and returns what it found.
     pub fn finish(&self) -> Outcome {
         self.compose(&["stop", "--timeout", "60", "load"]);
-        let output = run(
-            "docker",
+        let volume = format!("{PROJECT}_load:/var/lib/cutover");
+        let output = cutover_in_network(
+            &["--volume", &volume],
             &[
-                "run",
-                "--rm",
-                "--network",
-                &format!("{PROJECT}_cutover"),
-                "--volume",
-                &format!("{PROJECT}_load:/var/lib/cutover"),
-                &format!("cutover:{TAG}"),
                 "load",
                 "check",
                 "--out",
