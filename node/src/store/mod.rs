@@ -466,28 +466,28 @@ impl Store {
     }
 }
 
-/// Stamps a new store: layout version, partitions, node id; one synced batch.
-fn create(db: &DB, config: &StoreConfig) -> Result<u32, StoreError> {
-    let partitions = config.partitions.unwrap_or(schema::DEFAULT_PARTITIONS);
-    // Path, pid and time alone collide in containers: every node there is pid 1 with the same
-    // data path, and nodes started together create their stores in the same millisecond. The
-    // standard library's hasher keys come from the operating system's random source.
+/// A new store's id. Path, pid and time alone collide in containers: every node there is pid
+/// 1 with the same data path, and nodes started together create their stores in the same
+/// millisecond. The standard library's hasher keys come from the operating system's random
+/// source.
+fn new_node_id(path: &std::path::Path) -> String {
     let random = std::hash::BuildHasher::hash_one(
         &std::collections::hash_map::RandomState::new(),
         now_unix_ms(),
     );
-    let node_id = format!(
-        "node-{:016x}",
-        xxhash_rust::xxh3::xxh3_64(
-            format!(
-                "{}|{}|{}|{random}",
-                config.path.display(),
-                std::process::id(),
-                now_unix_ms()
-            )
-            .as_bytes()
-        )
+    let seed = format!(
+        "{}|{}|{}|{random}",
+        path.display(),
+        std::process::id(),
+        now_unix_ms()
     );
+    format!("node-{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+/// Stamps a new store: layout version, partitions, node id; one synced batch.
+fn create(db: &DB, config: &StoreConfig) -> Result<u32, StoreError> {
+    let partitions = config.partitions.unwrap_or(schema::DEFAULT_PARTITIONS);
+    let node_id = new_node_id(&config.path);
     let meta = rocks::cf(db, rocks::CF_META);
     let mut batch = WriteBatch::default();
     batch.put_cf(

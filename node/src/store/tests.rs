@@ -940,12 +940,9 @@ fn several_sessions_ingest_into_one_fresh_store_together() {
 #[test]
 fn stores_created_at_the_same_path_by_the_same_pid_get_different_ids() {
     // Containers: every node is pid 1 with the same data path, started in the same millisecond.
-    let ids: std::collections::HashSet<String> = (0..8)
-        .map(|_| {
-            let dir = TempDir::new().expect("temp dir");
-            open(&dir, 4).node_id().to_owned()
-        })
-        .collect();
+    // Made back to back, these share path, pid and (nearly always) the millisecond.
+    let path = std::path::Path::new("/var/lib/cutover/store");
+    let ids: std::collections::HashSet<String> = (0..8).map(|_| new_node_id(path)).collect();
     assert_eq!(ids.len(), 8, "{ids:?}");
     let dir = TempDir::new().expect("temp dir");
     let first = open(&dir, 4).node_id().to_owned();
