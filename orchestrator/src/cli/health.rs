@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Args;
-use http::{StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http::{Request, StatusCode, Uri};
+use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 use super::{CliError, values};
+use crate::demo::load::{Answer, HttpClient, exchange};
 
 /// `cutover health`.
 #[derive(Debug, Args)]
@@ -36,17 +37,15 @@ pub(super) async fn run(args: HealthArgs) -> Result<(), CliError> {
         )
         .into());
     }
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let response = tokio::time::timeout(args.timeout, async {
-        let response = client.get(args.url.clone()).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("{}: no answer in {:?}", args.url, args.timeout))?;
-    let (status, body) =
-        response.map_err(|error| anyhow::anyhow!("{}: cannot connect: {error}", args.url))?;
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::get(args.url.clone())
+        .body(Full::new(Bytes::new()))
+        .map_err(anyhow::Error::from)?;
+    let Answer { status, body, .. } =
+        tokio::time::timeout(args.timeout, exchange(&client, request))
+            .await
+            .map_err(|_| anyhow::anyhow!("{}: no answer in {:?}", args.url, args.timeout))?
+            .map_err(|error| anyhow::anyhow!("{}: cannot connect: {error}", args.url))?;
     if args.print {
         println!("{}\n{}", status.as_u16(), String::from_utf8_lossy(&body));
     }

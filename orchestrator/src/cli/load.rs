@@ -15,15 +15,12 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use futures_util::{StreamExt, stream};
 use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use http_body_util::Full;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde::{Deserialize, Serialize};
 
 use super::{CliError, values};
-use crate::demo::load::{self, COLLECTION, Ledger, Load, LoadConfig};
+use crate::demo::load::{self, Answer, COLLECTION, HttpClient, Ledger, Load, LoadConfig, exchange};
 
 /// `cutover load`.
 #[derive(Debug, Args)]
@@ -221,8 +218,6 @@ async fn check(args: CheckArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 /// A key's `(version, visits)` as read back, or none when it is absent.
 type Found = Option<(u64, u64)>;
 
@@ -252,20 +247,16 @@ async fn preload(client: &HttpClient, targets: &[SocketAddr], keys: u64) -> anyh
                     .uri(format!("http://{target}/v1/{COLLECTION}/{id}"))
                     .header(header::IF_NONE_MATCH, "*")
                     .body(Full::new(Bytes::from(load::body(n))))?;
-                let response = client
-                    .request(request)
-                    .await
-                    .with_context(|| format!("preloading {id} through {target}"))?;
-                match response.status() {
+                let answer = exchange(&client, request).await.map_err(|error| {
+                    anyhow::anyhow!("preloading {id} through {target}: {error}")
+                })?;
+                match answer.status {
                     StatusCode::CREATED | StatusCode::OK => Ok(true),
                     StatusCode::PRECONDITION_FAILED => Ok(false),
-                    status => {
-                        let body = response.into_body().collect().await?.to_bytes();
-                        bail!(
-                            "preloading {id} through {target}: {status} {}",
-                            String::from_utf8_lossy(&body)
-                        )
-                    }
+                    status => bail!(
+                        "preloading {id} through {target}: {status} {}",
+                        String::from_utf8_lossy(&answer.body)
+                    ),
                 }
             }
         })
@@ -284,17 +275,9 @@ async fn read(client: &HttpClient, target: SocketAddr, id: &str) -> anyhow::Resu
     // The load's ids are `user-N` and `new-W-K`: nothing in them needs escaping.
     let uri = format!("http://{target}/v1/{COLLECTION}/{id}");
     let request = Request::builder().uri(&uri).body(Full::new(Bytes::new()))?;
-    let response = client
-        .request(request)
+    let Answer { status, etag, body } = exchange(client, request)
         .await
-        .with_context(|| format!("reading {uri}"))?;
-    let status = response.status();
-    let etag = response
-        .headers()
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response.into_body().collect().await?.to_bytes();
+        .map_err(|error| anyhow::anyhow!("reading {uri}: {error}"))?;
     match status {
         StatusCode::NOT_FOUND => Ok(None),
         StatusCode::OK => {

@@ -144,8 +144,7 @@ impl Load {
         let stop = CancellationToken::new();
         let stats = Arc::new(Stats::default());
         let started = Instant::now();
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let workers = owned
             .into_iter()
             .zip(created)
@@ -226,7 +225,7 @@ struct Worker {
     number: u64,
     workers: u64,
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     stats: Arc<Stats>,
     started: Instant,
     rng: u64,
@@ -236,10 +235,33 @@ struct Worker {
     green_shape: bool,
 }
 
-struct Answer {
-    status: StatusCode,
-    etag: Option<String>,
-    body: Bytes,
+/// A client of the load: pooled keep-alive HTTP/1.1.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A whole answer: status, `ETag` and body.
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The `ETag` header, when there is one.
+    pub etag: Option<String>,
+    /// The whole body (read to the end, so the connection goes back to the pool).
+    pub body: Bytes,
+}
+
+/// Sends `request` and reads the whole answer.
+pub async fn exchange(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+    let response = client.request(request).await?;
+    let status = response.status();
+    let etag = response
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer { status, etag, body })
 }
 
 impl Worker {
@@ -321,18 +343,7 @@ impl Worker {
             .body(Full::new(Bytes::from(body)))
             .expect("a valid request");
         let started = Instant::now();
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            let response = self.client.request(request).await?;
-            let status = response.status();
-            let etag = response
-                .headers()
-                .get(header::ETAG)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Answer { status, etag, body })
-        })
-        .await;
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, exchange(&self.client, request)).await;
         let at = started.duration_since(self.started).as_micros() as u64;
         let latency = started.elapsed().as_micros() as u64;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
