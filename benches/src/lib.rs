@@ -61,27 +61,16 @@ pub fn median(samples: &mut [Duration]) -> Duration {
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
-/// Waits for `engine`'s upgrade to record its first cycle (or fail); its status then.
+/// Waits up to 10 minutes for `engine`'s upgrade to record its first cycle; its status then.
 pub async fn first_cycle(
     engine: &cutover_orchestrator::engine::Engine,
 ) -> anyhow::Result<cutover_proto::v1::UpgradeStatus> {
-    use cutover_proto::v1::Phase;
-    let mut events = engine.watch();
-    let status = loop {
-        let status = events
-            .borrow_and_update()
-            .status
-            .clone()
-            .unwrap_or_default();
-        if !status.cycles.is_empty() || status.phase == Phase::Failed as i32 {
-            break status;
-        }
-        tokio::time::timeout(Duration::from_secs(600), events.changed())
-            .await
-            .map_err(|_| anyhow::anyhow!("cycle 1 took over 10 minutes"))??;
-    };
+    let status = engine
+        .first_cycle(Duration::from_secs(600))
+        .await
+        .ok_or_else(|| anyhow::anyhow!("cycle 1 took over 10 minutes"))?;
     anyhow::ensure!(
-        status.phase != Phase::Failed as i32,
+        status.phase() != cutover_proto::v1::Phase::Failed,
         "the upgrade failed: {}",
         status.error
     );

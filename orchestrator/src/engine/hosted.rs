@@ -395,7 +395,6 @@ mod tests {
         Node, NodeConfig,
         store::{Incoming, Store, StoreConfig, SyncPolicy},
     };
-    use cutover_proto::v1::Phase;
     use tokio::net::TcpListener;
     use tokio_util::sync::CancellationToken;
 
@@ -450,21 +449,10 @@ mod tests {
             .start(&plan, "plan.toml", true)
             .await
             .expect("started");
-        let mut events = engine.watch();
-        let status = loop {
-            let status = events
-                .borrow_and_update()
-                .status
-                .clone()
-                .unwrap_or_default();
-            if !status.cycles.is_empty() || status.phase == Phase::Failed as i32 {
-                break status;
-            }
-            tokio::time::timeout(Duration::from_secs(30), events.changed())
-                .await
-                .expect("a cycle within 30 s")
-                .expect("the engine runs");
-        };
+        let status = engine
+            .first_cycle(Duration::from_secs(30))
+            .await
+            .expect("a cycle within 30 s");
         engine.shutdown().await;
         cancel.cancel();
         assert_eq!(status.cycles[0].documents, 100, "{status:?}");

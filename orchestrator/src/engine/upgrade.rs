@@ -258,6 +258,26 @@ impl Engine {
         self.board.subscribe()
     }
 
+    /// Waits up to `timeout` for the upgrade to record its first cycle or to fail; its status
+    /// then, or none when the time ran out or the engine stopped.
+    pub async fn first_cycle(&self, timeout: std::time::Duration) -> Option<UpgradeStatus> {
+        let mut events = self.watch();
+        let waiting = async {
+            loop {
+                let status = events
+                    .borrow_and_update()
+                    .status
+                    .clone()
+                    .unwrap_or_default();
+                if !status.cycles.is_empty() || status.phase() == cutover_proto::v1::Phase::Failed {
+                    return Some(status);
+                }
+                events.changed().await.ok()?;
+            }
+        };
+        tokio::time::timeout(timeout, waiting).await.ok().flatten()
+    }
+
     /// Fires when the engine shuts down (ends `Watch` streams).
     pub fn closing(&self) -> CancellationToken {
         self.closing.clone()
