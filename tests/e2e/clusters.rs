@@ -642,22 +642,25 @@ fn bad_cluster_files_stop_the_node_naming_the_line_and_partitions() {
     );
 }
 
+/// The first id `d0`, `d1`, … whose partition `layout` gives to node `name`.
+fn first_id_owned_by(layout: &Layout, name: &str) -> String {
+    (0..)
+        .map(|n| format!("d{n}"))
+        .find(|id| {
+            layout
+                .owner(partition_of(id, layout.partitions()))
+                .is_some_and(|o| o.name == name)
+        })
+        .expect("an id")
+}
+
 #[test]
 fn a_sink_refuses_a_document_of_a_partition_its_node_does_not_own() {
     let cluster = cluster();
     let (file, addrs) = init_file(&cluster, &["n0", "n1"], 8);
     let layout = Layout::load(&file).expect("parses");
     let node = start(&cluster, &file, "n0", addrs[0], addrs[1]);
-    let owned_by = |name: &str| {
-        (0..)
-            .map(|n| format!("d{n}"))
-            .find(|id| {
-                layout
-                    .owner(partition_of(id, 8))
-                    .is_some_and(|o| o.name == name)
-            })
-            .expect("an id")
-    };
+    let owned_by = |name: &str| first_id_owned_by(&layout, name);
     let (mine, theirs) = (owned_by("n0"), owned_by("n1"));
     let doc = |id: &str| Document {
         collection: "c".to_owned(),
@@ -857,16 +860,7 @@ fn a_peer_whose_name_does_not_resolve_is_a_peer_down() {
     std::fs::write(&file, text).expect("write");
     let layout = Layout::load(&file).expect("parses");
     let node = start(&cluster, &file, "n0", addrs[0], addrs[1]);
-    let owned_by = |name: &str| {
-        (0..)
-            .map(|n| format!("d{n}"))
-            .find(|id| {
-                layout
-                    .owner(partition_of(id, 8))
-                    .is_some_and(|o| o.name == name)
-            })
-            .expect("an id")
-    };
+    let owned_by = |name: &str| first_id_owned_by(&layout, name);
     let (mine, theirs) = (owned_by("n0"), owned_by("n1"));
 
     for method in ["GET", "PUT"] {

@@ -501,12 +501,7 @@ fn a_rehearsal_pauses_fences_verifies_and_resumes_on_blue_and_abort_ends_it() {
     let orchestrator = stack.orchestrator(&[]);
     let background = Background::start(&stack.load_config(), Ledger::default());
     stack.start_upgrade(&orchestrator, &["--rehearse"]);
-    let status = wait_until("the rehearsal", Duration::from_secs(120), || {
-        let (_, status) = stack.upgrade(&orchestrator, &["status"]);
-        let detail = status["phase_detail"].as_str().unwrap_or_default();
-        detail.starts_with("rehearsal done").then_some(status)
-    })
-    .expect("the rehearsal ends");
+    let status = crate::wait_rehearsal(&stack.cluster, &orchestrator);
     assert_eq!(status["phase"], "ready_for_cutover", "{status}");
     let detail = status["phase_detail"].as_str().unwrap_or_default();
     assert!(detail.contains("verified"), "{detail}");

@@ -103,6 +103,17 @@ fn wait_phase(cluster: &Cluster, orchestrator: &OrchestratorProcess, wanted: &[&
     .unwrap_or_else(|e| panic!("{e}; the last status: {}", last.borrow()))
 }
 
+/// Waits up to two minutes for a rehearsal to end (its detail says `rehearsal done`); its
+/// status.
+fn wait_rehearsal(cluster: &Cluster, orchestrator: &OrchestratorProcess) -> Value {
+    wait_until("the rehearsal", Duration::from_secs(120), || {
+        let (_, status) = upgrade(cluster, orchestrator, &["status"]);
+        let detail = status["phase_detail"].as_str().unwrap_or_default();
+        detail.starts_with("rehearsal done").then_some(status)
+    })
+    .expect("the rehearsal ends")
+}
+
 /// `node`'s per-partition counts and digests, from its `Source`.
 fn digest(node: &NodeProcess) -> DigestResponse {
     runtime().block_on(async {

@@ -483,12 +483,7 @@ fn a_resize_with_a_rename_drops_and_dead_letters_rehearses_then_aborts_with_blue
     );
     assert_eq!(code, 0, "start: {started}");
     // A rehearsal ends ready for the real cutover, blue serving.
-    let status = wait_until("the rehearsal", Duration::from_secs(120), || {
-        let (_, status) = stack.upgrade(&orchestrator, &["status"]);
-        let detail = status["phase_detail"].as_str().unwrap_or_default();
-        detail.starts_with("rehearsal done").then_some(status)
-    })
-    .expect("the rehearsal ends");
+    let status = crate::wait_rehearsal(&stack.harness, &orchestrator);
     assert_eq!(status["phase"], "ready_for_cutover", "{status}");
     assert_eq!(
         status["dead_letter_total"], 1,
