@@ -39,15 +39,15 @@ net=cutover-scaleout
 subnet=172.30.78
 config=$(mktemp -d)
 chmod 755 "$config"
-cleanup() {
+cleanup_containers() {
   docker ps -aq --filter "label=cutover-scaleout" | xargs -r docker rm -fv >/dev/null
+}
+cleanup() {
+  cleanup_containers
   docker network rm "$net" >/dev/null 2>&1 || true
   rm -rf "$config"
 }
 trap cleanup EXIT
-cleanup_containers() {
-  docker ps -aq --filter "label=cutover-scaleout" | xargs -r docker rm -fv >/dev/null
-}
 docker network rm "$net" >/dev/null 2>&1 || true
 docker network create --subnet "$subnet.0/24" "$net" >/dev/null
 

@@ -180,11 +180,7 @@ async fn get_load(
     for client in 0..clients {
         let (stop, paths) = (Arc::clone(&stop), Arc::clone(paths));
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
+            let mut sender = connect(addr).await?;
             let mut times = Vec::new();
             let mut i = client * 7919;
             while !stop.load(Ordering::Relaxed) {
@@ -413,11 +409,7 @@ async fn put_load(
     for client in 0..clients {
         let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
+            let mut sender = connect(addr).await?;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let request = http::Request::put(format!("/v1/bench/c{client}-{i}"))
@@ -440,4 +432,15 @@ async fn put_load(
         task.await.context("PUT client")??;
     }
     Ok((done.load(Ordering::Relaxed), started.elapsed()))
+}
+
+/// One HTTP/1.1 connection to `addr` without Nagle's delay, its driver spawned.
+async fn connect(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
