@@ -1,8 +1,8 @@
 //! Statuses and events for the rendering tests of `cutover upgrade`.
 
 use cutover_proto::v1::{
-    AnotherCycle, CycleRecord, DeadLetter, Decision, NotConverging, Phase, PipelineStatus,
-    ProgressEvent, ProxyHold, UpgradeStatus, decision::Kind,
+    AnotherCycle, CycleRecord, DeadLetter, Decision, NotConverging, PeerReachability, Phase,
+    PipelineStatus, ProgressEvent, ProxyHold, UpgradeStatus, decision::Kind,
 };
 
 /// A forward cycle with round figures: 90 000 documents, 12.3 MB in 4.5 s.
@@ -81,6 +81,22 @@ pub(crate) fn status(letters: u64) -> UpgradeStatus {
                 4_000.0,
                 "http://blue-2:7001: Pull: connection refused",
             ),
+        ],
+        peers: vec![
+            PeerReachability {
+                role: "proxy".to_owned(),
+                endpoint: "http://p1:8081".to_owned(),
+                reachable: true,
+                error: String::new(),
+                since_unix_ms: 1_700_000_000_000,
+            },
+            PeerReachability {
+                role: "blue".to_owned(),
+                endpoint: "http://blue-2:7001".to_owned(),
+                reachable: false,
+                error: "http://blue-2:7001: Status: connection refused".to_owned(),
+                since_unix_ms: 1_700_000_050_000,
+            },
         ],
     }
 }

@@ -4,15 +4,15 @@
 //! the proto (no upgrade id, no error) is `null`.
 
 use cutover_proto::v1::{
-    CycleRecord, DeadLetter, Decision, PipelineStatus, ProgressEvent, ProxyHold, UpgradeStatus,
-    decision::Kind,
+    CycleRecord, DeadLetter, Decision, PeerReachability, PipelineStatus, ProgressEvent, ProxyHold,
+    UpgradeStatus, decision::Kind,
 };
 use serde_json::{Value, json};
 
 use super::render;
 
 /// An upgrade's status.
-pub(super) fn status(status: &UpgradeStatus) -> Value {
+pub(crate) fn status(status: &UpgradeStatus) -> Value {
     json!({
         "upgrade_id": non_empty(&status.upgrade_id),
         "phase": render::phase_key(status.phase()),
@@ -25,6 +25,7 @@ pub(super) fn status(status: &UpgradeStatus) -> Value {
         "dead_letter_total": status.dead_letter_total,
         "holds": status.holds.iter().map(hold).collect::<Vec<_>>(),
         "pipelines": status.pipelines.iter().map(pipeline).collect::<Vec<_>>(),
+        "peers": status.peers.iter().map(peer).collect::<Vec<_>>(),
         "error": non_empty(&status.error),
         "started_unix_ms": status.started_unix_ms,
         "updated_unix_ms": status.updated_unix_ms,
@@ -56,6 +57,16 @@ fn pipeline(pipeline: &PipelineStatus) -> Value {
         "pending": pipeline.pending,
         "waiting_on": non_empty(&pipeline.waiting_on),
         "run_by_sink": pipeline.run_by_sink,
+    })
+}
+
+fn peer(peer: &PeerReachability) -> Value {
+    json!({
+        "role": peer.role,
+        "endpoint": peer.endpoint,
+        "reachable": peer.reachable,
+        "error": non_empty(&peer.error),
+        "since_unix_ms": peer.since_unix_ms,
     })
 }
 

@@ -15,17 +15,17 @@ pub(super) const DEAD_LETTERS_SHOWN: usize = 10;
 
 /// The phase's machine name, lower_snake (`ready_for_cutover`), as in the JSON output and
 /// the metrics.
-pub(super) fn phase_key(phase: Phase) -> &'static str {
+pub(crate) fn phase_key(phase: Phase) -> &'static str {
     crate::engine::metrics::phase_name(phase)
 }
 
 /// The phase's name for people (`ready for cutover`).
-pub(super) fn phase_human(phase: Phase) -> String {
+pub(crate) fn phase_human(phase: Phase) -> String {
     phase_key(phase).replace('_', " ")
 }
 
 /// The decision's kind, lower_snake (`another_cycle`).
-pub(super) fn decision_key(decision: &Decision) -> &'static str {
+pub(crate) fn decision_key(decision: &Decision) -> &'static str {
     match decision.kind {
         Some(Kind::AnotherCycle(_)) => "another_cycle",
         Some(Kind::CutoverReady(_)) => "cutover_ready",
@@ -37,7 +37,7 @@ pub(super) fn decision_key(decision: &Decision) -> &'static str {
 }
 
 /// The decision's kind for people (`another cycle`).
-pub(super) fn decision_human(decision: &Decision) -> String {
+pub(crate) fn decision_human(decision: &Decision) -> String {
     decision_key(decision).replace('_', " ")
 }
 
@@ -71,6 +71,16 @@ pub(super) fn status(status: &UpgradeStatus) -> String {
     }
     if status.dead_letter_total > 0 || !status.dead_letters.is_empty() {
         let _ = write!(out, "\n{}", dead_letters(status));
+    }
+    for peer in status.peers.iter().filter(|p| !p.reachable) {
+        let _ = writeln!(
+            out,
+            "\nunreachable since {}: {} {}: {}",
+            rfc3339(peer.since_unix_ms),
+            peer.role,
+            peer.endpoint,
+            peer.error
+        );
     }
     if !status.error.is_empty() {
         let _ = writeln!(out, "\nerror: {}", status.error);
@@ -115,7 +125,7 @@ fn times(status: &UpgradeStatus) -> Option<String> {
     })
 }
 
-fn rfc3339(unix_ms: u64) -> String {
+pub(crate) fn rfc3339(unix_ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
@@ -237,7 +247,7 @@ pub(super) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The decision and the figures that made it.
-pub(super) fn decision_line(decision: &Decision) -> String {
+pub(crate) fn decision_line(decision: &Decision) -> String {
     let figures = format!(
         "{} pending, copy rate {:.0} docs/s, predicted final {:.0} ms vs budget {:.0} ms",
         decision.pending,
@@ -281,7 +291,7 @@ fn dead_letters(status: &UpgradeStatus) -> String {
     out
 }
 
-fn micros(value: u64) -> String {
+pub(crate) fn micros(value: u64) -> String {
     if value < 1_000 {
         format!("{value} µs")
     } else {

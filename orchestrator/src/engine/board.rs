@@ -218,6 +218,29 @@ impl Board {
         });
     }
 
+    /// Shows the latest probe of the plan's peers (see [`reach`](super::reach)), unless the
+    /// upgrade shown is another one by now or nothing changed.
+    pub fn reachability(
+        &self,
+        upgrade_id: &str,
+        answers: Vec<(&'static str, String, Option<String>)>,
+    ) {
+        let current = self.current().status.unwrap_or_default();
+        if current.upgrade_id != upgrade_id {
+            return;
+        }
+        let peers = super::reach::merge(&current.peers, answers);
+        if peers == current.peers {
+            return;
+        }
+        self.update(|event| {
+            let status = event.status.get_or_insert_with(UpgradeStatus::default);
+            if status.upgrade_id == upgrade_id {
+                status.peers = peers;
+            }
+        });
+    }
+
     /// Shows the figures of the latest hold.
     pub fn holds(&self, holds: &[Hold]) {
         m::hold(holds);

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod peer;
 pub mod pipelines;
 pub mod plan;
+pub mod reach;
 pub mod reverse;
 pub mod routes;
 pub mod sample;

@@ -142,6 +142,10 @@ impl Engine {
             starting: tokio::sync::Mutex::new(()),
             closing: CancellationToken::new(),
         });
+        tokio::spawn(super::reach::run(
+            engine.board.clone(),
+            engine.closing.clone(),
+        ));
         let state = engine.board.state();
         if !state.is_terminal() {
             let upgrade =
