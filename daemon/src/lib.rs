@@ -10,9 +10,11 @@ pub mod code;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod pages;
 pub mod serve;
 pub mod shutdown;
 
 pub use code::{Classify, ErrorCode};
 pub use ops::Readiness;
+pub use pages::Pages;
 pub use shutdown::Shutdown;

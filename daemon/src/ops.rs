@@ -1,5 +1,6 @@
 //! The operational endpoints every daemon serves: `/metrics` (Prometheus text format),
 //! `/healthz` (the process is up) and `/readyz` (it can take traffic).
+//! [`serve`] also serves a daemon's [`Pages`] (the orchestrator's status page).
 //!
 //! [`respond`] lets a daemon that already has an HTTP router (the node's document API, the
 //! proxy's admin port) answer these paths the same way; [`serve`] runs them alone on a
@@ -19,6 +20,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::Pages;
 
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -97,23 +100,31 @@ fn plain(status: StatusCode, content_type: &'static str, body: Bytes) -> Respons
 async fn handle(
     request: Request<Incoming>,
     readiness: Readiness,
+    pages: Option<Arc<dyn Pages>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(
-        respond(request.method(), request.uri().path(), &readiness).unwrap_or_else(|| {
-            plain(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                Bytes::from_static(b"not found: try /metrics, /healthz or /readyz\n"),
-            )
-        }),
-    )
+    if let Some(answer) = respond(request.method(), request.uri().path(), &readiness) {
+        return Ok(answer);
+    }
+    if let Some(pages) = pages.filter(|p| p.serves(request.uri().path())) {
+        return Ok(crate::pages::respond(pages.as_ref(), request).await);
+    }
+    Ok(plain(
+        StatusCode::NOT_FOUND,
+        "text/plain",
+        Bytes::from_static(b"not found: try /, /metrics, /healthz or /readyz\n"),
+    ))
 }
 
-/// Serves the operational endpoints on `listener` (HTTP/1.1 and h2c) until `cancel` fires,
-/// then lets open connections finish their current request and returns.
-pub async fn serve(listener: TcpListener, readiness: Readiness, cancel: CancellationToken) {
+/// Serves the operational endpoints, and `pages` if given, on `listener` (HTTP/1.1 and h2c)
+/// until `cancel` fires, then lets open connections finish their current request and returns.
+pub async fn serve(
+    listener: TcpListener,
+    readiness: Readiness,
+    pages: Option<Arc<dyn Pages>>,
+    cancel: CancellationToken,
+) {
     crate::serve::serve_http(listener, cancel, move |request| {
-        handle(request, readiness.clone())
+        handle(request, readiness.clone(), pages.clone())
     })
     .await;
 }

@@ -31,7 +31,12 @@ async fn serves_health_readiness_and_metrics_until_cancelled() {
     let addr = listener.local_addr().expect("addr");
     let readiness = Readiness::new();
     let cancel = CancellationToken::new();
-    let server = tokio::spawn(ops::serve(listener, readiness.clone(), cancel.clone()));
+    let server = tokio::spawn(ops::serve(
+        listener,
+        readiness.clone(),
+        None,
+        cancel.clone(),
+    ));
 
     assert_eq!(get(addr, "/healthz").await.0, 200);
     assert_eq!(get(addr, "/readyz").await.0, 503);

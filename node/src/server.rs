@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use cutover_daemon::{Readiness, auth::BearerAuth, serve::serve_http};
+use cutover_daemon::{Pages, Readiness, auth::BearerAuth, serve::serve_http};
 use cutover_proto::v1::{
     node_admin_server::NodeAdminServer, sink_server::SinkServer, source_server::SourceServer,
 };
@@ -49,6 +49,7 @@ pub struct Node {
     store: Store,
     config: NodeConfig,
     readiness: Readiness,
+    pages: Option<Arc<dyn Pages>>,
 }
 
 impl Node {
@@ -92,7 +93,14 @@ impl Node {
             store,
             config,
             readiness: Readiness::new(),
+            pages: None,
         })
+    }
+
+    /// Serves `pages` on the HTTP port too (the status page of an engine inside the node).
+    pub fn with_pages(mut self, pages: Arc<dyn Pages>) -> Self {
+        self.pages = Some(pages);
+        self
     }
 
     /// The store (for embedding and tests).
@@ -141,7 +149,8 @@ impl Node {
             self.config.max_body,
             self.readiness.clone(),
             routing,
-        );
+        )
+        .with_pages(self.pages.clone());
         let http_task = tokio::spawn(serve_http(http, cancel.child_token(), move |request| {
             Arc::clone(&api).handle(request)
         }));

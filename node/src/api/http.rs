@@ -4,7 +4,8 @@
 //! - `GET /v1/{collection}/{id}` → 200 with exactly the stored JSON, or 404
 //! - `DELETE /v1/{collection}/{id}` → 200 `{"version","seq"}`, or 404
 //! - `GET /v1/{collection}?after={id}&limit={n}` → a page in id order
-//! - `GET /healthz`, `/readyz`, `/metrics`
+//! - `GET /healthz`, `/readyz`, `/metrics`, and the pages given to [`HttpApi::with_pages`]
+//!   (the status page of an engine running inside the node)
 //!
 //! `ETag: "<version>"` on every document response; `If-Match` and `If-None-Match: *` honoured.
 //! Errors are `{"error": "<code>", "detail": "<text>"}`.
@@ -22,7 +23,7 @@
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use cutover_daemon::{Classify, ErrorCode, Readiness, ops};
+use cutover_daemon::{Classify, ErrorCode, Pages, Readiness, ops, pages};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -51,6 +52,8 @@ pub struct HttpApi {
     readiness: Readiness,
     /// `None` for a cluster of one.
     cluster: Option<Routing>,
+    /// Pages served beside the API (the status page of an engine running inside the node).
+    pages: Option<Arc<dyn Pages>>,
 }
 
 pub(super) type Reply = Response<Full<Bytes>>;
@@ -149,6 +152,7 @@ enum Route {
     Document,
     Collection,
     Ops,
+    Page,
     Other,
 }
 
@@ -158,6 +162,7 @@ impl Route {
             Self::Document => "document",
             Self::Collection => "collection",
             Self::Ops => "ops",
+            Self::Page => "page",
             Self::Other => "other",
         }
     }
@@ -177,7 +182,15 @@ impl HttpApi {
             max_body,
             readiness,
             cluster,
+            pages: None,
         })
+    }
+
+    /// The API serving `pages` too (paths outside `/v1/` that `pages` claims).
+    pub fn with_pages(self: Arc<Self>, pages: Option<Arc<dyn Pages>>) -> Arc<Self> {
+        let mut api = Arc::unwrap_or_clone(self);
+        api.pages = pages;
+        Arc::new(api)
     }
 
     /// Answers one request; never fails (errors are answered as JSON).
@@ -204,6 +217,12 @@ impl HttpApi {
         }
         if let Some(reply) = ops::respond(request.method(), &path, &self.readiness) {
             return (Route::Ops, Ok(reply));
+        }
+        if let Some(pages) = self.pages.as_ref().filter(|p| p.serves(&path)) {
+            return (
+                Route::Page,
+                Ok(pages::respond(pages.as_ref(), request).await),
+            );
         }
         let (me, mine) = self
             .cluster

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use super::{CliError, values};
 use crate::{
     engine::{Engine, hosted},
+    page::StatusPage,
     service,
 };
 
@@ -61,7 +62,8 @@ pub struct NodeArgs {
     /// Largest accepted request body, e.g. 1MiB.
     #[arg(long, default_value = "1MiB", value_parser = values::bytes)]
     pub max_body: u64,
-    /// Also run the migration engine inside this (green) node.
+    /// Also run the migration engine inside this (green) node; its status page is then
+    /// served at / on the HTTP port.
     #[arg(long, requires = "journal")]
     pub orchestrate: bool,
     /// Directory of the orchestrator journal, with --orchestrate.
@@ -174,7 +176,8 @@ pub struct OrchestratorArgs {
     /// Address of the gRPC Orchestrator service.
     #[arg(long, default_value = "127.0.0.1:7171", env = "CUTOVER_GRPC")]
     pub grpc: SocketAddr,
-    /// Address of /metrics, /healthz and /readyz.
+    /// Address of the status page (/, and its JSON at /api/status), /metrics, /healthz and
+    /// /readyz. With --token-file the page asks for the token too.
     #[arg(long, default_value = "127.0.0.1:7172", env = "CUTOVER_HTTP")]
     pub http: SocketAddr,
     /// File holding the bearer token that Orchestrator calls must present.
@@ -223,7 +226,7 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         token: token.clone(),
         cluster,
     };
-    let node = tokio::task::spawn_blocking(move || Node::open(config))
+    let mut node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
         .context("opening the store")?
         .map_err(anyhow::Error::from)?;
@@ -240,8 +243,13 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         let opened = Engine::open(journal, Some(node.store().clone()))
             .with_context(|| format!("opening the journal in {}", journal.display()))?;
         extra = service::routes(Arc::clone(&opened), token.clone());
+        node = node.with_pages(StatusPage::new(opened.clone(), token.as_deref()));
         engine = Some(opened);
-        tracing::info!(journal = %journal.display(), "orchestrator runs inside this node");
+        tracing::info!(
+            journal = %journal.display(),
+            page = %format!("http://{}/", http.local_addr().unwrap_or(http_addr)),
+            "orchestrator runs inside this node; its status page is on the HTTP port"
+        );
     }
     // Every node runs the copy pipelines into itself that an orchestrator asks for.
     let extra = hosted::serve(extra, node.store().clone(), token);
@@ -359,14 +367,17 @@ pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError>
     tracing::info!(
         grpc = %grpc.local_addr().unwrap_or(args.grpc),
         http = %http.local_addr().unwrap_or(args.http),
+        page = %format!("http://{}/", http.local_addr().unwrap_or(args.http)),
         journal = %args.journal.display(),
         "orchestrator listening"
     );
     let readiness = Readiness::new();
     readiness.set_ready();
+    let page: Arc<dyn cutover_daemon::Pages> = StatusPage::new(engine.clone(), token.as_deref());
     let ops = tokio::spawn(cutover_daemon::ops::serve(
         http,
         readiness.clone(),
+        Some(page),
         shutdown.child_token(),
     ));
     let stopping = shutdown.child_token();

@@ -8,12 +8,12 @@ mod demo;
 mod dry_run;
 mod exit;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod health;
-mod json;
+pub(crate) mod json;
 mod load;
 mod progress;
-mod render;
+pub(crate) mod render;
 mod upgrade;
 mod values;
 
