@@ -24,16 +24,16 @@ const DOCS: u64 = 5_000;
 const PROBE: &str = "probe";
 
 /// Blue, green, two proxies in front of them and a plan naming them all.
-struct Stack {
-    cluster: Cluster,
-    blue: NodeProcess,
-    green: NodeProcess,
-    proxies: Vec<ProxyProcess>,
-    plan: String,
+pub(crate) struct Stack {
+    pub(crate) cluster: Cluster,
+    pub(crate) blue: NodeProcess,
+    pub(crate) green: NodeProcess,
+    pub(crate) proxies: Vec<ProxyProcess>,
+    pub(crate) plan: String,
 }
 
 impl Stack {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(true, &[])
     }
 
@@ -94,7 +94,7 @@ impl Stack {
     }
 
     /// A `cutover orchestrator` with `flags`.
-    fn orchestrator(&self, flags: &[&str]) -> OrchestratorProcess {
+    pub(crate) fn orchestrator(&self, flags: &[&str]) -> OrchestratorProcess {
         self.cluster
             .start_orchestrator_with("orchestrator", flags)
             .expect("the orchestrator starts")
@@ -109,7 +109,11 @@ impl Stack {
     }
 
     /// `cutover upgrade ARGS --orchestrator URL --output json`: exit code and JSON.
-    fn upgrade(&self, orchestrator: &OrchestratorProcess, args: &[&str]) -> (i32, Value) {
+    pub(crate) fn upgrade(
+        &self,
+        orchestrator: &OrchestratorProcess,
+        args: &[&str],
+    ) -> (i32, Value) {
         crate::upgrade(&self.cluster, orchestrator, args)
     }
 

@@ -17,6 +17,7 @@ mod clusters;
 mod cutover;
 mod engine;
 mod node;
+mod page;
 mod proxy;
 mod resize;
 

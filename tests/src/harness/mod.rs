@@ -1,5 +1,6 @@
 //! Building blocks of multi-process tests.
 
+mod browser;
 mod cluster;
 pub mod http;
 mod node;
@@ -8,6 +9,7 @@ mod process;
 mod proxy;
 mod wait;
 
+pub use browser::Browser;
 pub use cluster::Cluster;
 pub use node::NodeProcess;
 pub use orchestrator::OrchestratorProcess;
