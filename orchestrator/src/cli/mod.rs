@@ -1,5 +1,6 @@
 //! The `cutover` command line (clap derive): the daemons (`node`, `proxy`, `orchestrator`),
-//! the operator commands (`upgrade …`) and `demo`.
+//! the operator commands (`upgrade …`), the offline `plan check`
+//! and `demo`.
 
 mod client;
 mod cluster;
@@ -12,6 +13,8 @@ mod fixtures;
 mod health;
 mod json;
 mod load;
+mod plan;
+mod plan_report;
 mod progress;
 mod render;
 mod upgrade;
@@ -28,6 +31,7 @@ pub use demo::DemoArgs;
 pub use exit::{CliError, codes};
 pub use health::HealthArgs;
 pub use load::{LoadArgs, LoadCommand, Outcome as LoadOutcome};
+pub use plan::{PlanArgs, PlanCommand};
 pub use upgrade::{OutputFormat, UpgradeArgs, UpgradeCommand};
 
 /// Upgrade a stateful service from blue to green with no downtime and no lost write.
@@ -82,6 +86,8 @@ pub enum Command {
     Orchestrator(OrchestratorArgs),
     /// Operate an upgrade: start, status, proceed, abort, rollback.
     Upgrade(UpgradeArgs),
+    /// Check an upgrade plan offline: its fields, and every program compiled.
+    Plan(PlanArgs),
     /// Run the whole upgrade story in one process on loopback, with a live load.
     Demo(DemoArgs),
     /// Write or check a cluster file (the nodes of one colour and their partitions).
@@ -95,8 +101,12 @@ pub enum Command {
 /// Runs a parsed command line to completion and maps the outcome to an exit status
 /// (see [`codes`]). Errors are printed to standard error with what to do about them.
 pub fn run(cli: Cli) -> ExitCode {
-    // The demo tells its own story on stdout; its logs stay quiet unless RUST_LOG asks.
-    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Health(_)) {
+    // The demo tells its own story on stdout, and the one-shot commands answer there; their
+    // logs stay quiet unless RUST_LOG asks.
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Health(_) | Command::Plan(_)
+    ) {
         "warn"
     } else {
         "info"
@@ -134,6 +144,7 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Cluster(args) => cluster::run(args),
         Command::Load(args) => load::run(args).await,
         Command::Health(args) => health::run(args).await,
+        Command::Plan(args) => plan::run(args),
     }
 }
 
