@@ -1,9 +1,10 @@
 //! The `cutover` command line (clap derive): the daemons (`node`, `proxy`, `orchestrator`),
-//! the operator commands (`upgrade …`), the offline `plan check`
+//! the operator commands (`upgrade …`), the offline ones (`plan check`, `completions`, `man`)
 //! and `demo`.
 
 mod client;
 mod cluster;
+mod completions;
 mod daemons;
 mod demo;
 mod dry_run;
@@ -13,6 +14,7 @@ mod fixtures;
 mod health;
 mod json;
 mod load;
+mod man;
 mod plan;
 mod plan_report;
 mod progress;
@@ -26,11 +28,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cutover_daemon::logging::{self, LogFormat};
 
 pub use cluster::{ClusterArgs, ClusterCommand};
+pub use completions::CompletionsArgs;
 pub use daemons::{NodeArgs, OrchestratorArgs, ProxyArgs};
 pub use demo::DemoArgs;
 pub use exit::{CliError, codes};
 pub use health::HealthArgs;
 pub use load::{LoadArgs, LoadCommand, Outcome as LoadOutcome};
+pub use man::ManArgs;
 pub use plan::{PlanArgs, PlanCommand};
 pub use upgrade::{OutputFormat, UpgradeArgs, UpgradeCommand};
 
@@ -96,6 +100,10 @@ pub enum Command {
     Load(LoadArgs),
     /// Exit 0 when a URL answers 200 (container health checks).
     Health(HealthArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a folder.
+    Man(ManArgs),
 }
 
 /// Runs a parsed command line to completion and maps the outcome to an exit status
@@ -105,7 +113,11 @@ pub fn run(cli: Cli) -> ExitCode {
     // logs stay quiet unless RUST_LOG asks.
     let default_level = if matches!(
         cli.command,
-        Command::Demo(_) | Command::Health(_) | Command::Plan(_)
+        Command::Demo(_)
+            | Command::Health(_)
+            | Command::Plan(_)
+            | Command::Completions(_)
+            | Command::Man(_)
     ) {
         "warn"
     } else {
@@ -145,6 +157,8 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Load(args) => load::run(args).await,
         Command::Health(args) => health::run(args).await,
         Command::Plan(args) => plan::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 
