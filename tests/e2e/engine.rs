@@ -17,7 +17,7 @@ use cutover_proto::v1::{Document, PullRequest, pull_response, source_client::Sou
 use cutover_tests::harness::{Cluster, NodeProcess, OrchestratorProcess, http, wait_until};
 use serde_json::{Value, json};
 
-use crate::{apply, cluster, runtime, upgrade, wait_phase};
+use crate::{apply, cluster, runtime, upgrade, wait_phase, write_plan};
 
 /// Loads `count` documents `{"name": "user i", "n": i, ...}` into `collection` of a node
 /// through its `Sink`.
@@ -72,12 +72,6 @@ fn digests(node: &NodeProcess) -> Vec<(u64, u64)> {
         .iter()
         .map(|p| (p.live_documents, p.digest))
         .collect()
-}
-
-fn write_plan(cluster: &Cluster, name: &str, text: &str) -> String {
-    let path = cluster.dir("plans").expect("plans dir").join(name);
-    std::fs::write(&path, text).expect("plan written");
-    path.display().to_string()
 }
 
 /// Writes `plan.toml` copying from `blue` to `green`: `settings` (top-level fields) before
