@@ -2,7 +2,16 @@
 
 use crate::cluster;
 
-const SUBCOMMANDS: &[&str] = &["node", "proxy", "orchestrator", "upgrade", "demo"];
+const SUBCOMMANDS: &[&str] = &[
+    "node",
+    "proxy",
+    "orchestrator",
+    "upgrade",
+    "plan",
+    "demo",
+    "completions",
+    "man",
+];
 
 #[test]
 fn help_lists_every_subcommand() {
@@ -24,6 +33,7 @@ fn every_subcommand_help_shows_a_purpose_and_an_example() {
     for op in ["start", "status", "proceed", "abort", "rollback"] {
         commands.push(vec!["upgrade", op]);
     }
+    commands.push(vec!["plan", "check"]);
     for command in commands {
         let mut args = command.clone();
         args.push("--help");

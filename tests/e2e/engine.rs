@@ -17,7 +17,7 @@ use cutover_proto::v1::{Document, PullRequest, pull_response, source_client::Sou
 use cutover_tests::harness::{Cluster, NodeProcess, OrchestratorProcess, http, wait_until};
 use serde_json::{Value, json};
 
-use crate::{apply, cluster, runtime, upgrade, wait_phase};
+use crate::{apply, cluster, runtime, upgrade, wait_phase, write_plan};
 
 /// Loads `count` documents `{"name": "user i", "n": i, ...}` into `collection` of a node
 /// through its `Sink`.
@@ -72,12 +72,6 @@ fn digests(node: &NodeProcess) -> Vec<(u64, u64)> {
         .iter()
         .map(|p| (p.live_documents, p.digest))
         .collect()
-}
-
-fn write_plan(cluster: &Cluster, name: &str, text: &str) -> String {
-    let path = cluster.dir("plans").expect("plans dir").join(name);
-    std::fs::write(&path, text).expect("plan written");
-    path.display().to_string()
 }
 
 /// Writes `plan.toml` copying from `blue` to `green`: `settings` (top-level fields) before
@@ -346,6 +340,11 @@ fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
         &["start", "--plan", &plan, "--dry-run", "--sample", "10"],
     );
     assert_eq!(code, 1, "a dry run with a failing document fails: {dry}");
+    assert_eq!(
+        dry["plan"]["collections"][0]["forward_runs_on"],
+        json!("jaq"),
+        "the offline report comes with the samples: {dry}"
+    );
     assert_eq!(
         (dry["sampled"].clone(), dry["failed"].clone()),
         (json!(10), json!(1)),

@@ -17,6 +17,7 @@ mod clusters;
 mod cutover;
 mod engine;
 mod node;
+mod offline;
 mod page;
 mod proxy;
 mod resize;
@@ -24,6 +25,13 @@ mod resize;
 /// A cluster running the binary under test.
 fn cluster() -> Cluster {
     Cluster::new(Binary::new(env!("CARGO_BIN_EXE_cutover"))).expect("a temporary cluster root")
+}
+
+/// Writes the plan `text` as `name` in the cluster's `plans` folder; its path.
+fn write_plan(cluster: &Cluster, name: &str, text: &str) -> String {
+    let path = cluster.dir("plans").expect("plans dir").join(name);
+    std::fs::write(&path, text).expect("plan written");
+    path.display().to_string()
 }
 
 /// A single-threaded tokio runtime for a test's gRPC calls.

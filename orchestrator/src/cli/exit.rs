@@ -4,6 +4,8 @@ use std::{error::Error, path::PathBuf};
 
 use cutover_daemon::auth::TokenError;
 
+use crate::engine::plan::PlanError;
+
 /// The exit statuses of `cutover`.
 pub mod codes {
     /// The command did what it was asked.
@@ -89,14 +91,21 @@ pub enum CliError {
         /// The token file.
         path: PathBuf,
     },
-    /// `--plan` could not be read.
-    #[error("cannot read the plan file {}: {source}; check the path given to --plan", path.display())]
+    /// The plan file could not be read.
+    #[error(
+        "cannot read the plan file {}: {source}; check the path and that the file is readable",
+        path.display()
+    )]
     PlanUnreadable {
         /// The path as given.
         path: PathBuf,
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The plan was refused by the check the orchestrator runs too (so the message is the one
+    /// it would answer): the file, the field and the fix.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     /// A dry run's transforms failed on some sampled documents.
     #[error(
         "the transforms failed on {failed} of {sampled} sampled documents (see the errors in \
@@ -145,6 +154,7 @@ impl CliError {
             | Self::Token(_)
             | Self::TokenNotAscii { .. }
             | Self::PlanUnreadable { .. }
+            | Self::Plan(_)
             | Self::DryRunFailed { .. }
             | Self::UpgradeEnded { .. }
             | Self::WatchEnded { .. }
@@ -205,6 +215,26 @@ mod tests {
         };
         assert_eq!(unauthenticated.exit_code(), codes::FAILED);
         assert!(unauthenticated.to_string().contains("--token-file"));
+        let plan = CliError::from(PlanError {
+            file: "plan.toml".to_owned(),
+            what: "max_cycles: must be at least 1".to_owned(),
+        });
+        assert_eq!(plan.exit_code(), codes::FAILED);
+        assert_eq!(
+            plan.to_string(),
+            "plan.toml: max_cycles: must be at least 1"
+        );
+        let unreadable = CliError::PlanUnreadable {
+            path: "nowhere/plan.toml".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(unreadable.exit_code(), codes::FAILED);
+        assert!(
+            unreadable
+                .to_string()
+                .starts_with("cannot read the plan file nowhere/plan.toml: "),
+            "{unreadable}"
+        );
         let dry = CliError::DryRunFailed {
             failed: 1,
             sampled: 3,

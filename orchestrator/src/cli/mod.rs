@@ -1,8 +1,10 @@
 //! The `cutover` command line (clap derive): the daemons (`node`, `proxy`, `orchestrator`),
-//! the operator commands (`upgrade …`) and `demo`.
+//! the operator commands (`upgrade …`), the offline ones (`plan check`, `completions`, `man`)
+//! and `demo`.
 
 mod client;
 mod cluster;
+mod completions;
 mod daemons;
 mod demo;
 mod dry_run;
@@ -12,6 +14,9 @@ pub(crate) mod fixtures;
 mod health;
 pub(crate) mod json;
 mod load;
+mod man;
+mod plan;
+mod plan_report;
 mod progress;
 pub(crate) mod render;
 mod upgrade;
@@ -23,11 +28,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cutover_daemon::logging::{self, LogFormat};
 
 pub use cluster::{ClusterArgs, ClusterCommand};
+pub use completions::CompletionsArgs;
 pub use daemons::{NodeArgs, OrchestratorArgs, ProxyArgs};
 pub use demo::DemoArgs;
 pub use exit::{CliError, codes};
 pub use health::HealthArgs;
 pub use load::{LoadArgs, LoadCommand, Outcome as LoadOutcome};
+pub use man::ManArgs;
+pub use plan::{PlanArgs, PlanCommand};
 pub use upgrade::{OutputFormat, UpgradeArgs, UpgradeCommand};
 
 /// Upgrade a stateful service from blue to green with no downtime and no lost write.
@@ -82,6 +90,8 @@ pub enum Command {
     Orchestrator(OrchestratorArgs),
     /// Operate an upgrade: start, status, proceed, abort, rollback.
     Upgrade(UpgradeArgs),
+    /// Check an upgrade plan offline: its fields, and every program compiled.
+    Plan(PlanArgs),
     /// Run the whole upgrade story in one process on loopback, with a live load.
     Demo(DemoArgs),
     /// Write or check a cluster file (the nodes of one colour and their partitions).
@@ -90,13 +100,25 @@ pub enum Command {
     Load(LoadArgs),
     /// Exit 0 when a URL answers 200 (container health checks).
     Health(HealthArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a folder.
+    Man(ManArgs),
 }
 
 /// Runs a parsed command line to completion and maps the outcome to an exit status
 /// (see [`codes`]). Errors are printed to standard error with what to do about them.
 pub fn run(cli: Cli) -> ExitCode {
-    // The demo tells its own story on stdout; its logs stay quiet unless RUST_LOG asks.
-    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Health(_)) {
+    // The demo tells its own story on stdout, and the one-shot commands answer there; their
+    // logs stay quiet unless RUST_LOG asks.
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo(_)
+            | Command::Health(_)
+            | Command::Plan(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+    ) {
         "warn"
     } else {
         "info"
@@ -134,6 +156,9 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Cluster(args) => cluster::run(args),
         Command::Load(args) => load::run(args).await,
         Command::Health(args) => health::run(args).await,
+        Command::Plan(args) => plan::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

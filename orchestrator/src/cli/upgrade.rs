@@ -12,8 +12,12 @@ use super::{
     CliError,
     client::Orchestrator,
     dry_run::{self, Summary},
-    json, progress, render,
+    json,
+    plan::read,
+    plan_report::Report,
+    progress, render,
 };
+use crate::engine::check::check;
 
 /// `cutover upgrade`: operate an upgrade through the orchestrator.
 #[derive(Debug, Args)]
@@ -117,6 +121,9 @@ pub(super) async fn run(args: UpgradeArgs) -> Result<(), CliError> {
         } => {
             // A plan that cannot be read fails before any connection.
             let request = start_request(&plan, dry_run, sample, rehearse)?;
+            if dry_run {
+                return start_dry_run(&address, token_file.as_deref(), output, request).await;
+            }
             start_upgrade(&mut connect().await?, output, request).await
         }
         UpgradeCommand::Status { watch: true } => watch(&mut connect().await?, output).await,
@@ -189,35 +196,51 @@ fn start_request(
     sample: u32,
     rehearse: bool,
 ) -> Result<StartRequest, CliError> {
-    let plan_toml = std::fs::read_to_string(plan).map_err(|source| CliError::PlanUnreadable {
-        path: plan.to_owned(),
-        source,
-    })?;
+    let (plan_name, plan_toml) = read(plan)?;
     Ok(StartRequest {
         plan_toml,
-        plan_name: plan.display().to_string(),
+        plan_name,
         dry_run,
         sample: if dry_run { sample } else { 0 },
         rehearse,
     })
 }
 
-/// `start`: the new upgrade's id and phase, or the dry run's samples (exit 1 when a
-/// transform failed).
+/// `start --dry-run`: the offline check first, so a plan the orchestrator would refuse fails
+/// before any connection, with the orchestrator's own message; its report; then the samples
+/// the orchestrator transformed (exit 1 when a transform failed on one).
+async fn start_dry_run(
+    address: &str,
+    token_file: Option<&Path>,
+    output: OutputFormat,
+    request: StartRequest,
+) -> Result<(), CliError> {
+    let checked = check(&request.plan_name, &request.plan_toml)?;
+    let report = Report::of(&request.plan_name, &checked);
+    if output == OutputFormat::Text {
+        // Before connecting: an unreachable orchestrator still leaves the offline part shown.
+        print(&report.text())?;
+    }
+    let mut orchestrator = Orchestrator::connect(address, token_file).await?;
+    let samples = orchestrator.start(request).await?.samples;
+    match output {
+        OutputFormat::Json => {
+            let mut value = dry_run::json(&samples);
+            value["plan"] = report.json();
+            print_json(&value)?;
+        }
+        OutputFormat::Text => print(&format!("\n{}", dry_run::text(&samples)))?,
+    }
+    Summary::of(&samples).check()
+}
+
+/// `start`: the new upgrade's id and phase.
 async fn start_upgrade(
     orchestrator: &mut Orchestrator,
     output: OutputFormat,
     request: StartRequest,
 ) -> Result<(), CliError> {
-    let dry_run = request.dry_run;
     let response = orchestrator.start(request).await?;
-    if dry_run {
-        match output {
-            OutputFormat::Json => print_json(&dry_run::json(&response.samples))?,
-            OutputFormat::Text => print(&dry_run::text(&response.samples))?,
-        }
-        return Summary::of(&response.samples).check();
-    }
     match output {
         OutputFormat::Json => print_json(&serde_json::json!({
             "upgrade_id": response.upgrade_id,
@@ -286,12 +309,12 @@ fn print_brief(output: OutputFormat, status: &UpgradeStatus) -> Result<(), CliEr
 }
 
 /// One JSON document on standard output.
-fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+pub(super) fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
     print(&format!("{value:#}\n"))
 }
 
 /// Writes and flushes standard output; a closed pipe is an error, not a panic.
-fn print(text: &str) -> Result<(), CliError> {
+pub(super) fn print(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())

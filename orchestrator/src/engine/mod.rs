@@ -4,6 +4,7 @@
 //! which ties them together for the gRPC service and the embedded mode.
 
 pub mod board;
+pub mod check;
 pub mod copy;
 pub mod cycle;
 pub mod discover;

@@ -41,6 +41,48 @@ pub trait Transform: Send + Sync + fmt::Debug {
     fn is_identity(&self) -> bool {
         false
     }
+
+    /// What runs it, for reports (`cutover plan check`, a dry run): native code unless the
+    /// implementation says otherwise.
+    fn runner(&self) -> Runner {
+        Runner::Native
+    }
+}
+
+/// What runs a transform: how a plan's report tells what each program costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// Bodies cross unparsed.
+    Identity,
+    /// The field subset's rewrite of top-level fields (see [`super::fields`]), jaq for
+    /// bodies that are not objects.
+    FastPath,
+    /// The jaq engine, for every body.
+    Jaq,
+    /// An embedder's [`Transform`].
+    Native,
+}
+
+impl Runner {
+    /// A stable name for scripts: `identity`, `fast_path`, `jaq`, `native`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::FastPath => "fast_path",
+            Self::Jaq => "jaq",
+            Self::Native => "native",
+        }
+    }
+
+    /// What it means, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Identity => "identity (bodies copied unparsed)",
+            Self::FastPath => "fast path (top-level fields rewritten; jaq for non-object bodies)",
+            Self::Jaq => "jaq (outside the fast path's field subset)",
+            Self::Native => "native (a Rust transform)",
+        }
+    }
 }
 
 /// The default: every body crosses unchanged, unparsed.
@@ -54,6 +96,10 @@ impl Transform for Identity {
 
     fn is_identity(&self) -> bool {
         true
+    }
+
+    fn runner(&self) -> Runner {
+        Runner::Identity
     }
 }
 
@@ -124,6 +170,14 @@ impl Transform for Jq {
         match self.apply_fast(body) {
             Some(output) => Outcome::Body(output),
             None => self.apply_jaq(body),
+        }
+    }
+
+    fn runner(&self) -> Runner {
+        if self.uses_fast_path() {
+            Runner::FastPath
+        } else {
+            Runner::Jaq
         }
     }
 }
@@ -327,6 +381,25 @@ mod tests {
             "{error}"
         );
         assert!(error.starts_with("line 1, column 6:"), "{error}");
+    }
+
+    #[test]
+    fn each_transform_says_what_runs_it() {
+        assert_eq!(Identity.runner(), Runner::Identity);
+        let fast = Jq::compile(".schema = 2 | del(.legacy)").expect("compiles");
+        assert_eq!(fast.runner(), Runner::FastPath);
+        let jaq = Jq::compile("select(.active)").expect("compiles");
+        assert_eq!(jaq.runner(), Runner::Jaq);
+        assert_eq!(
+            [
+                Runner::Identity,
+                Runner::FastPath,
+                Runner::Jaq,
+                Runner::Native
+            ]
+            .map(Runner::name),
+            ["identity", "fast_path", "jaq", "native"]
+        );
     }
 
     #[test]

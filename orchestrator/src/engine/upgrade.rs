@@ -19,13 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     board::{Board, now_unix_ms},
+    check::{CheckedPlan, check},
     driver::{Command, Driver, Refused, Request},
     journal::{Journal, JournalError, UpgradeRecord},
     machine::{State, Undo},
     metrics as m,
     plan::{Plan, PlanError},
     reverse::count_changes,
-    routes::{CompileError, Routes},
     sample::{SampleError, sample},
 };
 
@@ -196,8 +196,7 @@ impl Engine {
         plan_name: &str,
         rehearse: bool,
     ) -> Result<UpgradeStatus, EngineError> {
-        let plan = Plan::parse(plan_name, plan_toml)?;
-        compile(&plan, plan_name)?;
+        check(plan_name, plan_toml)?;
         let _one_start = self.starting.lock().await;
         let busy = || EngineError::Busy {
             upgrade_id: self.status().upgrade_id,
@@ -247,9 +246,8 @@ impl Engine {
         plan_name: &str,
         per_collection: u32,
     ) -> Result<Vec<SampleResult>, EngineError> {
-        let plan = Plan::parse(plan_name, plan_toml)?;
-        let routes = compile(&plan, plan_name)?;
-        Ok(sample(&plan.blue.sources, &routes, per_collection).await?)
+        let CheckedPlan { plan, forward, .. } = check(plan_name, plan_toml)?;
+        Ok(sample(&plan.blue.sources, &forward, per_collection).await?)
     }
 
     /// The current upgrade's status.
@@ -438,15 +436,4 @@ impl Engine {
             let _ = running.task.await;
         }
     }
-}
-
-/// Compiles the plan's programs, both ways (a reverse program that does not compile would
-/// otherwise surface only after the switch, in reverse sync); returns the forward routes.
-fn compile(plan: &Plan, plan_name: &str) -> Result<Routes, PlanError> {
-    let refused = |CompileError { field, message }| PlanError {
-        file: plan_name.to_owned(),
-        what: format!("{field}: the jq program does not compile: {message}"),
-    };
-    Routes::reverse(plan).map_err(refused)?;
-    Routes::forward(plan).map_err(refused)
 }
