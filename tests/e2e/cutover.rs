@@ -24,16 +24,16 @@ const DOCS: u64 = 5_000;
 const PROBE: &str = "probe";
 
 /// Blue, green, two proxies in front of them and a plan naming them all.
-struct Stack {
-    cluster: Cluster,
-    blue: NodeProcess,
-    green: NodeProcess,
-    proxies: Vec<ProxyProcess>,
+pub(crate) struct Stack {
+    pub(crate) cluster: Cluster,
+    pub(crate) blue: NodeProcess,
+    pub(crate) green: NodeProcess,
+    pub(crate) proxies: Vec<ProxyProcess>,
     plan: String,
 }
 
 impl Stack {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(true, &[])
     }
 
@@ -84,7 +84,7 @@ impl Stack {
         }
     }
 
-    fn load_config(&self) -> LoadConfig {
+    pub(crate) fn load_config(&self) -> LoadConfig {
         LoadConfig {
             targets: self.proxies.iter().map(|p| p.listen).collect(),
             rate: 400,
@@ -94,14 +94,14 @@ impl Stack {
     }
 
     /// A `cutover orchestrator` with `flags`.
-    fn orchestrator(&self, flags: &[&str]) -> OrchestratorProcess {
+    pub(crate) fn orchestrator(&self, flags: &[&str]) -> OrchestratorProcess {
         self.cluster
             .start_orchestrator_with("orchestrator", flags)
             .expect("the orchestrator starts")
     }
 
     /// `cutover upgrade start --plan PLAN EXTRA`, which must succeed.
-    fn start_upgrade(&self, orchestrator: &OrchestratorProcess, extra: &[&str]) {
+    pub(crate) fn start_upgrade(&self, orchestrator: &OrchestratorProcess, extra: &[&str]) {
         let mut args = vec!["start", "--plan", &self.plan];
         args.extend_from_slice(extra);
         let (code, started) = self.upgrade(orchestrator, &args);
@@ -113,7 +113,7 @@ impl Stack {
         crate::upgrade(&self.cluster, orchestrator, args)
     }
 
-    fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
+    pub(crate) fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
         crate::wait_phase(&self.cluster, orchestrator, &[wanted])
     }
 

@@ -17,6 +17,7 @@ mod clusters;
 mod cutover;
 mod engine;
 mod node;
+mod prometheus;
 mod proxy;
 mod resize;
 
