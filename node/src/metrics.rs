@@ -8,7 +8,7 @@ pub const DOCUMENTS_WRITTEN: &str = "cutover_node_documents_written_total";
 pub const DOCUMENTS_DELETED: &str = "cutover_node_documents_deleted_total";
 /// HTTP requests by `route` and `status`, counter.
 pub const HTTP_REQUESTS: &str = "cutover_node_http_requests_total";
-/// HTTP request duration by `route`, histogram.
+/// HTTP request duration by `route` and `method`, histogram.
 pub const HTTP_DURATION: &str = "cutover_node_http_request_duration_seconds";
 /// Documents sent by `Source.Pull`, counter.
 pub const PULLED_DOCUMENTS: &str = "cutover_node_pulled_documents_total";
@@ -54,7 +54,7 @@ pub fn describe() {
     describe_histogram!(
         HTTP_DURATION,
         Unit::Seconds,
-        "HTTP request duration by route."
+        "HTTP request duration by route and method."
     );
     describe_counter!(
         PULLED_DOCUMENTS,

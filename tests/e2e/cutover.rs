@@ -84,7 +84,7 @@ impl Stack {
         }
     }
 
-    fn load_config(&self) -> LoadConfig {
+    pub(crate) fn load_config(&self) -> LoadConfig {
         LoadConfig {
             targets: self.proxies.iter().map(|p| p.listen).collect(),
             rate: 400,
@@ -101,7 +101,7 @@ impl Stack {
     }
 
     /// `cutover upgrade start --plan PLAN EXTRA`, which must succeed.
-    fn start_upgrade(&self, orchestrator: &OrchestratorProcess, extra: &[&str]) {
+    pub(crate) fn start_upgrade(&self, orchestrator: &OrchestratorProcess, extra: &[&str]) {
         let mut args = vec!["start", "--plan", &self.plan];
         args.extend_from_slice(extra);
         let (code, started) = self.upgrade(orchestrator, &args);
@@ -117,7 +117,7 @@ impl Stack {
         crate::upgrade(&self.cluster, orchestrator, args)
     }
 
-    fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
+    pub(crate) fn wait_phase(&self, orchestrator: &OrchestratorProcess, wanted: &str) -> Value {
         crate::wait_phase(&self.cluster, orchestrator, &[wanted])
     }
 

@@ -19,6 +19,7 @@ mod engine;
 mod node;
 mod offline;
 mod page;
+mod prometheus;
 mod proxy;
 mod resize;
 

@@ -53,7 +53,9 @@ impl Board {
             show_state(&mut status, &record.state, &record.detail);
             status.updated_unix_ms = record.since_unix_ms;
             status.cycles = journal.cycles()?.iter().map(cycle_message).collect();
-            status.holds = hold_messages(&journal.holds()?);
+            let holds = journal.holds()?;
+            status.holds = hold_messages(&holds);
+            m::hold(&holds);
             state = record.state;
         }
         let event = ProgressEvent {
@@ -61,6 +63,8 @@ impl Board {
             ..ProgressEvent::default()
         };
         m::phase(state.phase());
+        // The status shows no decision until this process makes one; neither do the metrics.
+        m::decision(None);
         let (tx, _) = watch::channel(event);
         let board = Self {
             journal,
@@ -121,6 +125,10 @@ impl Board {
             };
         });
         m::phase(Phase::Discovering);
+        // A new upgrade has made no decision and held nothing yet: figures of the previous
+        // one would look like its own (and fire its alerts).
+        m::decision(None);
+        m::hold(&[]);
     }
 
     /// Journals `state` of upgrade `upgrade_id` (one synced write; refused once the journal
@@ -252,6 +260,7 @@ impl Board {
 
     /// Shows a decision of the threshold engine.
     pub fn decision(&self, assessment: &Assessment) {
+        m::decision(Some(&assessment.decision));
         self.update(|event| {
             let status = event.status.get_or_insert_with(UpgradeStatus::default);
             status.last_decision = Some(decision_message(assessment, status.started_unix_ms));
@@ -262,6 +271,7 @@ impl Board {
     pub fn refresh_dead_letters(&self) -> Result<u64, JournalError> {
         let dead = self.journal.dead_letters()?;
         let total = dead.len() as u64;
+        m::dead_letters(total);
         let shown: Vec<pb::DeadLetter> = dead
             .into_iter()
             .take(DEAD_LETTERS_SHOWN)
@@ -365,7 +375,53 @@ fn decision_message(a: &Assessment, started_unix_ms: u64) -> pb::Decision {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn the_decision_gauge_follows_the_last_decision_and_a_new_upgrade_clears_it() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let gauge = |kind: &str| {
+            let series = format!("cutover_orchestrator_decision{{kind=\"{kind}\"}} ");
+            let text = handle.render();
+            text.lines()
+                .find_map(|line| line.strip_prefix(&series)?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(&dir.path().join("journal")).expect("journal");
+        metrics::with_local_recorder(&recorder, || {
+            let board = Board::load(Arc::new(journal)).expect("board");
+            assert_eq!(gauge("not_converging"), 0.0);
+            assert!(
+                handle
+                    .render()
+                    .contains("cutover_orchestrator_dead_letters 0"),
+                "{}",
+                handle.render()
+            );
+            board.decision(&Assessment {
+                decision: Decision::NotConverging {
+                    blue_change_rate: 150.0,
+                    copy_rate: 100.0,
+                },
+                cycles: 4,
+                pending: 5_000,
+                fixed: Duration::ZERO,
+                rate: 100.0,
+                switch_overhead: Duration::from_millis(50),
+                overhead_measured: false,
+                predicted_final: Duration::from_secs(50),
+                pause_budget: Duration::from_millis(500),
+            });
+            assert_eq!(gauge("not_converging"), 1.0);
+            assert_eq!(gauge("cutover_ready"), 0.0);
+            board.begin("u2", now_unix_ms());
+            assert_eq!(gauge("not_converging"), 0.0);
+        });
+    }
 
     #[test]
     fn progress_says_when_the_delta_is_still_being_counted() {

@@ -79,6 +79,7 @@ impl Driver {
         *self.assessment.lock().expect("not poisoned") = Some(assessment.to_string());
         metrics::gauge!(m::PENDING).set(record.pending_after as f64);
         metrics::gauge!(m::PREDICTED).set(assessment.predicted_final.as_secs_f64());
+        *self.predicted.lock().expect("not poisoned") = Some(assessment.predicted_cycle());
         self.board.decision(&assessment);
         let dead = self.board.refresh_dead_letters()?;
         let allowed = plan.allowed_transform_failures;
@@ -324,6 +325,12 @@ impl Driver {
         self.board.journal().record_cycle(&record)?;
         metrics::counter!(m::CYCLES).increment(1);
         metrics::histogram!(m::CYCLE_DURATION).record(started.elapsed().as_secs_f64());
+        if record.direction == Direction::Forward {
+            // Against the last decision's prediction: made for the cycle right after it, it
+            // also stands for the small delta cycles while postponed and for the final cycle.
+            let predicted = *self.predicted.lock().expect("not poisoned");
+            m::cycle_timed(started.elapsed(), predicted);
+        }
         log_cycle(&record, &tally, duration_ms);
         self.board.cycle(&record);
         Ok(record)

@@ -108,6 +108,9 @@ pub struct Driver {
     pub(super) decided: Mutex<Option<u64>>,
     /// The threshold engine's last assessment, for the status of the handover it began.
     pub(super) assessment: Mutex<Option<String>>,
+    /// What this process's last threshold decision predicted one more cycle would take: the
+    /// next forward cycle's time is shown against it.
+    pub(super) predicted: Mutex<Option<Duration>>,
     /// When this process paused the proxies of the current handover, and how long its final
     /// cycle took: the switch overhead, measured when the hold ends.
     pub(super) hold: Mutex<(Option<Instant>, Duration)>,
@@ -160,6 +163,7 @@ impl Driver {
         discovery: Arc<dyn Discovery>,
         cancel: CancellationToken,
     ) -> Self {
+        m::plan(plan.pause_budget, plan.allowed_transform_failures);
         Self {
             board,
             upgrade,
@@ -170,6 +174,7 @@ impl Driver {
             run: OnceCell::new(),
             decided: Mutex::new(None),
             assessment: Mutex::new(None),
+            predicted: Mutex::new(None),
             hold: Mutex::new((None, Duration::ZERO)),
         }
     }

@@ -1,9 +1,11 @@
 //! The orchestrator's metric names (all `cutover_orchestrator_*`), described once at start-up.
 
+use std::time::Duration;
+
 use cutover_proto::v1::Phase;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-use super::journal::Hold;
+use super::{journal::Hold, threshold::Decision};
 
 /// Cycles finished, counter.
 pub const CYCLES: &str = "cutover_orchestrator_cycles_total";
@@ -29,6 +31,26 @@ pub const ATTEMPTS: &str = "cutover_orchestrator_cutover_attempts_total";
 pub const HOLD: &str = "cutover_orchestrator_last_hold_seconds";
 /// Requests the proxies held in the last hold, gauge.
 pub const HELD: &str = "cutover_orchestrator_last_hold_requests";
+
+/// The plan's pause budget, gauge: what the predicted final cycle and the holds are held
+/// against.
+pub const PAUSE_BUDGET: &str = "cutover_orchestrator_pause_budget_seconds";
+/// Dead letters in the journal (documents whose transform failed), gauge.
+pub const DEAD_LETTERS: &str = "cutover_orchestrator_dead_letters";
+/// The plan's `allowed_transform_failures`: dead letters that may remain at cutover, gauge.
+pub const DEAD_LETTERS_ALLOWED: &str = "cutover_orchestrator_dead_letters_allowed";
+/// Wall time of the last forward cycle, gauge.
+pub const LAST_CYCLE: &str = "cutover_orchestrator_last_cycle_seconds";
+/// What the threshold engine's decision before the last forward cycle predicted one more
+/// cycle would take (0 when it had made none), gauge.
+pub const LAST_CYCLE_PREDICTED: &str = "cutover_orchestrator_last_cycle_predicted_seconds";
+/// 1 for the `kind` of the threshold engine's last decision, 0 for the others, gauge.
+pub const DECISION: &str = "cutover_orchestrator_decision";
+/// Documents changed on green that reverse sync has not yet copied back to blue, gauge.
+pub const REVERSE_PENDING: &str = "cutover_orchestrator_reverse_pending_documents";
+/// Unix time up to which blue holds every change green had (reverse sync's last finished
+/// pass began then), gauge.
+pub const REVERSE_SYNCED: &str = "cutover_orchestrator_reverse_synced_timestamp_seconds";
 
 /// Documents copied by each pipeline, by `source` and `sink` node id, counter. Node ids in
 /// labels are the one exception to "no ids in labels": bounded, one series per pipeline of
@@ -105,6 +127,82 @@ pub fn describe() {
         Unit::Count,
         "Requests the proxies held and released in the last hold."
     );
+    describe_gauge!(
+        PAUSE_BUDGET,
+        Unit::Seconds,
+        "The plan's pause budget: the longest pause clients may see."
+    );
+    describe_gauge!(
+        DEAD_LETTERS,
+        Unit::Count,
+        "Documents whose transform failed, in the journal (dead letters)."
+    );
+    describe_gauge!(
+        DEAD_LETTERS_ALLOWED,
+        Unit::Count,
+        "Dead letters the plan allows at cutover (allowed_transform_failures)."
+    );
+    describe_gauge!(
+        LAST_CYCLE,
+        Unit::Seconds,
+        "Wall time of the last forward copy cycle."
+    );
+    describe_gauge!(
+        LAST_CYCLE_PREDICTED,
+        Unit::Seconds,
+        "What the threshold engine predicted the last forward cycle would take (0: no \
+         prediction)."
+    );
+    describe_gauge!(
+        DECISION,
+        Unit::Count,
+        "1 for the kind of the threshold engine's last decision, 0 for the others."
+    );
+    describe_gauge!(
+        REVERSE_PENDING,
+        Unit::Count,
+        "Documents changed on green not yet copied back to blue by reverse sync."
+    );
+    describe_gauge!(
+        REVERSE_SYNCED,
+        Unit::Seconds,
+        "Unix time up to which blue holds every change green had (reverse sync)."
+    );
+}
+
+/// Shows the plan's limits: the pause budget and the dead letters allowed at cutover.
+pub fn plan(pause_budget: Duration, allowed_dead_letters: u64) {
+    metrics::gauge!(PAUSE_BUDGET).set(pause_budget.as_secs_f64());
+    metrics::gauge!(DEAD_LETTERS_ALLOWED).set(allowed_dead_letters as f64);
+}
+
+/// Shows the dead letters in the journal.
+pub fn dead_letters(total: u64) {
+    metrics::gauge!(DEAD_LETTERS).set(total as f64);
+}
+
+/// Sets the decision gauge: 1 for the kind of `last`, 0 for every other kind (all 0 when
+/// there is no decision yet).
+pub fn decision(last: Option<&Decision>) {
+    let current = last.map(Decision::kind);
+    for kind in Decision::KINDS {
+        let value = if current == Some(kind) { 1.0 } else { 0.0 };
+        metrics::gauge!(DECISION, "kind" => kind).set(value);
+    }
+}
+
+/// Shows a finished forward cycle's wall time against what was predicted for it, if
+/// anything was.
+pub fn cycle_timed(took: Duration, predicted: Option<Duration>) {
+    metrics::gauge!(LAST_CYCLE).set(took.as_secs_f64());
+    metrics::gauge!(LAST_CYCLE_PREDICTED).set(predicted.map_or(0.0, |p| p.as_secs_f64()));
+}
+
+/// Shows reverse sync's lag: `pending` changes on green, blue complete up to
+/// `synced_unix_ms`.
+pub fn reverse(pending: u64, synced_unix_ms: u64) {
+    metrics::gauge!(REVERSE_PENDING).set(pending as f64);
+    metrics::gauge!(REVERSE_SYNCED).set(synced_unix_ms as f64 / 1e3);
 }
 
 /// Counts one cutover or rollback attempt.

@@ -6,10 +6,12 @@ use std::{sync::Arc, time::Duration};
 use cutover_proto::v1::pull_response::Kind;
 
 use super::{
+    board::now_unix_ms,
     driver::Driver,
     error::DriveError,
     journal::Direction,
     machine::Event,
+    metrics as m,
     peer::{PeerError, SourcePeer},
     routes::Routes,
     world::Pipeline,
@@ -73,13 +75,26 @@ impl Driver {
             Some(c) if c.direction == Direction::Reverse && !c.final_cycle => c.clone(),
             _ => self.next_cycle(Direction::Reverse, false)?,
         };
+        // Blue held everything at the switch; after a restart the lag counts from here, so
+        // that a reverse sync that never gets through still shows a growing lag.
+        let mut synced = now_unix_ms();
+        m::reverse(0, synced);
         loop {
             tokio::time::sleep(REVERSE_INTERVAL).await;
+            // Everything green had when the delta is measured is on blue once the pass ends.
+            let began = now_unix_ms();
             // A node that does not answer makes the delta unknown: the cycle copies what the
             // other pipelines have while that node's wait for it (the status says which).
             let pending = match self.pending(&pairs).await {
-                Ok(0) => continue,
-                Ok(pending) => Some(pending),
+                Ok(0) => {
+                    synced = began;
+                    m::reverse(0, synced);
+                    continue;
+                }
+                Ok(pending) => {
+                    m::reverse(pending, synced);
+                    Some(pending)
+                }
                 Err(error) if error.retryable() => {
                     self.board.detail(format!("reverse sync waiting: {error}"));
                     None
@@ -91,6 +106,8 @@ impl Driver {
             };
             match self.cycle(&pairs, &routes, total.clone(), pending).await {
                 Ok(cycle) => {
+                    synced = began;
+                    m::reverse(cycle.pending_after, synced);
                     total = cycle;
                     self.board
                         .detail("green serves; its changes flow back to blue".to_owned());

@@ -94,6 +94,38 @@ pub struct Assessment {
     pub pause_budget: Duration,
 }
 
+impl Decision {
+    /// Every kind's name, as [`kind`](Self::kind) gives it.
+    pub const KINDS: [&'static str; 5] = [
+        "cutover_ready",
+        "another_cycle",
+        "not_converging",
+        "max_cycles_reached",
+        "deadline_exceeded",
+    ];
+
+    /// The decision's kind in lower case (`not_converging`), as in the status's `Decision`
+    /// and the `kind` label of its metric.
+    pub fn kind(&self) -> &'static str {
+        let index = match self {
+            Self::CutoverReady => 0,
+            Self::AnotherCycle => 1,
+            Self::NotConverging { .. } => 2,
+            Self::CycleLimit { .. } => 3,
+            Self::DeadlineExceeded { .. } => 4,
+        };
+        Self::KINDS[index]
+    }
+}
+
+impl Assessment {
+    /// How long one more cycle should take by the fitted model: the predicted final cycle
+    /// without the switch. What the next cycle's measured time is held against.
+    pub fn predicted_cycle(&self) -> Duration {
+        self.predicted_final.saturating_sub(self.switch_overhead)
+    }
+}
+
 impl fmt::Display for Assessment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let decision = match self.decision {
@@ -412,6 +444,41 @@ mod tests {
             slow.to_string().contains("switch 0.600 s measured"),
             "{slow}"
         );
+    }
+
+    #[test]
+    fn the_predicted_cycle_is_the_fitted_model_without_the_switch() {
+        // Fixed 2 s and 10 µs a document (from 1M in 12 s and 100K in 3 s): 50K pending is
+        // 2.5 s of cycle, plus the assumed 50 ms switch for the pause.
+        let series = [cycle(1_000_000, 12.0, 100_000), cycle(100_000, 3.0, 50_000)];
+        let a = assess(&limits(), &series, Duration::from_secs(15));
+        assert!(
+            (a.predicted_cycle().as_secs_f64() - 2.5).abs() < 1e-6,
+            "{a}"
+        );
+        assert_eq!(
+            a.predicted_final - a.predicted_cycle(),
+            DEFAULT_SWITCH_OVERHEAD
+        );
+    }
+
+    #[test]
+    fn each_decision_kind_has_its_own_name() {
+        let decisions = [
+            Decision::CutoverReady,
+            Decision::AnotherCycle,
+            Decision::NotConverging {
+                blue_change_rate: 2.0,
+                copy_rate: 1.0,
+            },
+            Decision::CycleLimit { max_cycles: 3 },
+            Decision::DeadlineExceeded {
+                deadline: Duration::from_secs(1),
+            },
+        ];
+        let kinds: Vec<_> = decisions.iter().map(Decision::kind).collect();
+        assert_eq!(kinds, Decision::KINDS);
+        assert_eq!(kinds[2], "not_converging");
     }
 
     #[test]

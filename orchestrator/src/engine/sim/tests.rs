@@ -355,6 +355,54 @@ fn a_plain_run_switches_to_green_and_a_rollback_comes_back_with_every_write() {
     assert_eq!(back.state.name(), "rolled_back", "{:?}", back.state);
 }
 
+/// The series the alert rules read (`deploy/prometheus/rules/cutover.yml`) are set by a
+/// real run: the plan's limits, the last decision, the last cycle against its prediction,
+/// the dead letters and reverse sync's lag.
+#[test]
+fn a_plain_run_shows_the_figures_the_alerts_read() {
+    let scenario = Scenario {
+        proxies: 1,
+        blue: 1,
+        green: 1,
+        documents: 30,
+        rehearse: false,
+        rollback: false,
+        abort_after: None,
+        faults: Vec::new(),
+    };
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let before = now_unix_ms() as f64 / 1e3;
+    // A current-thread runtime: the driver's tasks run on this thread, under this recorder.
+    let outcome = metrics::with_local_recorder(&recorder, || block_on(run(&scenario)));
+    assert_eq!(outcome.state.name(), "reverse_sync", "{:?}", outcome.state);
+    let text = handle.render();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert_eq!(value("cutover_orchestrator_pause_budget_seconds"), 0.5);
+    assert_eq!(value("cutover_orchestrator_dead_letters_allowed"), 0.0);
+    assert_eq!(value("cutover_orchestrator_dead_letters"), 0.0);
+    // The handover began on the last decision: ready, and no other kind.
+    assert_eq!(
+        value("cutover_orchestrator_decision{kind=\"cutover_ready\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("cutover_orchestrator_decision{kind=\"not_converging\"}"),
+        0.0
+    );
+    // The final cycle ran against the prediction that made the decision, which fits the
+    // budget.
+    assert!(value("cutover_orchestrator_last_cycle_seconds") >= 0.0);
+    let predicted = value("cutover_orchestrator_last_cycle_predicted_seconds");
+    assert!((0.0..=0.5).contains(&predicted), "{predicted}");
+    assert_eq!(value("cutover_orchestrator_reverse_pending_documents"), 0.0);
+    assert!(value("cutover_orchestrator_reverse_synced_timestamp_seconds") >= before.floor());
+}
+
 /// The generated scenarios reach what the properties are about: most cut over, many roll
 /// back, some are aborted or rehearsed, many crash on the way (the tests above would pass
 /// vacuously if every case ended early).
