@@ -176,27 +176,33 @@ pub(super) fn slowest(pipelines: &[PipelineStatus]) -> Option<&PipelineStatus> {
 
 /// The cycles as a right-aligned table; a final cycle is starred, a reverse one marked `rev`.
 pub(super) fn cycle_table(cycles: &[CycleRecord]) -> String {
-    const HEADERS: [&str; 10] = [
-        "cycle",
-        "dir",
-        "documents",
-        "MB",
-        "seconds",
-        "docs/s",
-        "tombstones",
-        "dropped",
-        "failed",
-        "pending after",
-    ];
     let rows: Vec<Vec<String>> = cycles.iter().map(cycle_row).collect();
-    let mut out = table(&HEADERS, &rows);
+    let mut out = table(&CYCLE_HEADERS, &rows);
     if cycles.iter().any(|c| c.final_cycle) {
-        out.push_str("* final cycle, run with the source fenced\n");
+        let _ = writeln!(out, "{FINAL_CYCLE_NOTE}");
     }
     out
 }
 
-fn cycle_row(cycle: &CycleRecord) -> Vec<String> {
+/// The headers of [`cycle_row`]'s cells.
+pub(crate) const CYCLE_HEADERS: [&str; 10] = [
+    "cycle",
+    "dir",
+    "documents",
+    "MB",
+    "seconds",
+    "docs/s",
+    "tombstones",
+    "dropped",
+    "failed",
+    "pending after",
+];
+
+/// What the star of a final cycle means.
+pub(crate) const FINAL_CYCLE_NOTE: &str = "* final cycle, run with the source fenced";
+
+/// One cycle's cells, under [`CYCLE_HEADERS`].
+pub(crate) fn cycle_row(cycle: &CycleRecord) -> Vec<String> {
     let seconds = cycle.duration_micros as f64 / 1e6;
     let rate = if cycle.duration_micros == 0 {
         "-".to_owned()

@@ -9,7 +9,10 @@ use cutover_proto::v1::{
 };
 
 use super::chart;
-use crate::cli::render::{decision_line, micros, phase_human, phase_key, rfc3339};
+use crate::cli::render::{
+    CYCLE_HEADERS, FINAL_CYCLE_NOTE, cycle_row, decision_line, micros, phase_human, phase_key,
+    rfc3339,
+};
 
 /// The whole page.
 pub(super) fn page(status: &UpgradeStatus, signed_in: bool) -> String {
@@ -152,49 +155,18 @@ fn cycles(out: &mut String, cycles: &[CycleRecord]) {
     out.push_str(r#"<section id="cycles"><h2>Cycles</h2>"#);
     let rows: Vec<Vec<String>> = cycles
         .iter()
-        .map(|c| {
-            let seconds = c.duration_micros as f64 / 1e6;
-            let rate = if c.duration_micros == 0 {
-                "-".to_owned()
-            } else {
-                format!("{:.0}", c.documents as f64 / seconds)
-            };
-            vec![
-                format!("{}{}", c.cycle, if c.final_cycle { " (final)" } else { "" }),
-                escape(if c.direction.is_empty() {
-                    "forward"
-                } else {
-                    &c.direction
-                }),
-                c.documents.to_string(),
-                format!("{:.1}", c.bytes as f64 / 1e6),
-                format!("{seconds:.3}"),
-                rate,
-                c.tombstones.to_string(),
-                c.dropped.to_string(),
-                c.failed.to_string(),
-                c.pending_after.to_string(),
-            ]
-        })
+        .map(|c| cycle_row(c).iter().map(|cell| escape(cell)).collect())
         .collect();
     table(
         out,
         "cycles",
-        &[
-            "cycle",
-            "direction",
-            "documents",
-            "MB",
-            "seconds",
-            "docs/s",
-            "tombstones",
-            "dropped",
-            "failed",
-            "pending after",
-        ],
+        &CYCLE_HEADERS,
         &rows,
         "No cycle has finished yet.",
     );
+    if cycles.iter().any(|c| c.final_cycle) {
+        let _ = write!(out, r#"<p class="more">{FINAL_CYCLE_NOTE}</p>"#);
+    }
     out.push_str("</section>");
 }
 
