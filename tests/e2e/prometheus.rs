@@ -4,9 +4,8 @@
 //! through an upgrade and loads the rules; every metric name the rules and the dashboard
 //! (`deploy/grafana/cutover.json`) query must be one the daemons export.
 //!
-//! They need Debian's `prometheus` package (`prometheus` and `promtool` on the `PATH`).
-//! Without it they say "skipped" and pass, except under CI (`CI` set), where they fail:
-//! `.ci/run` installs it.
+//! They need Debian's `prometheus` package (`prometheus` and `promtool` on the `PATH`), and
+//! fail saying so without it: `.ci/run` installs it.
 
 use std::{
     collections::BTreeSet,
@@ -32,23 +31,21 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where `tool` is on the `PATH`, or `None` after saying the test is skipped. Under CI a
-/// missing tool fails the test: CI must run it.
-fn installed(tool: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(tool))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        let why = format!("{tool} is not installed (Debian's `prometheus` package has it)");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{why}: CI must install it (.ci/run does: apt-get install prometheus)"
-        );
-        eprintln!("skipped: {why}; `apt-get install prometheus` to run this test");
-    }
-    found
+/// Where `tool` is on the `PATH`. A missing tool fails the test, saying what to install:
+/// a test that cannot run must not pass.
+fn installed(tool: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(tool))
+                .find(|path| path.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{tool} is not installed: this test runs Debian's `prometheus` package (it has \
+                 `prometheus` and `promtool`); `apt-get install prometheus` (.ci/run does)"
+            )
+        })
 }
 
 /// Runs `promtool ARGS` in `deploy/prometheus/`; asserts it succeeded and returns what it
@@ -102,9 +99,7 @@ fn cases(tests: &str) -> Vec<(String, bool)> {
 
 #[test]
 fn promtool_checks_the_configuration_the_rules_and_their_tests() {
-    let Some(tool) = installed("promtool") else {
-        return;
-    };
+    let tool = installed("promtool");
     let config = promtool(&tool, &["check", "config", "prometheus.yml"]);
     assert!(
         config.contains("SUCCESS: 1 rule files found"),
@@ -273,9 +268,7 @@ fn exprs(value: &Value, into: &mut Vec<String>) {
 
 #[test]
 fn prometheus_scrapes_every_daemon_and_loads_the_rules_during_an_upgrade() {
-    let Some(binary) = installed("prometheus") else {
-        return;
-    };
+    let binary = installed("prometheus");
     let stack = Stack::start();
     let orchestrator = stack.orchestrator(&[]);
     let dir = stack.cluster.dir("prometheus").expect("its folder");
