@@ -43,7 +43,7 @@ pub use upgrade::{OutputFormat, UpgradeArgs, UpgradeCommand};
 #[command(
     name = "cutover",
     version,
-    about,
+    about = "Upgrade a stateful service from blue to green with no downtime and no lost write.",
     long_about = "Upgrade a stateful service from its old version (blue) to its new one (green) \
                   with no downtime and no lost write: copy its state in shrinking cycles, hold \
                   traffic for a short pause, fence blue, copy the last delta, verify, switch.",
