@@ -167,3 +167,19 @@ fn the_pipelines_show_where_they_run_and_what_a_waiting_one_waits_on() {
     assert!(!super::status(&one).contains("pipelines:"));
     assert!(slowest(&one.pipelines).is_none());
 }
+
+#[test]
+fn the_status_names_each_unreachable_peer_and_why() {
+    let text = status(&fixtures::status(0));
+    assert!(
+        text.contains(
+            "unreachable since 2023-11-14T22:14:10Z: blue http://blue-2:7001: \
+             http://blue-2:7001: Status: connection refused"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("http://p1:8081"),
+        "a reachable peer is not listed: {text}"
+    );
+}
