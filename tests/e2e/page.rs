@@ -4,10 +4,14 @@
 
 use std::time::Duration;
 
+use cutover_orchestrator::demo::load::Ledger;
 use cutover_tests::harness::{Browser, OrchestratorProcess, http, wait_until};
 use serde_json::{Value, json};
 
-use crate::{cluster, cutover::Stack};
+use crate::{
+    cluster,
+    cutover::{Background, Stack, settle},
+};
 
 const TOKEN: &str = "page-secret";
 
@@ -160,6 +164,9 @@ fn the_status_page_follows_an_upgrade_live_in_a_browser_behind_the_token() {
         .run("window.cutoverSameLoad = 'one load'; return true", &[])
         .expect("a marker in this load");
 
+    // Clients write through both proxies from here on, so the cutover holds some of them.
+    let background = Background::start(&stack.load_config(), Ledger::default());
+    settle(Duration::from_millis(500));
     let (code, proceeded) = upgrade(&stack, &orchestrator, &token_file, &["proceed"]);
     assert_eq!(code, 0, "proceed: {proceeded}");
     browser
@@ -182,6 +189,35 @@ fn the_status_page_follows_an_upgrade_live_in_a_browser_behind_the_token() {
         2,
         "a hold row per proxy"
     );
+    let json = http::request(
+        addr,
+        "GET",
+        "/api/status",
+        &[("authorization", &bearer)],
+        b"",
+    )
+    .expect("GET")
+    .json()
+    .expect("JSON");
+    let held: Vec<Value> = json["holds"]
+        .as_array()
+        .expect("holds")
+        .iter()
+        .map(|h| json!(h["held"].to_string()))
+        .collect();
+    let shown = browser
+        .run(
+            "return [...document.querySelectorAll('#holds-table tbody tr')]\
+             .map(row => row.cells[1].textContent)",
+            &[],
+        )
+        .expect("the hold rows");
+    assert_eq!(
+        shown,
+        json!(held),
+        "the page shows each proxy's held requests"
+    );
+    println!("requests held by each proxy, as the page shows them: {shown}");
     assert!(
         count(&browser, "#chart-pending .point") > cycles,
         "the final cycle is on the chart"
@@ -196,6 +232,8 @@ fn the_status_page_follows_an_upgrade_live_in_a_browser_behind_the_token() {
     let bytes = browser.screenshot(&shot).expect("a screenshot");
     assert!(bytes > 10_000, "a real screenshot: {bytes} bytes");
     println!("status page screenshot: {} ({bytes} bytes)", shot.display());
+    let seen = background.stop();
+    assert_eq!(seen.errors, 0, "client errors: {:?}", seen.error_samples);
 }
 
 #[test]
