@@ -34,12 +34,21 @@ pub(super) struct Chart<'a> {
     pub prediction: Option<Point>,
 }
 
-/// The forward cycles: reverse ones (reverse sync, a rollback) run the other way and would
-/// mix two convergences on one line.
+/// Most cycles a chart plots: the latest ones (a postponed upgrade under load runs a delta
+/// cycle a second, and the page must stay small).
+pub(super) const CHART_CYCLES: usize = 60;
+/// Most cycle numbers written under a chart's axis.
+const AXIS_LABELS: u32 = 15;
+
+/// The latest [`CHART_CYCLES`] forward cycles: reverse ones (reverse sync, a rollback) run
+/// the other way and would mix two convergences on one line.
 pub(super) fn forward(cycles: &[CycleRecord]) -> impl Iterator<Item = &CycleRecord> {
-    cycles
+    let forward: Vec<&CycleRecord> = cycles
         .iter()
         .filter(|c| c.direction.is_empty() || c.direction == "forward")
+        .collect();
+    let skip = forward.len().saturating_sub(CHART_CYCLES);
+    forward.into_iter().skip(skip)
 }
 
 /// Documents pending after each forward cycle.
@@ -164,7 +173,8 @@ pub(super) fn svg(chart: &Chart<'_>) -> String {
         );
         decade *= 10.0;
     }
-    for cycle in first..=last {
+    let step = ((last - first) / AXIS_LABELS + 1) as usize;
+    for cycle in (first..=last).step_by(step) {
         let _ = write!(
             out,
             r#"<text class="tick" x="{:.1}" y="{}" text-anchor="middle">{cycle}</text>"#,
@@ -257,6 +267,16 @@ mod tests {
         let svg = super::svg(&pending(&cycles));
         assert_eq!(svg.matches(r#"class="point""#).count(), 2);
         assert!(svg.contains(r#"data-value="1200""#), "{svg}");
+    }
+
+    #[test]
+    fn only_the_latest_cycles_are_plotted_with_a_few_labels() {
+        let cycles: Vec<CycleRecord> = (1..=500).map(|n| fixtures::cycle(n, false)).collect();
+        let svg = svg(&pending(&cycles));
+        assert_eq!(svg.matches(r#"class="point""#).count(), CHART_CYCLES);
+        assert!(svg.contains(r#"data-cycle="441""#) && !svg.contains(r#"data-cycle="440""#));
+        let labels = svg.matches(r#"text-anchor="middle""#).count();
+        assert!(labels <= 16, "{labels} axis labels");
     }
 
     #[test]

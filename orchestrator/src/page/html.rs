@@ -14,6 +14,9 @@ use crate::cli::render::{
     rfc3339,
 };
 
+/// Most cycle rows the page shows: the latest ones.
+const TABLE_CYCLES: usize = 100;
+
 /// The whole page.
 pub(super) fn page(status: &UpgradeStatus, signed_in: bool) -> String {
     let sign_out = if signed_in {
@@ -153,10 +156,18 @@ fn table(out: &mut String, id: &str, headers: &[&str], rows: &[Vec<String>], emp
 
 fn cycles(out: &mut String, cycles: &[CycleRecord]) {
     out.push_str(r#"<section id="cycles"><h2>Cycles</h2>"#);
-    let rows: Vec<Vec<String>> = cycles
+    // The latest ones: a postponed upgrade under load runs a delta cycle a second.
+    let earlier = cycles.len().saturating_sub(TABLE_CYCLES);
+    let rows: Vec<Vec<String>> = cycles[earlier..]
         .iter()
         .map(|c| cycle_row(c).iter().map(|cell| escape(cell)).collect())
         .collect();
+    if earlier > 0 {
+        let _ = write!(
+            out,
+            r#"<p class="more" id="cycles-earlier">The latest {TABLE_CYCLES} cycles; {earlier} earlier ones are in <a href="/api/status">/api/status</a>.</p>"#
+        );
+    }
     table(
         out,
         "cycles",
@@ -312,7 +323,7 @@ pub(super) fn sign_in(problem: Option<&str>) -> String {
 <body>
 <header><h1>cutover</h1><span class="what">upgrade status</span></header>
 <main id="sign-in">
-<p>This orchestrator has a token (<code>--token-file</code>). Paste it to see the upgrade; it is kept in an HttpOnly cookie for this site only. Scripts can send it as <code>Authorization: Bearer &lt;token&gt;</code> instead.</p>
+<p>This orchestrator has a token (<code>--token-file</code>). Paste it to see the upgrade. The token is not stored: signing in sets an HttpOnly cookie of a random session id that only this page accepts, until the daemon restarts. Scripts can send the token as <code>Authorization: Bearer &lt;token&gt;</code> instead.</p>
 {problem}
 <form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="current-password" required autofocus></label> <button type="submit">Sign in</button></form>
 </main>

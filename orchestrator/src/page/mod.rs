@@ -10,8 +10,9 @@
 //! - `GET /assets/page.css`, `/assets/page.js`: embedded in the binary; nothing is loaded from
 //!   anywhere else (the Content-Security-Policy says so to the browser too).
 //! - With a token configured (`--token-file`), every page but the assets needs it: in an
-//!   `Authorization: Bearer` header, or in the HttpOnly cookie that `POST /login` sets from a
-//!   form. Never in the URL: a query string is ignored.
+//!   `Authorization: Bearer` header, or signed in with a form (`POST /login`), which sets an
+//!   HttpOnly cookie of a random session id (never the token). Never in the URL: a query
+//!   string is ignored. A wrong token is answered after a second, to slow guessing.
 
 mod auth;
 mod chart;
@@ -104,7 +105,7 @@ impl StatusPage {
         }
         match auth::form_token(body) {
             Some(token) if self.gate.accepts(&token) => {
-                see_other("/", Some(self.gate.cookie(&token)))
+                see_other("/", Some(self.gate.sign_in_cookie()))
             }
             _ => reply(
                 StatusCode::UNAUTHORIZED,
@@ -154,7 +155,7 @@ impl Pages for StatusPage {
         }
         let mut answer = match path {
             "/login" => self.sign_in(body),
-            "/logout" => see_other("/", Some(auth::EXPIRED_COOKIE.to_owned())),
+            "/logout" => see_other("/", Some(self.gate.sign_out_cookie())),
             _ => self.get(path, head),
         };
         if head.method == Method::HEAD {

@@ -223,3 +223,20 @@ fn an_idle_engine_has_an_empty_page_that_says_so() {
     assert!(html.contains("No cycle has finished yet"));
     assert!(html.contains(r#"id="peers-none""#));
 }
+
+#[test]
+fn a_long_run_shows_its_latest_cycles_and_says_where_the_rest_are() {
+    let mut status = fixtures::status(0);
+    status.cycles = (1..=250).map(|n| fixtures::cycle(n, false)).collect();
+    let html = ask(&page_of(status, None), "GET", "/", &[], "").body;
+    assert!(
+        html.contains("The latest 100 cycles; 150 earlier ones"),
+        "{html}"
+    );
+    let table = html
+        .split(r#"id="cycles-table""#)
+        .nth(1)
+        .expect("a cycle table");
+    let table = table.split("</table>").next().expect("its end");
+    assert_eq!(table.matches("<tr>").count(), 1 + 100);
+}
