@@ -218,6 +218,16 @@ fn the_status_page_follows_an_upgrade_live_in_a_browser_behind_the_token() {
         "the page shows each proxy's held requests"
     );
     println!("requests held by each proxy, as the page shows them: {shown}");
+    let total: u64 = json["holds"]
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter_map(|h| h["held"].as_u64())
+        .sum();
+    assert!(
+        total > 0,
+        "the load's requests were held at the switch: {json}"
+    );
     assert!(
         count(&browser, "#chart-pending .point") > cycles,
         "the final cycle is on the chart"
@@ -258,6 +268,14 @@ fn a_green_node_running_the_engine_serves_the_status_page_beside_its_api() {
     assert_eq!(json["phase"], "idle");
     let css = http::get(green.http, "/assets/page.css").expect("GET");
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    let proxied =
+        http::request(green.http, "GET", "/", &[("via", "1.1 cutover")], b"").expect("GET");
+    assert_eq!(
+        proxied.status,
+        404,
+        "the service's clients, through a proxy, do not see the page: {}",
+        proxied.text()
+    );
     let missing = http::get(green.http, "/nope").expect("GET");
     assert_eq!(
         missing.status,

@@ -5,7 +5,8 @@
 //! - `DELETE /v1/{collection}/{id}` → 200 `{"version","seq"}`, or 404
 //! - `GET /v1/{collection}?after={id}&limit={n}` → a page in id order
 //! - `GET /healthz`, `/readyz`, `/metrics`, and the pages given to [`HttpApi::with_pages`]
-//!   (the status page of an engine running inside the node)
+//!   (the status page of an engine running inside the node), but not to a request that came
+//!   through a proxy: the service's clients do not see it
 //!
 //! `ETag: "<version>"` on every document response; `If-Match` and `If-None-Match: *` honoured.
 //! Errors are `{"error": "<code>", "detail": "<text>"}`.
@@ -160,6 +161,11 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// Whether a request came through a proxy.
+fn proxied(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::VIA) || headers.contains_key("x-forwarded-for")
+}
+
 /// Which route a request took, for metrics (low cardinality).
 #[derive(Clone, Copy)]
 enum Route {
@@ -233,7 +239,12 @@ impl HttpApi {
         if let Some(reply) = ops::respond(request.method(), &path, &self.readiness) {
             return (Route::Ops, Ok(reply));
         }
-        if let Some(pages) = self.pages.as_ref().filter(|p| p.serves(&path)) {
+        // The page is for operators who reach this node directly, not for the service's
+        // clients: a request that came through a proxy (it carries `Via` or
+        // `X-Forwarded-For`, which the cutover proxy adds) is routed as any other path.
+        if let Some(pages) = self.pages.as_ref().filter(|p| p.serves(&path))
+            && !proxied(request.headers())
+        {
             return (
                 Route::Page,
                 Ok(pages::respond(pages.as_ref(), request).await),
