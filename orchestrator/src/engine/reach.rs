@@ -7,10 +7,10 @@
 //! `ProxyControl` for proxies), with the plan's tokens, so "reachable" means "the orchestrator
 //! can steer it", not merely "the port is open".
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use cutover_proto::v1::PeerReachability;
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, join_all};
 use tokio_util::sync::CancellationToken;
 
 use super::{board::Board, board::now_unix_ms, fleet::Fleet, plan::Plan};
@@ -55,28 +55,26 @@ pub async fn run(board: Board, cancel: CancellationToken) {
     }
 }
 
-/// One probe of every peer, at once: (role, endpoint, error if it did not answer).
+/// One probe of every peer, all at once: (role, endpoint, error if it did not answer), in
+/// plan order (proxies, blue, green).
 async fn probe(fleet: &Fleet) -> Vec<(&'static str, String, Option<String>)> {
-    let proxies = fleet.proxies.iter().map(|proxy| async move {
-        let answer = tokio::time::timeout(TIMEOUT, proxy.status()).await;
-        ("proxy", proxy.endpoint().to_owned(), error_of(answer))
-    });
-    let nodes = |role: &'static str, nodes: &[Arc<dyn super::world::NodeControl>]| {
-        nodes
-            .iter()
-            .map(|node| {
-                let node = Arc::clone(node);
-                async move {
-                    let answer = tokio::time::timeout(TIMEOUT, node.status()).await;
-                    (role, node.endpoint().to_owned(), error_of(answer))
-                }
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut answers = join_all(proxies).await;
-    answers.extend(join_all(nodes("blue", &fleet.blue)).await);
-    answers.extend(join_all(nodes("green", &fleet.green)).await);
-    answers
+    type Probe<'a> = BoxFuture<'a, (&'static str, String, Option<String>)>;
+    let mut probes: Vec<Probe<'_>> = Vec::new();
+    for proxy in &fleet.proxies {
+        probes.push(Box::pin(async move {
+            let answer = tokio::time::timeout(TIMEOUT, proxy.status()).await;
+            ("proxy", proxy.endpoint().to_owned(), error_of(answer))
+        }));
+    }
+    for (role, nodes) in [("blue", &fleet.blue), ("green", &fleet.green)] {
+        for node in nodes {
+            probes.push(Box::pin(async move {
+                let answer = tokio::time::timeout(TIMEOUT, node.status()).await;
+                (role, node.endpoint().to_owned(), error_of(answer))
+            }));
+        }
+    }
+    join_all(probes).await
 }
 
 fn error_of<T, E: std::fmt::Display>(
