@@ -6,8 +6,7 @@
 //! once Chromium has exited under it.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -19,7 +18,7 @@ use base64::Engine as _;
 use nix::{sys::signal, unistd::Pid};
 use serde_json::{Value, json};
 
-use super::wait_until;
+use super::{http, wait_until};
 
 /// Where Debian puts the browser and its driver.
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -62,7 +61,7 @@ impl Browser {
             _profile: profile,
         };
         wait_until("chromedriver to be ready", Duration::from_secs(20), || {
-            let (_, status) = exchange(addr, "GET", "/status", b"").ok()?;
+            let status = http::get(addr, "/status").ok()?.json().ok()?;
             status["value"]["ready"].as_bool().filter(|r| *r)
         })?;
         let args = [
@@ -95,10 +94,15 @@ impl Browser {
         } else {
             serde_json::to_vec(body)?
         };
-        let (status, value) = exchange(self.addr, method, path, &body)
-            .with_context(|| format!("WebDriver {method} {path}"))?;
-        if status != 200 {
-            bail!("WebDriver {method} {path}: {status} {}", value["value"]);
+        let headers = [("content-type", "application/json")];
+        let answer = http::request(self.addr, method, path, &headers, &body)?;
+        let value = answer.json()?;
+        if answer.status != 200 {
+            bail!(
+                "WebDriver {method} {path}: {} {}",
+                answer.status,
+                value["value"]
+            );
         }
         Ok(value["value"].clone())
     }
@@ -153,55 +157,6 @@ impl Browser {
     pub fn screenshot_dir() -> PathBuf {
         std::env::var_os("CUTOVER_SCREENSHOT_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
     }
-}
-
-/// Longest a WebDriver command may take (a page load included).
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One request to chromedriver and its JSON answer, read by its `Content-Length`:
-/// chromedriver may keep the connection open after answering, so reading to the end of the
-/// stream would wait for the read timeout on every command.
-fn exchange(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> anyhow::Result<(u16, Value)> {
-    let mut stream = TcpStream::connect_timeout(&addr, CALL_TIMEOUT)?;
-    stream.set_read_timeout(Some(CALL_TIMEOUT))?;
-    stream.set_write_timeout(Some(CALL_TIMEOUT))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP status line: {line:?}"))?;
-    let mut length = None;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse::<usize>().ok();
-        }
-    }
-    let mut answer = vec![0; length.context("chromedriver's answer has no Content-Length")?];
-    reader.read_exact(&mut answer)?;
-    Ok((status, serde_json::from_slice(&answer)?))
 }
 
 impl Drop for Browser {

@@ -1,6 +1,6 @@
 //! A minimal blocking HTTP/1.1 client for tests: one request per connection
-//! (`Connection: close`), read to the end. Enough to see every status, header and byte the
-//! server sends, with nothing between the test and the wire.
+//! (`Connection: close`), read to the end of the response. Enough to see every status,
+//! header and byte of the answer, with nothing between the test and the wire.
 
 use std::{
     io::{Read, Write},
@@ -77,9 +77,45 @@ pub fn request(
     stream.write_all(head.as_bytes())?;
     // The server may answer (413, 400) and close before reading a large body: not an error.
     let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
+    let raw = read_response(&mut stream);
     parse(&raw).with_context(|| format!("{method} {path}"))
+}
+
+/// Reads one response: until its body is complete (by `Content-Length`, or the last chunk),
+/// or until the server closes or the read times out. A server may keep the connection open
+/// after answering, despite `Connection: close` (chromedriver does), so reading to the end
+/// of the stream would wait for the timeout.
+fn read_response(stream: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while !complete(&raw) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    raw
+}
+
+/// Whether `raw` holds a whole response with a body delimited by length or chunks.
+fn complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    let header = |name: &str| {
+        head.split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    if header("transfer-encoding").is_some_and(|v| v == "chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|length| body.len() >= length)
 }
 
 /// `GET path`.
@@ -168,6 +204,22 @@ mod tests {
         assert_eq!(response.status, 200);
         assert_eq!(response.header("etag"), Some("\"3\""));
         assert_eq!(response.body, b"abcdef");
+    }
+
+    #[test]
+    fn a_response_is_complete_at_the_end_of_its_body() {
+        assert!(!complete(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{"));
+        assert!(complete(b"HTTP/1.1 200 OK\r\nContent-Length:2\r\n\r\n{}"));
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n"
+        ));
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+        ));
+        assert!(
+            !complete(b"HTTP/1.1 200 OK\r\n\r\nuntil close"),
+            "read to the close"
+        );
     }
 
     #[test]
