@@ -233,20 +233,31 @@ impl Board {
         upgrade_id: &str,
         answers: Vec<(&'static str, String, Option<String>)>,
     ) {
-        let current = self.current().status.unwrap_or_default();
-        if current.upgrade_id != upgrade_id {
-            return;
-        }
-        let peers = super::reach::merge(&current.peers, answers);
-        if peers == current.peers {
-            return;
-        }
-        self.update(|event| {
-            let status = event.status.get_or_insert_with(UpgradeStatus::default);
-            if status.upgrade_id == upgrade_id {
-                status.peers = peers;
+        self.tx.send_if_modified(|event| {
+            let Some(status) = event.status.as_mut() else {
+                return false;
+            };
+            if status.upgrade_id != upgrade_id {
+                return false;
             }
+            let peers = super::reach::merge(&status.peers, answers);
+            if peers == status.peers {
+                return false;
+            }
+            status.peers = peers;
+            status.updated_unix_ms = now_unix_ms();
+            true
         });
+    }
+
+    /// The id of the upgrade shown; empty when there is none.
+    pub fn upgrade_id(&self) -> String {
+        self.tx
+            .borrow()
+            .status
+            .as_ref()
+            .map(|s| s.upgrade_id.clone())
+            .unwrap_or_default()
     }
 
     /// Shows the figures of the latest hold.

@@ -32,15 +32,20 @@ pub async fn run(board: Board, cancel: CancellationToken) {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Ok(Some(upgrade)) = board.journal().upgrade() else {
+        let upgrade_id = board.upgrade_id();
+        if upgrade_id.is_empty() {
             continue;
-        };
-        if fleet.as_ref().is_none_or(|(id, _)| *id != upgrade.id) {
+        }
+        // The plan is read from the journal once per upgrade, not at every probe.
+        if fleet.as_ref().is_none_or(|(id, _)| *id != upgrade_id) {
+            let Ok(Some(upgrade)) = board.journal().upgrade() else {
+                continue;
+            };
             let built = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)
                 .map_err(|e| e.to_string())
                 .and_then(|plan| Fleet::from_plan(&plan));
             match built {
-                Ok(built) => fleet = Some((upgrade.id.clone(), built)),
+                Ok(built) => fleet = Some((upgrade.id, built)),
                 Err(error) => {
                     // The plan was accepted at start; a token file removed since is the
                     // likely cause, and the driver will say so when it needs the peer.
@@ -49,9 +54,9 @@ pub async fn run(board: Board, cancel: CancellationToken) {
                 }
             }
         }
-        let Some((_, peers)) = &fleet else { continue };
+        let Some((id, peers)) = &fleet else { continue };
         let answers = probe(peers).await;
-        board.reachability(&upgrade.id, answers);
+        board.reachability(id, answers);
     }
 }
 
