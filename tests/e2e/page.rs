@@ -2,7 +2,7 @@
 //! against an orchestrator process running a real upgrade behind a token, and on the HTTP
 //! port of a green node that runs the engine inside it.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use cutover_orchestrator::demo::load::Ledger;
 use cutover_tests::harness::{Browser, OrchestratorProcess, http, wait_until};
@@ -24,6 +24,20 @@ fn upgrade(
 ) -> (i32, Value) {
     let with_token = [args, &["--token-file", token_file]].concat();
     crate::upgrade(&stack.cluster, orchestrator, &with_token)
+}
+
+/// `GET /api/status` with `authorization`, as JSON.
+fn status_json(addr: SocketAddr, authorization: &str) -> Value {
+    http::request(
+        addr,
+        "GET",
+        "/api/status",
+        &[("authorization", authorization)],
+        b"",
+    )
+    .expect("GET /api/status")
+    .json()
+    .expect("JSON")
 }
 
 /// The page's count of the elements `selector` matches.
@@ -82,16 +96,7 @@ fn the_status_page_follows_an_upgrade_live_in_a_browser_behind_the_token() {
     let in_url = http::get(addr, &format!("/api/status?token={TOKEN}")).expect("GET");
     assert_eq!(in_url.status, 401, "a token in the URL is ignored");
     let bearer = format!("Bearer {TOKEN}");
-    let json = http::request(
-        addr,
-        "GET",
-        "/api/status",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .expect("GET")
-    .json()
-    .expect("JSON");
+    let json = status_json(addr, &bearer);
     assert_eq!(
         json["upgrade_id"], status["upgrade_id"],
         "the status command's JSON: {json}"
@@ -189,16 +194,7 @@ fn the_status_page_follows_an_upgrade_live_in_a_browser_behind_the_token() {
         2,
         "a hold row per proxy"
     );
-    let json = http::request(
-        addr,
-        "GET",
-        "/api/status",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .expect("GET")
-    .json()
-    .expect("JSON");
+    let json = status_json(addr, &bearer);
     let held: Vec<Value> = json["holds"]
         .as_array()
         .expect("holds")

@@ -204,26 +204,17 @@ pub(super) fn svg(chart: &Chart<'_>) -> String {
         r#"<polyline class="series" points="{}"/>"#,
         line.join(" ")
     );
-    for point in &chart.points {
+    let circles = chart.points.iter().map(|p| ("point", 4, p));
+    let prediction = chart.prediction.iter().map(|p| ("prediction", 5, p));
+    for (class, radius, point) in circles.chain(prediction) {
         let _ = write!(
             out,
-            r#"<circle class="point" data-cycle="{}" data-value="{}" cx="{:.1}" cy="{:.1}" r="4"><title>{}</title></circle>"#,
+            r#"<circle class="{class}" data-cycle="{}" data-value="{}" cx="{:.1}" cy="{:.1}" r="{radius}"><title>{}</title></circle>"#,
             point.cycle,
             point.value,
             x(point.cycle),
             y(point.value),
             escape(&point.label)
-        );
-    }
-    if let Some(prediction) = &chart.prediction {
-        let _ = write!(
-            out,
-            r#"<circle class="prediction" data-cycle="{}" data-value="{}" cx="{:.1}" cy="{:.1}" r="5"><title>{}</title></circle>"#,
-            prediction.cycle,
-            prediction.value,
-            x(prediction.cycle),
-            y(prediction.value),
-            escape(&prediction.label)
         );
     }
     out.push_str("</svg></figure>");

@@ -132,10 +132,17 @@ fn convergence(out: &mut String, status: &UpgradeStatus) {
     out.push_str("</div></section>");
 }
 
-/// A `<table>` with `id`, its headers, and its rows of already-escaped cells; a line in its
-/// place when there are no rows.
-fn table(out: &mut String, id: &str, headers: &[&str], rows: &[Vec<String>], empty: &str) {
-    if rows.is_empty() {
+/// A `<table>` with `id`, its headers, and a row of already-escaped cells for each of
+/// `items`; a line in its place when there are none.
+fn table<T>(
+    out: &mut String,
+    id: &str,
+    headers: &[&str],
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+    empty: &str,
+) {
+    if items.is_empty() {
         let _ = write!(out, r#"<p class="empty" id="{id}-none">{empty}</p>"#);
         return;
     }
@@ -144,9 +151,9 @@ fn table(out: &mut String, id: &str, headers: &[&str], rows: &[Vec<String>], emp
         let _ = write!(out, "<th>{header}</th>");
     }
     out.push_str("</tr></thead><tbody>");
-    for row in rows {
+    for item in items {
         out.push_str("<tr>");
-        for cell in row {
+        for cell in row(item) {
             let _ = write!(out, "<td>{cell}</td>");
         }
         out.push_str("</tr>");
@@ -158,10 +165,6 @@ fn cycles(out: &mut String, cycles: &[CycleRecord]) {
     out.push_str(r#"<section id="cycles"><h2>Cycles</h2>"#);
     // The latest ones: a postponed upgrade under load runs a delta cycle a second.
     let earlier = cycles.len().saturating_sub(TABLE_CYCLES);
-    let rows: Vec<Vec<String>> = cycles[earlier..]
-        .iter()
-        .map(|c| cycle_row(c).iter().map(|cell| escape(cell)).collect())
-        .collect();
     if earlier > 0 {
         let _ = write!(
             out,
@@ -172,7 +175,8 @@ fn cycles(out: &mut String, cycles: &[CycleRecord]) {
         out,
         "cycles",
         &CYCLE_HEADERS,
-        &rows,
+        &cycles[earlier..],
+        |c| cycle_row(c).iter().map(|cell| escape(cell)).collect(),
         "No cycle has finished yet.",
     );
     if cycles.iter().any(|c| c.final_cycle) {
@@ -183,24 +187,6 @@ fn cycles(out: &mut String, cycles: &[CycleRecord]) {
 
 fn pipelines(out: &mut String, pipelines: &[PipelineStatus]) {
     out.push_str(r#"<section id="pipelines"><h2>Pipelines</h2>"#);
-    let rows: Vec<Vec<String>> = pipelines
-        .iter()
-        .map(|p| {
-            vec![
-                format!("{} → {}", escape(&p.source), escape(&p.sink)),
-                escape(&p.partitions),
-                format!(
-                    r#"<span class="state state-{0}">{0}</span>"#,
-                    escape(&p.state)
-                ),
-                p.documents.to_string(),
-                format!("{:.0}", p.docs_per_sec),
-                p.watermark.to_string(),
-                p.pending.to_string(),
-                escape(&p.waiting_on),
-            ]
-        })
-        .collect();
     table(
         out,
         "pipelines",
@@ -214,7 +200,22 @@ fn pipelines(out: &mut String, pipelines: &[PipelineStatus]) {
             "pending",
             "waiting on",
         ],
-        &rows,
+        pipelines,
+        |p| {
+            vec![
+                format!("{} → {}", escape(&p.source), escape(&p.sink)),
+                escape(&p.partitions),
+                format!(
+                    r#"<span class="state state-{0}">{0}</span>"#,
+                    escape(&p.state)
+                ),
+                p.documents.to_string(),
+                format!("{:.0}", p.docs_per_sec),
+                p.watermark.to_string(),
+                p.pending.to_string(),
+                escape(&p.waiting_on),
+            ]
+        },
         "",
     );
     out.push_str("</section>");
@@ -222,21 +223,18 @@ fn pipelines(out: &mut String, pipelines: &[PipelineStatus]) {
 
 fn holds(out: &mut String, holds: &[ProxyHold]) {
     out.push_str(r#"<section id="holds"><h2>Holds</h2>"#);
-    let rows: Vec<Vec<String>> = holds
-        .iter()
-        .map(|h| {
+    table(
+        out,
+        "holds",
+        &["proxy", "requests held", "longest hold"],
+        holds,
+        |h| {
             vec![
                 escape(&h.proxy),
                 h.held.to_string(),
                 micros(h.max_hold_micros),
             ]
-        })
-        .collect();
-    table(
-        out,
-        "holds",
-        &["proxy", "requests held", "longest hold"],
-        &rows,
+        },
         "No hold yet: clients have not been paused.",
     );
     out.push_str("</section>");
@@ -244,9 +242,12 @@ fn holds(out: &mut String, holds: &[ProxyHold]) {
 
 fn peers(out: &mut String, peers: &[PeerReachability]) {
     out.push_str(r#"<section id="peers"><h2>Nodes and proxies</h2>"#);
-    let rows: Vec<Vec<String>> = peers
-        .iter()
-        .map(|p| {
+    table(
+        out,
+        "peers",
+        &["role", "endpoint", "state", "since", "error"],
+        peers,
+        |p| {
             let (class, word) = if p.reachable {
                 ("up", "reachable")
             } else {
@@ -259,13 +260,7 @@ fn peers(out: &mut String, peers: &[PeerReachability]) {
                 rfc3339(p.since_unix_ms),
                 escape(&p.error),
             ]
-        })
-        .collect();
-    table(
-        out,
-        "peers",
-        &["role", "endpoint", "state", "since", "error"],
-        &rows,
+        },
         "Not probed yet: the plan's nodes and proxies are probed every 2 s once an upgrade starts.",
     );
     out.push_str("</section>");
@@ -277,12 +272,12 @@ fn dead_letters(out: &mut String, status: &UpgradeStatus) {
         r#"<section id="dead-letters"><h2>Dead letters <span id="dead-letter-total" class="count">{}</span></h2>"#,
         status.dead_letter_total
     );
-    let rows: Vec<Vec<String>> = status.dead_letters.iter().map(letter).collect();
     table(
         out,
         "dead-letters",
         &["source", "collection", "id", "version", "error"],
-        &rows,
+        &status.dead_letters,
+        letter,
         "None: every document transformed.",
     );
     let shown = status.dead_letters.len() as u64;
