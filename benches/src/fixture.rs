@@ -83,9 +83,11 @@ impl Running {
                 path: dir.path().join("data"),
                 partitions: cluster.as_ref().map(|c| c.cluster().partitions()),
                 sync,
+                max_queued_writes: cutover_node::store::DEFAULT_MAX_QUEUED_WRITES,
             },
             max_body: 1 << 20,
             token: None,
+            bounds: cutover_daemon::Bounds::default(),
             cluster,
         };
         let node = Node::open(config)?;

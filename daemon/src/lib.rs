@@ -6,6 +6,8 @@
 //! calls [`logging::init`], [`metrics::install`] and [`shutdown::Shutdown::install`].
 
 pub mod auth;
+pub mod bounds;
+pub mod closing;
 pub mod code;
 pub mod logging;
 pub mod metrics;
@@ -14,6 +16,7 @@ pub mod pages;
 pub mod serve;
 pub mod shutdown;
 
+pub use bounds::Bounds;
 pub use code::{Classify, ErrorCode};
 pub use ops::Readiness;
 pub use pages::Pages;

@@ -9,6 +9,14 @@ use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Gauge: connections open on a listener (label `port`).
+pub const CONNECTIONS: &str = "cutover_connections";
+/// Counter: times a listener stopped accepting because `--max-connections` were open (label
+/// `port`).
+pub const CONNECTION_LIMIT_REACHED: &str = "cutover_connection_limit_reached_total";
+/// Counter: requests answered `408` because their head did not arrive in time.
+pub const HEAD_TIMEOUTS: &str = "cutover_request_head_timeouts_total";
+
 /// Histogram buckets for every metric whose name ends in `_seconds`: 100 µs to 60 s.
 const SECONDS_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -59,7 +67,21 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
             }
         })
         .map_err(MetricsError::Upkeep)?;
+    describe();
     Ok(handle)
+}
+
+/// Describes the metrics of the listeners every daemon shares (`serve.rs`).
+fn describe() {
+    metrics::describe_gauge!(CONNECTIONS, "Connections open on a listener (port).");
+    metrics::describe_counter!(
+        CONNECTION_LIMIT_REACHED,
+        "Times a listener stopped accepting because --max-connections were open (port)."
+    );
+    metrics::describe_counter!(
+        HEAD_TIMEOUTS,
+        "Requests answered 408 because their head did not arrive within --header-timeout."
+    );
 }
 
 /// The Prometheus text exposition of every metric recorded so far in this process, or an

@@ -119,11 +119,12 @@ async fn handle(
 /// until `cancel` fires, then lets open connections finish their current request and returns.
 pub async fn serve(
     listener: TcpListener,
+    bounds: crate::Bounds,
     readiness: Readiness,
     pages: Option<Arc<dyn Pages>>,
     cancel: CancellationToken,
 ) {
-    crate::serve::serve_http(listener, cancel, move |request| {
+    crate::serve::serve_http(listener, "http", bounds, cancel, move |request| {
         handle(request, readiness.clone(), pages.clone())
     })
     .await;

@@ -1,8 +1,20 @@
-//! Serving an HTTP handler on an already-bound listener (HTTP/1.1 and h2c), with graceful
-//! shutdown: once cancelled, stop accepting, let open connections finish the request they
-//! are on, then return.
+//! Serving on an already-bound listener within [`Bounds`]: at most `max_connections` open
+//! (past it the listener stops accepting until one closes), request heads bounded in size
+//! (`431`) and in time (`408`), HTTP/2 streams bounded per connection, closes that linger
+//! (`closing.rs`); and a graceful shutdown with a deadline: once cancelled, stop accepting,
+//! let open connections finish the request they are on for at most `grace`, then close the
+//! rest and return.
 
-use std::{convert::Infallible, error::Error as StdError, future::Future, net::SocketAddr};
+use std::{
+    convert::Infallible,
+    error::Error as StdError,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use http::{Request, Response};
 use hyper::{
@@ -10,63 +22,324 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// Serves `handler` on `listener` until `cancel` fires, then drains open connections.
-pub async fn serve_http<F, Fut, B>(listener: TcpListener, cancel: CancellationToken, handler: F)
-where
+use crate::{
+    bounds::Bounds,
+    closing::{self, Closing},
+    metrics as m,
+};
+
+/// The error of a served hyper connection.
+pub type ConnectionError = Box<dyn StdError + Send + Sync>;
+
+/// Serves `handler` on `listener` (HTTP/1.1 and h2c) within `bounds` until `cancel` fires,
+/// then drains open connections for at most `bounds.grace`. `port` names the listener in
+/// metrics and logs.
+pub async fn serve_http<F, Fut, B>(
+    listener: TcpListener,
+    port: &'static str,
+    bounds: Bounds,
+    cancel: CancellationToken,
+    handler: F,
+) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    accept(listener, cancel, |stream, _peer, graceful| {
+    let builder = http_builder(&bounds);
+    accept(listener, port, bounds, cancel, |accepted, graceful| {
+        let (io, closing) = closing::track(accepted.stream);
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service_fn(handler.clone()))
+            .serve_connection(TokioIo::new(io), service_fn(handler.clone()))
             .into_owned();
-        tokio::spawn(finish(graceful.watch(connection)));
+        let connection = graceful.watch(connection);
+        tokio::spawn(accepted.guard.run(finish(connection, closing)));
     })
     .await;
 }
 
-/// Accepts connections on `listener` until `cancel` fires, handing each one (`TCP_NODELAY`
-/// set) to `connection`, which serves it and watches it with the `GracefulShutdown` given;
-/// then waits for every watched connection to finish the request it is on.
+/// hyper's server within `bounds`: request heads of at most `max_header_bytes` (`431` past
+/// it) arriving within `header_timeout`, at most `max_streams` streams per HTTP/2 connection.
+pub fn http_builder(bounds: &Bounds) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(bounds.header_timeout)
+        .max_buf_size(bounds.max_header_bytes.max(Bounds::MIN_HEADER_BYTES));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(bounds.max_streams)
+        .max_header_list_size(u32::try_from(bounds.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// One accepted connection, and what it holds of the listener's bounds.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The client socket (`TCP_NODELAY` set).
+    pub stream: TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Its place among the listener's `max_connections`; run the connection inside it.
+    pub guard: Guard,
+}
+
+/// A connection's place among its listener's `max_connections`, freed when dropped.
+#[derive(Debug)]
+pub struct Guard {
+    _permit: OwnedSemaphorePermit,
+    closed: CancellationToken,
+    port: &'static str,
+}
+
+impl Guard {
+    /// Runs `connection` until it ends, or until the listener's grace period after a
+    /// shutdown is over (then it is dropped, which closes its socket).
+    pub async fn run(self, connection: impl Future<Output = ()>) {
+        tokio::select! {
+            () = connection => {}
+            () = self.closed.cancelled() => {}
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        metrics::gauge!(m::CONNECTIONS, "port" => self.port).decrement(1.0);
+    }
+}
+
+/// Accepts connections on `listener` until `cancel` fires, at most `bounds.max_connections`
+/// open at once, handing each one to `connection`, which serves it inside its guard and
+/// watches it with the `GracefulShutdown` given; then waits up to `bounds.grace` for every
+/// watched connection to finish the request it is on, and closes the rest.
 pub async fn accept(
     listener: TcpListener,
+    port: &'static str,
+    bounds: Bounds,
     cancel: CancellationToken,
-    mut connection: impl FnMut(TcpStream, SocketAddr, &GracefulShutdown),
+    mut connection: impl FnMut(Accepted, &GracefulShutdown),
 ) {
     let graceful = GracefulShutdown::new();
+    let places = Arc::new(Semaphore::new(bounds.max_connections.max(1)));
+    let closed = CancellationToken::new();
     loop {
+        let Some(permit) = place(&places, port, &bounds, &cancel).await else {
+            break;
+        };
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // EMFILE or a connection reset before accept: this connection only.
-                    tracing::warn!(%error, "accept failed");
+                    tracing::warn!(%error, port, "accept failed");
                     continue;
                 }
             },
         };
         // Small request/response exchanges: do not wait to coalesce packets.
         let _ = stream.set_nodelay(true);
-        connection(stream, peer, &graceful);
+        metrics::gauge!(m::CONNECTIONS, "port" => port).increment(1.0);
+        let guard = Guard {
+            _permit: permit,
+            closed: closed.clone(),
+            port,
+        };
+        connection(
+            Accepted {
+                stream,
+                peer,
+                guard,
+            },
+            &graceful,
+        );
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(bounds.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        let open = bounds.max_connections.max(1) - places.available_permits();
+        tracing::warn!(
+            port,
+            open,
+            grace_ms = bounds.grace.as_millis() as u64,
+            "shutdown grace period over: closing the connections still open"
+        );
+    }
+    closed.cancel();
 }
 
-/// Runs a served connection to its end; how it ended is only worth a debug line.
-pub async fn finish<E: std::fmt::Display>(connection: impl Future<Output = Result<(), E>>) {
-    if let Err(error) = connection.await {
-        tracing::debug!(%error, "connection ended with an error");
+/// A place for one more connection; waits (not accepting) while every place is taken.
+/// `None` once `cancel` fires.
+async fn place(
+    places: &Arc<Semaphore>,
+    port: &'static str,
+    bounds: &Bounds,
+    cancel: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(places).try_acquire_owned() {
+        return Some(permit);
+    }
+    metrics::counter!(m::CONNECTION_LIMIT_REACHED, "port" => port).increment(1);
+    tracing::warn!(
+        port,
+        max_connections = bounds.max_connections,
+        "connection limit reached: not accepting until a connection closes"
+    );
+    tokio::select! {
+        () = cancel.cancelled() => None,
+        permit = Arc::clone(places).acquire_owned() => permit.ok(),
+    }
+}
+
+/// Runs a served hyper connection to its end, then closes its socket: a `408` if it ended
+/// waiting for a request head, lingering in any case (`closing.rs`).
+pub async fn finish<S>(
+    connection: impl Future<Output = Result<(), ConnectionError>>,
+    closing: Closing<S>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let head_timed_out = match connection.await {
+        Ok(()) => false,
+        Err(error) => {
+            tracing::debug!(%error, "connection ended with an error");
+            error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout)
+        }
+    };
+    closing.close(head_timed_out).await;
+}
+
+/// The connections of a tonic server on `listener`, within `bounds.max_connections` (tonic
+/// takes `bounds.max_streams` itself); each closes when the grace period after `cancel` is
+/// over.
+pub fn incoming(
+    listener: TcpListener,
+    port: &'static str,
+    bounds: Bounds,
+    cancel: CancellationToken,
+) -> impl Stream<Item = io::Result<Counted>> + Send + 'static {
+    // As many as there are places: a connection never waits for room here.
+    let (sender, receiver) = mpsc::channel(bounds.max_connections.max(1));
+    // tonic drains its connections itself once `cancel` fires; what is still open when the
+    // grace period is over is closed here.
+    let over = CancellationToken::new();
+    tokio::spawn({
+        let (cancel, over) = (cancel.clone(), over.clone());
+        async move {
+            cancel.cancelled().await;
+            tokio::time::sleep(bounds.grace).await;
+            over.cancel();
+        }
+    });
+    tokio::spawn(accept(
+        listener,
+        port,
+        bounds,
+        cancel,
+        move |accepted, _| {
+            let counted = Counted {
+                stream: accepted.stream,
+                peer: accepted.peer,
+                _guard: accepted.guard,
+                closed: Box::pin(over.clone().cancelled_owned()),
+            };
+            // Closed only once tonic stopped: the connection is dropped.
+            let _ = sender.try_send(Ok(counted));
+        },
+    ));
+    ReceiverStream::new(receiver)
+}
+
+/// A connection of a tonic server that holds its place and closes at the end of the grace.
+#[derive(Debug)]
+pub struct Counted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    _guard: Guard,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Counted {
+    fn check_closed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.closed.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the shutdown grace period is over",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Counted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        tonic::transport::server::TcpConnectInfo {
+            local_addr: self.stream.local_addr().ok(),
+            remote_addr: Some(self.peer),
+        }
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check_closed(cx)?;
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check_closed(cx)?;
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.check_closed(cx)?;
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -13,6 +13,13 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// The exit status of a process stopped by a second signal (128 + SIGINT, by convention).
 pub const FORCED_EXIT_CODE: i32 = 130;
 
+/// How long past its grace period a process that has not stopped yet is stopped anyway: every
+/// listener closes its connections when the grace is over, so reaching this is a bug.
+const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// The exit status of a process stopped by [`BACKSTOP`].
+pub const BACKSTOP_EXIT_CODE: i32 = 1;
+
 /// The root token and task tracker of one daemon process.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
@@ -59,14 +66,32 @@ impl Shutdown {
                 "shutting down"
             );
             root.cancel();
+            let second = async {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            };
             tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
+                () = second => {
+                    tracing::warn!("second signal: exiting without draining");
+                    std::process::exit(FORCED_EXIT_CODE);
+                },
+                () = tokio::time::sleep(grace + BACKSTOP) => {
+                    tracing::error!(
+                        grace_ms = grace.as_millis() as u64,
+                        "still running a second after the grace period: exiting"
+                    );
+                    std::process::exit(BACKSTOP_EXIT_CODE);
+                },
             }
-            tracing::warn!("second signal: exiting without draining");
-            std::process::exit(FORCED_EXIT_CODE);
         });
         Ok(shutdown)
+    }
+
+    /// The grace period of in-flight work after the signal.
+    pub fn grace(&self) -> Duration {
+        self.grace
     }
 
     /// The root token: cancelled once shutdown begins.

@@ -33,6 +33,7 @@ async fn serves_health_readiness_and_metrics_until_cancelled() {
     let cancel = CancellationToken::new();
     let server = tokio::spawn(ops::serve(
         listener,
+        cutover_daemon::Bounds::default(),
         readiness.clone(),
         None,
         cancel.clone(),

@@ -1,5 +1,7 @@
 //! What a node is configured with.
 
+use cutover_daemon::Bounds;
+
 use crate::{cluster::ClusterConfig, store::StoreConfig};
 
 /// A node's configuration (the CLI builds it from flags and environment).
@@ -14,4 +16,6 @@ pub struct NodeConfig {
     /// The node's cluster and its name in it; `None` for a cluster of one (owns every
     /// partition, forwards nothing).
     pub cluster: Option<ClusterConfig>,
+    /// The bounds of both ports: connections, request heads, HTTP/2 streams, shutdown grace.
+    pub bounds: Bounds,
 }

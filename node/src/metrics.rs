@@ -22,6 +22,10 @@ pub const APPLIED_BYTES: &str = "cutover_node_applied_bytes_total";
 pub const APPLY_SKIPPED: &str = "cutover_node_apply_skipped_total";
 /// Client writes committed together in one batch (one WAL sync), histogram.
 pub const WRITE_GROUP: &str = "cutover_node_write_group_size";
+/// Client writes waiting for the group committer, gauge.
+pub const QUEUED_WRITES: &str = "cutover_node_queued_writes";
+/// Client writes refused because `--max-queued-writes` were waiting, counter.
+pub const WRITES_OVERLOADED: &str = "cutover_node_writes_overloaded_total";
 /// 1 while client writes are refused, gauge.
 pub const FENCED: &str = "cutover_node_fenced";
 /// The stable head seq, gauge.
@@ -36,6 +40,16 @@ pub const PEERS_DISAGREEING: &str = "cutover_node_cluster_peers_disagreeing";
 
 /// Registers the descriptions of every node metric with the installed recorder.
 pub fn describe() {
+    describe_gauge!(
+        QUEUED_WRITES,
+        Unit::Count,
+        "Client writes waiting for the group committer."
+    );
+    describe_counter!(
+        WRITES_OVERLOADED,
+        Unit::Count,
+        "Client writes refused (503 overloaded) because --max-queued-writes were waiting."
+    );
     describe_counter!(
         DOCUMENTS_WRITTEN,
         Unit::Count,

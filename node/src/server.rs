@@ -3,7 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use cutover_daemon::{Pages, Readiness, auth::BearerAuth, serve::serve_http};
+use cutover_daemon::{
+    Pages, Readiness,
+    auth::BearerAuth,
+    serve::{incoming, serve_http},
+};
 use cutover_proto::v1::{
     node_admin_server::NodeAdminServer, sink_server::SinkServer, source_server::SourceServer,
 };
@@ -151,9 +155,14 @@ impl Node {
             routing,
         )
         .with_pages(self.pages.clone());
-        let http_task = tokio::spawn(serve_http(http, cancel.child_token(), move |request| {
-            Arc::clone(&api).handle(request)
-        }));
+        let bounds = self.config.bounds;
+        let http_task = tokio::spawn(serve_http(
+            http,
+            "http",
+            bounds,
+            cancel.child_token(),
+            move |request| Arc::clone(&api).handle(request),
+        ));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<SourceServer<SourceService>>().await;
@@ -165,6 +174,8 @@ impl Node {
             .initial_stream_window_size(cutover_proto::STREAM_WINDOW_BYTES)
             .initial_connection_window_size(cutover_proto::CONNECTION_WINDOW_BYTES)
             .max_frame_size(cutover_proto::MAX_FRAME_BYTES)
+            .max_concurrent_streams(bounds.max_streams)
+            .http2_max_header_list_size(u32::try_from(bounds.max_header_bytes).unwrap_or(u32::MAX))
             .add_routes(extra)
             .add_service(SourceRoutes::new(store.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -178,9 +189,9 @@ impl Node {
             .add_service(health_service)
             .add_service(cutover_proto::reflection())
             .serve_with_incoming_shutdown(
-                // Without TCP_NODELAY a small answer (an ack, a Fence, a Digest) written after
-                // another one waits for the peer's delayed ACK: ~40 ms per call on loopback.
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                // TCP_NODELAY set: without it a small answer (an ack, a Fence, a Digest)
+                // written after another one waits for the peer's delayed ACK (~40 ms).
+                incoming(grpc, "grpc", bounds, cancel.child_token()),
                 cancel.clone().cancelled_owned(),
             );
         let gauges = tokio::spawn(refresh_gauges(store.clone(), cancel.child_token()));

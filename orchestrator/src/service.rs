@@ -182,6 +182,7 @@ pub async fn serve(
     engine: Arc<Engine>,
     token: Option<String>,
     listener: tokio::net::TcpListener,
+    bounds: cutover_daemon::Bounds,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -189,12 +190,13 @@ pub async fn serve(
         .set_serving::<OrchestratorServer<OrchestratorService>>()
         .await;
     tonic::transport::Server::builder()
+        .max_concurrent_streams(bounds.max_streams)
         .add_routes(routes(engine, token))
         .add_service(health_service)
         .add_service(cutover_proto::reflection())
         .serve_with_incoming_shutdown(
-            // Small answers must not wait for the peer's delayed ACK (Nagle).
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            // TCP_NODELAY set: small answers must not wait for the peer's delayed ACK.
+            cutover_daemon::serve::incoming(listener, "grpc", bounds, cancel.child_token()),
             cancel.cancelled_owned(),
         )
         .await

@@ -30,7 +30,11 @@ use std::{
     time::Instant,
 };
 
-use cutover_daemon::serve::{accept, finish};
+use cutover_daemon::{
+    Bounds,
+    closing::{self, Closing},
+    serve::{ConnectionError, accept, finish, http_builder},
+};
 use http::{HeaderValue, header};
 use hyper::service::service_fn;
 use hyper_util::{
@@ -77,36 +81,39 @@ enum Ending {
     KeepAlive,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Serves client connections on `listener` until `cancel` fires, then lets open exchanges
-/// finish. Each connection is served on one of `workers`, round-robin. Past `in_hyper` held
-/// requests, connections accepted during a hold wait as bare sockets.
+/// Serves client connections on `listener` within `bounds` until `cancel` fires, then lets
+/// open exchanges finish for at most the grace period. Each connection is served on one of
+/// `workers`, round-robin. Past `in_hyper` held requests, connections accepted during a hold
+/// wait as bare sockets.
 pub async fn serve_clients(
     listener: TcpListener,
     cancel: CancellationToken,
+    bounds: Bounds,
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
     in_hyper: u64,
     workers: &Workers,
 ) {
-    let builder = Arc::new(Builder::new(TokioExecutor::new()));
+    let builder = Arc::new(http_builder(&bounds));
     let stopping = cancel.clone();
-    accept(listener, cancel, |stream, peer, graceful| {
+    accept(listener, "clients", bounds, cancel, |accepted, graceful| {
         let client = Client {
-            peer,
+            peer: accepted.peer,
             forwarder: Arc::clone(&forwarder),
             builder: Arc::clone(&builder),
+            bounds,
         };
-        let watcher = graceful.watcher();
+        let (watcher, guard) = (graceful.watcher(), accepted.guard);
         let cancel = stopping.clone();
         // Two tasks of their own sizes: one that waits in a hold stays small.
         if gate.holding_at_least(in_hyper) {
             let gate = Arc::clone(&gate);
-            workers.serve(stream, |stream| client.held(stream, gate, watcher, cancel));
+            workers.serve(accepted.stream, |stream| {
+                guard.run(client.held(stream, gate, watcher, cancel))
+            });
         } else {
-            workers.serve(stream, |stream| {
-                client.run(stream, Vec::new(), watcher, cancel)
+            workers.serve(accepted.stream, |stream| {
+                guard.run(client.run(stream, Vec::new(), watcher, cancel))
             });
         }
     })
@@ -118,6 +125,7 @@ struct Client {
     peer: SocketAddr,
     forwarder: Arc<Forwarder>,
     builder: Arc<Builder>,
+    bounds: Bounds,
 }
 
 impl Client {
@@ -169,7 +177,7 @@ impl Client {
                 // A shutdown: hyper's graceful close would drop the unread request, so answer
                 // it (503), holding `watcher` so that the shutdown waits for that.
                 let stream = Prefixed::new(Vec::new(), stream);
-                let serving = self.serve(stream, Some((arrived, Ending::Close)));
+                let (serving, _) = self.serve(stream, Some((arrived, Ending::Close)));
                 let _ = Box::pin(tokio::time::timeout(LAST_ANSWER, serving)).await;
                 drop(watcher);
                 return;
@@ -177,7 +185,8 @@ impl Client {
             Release::Expired => Some((arrived, Ending::KeepAlive)),
         };
         let stream = Prefixed::new(Vec::new(), stream);
-        finish(Box::pin(watcher.watch(self.serve(stream, expired)))).await;
+        let (serving, closing) = self.serve(stream, expired);
+        finish(Box::pin(watcher.watch(serving)), closing).await;
     }
 
     /// Serves a connection whose first `prefix` bytes were read already: the HTTP/1.1 relay
@@ -191,7 +200,7 @@ impl Client {
     ) {
         let (stream, prefix) = if self.forwarder.upstreams().protocol() == UpstreamProtocol::Http1 {
             let forwarder = Arc::clone(&self.forwarder);
-            match Relay::new(forwarder, cancel, self.peer, stream, prefix)
+            match Relay::new(forwarder, cancel, &self.bounds, self.peer, stream, prefix)
                 .run()
                 .await
             {
@@ -202,21 +211,26 @@ impl Client {
             (stream, prefix)
         };
         let stream = Prefixed::new(prefix, stream);
-        finish(Box::pin(watcher.watch(self.serve(stream, None)))).await;
+        let (serving, closing) = self.serve(stream, None);
+        finish(Box::pin(watcher.watch(serving)), closing).await;
     }
 
-    /// hyper serving `stream` (HTTP/1.1 or h2c); with `expired`, the first request is answered
-    /// 503 (its hold expired while it waited as a bare socket), then the connection ends or
-    /// goes on.
+    /// hyper serving `stream` (HTTP/1.1 or h2c), and where the socket goes once hyper is done
+    /// with it; with `expired`, the first request is answered 503 (its hold expired while it
+    /// waited as a bare socket), then the connection ends or goes on.
     fn serve(
         self,
         stream: Prefixed,
         expired: Option<(Instant, Ending)>,
-    ) -> impl GracefulConnection<Error = BoxError> + Send + 'static {
+    ) -> (
+        impl GracefulConnection<Error = ConnectionError> + Send + 'static,
+        Closing<Prefixed>,
+    ) {
         let Self {
             peer,
             forwarder,
             builder,
+            bounds: _,
         } = self;
         let expired = expired.map(|expired| (expired, Arc::new(AtomicBool::new(true))));
         let service = service_fn(move |request| {
@@ -237,9 +251,11 @@ impl Client {
                 Ok(response)
             }
         });
-        builder
+        let (stream, closing) = closing::track(stream);
+        let serving = builder
             .serve_connection(TokioIo::new(stream), service)
-            .into_owned()
+            .into_owned();
+        (serving, closing)
     }
 }
 

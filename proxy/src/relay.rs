@@ -21,10 +21,11 @@ use std::{
     time::Instant,
 };
 
+use cutover_daemon::closing;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::TcpStream,
-    time::Sleep,
+    time::{Duration, Sleep},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +77,12 @@ pub(crate) struct Relay {
     response: Vec<u8>,
     /// The deadline of the response head being awaited.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Longest wait for a whole request the relay takes (head and body), and for the next
+    /// one on an idle connection (`Bounds::header_timeout`).
+    head_timeout: Duration,
+    /// The longest head the relay reads before it gives the request to hyper, which answers
+    /// `431` past `Bounds::max_header_bytes`.
+    max_head: usize,
 }
 
 /// A request head the relay takes, parsed.
@@ -105,7 +112,10 @@ impl RequestHead {
 enum Next {
     Request(RequestHead),
     ToHyper,
+    /// The client went away, the proxy is stopping, or an idle connection timed out.
     Closed,
+    /// A request began and did not arrive whole in time: answered `408`.
+    TimedOut,
 }
 
 /// How a response's body is framed.
@@ -133,10 +143,11 @@ enum Failure {
 }
 
 impl Relay {
-    /// A client connection of which `input` was read already.
+    /// A client connection of which `input` was read already, within `bounds`.
     pub(crate) fn new(
         forwarder: Arc<Forwarder>,
         cancel: CancellationToken,
+        bounds: &cutover_daemon::Bounds,
         peer: SocketAddr,
         client: TcpStream,
         input: Vec<u8>,
@@ -150,6 +161,8 @@ impl Relay {
             out: Vec::new(),
             response: Vec::new(),
             timer: None,
+            head_timeout: bounds.header_timeout,
+            max_head: bounds.max_header_bytes.min(MAX_HEAD),
         }
     }
 
@@ -160,6 +173,14 @@ impl Relay {
             let head = match self.next_request().await {
                 Next::Request(head) => head,
                 Next::Closed => return Ended::Closed,
+                Next::TimedOut => {
+                    metrics::counter!(cutover_daemon::metrics::HEAD_TIMEOUTS).increment(1);
+                    let answered = self.client.write_all(closing::REQUEST_TIMEOUT).await;
+                    if answered.is_ok() {
+                        closing::linger(self.client).await;
+                    }
+                    return Ended::Closed;
+                }
                 Next::ToHyper => {
                     return Ended::ToHyper {
                         stream: self.client,
@@ -170,7 +191,8 @@ impl Relay {
             match self.exchange(&head).await {
                 Ok(true) if !head.close && !self.cancel.is_cancelled() => {}
                 _ => {
-                    let _ = self.client.shutdown().await;
+                    // Lingering: what the client still sends must not reset the answer.
+                    closing::linger(self.client).await;
                     return Ended::Closed;
                 }
             }
@@ -179,6 +201,7 @@ impl Relay {
 
     /// Reads until `input` holds a whole request head the relay takes.
     async fn next_request(&mut self) -> Next {
+        let deadline = tokio::time::Instant::now() + self.head_timeout;
         loop {
             if !self.input.is_empty() {
                 match parse_request(&self.input) {
@@ -188,7 +211,7 @@ impl Relay {
                     // Its body is still coming.
                     Parsed::Complete(_) => {}
                     Parsed::Other => return Next::ToHyper,
-                    Parsed::Partial if self.input.len() >= MAX_HEAD => return Next::ToHyper,
+                    Parsed::Partial if self.input.len() >= self.max_head => return Next::ToHyper,
                     Parsed::Partial => {}
                 }
             }
@@ -196,9 +219,14 @@ impl Relay {
                 self.input.reserve(CLIENT_BUFFER.max(self.input.capacity()));
             }
             let read = tokio::select! {
+                // Biased: a read that is ready needs no timer.
+                biased;
                 read = self.client.read_buf(&mut self.input) => read,
                 // Stopping: an idle connection, or one inside a head or body, closes.
                 () = self.cancel.cancelled() => return Next::Closed,
+                () = tokio::time::sleep_until(deadline) => {
+                    return if self.input.is_empty() { Next::Closed } else { Next::TimedOut };
+                }
             };
             match read {
                 Ok(0) | Err(_) => return Next::Closed,

@@ -5,7 +5,7 @@
 use std::{convert::Infallible, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use cutover_daemon::{Readiness, auth::BearerAuth, serve::serve_http};
+use cutover_daemon::{Bounds, Readiness, auth::BearerAuth, serve::serve_http};
 use cutover_proto::{Color, v1::proxy_control_server::ProxyControlServer};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -53,6 +53,10 @@ pub struct ProxyConfig {
     /// Threads that serve client connections, each a single-threaded runtime (`workers.rs`);
     /// 0 counts as 1. By default one per core.
     pub workers: usize,
+    /// The bounds of both ports (connections, request heads, HTTP/2 streams, shutdown
+    /// grace); `max_connections` should exceed `limits.max_held`, since each held request
+    /// keeps its connection.
+    pub bounds: Bounds,
 }
 
 impl ProxyConfig {
@@ -73,6 +77,10 @@ impl ProxyConfig {
             upstream_protocol: UpstreamProtocol::Http1,
             held_in_hyper: accept::HELD_IN_HYPER,
             workers: std::thread::available_parallelism().map_or(1, usize::from),
+            bounds: Bounds {
+                max_connections: 11_000,
+                ..Bounds::default()
+            },
         }
     }
 }
@@ -165,6 +173,7 @@ impl Proxy {
             Arc::clone(&controller),
             BearerAuth::new(self.config.token.clone()),
             self.readiness.clone(),
+            self.config.bounds,
             cancel.child_token(),
         ));
         self.readiness.set_ready();
@@ -176,7 +185,8 @@ impl Proxy {
         );
         let in_hyper = self.config.held_in_hyper;
         let clients = cancel.child_token();
-        accept::serve_clients(listen, clients, gate, forwarder, in_hyper, &workers).await;
+        let bounds = self.config.bounds;
+        accept::serve_clients(listen, clients, bounds, gate, forwarder, in_hyper, &workers).await;
         workers.stop().await;
         self.readiness.set_not_ready();
         cancel.cancel();
@@ -194,6 +204,7 @@ async fn serve_admin(
     controller: Arc<Controller>,
     auth: BearerAuth,
     readiness: Readiness,
+    bounds: Bounds,
     cancel: CancellationToken,
 ) {
     let grpc = tonic::service::Routes::new(ProxyControlServer::with_interceptor(
@@ -202,21 +213,27 @@ async fn serve_admin(
     ))
     .add_service(cutover_proto::reflection())
     .prepare();
-    serve_http(listener, cancel, move |request: Request<Incoming>| {
-        let (grpc, controller, readiness) =
-            (grpc.clone(), Arc::clone(&controller), readiness.clone());
-        async move {
-            let is_grpc = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            if is_grpc {
-                return grpc.oneshot(request).await;
+    serve_http(
+        listener,
+        "admin",
+        bounds,
+        cancel,
+        move |request: Request<Incoming>| {
+            let (grpc, controller, readiness) =
+                (grpc.clone(), Arc::clone(&controller), readiness.clone());
+            async move {
+                let is_grpc = request
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                if is_grpc {
+                    return grpc.oneshot(request).await;
+                }
+                let response = admin_http(&request, &controller, &readiness).await;
+                Ok::<_, Infallible>(response.map(tonic::body::Body::new))
             }
-            let response = admin_http(&request, &controller, &readiness).await;
-            Ok::<_, Infallible>(response.map(tonic::body::Body::new))
-        }
-    })
+        },
+    )
     .await;
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use cutover_tests::harness::{Binary, Cluster, NodeProcess, OrchestratorProcess, wait_until};
 use serde_json::Value;
 
+mod bounds;
 mod cli;
 mod clusters;
 mod cutover;

@@ -44,6 +44,8 @@ async fn backend(args: &[String]) -> anyhow::Result<()> {
         let listener = TcpListener::bind(addr.as_str()).await?;
         servers.push(tokio::spawn(cutover_daemon::serve::serve_http(
             listener,
+            "http",
+            cutover_daemon::Bounds::default(),
             CancellationToken::new(),
             move |request: Request<Incoming>| answer(name, request),
         )));

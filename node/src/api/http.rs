@@ -94,6 +94,13 @@ impl ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if self.code == ErrorCode::PayloadTooLarge {
+            // The rest of the body is not read: the connection closes after this answer
+            // (lingering, so that a client still sending reads it: daemon `closing.rs`).
+            reply
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         reply
     }
 }
@@ -103,6 +110,7 @@ impl From<StoreError> for ApiError {
         let name = match &error {
             StoreError::BadCollection { .. } => "bad_collection",
             StoreError::BadId { .. } => "bad_id",
+            StoreError::Overloaded { .. } => "overloaded",
             other => other.code().as_str(),
         };
         if error.code() == ErrorCode::Internal {

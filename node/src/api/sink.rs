@@ -276,6 +276,7 @@ mod tests {
             path: dir.path().join("db"),
             partitions: Some(4),
             sync: SyncPolicy::Os,
+            max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
         })
         .expect("open")
     }

@@ -60,7 +60,13 @@ pub struct StoreConfig {
     pub partitions: Option<u32>,
     /// Durability of acknowledged writes.
     pub sync: SyncPolicy,
+    /// Most client writes waiting for the group committer; past it a write is refused
+    /// ([`StoreError::Overloaded`]) and nothing of it is written.
+    pub max_queued_writes: usize,
 }
+
+/// The default of [`StoreConfig::max_queued_writes`]: ten full groups.
+pub const DEFAULT_MAX_QUEUED_WRITES: usize = 10_240;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +206,15 @@ pub enum StoreError {
         /// What did not decode.
         what: &'static str,
     },
+    /// More client writes are waiting to be committed than the node queues.
+    #[error(
+        "overloaded: {queued} writes are already waiting to be committed (--max-queued-writes); \
+         nothing was written, retry after a moment"
+    )]
+    Overloaded {
+        /// The bound that was reached.
+        queued: usize,
+    },
     /// The thread that commits client writes is gone (a bug: restart the node).
     #[error("the store's write thread has stopped: restart the node")]
     WriterStopped,
@@ -231,6 +246,7 @@ impl Classify for StoreError {
                 ErrorCode::PreconditionFailed
             }
             Self::Fenced { .. } => ErrorCode::Fenced,
+            Self::Overloaded { .. } => ErrorCode::Unavailable,
             Self::NotOwned { .. } => ErrorCode::Misdirected,
             Self::BeyondHead { .. } => ErrorCode::OutOfRange,
             Self::Open { .. }
@@ -266,7 +282,7 @@ struct Inner {
     /// Whether chunks are still ingested as table files (see `ingest.rs`).
     ingest: ingest::IngestHead,
     /// Client writes, to the group committer.
-    writer: std::sync::mpsc::Sender<writer::Job>,
+    writer: writer::Queue,
 }
 
 impl std::fmt::Debug for Store {
@@ -339,7 +355,7 @@ impl Store {
                 fence: FenceGate::new(fence),
                 ownership: ownership::Slot::new(),
                 ingest: ingest::ingest_head(head),
-                writer: writer::spawn(inner.clone()),
+                writer: writer::spawn(inner.clone(), config.max_queued_writes),
             }),
         })
     }

@@ -13,6 +13,7 @@ fn open(dir: &TempDir, partitions: u32) -> Store {
         path: dir.path().join("db"),
         partitions: Some(partitions),
         sync: SyncPolicy::Os,
+        max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
     })
     .expect("open")
 }
@@ -410,6 +411,7 @@ fn refuses_a_newer_layout_and_a_different_partition_count() {
         path: dir.path().join("db"),
         partitions: Some(8),
         sync: SyncPolicy::Os,
+        max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
     })
     .expect_err("8 != 4");
     assert!(err.to_string().contains("has 4 partitions but 8"), "{err}");
@@ -426,6 +428,7 @@ fn refuses_a_newer_layout_and_a_different_partition_count() {
         path: dir.path().join("db"),
         partitions: None,
         sync: SyncPolicy::Os,
+        max_queued_writes: crate::store::DEFAULT_MAX_QUEUED_WRITES,
     })
     .expect_err("newer layout");
     assert!(err.to_string().contains("layout version 99"), "{err}");
@@ -952,4 +955,51 @@ fn stores_created_at_the_same_path_by_the_same_pid_get_different_ids() {
         first, second,
         "a store made again at the same path is another node"
     );
+}
+
+#[test]
+fn past_max_queued_writes_a_write_is_refused_at_once_and_nothing_of_it_is_written() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = Store::open(&StoreConfig {
+        path: dir.path().join("db"),
+        partitions: Some(4),
+        sync: SyncPolicy::Os,
+        max_queued_writes: 2,
+    })
+    .expect("open");
+    let write = |id: &str| ClientWrite {
+        collection: "c".to_owned(),
+        id: id.to_owned(),
+        body: Some(bytes::Bytes::from_static(b"{}")),
+        precondition: Precondition::Always,
+    };
+    // The writer thread takes the first write and blocks on the fence lock held here, so the
+    // queue behind it fills up.
+    let fence = store.inner.fence.write();
+    let first = store.write(write("first"));
+    let taken = std::time::Instant::now();
+    while store.inner.writer.len() > 0 {
+        assert!(
+            taken.elapsed() < std::time::Duration::from_secs(10),
+            "not taken"
+        );
+        std::thread::yield_now();
+    }
+    let queued = [store.write(write("q1")), store.write(write("q2"))];
+    let refused = store.write(write("over"));
+    let refused = futures_util::FutureExt::now_or_never(refused).expect("refused at once");
+    assert!(
+        matches!(refused, Err(StoreError::Overloaded { queued: 2 })),
+        "{refused:?}"
+    );
+    drop(fence);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(first).expect("the first write commits");
+    for write in queued {
+        runtime.block_on(write).expect("the queued writes commit");
+    }
+    assert!(store.get("c", "q2").expect("read").is_some());
+    assert!(store.get("c", "over").expect("read").is_none());
 }

@@ -214,10 +214,7 @@ impl Store {
         check_id(&write.id)?;
         self.check_owned(&write.collection, &write.id)?;
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .writer
-            .send(Job::new(write, reply))
-            .map_err(|_| StoreError::WriterStopped)?;
+        self.inner.writer.push(Job::new(write, reply))?;
         Ok(answer)
     }
 

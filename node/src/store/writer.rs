@@ -11,8 +11,9 @@
 use std::{
     collections::HashMap,
     sync::{
-        Weak,
-        mpsc::{Receiver, Sender, TryRecvError},
+        Arc, Weak,
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{Receiver, SyncSender, TryRecvError, TrySendError},
     },
 };
 
@@ -61,17 +62,61 @@ impl Job {
     }
 }
 
-/// Starts the commit thread of the store behind `inner`; writes go to the returned sender.
-pub(super) fn spawn(inner: Weak<Inner>) -> Sender<Job> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("cutover-writer".into())
-        .spawn(move || run(&inner, &rx))
-        .expect("the OS starts the writer thread");
-    tx
+/// Where client writes wait for the commit thread: at most `bound` of them.
+#[derive(Debug)]
+pub(super) struct Queue {
+    sender: SyncSender<Job>,
+    bound: usize,
+    /// Writes queued and not yet taken by the commit thread.
+    waiting: Arc<AtomicUsize>,
 }
 
-fn run(inner: &Weak<Inner>, rx: &Receiver<Job>) {
+impl Queue {
+    /// Queues `job`, or refuses it at once when `bound` writes are waiting already.
+    pub(super) fn push(&self, job: Job) -> Result<(), StoreError> {
+        // Counted before it is sent, so the commit thread never takes more than was counted.
+        let waiting = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        let refused = match self.sender.try_send(job) {
+            Ok(()) => {
+                metrics::gauge!(crate::metrics::QUEUED_WRITES).set(waiting as f64);
+                return Ok(());
+            }
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!(crate::metrics::WRITES_OVERLOADED).increment(1);
+                StoreError::Overloaded { queued: self.bound }
+            }
+            Err(TrySendError::Disconnected(_)) => StoreError::WriterStopped,
+        };
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Err(refused)
+    }
+
+    /// Writes queued and not yet taken by the commit thread.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts the commit thread of the store behind `inner`; writes go to the returned queue,
+/// which holds at most `bound` of them (0 counts as 1).
+pub(super) fn spawn(inner: Weak<Inner>, bound: usize) -> Queue {
+    let bound = bound.max(1);
+    let (sender, rx) = std::sync::mpsc::sync_channel(bound);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::clone(&waiting);
+    std::thread::Builder::new()
+        .name("cutover-writer".into())
+        .spawn(move || run(&inner, &rx, &taken))
+        .expect("the OS starts the writer thread");
+    Queue {
+        sender,
+        bound,
+        waiting,
+    }
+}
+
+fn run(inner: &Weak<Inner>, rx: &Receiver<Job>, waiting: &AtomicUsize) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = rx.recv() {
         group.push(first);
@@ -81,6 +126,8 @@ fn run(inner: &Weak<Inner>, rx: &Receiver<Job>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        let left = waiting.fetch_sub(group.len(), Ordering::Relaxed) - group.len();
+        metrics::gauge!(crate::metrics::QUEUED_WRITES).set(left as f64);
         let Some(inner) = inner.upgrade() else {
             return;
         };

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use cutover_daemon::{Readiness, Shutdown, auth::read_token_file, shutdown::DEFAULT_GRACE};
+use cutover_daemon::{Bounds, Readiness, Shutdown, auth::read_token_file};
 use cutover_node::{
     Node, NodeConfig,
     cluster::{Address, Cluster, ClusterConfig},
@@ -13,7 +13,7 @@ use cutover_node::{
 use cutover_proxy::{HoldConfig, Limits, Proxy, ProxyConfig, UpstreamProtocol};
 use tokio::net::TcpListener;
 
-use super::{CliError, values};
+use super::{CliError, bounds::BoundsArgs, values};
 use crate::{
     engine::{Engine, hosted},
     page::StatusPage,
@@ -59,9 +59,20 @@ pub struct NodeArgs {
     /// (survives power loss), `os` hands it to the kernel (survives `kill -9` only).
     #[arg(long, value_enum, default_value_t = SyncArg::Always, env = "CUTOVER_SYNC")]
     pub sync: SyncArg,
-    /// Largest accepted request body, e.g. 1MiB.
+    /// Largest accepted request body, e.g. 1MiB; a larger one is answered 413.
     #[arg(long, default_value = "1MiB", value_parser = values::bytes)]
     pub max_body: u64,
+    /// Most client writes waiting to be committed; past it a write is answered 503
+    /// `overloaded` with Retry-After, and nothing of it is written.
+    #[arg(
+        long,
+        default_value_t = cutover_node::store::DEFAULT_MAX_QUEUED_WRITES as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_queued_writes: u32,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bounds: BoundsArgs,
     /// Also run the migration engine inside this (green) node; its status page is then
     /// served at / on the HTTP port.
     #[arg(long, requires = "journal")]
@@ -154,6 +165,9 @@ pub struct ProxyArgs {
     /// each client wants 1.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bounds: BoundsArgs,
 }
 
 /// `--upstream-protocol` values.
@@ -189,7 +203,13 @@ pub struct OrchestratorArgs {
     /// Fault tests only: NAME=DURATION stalls the engine at the point NAME.
     #[arg(long, hide = true, conflicts_with = "fault_point")]
     pub fault_stall: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bounds: BoundsArgs,
 }
+
+/// Connections a proxy accepts beyond --max-held by default: requests that are not held.
+const PROXY_SPARE_CONNECTIONS: usize = 1_000;
 
 /// Where a node listens without --http, --grpc or --cluster.
 const DEFAULT_NODE_HTTP: SocketAddr =
@@ -215,15 +235,18 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         .grpc
         .or(me.as_ref().map(|m| listen_addr(&m.grpc, "grpc")))
         .unwrap_or(DEFAULT_NODE_GRPC);
-    let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
+    let bounds = args.bounds.bounds(Bounds::default().max_connections)?;
+    let (token, shutdown) = daemon_start(args.token_file.as_deref(), bounds)?;
     let config = NodeConfig {
         store: StoreConfig {
             path: args.data_dir,
             partitions: args.partitions,
             sync: args.sync.into(),
+            max_queued_writes: args.max_queued_writes as usize,
         },
         max_body: args.max_body,
         token: token.clone(),
+        bounds,
         cluster,
     };
     let mut node = tokio::task::spawn_blocking(move || Node::open(config))
@@ -291,13 +314,14 @@ fn listen_addr(entry: &Address, field: &str) -> SocketAddr {
 /// signal handlers.
 fn daemon_start(
     token_file: Option<&std::path::Path>,
+    bounds: Bounds,
 ) -> Result<(Option<String>, Shutdown), CliError> {
     let token = token_file
         .map(read_token_file)
         .transpose()
         .map_err(anyhow::Error::from)?;
     cutover_daemon::metrics::install().map_err(anyhow::Error::from)?;
-    let shutdown = Shutdown::install(DEFAULT_GRACE).context("installing signal handlers")?;
+    let shutdown = Shutdown::install(bounds.grace).context("installing signal handlers")?;
     Ok((token, shutdown))
 }
 
@@ -308,7 +332,22 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, CliError> {
 }
 
 pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
-    let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
+    // Every held request keeps its connection: a full hold needs --max-held of them.
+    let held = usize::try_from(args.max_held).unwrap_or(usize::MAX);
+    let bounds = args
+        .bounds
+        .bounds(held.saturating_add(PROXY_SPARE_CONNECTIONS))?;
+    if bounds.max_connections < held {
+        return Err(anyhow::anyhow!(
+            "--max-connections {} is below --max-held {held}: every held request keeps its \
+             connection open, so a full hold needs at least {held} (and a margin for requests \
+             that are not held); give at least {}",
+            bounds.max_connections,
+            held.saturating_add(PROXY_SPARE_CONNECTIONS)
+        )
+        .into());
+    }
+    let (token, shutdown) = daemon_start(args.token_file.as_deref(), bounds)?;
     let mut config = ProxyConfig {
         token,
         limits: Limits {
@@ -322,6 +361,7 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
         },
         upstream_timeout: args.upstream_timeout,
         health_interval: args.health_interval,
+        bounds,
         upstream_protocol: match args.upstream_protocol {
             UpstreamArg::Http1 => UpstreamProtocol::Http1,
             UpstreamArg::H2c => UpstreamProtocol::H2c,
@@ -359,7 +399,8 @@ fn arm_faults(point: Option<&str>, stall: Option<&str>) -> Result<(), CliError> 
 
 pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError> {
     arm_faults(args.fault_point.as_deref(), args.fault_stall.as_deref())?;
-    let (token, shutdown) = daemon_start(args.token_file.as_deref())?;
+    let bounds = args.bounds.bounds(Bounds::default().max_connections)?;
+    let (token, shutdown) = daemon_start(args.token_file.as_deref(), bounds)?;
     let engine = Engine::open(&args.journal, None)
         .with_context(|| format!("opening the journal in {}", args.journal.display()))?;
     let grpc = bind(args.grpc, "gRPC (--grpc)").await?;
@@ -376,6 +417,7 @@ pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError>
     let page: Arc<dyn cutover_daemon::Pages> = StatusPage::new(engine.clone(), token.as_deref());
     let ops = tokio::spawn(cutover_daemon::ops::serve(
         http,
+        bounds,
         readiness.clone(),
         Some(page),
         shutdown.child_token(),
@@ -391,7 +433,7 @@ pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError>
             engine.shutdown().await;
         }
     });
-    let served = service::serve(engine, token, grpc, stopping.clone()).await;
+    let served = service::serve(engine, token, grpc, bounds, stopping.clone()).await;
     stopping.cancel(); // a server that stopped on an error stops the rest too
     let _ = stopped.await;
     let _ = ops.await;

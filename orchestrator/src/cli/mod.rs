@@ -2,6 +2,7 @@
 //! the operator commands (`upgrade …`), the offline ones (`plan check`, `completions`, `man`)
 //! and `demo`.
 
+mod bounds;
 mod client;
 mod cluster;
 mod completions;

@@ -87,9 +87,11 @@ impl Colour {
                     // enough for stores in temporary folders, and the 1M-document load takes
                     // seconds, not minutes.
                     sync: SyncPolicy::Os,
+                    max_queued_writes: cutover_node::store::DEFAULT_MAX_QUEUED_WRITES,
                 },
                 max_body: 1 << 20,
                 token: None,
+                bounds: cutover_daemon::Bounds::default(),
                 cluster: cluster
                     .as_ref()
                     .map(|c| ClusterConfig::new(c.clone(), node_name))

@@ -408,9 +408,11 @@ mod tests {
                 path: dir.to_owned(),
                 partitions: None,
                 sync: SyncPolicy::Os,
+                max_queued_writes: cutover_node::store::DEFAULT_MAX_QUEUED_WRITES,
             },
             max_body: 1 << 20,
             token: None,
+            bounds: cutover_daemon::Bounds::default(),
             cluster: None,
         })
         .expect("a node");

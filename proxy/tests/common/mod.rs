@@ -55,6 +55,8 @@ impl Backend {
         let log = Arc::clone(&seen);
         tokio::spawn(cutover_daemon::serve::serve_http(
             listener,
+            "http",
+            cutover_daemon::Bounds::default(),
             cancel.clone(),
             move |request| answer(name, Arc::clone(&log), request),
         ));
