@@ -167,9 +167,12 @@ impl Client {
             return;
         };
         let expired = match release {
-            Release::Forward(..) => {
+            Release::Forward(_, in_flight) => {
                 // The request is admitted again once read: forwarded to the colour active
-                // then (a new Pause meanwhile holds it again).
+                // then (a new Pause meanwhile holds it again), and counted in flight then.
+                // Kept, this count would last as long as the connection, and a later Pause
+                // would wait for idle keep-alive connections in its drain.
+                drop(in_flight);
                 self.forwarder.held_for(arrived.elapsed());
                 return Box::pin(self.run(stream, Vec::new(), watcher, cancel)).await;
             }

@@ -30,6 +30,13 @@ pub enum ProxyError {
         "the proxy held this request for a cutover that did not finish within the hold timeout; retry"
     )]
     HoldTimeout,
+    /// A held request's body failed while it waited: its client left, or sent a body that
+    /// does not parse.
+    #[error("the request body failed while the request was held for a cutover: {detail}")]
+    BodyFailed {
+        /// What hyper said.
+        detail: String,
+    },
     /// CONNECT (tunnels) and requests without a path are not proxied.
     #[error("the cutover proxy forwards requests for paths; CONNECT and tunnels are not supported")]
     NotProxied,
@@ -59,6 +66,7 @@ impl Classify for ProxyError {
     fn code(&self) -> ErrorCode {
         match self {
             Self::HoldFull { .. } | Self::HoldTimeout => ErrorCode::Unavailable,
+            Self::BodyFailed { .. } => ErrorCode::InvalidArgument,
             Self::NotProxied => ErrorCode::MethodNotAllowed,
             Self::Unreachable { .. } => ErrorCode::BadGateway,
             Self::Timeout { .. } => ErrorCode::DeadlineExceeded,
@@ -85,6 +93,7 @@ impl ProxyError {
             Self::HoldTimeout => Rejection::HoldTimeout,
             Self::Unreachable { .. } | Self::Timeout { .. } => Rejection::Upstream,
             Self::NotProxied => Rejection::NotProxied,
+            Self::BodyFailed { .. } => Rejection::BadBody,
         }
     }
 

@@ -1,6 +1,9 @@
 //! One client request: through the gate (forwarded, held or refused), to a backend of its
 //! colour, and its response back, bodies streamed both ways. `X-Forwarded-For` and `Via` are
-//! added, hop-by-hop headers dropped, everything else passed through unchanged.
+//! added, hop-by-hop headers dropped, everything else passed through unchanged. A held
+//! request's body is read while it waits (`body.rs`).
+
+mod body;
 
 use std::{
     convert::Infallible,
@@ -21,6 +24,8 @@ use http::{
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+pub use self::body::Forwarded;
+use self::body::{Waited, wait_reading};
 use crate::{
     error::ProxyError,
     hold::{Admission, Gate, InFlight, Release},
@@ -76,18 +81,29 @@ impl Forwarder {
             return Ok(self.refuse(ProxyError::NotProxied, arrived));
         }
         let bytes = request.body().size_hint().exact().unwrap_or(0);
-        let (color, in_flight) = match self.gate.admit(bytes) {
-            Admission::Forward(color, in_flight) => (color, in_flight),
+        let (color, in_flight, request) = match self.gate.admit(bytes) {
+            Admission::Forward(color, in_flight) => {
+                (color, in_flight, request.map(Forwarded::from))
+            }
             Admission::Refused(full) => {
                 return Ok(self.refuse(ProxyError::not_held(full), arrived));
             }
-            Admission::Held(ticket) => match ticket.wait().await {
-                Release::Forward(color, in_flight) => {
-                    self.metrics.held_for(arrived.elapsed().as_secs_f64());
-                    (color, in_flight)
+            Admission::Held(ticket) => {
+                let (parts, body) = request.into_parts();
+                match wait_reading(ticket, body, bytes).await {
+                    Waited::Released(Release::Forward(color, in_flight), body) => {
+                        self.metrics.held_for(arrived.elapsed().as_secs_f64());
+                        (color, in_flight, Request::from_parts(parts, body))
+                    }
+                    Waited::Released(Release::Expired, _) => {
+                        return Ok(self.refuse(ProxyError::HoldTimeout, arrived));
+                    }
+                    Waited::BodyFailed(error) => {
+                        let detail = error_chain(&error);
+                        return Ok(self.refuse(ProxyError::BodyFailed { detail }, arrived));
+                    }
                 }
-                Release::Expired => return Ok(self.refuse(ProxyError::HoldTimeout, arrived)),
-            },
+            }
         };
         let response = match self.forward(peer, request, color).await {
             Ok(response) => response.map(|body| {
@@ -122,7 +138,7 @@ impl Forwarder {
     async fn forward(
         &self,
         peer: SocketAddr,
-        request: Request<Incoming>,
+        request: Request<Forwarded>,
         color: Color,
     ) -> Result<Response<Incoming>, ProxyError> {
         let backend = self.upstreams.pick(color);

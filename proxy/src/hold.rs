@@ -21,7 +21,7 @@ use crate::metrics as m;
 pub struct Limits {
     /// Most requests held at once.
     pub max_held: u64,
-    /// Most declared request-body bytes held at once.
+    /// Most request-body bytes held at once: declared, or read while held (`forward/body.rs`).
     pub max_held_bytes: u64,
 }
 
@@ -322,12 +322,40 @@ pub struct Ticket {
 impl Ticket {
     /// Waits for the hold to end for this request.
     pub async fn wait(mut self) -> Release {
-        let rx = self.rx.as_mut().expect("taken only here and in drop");
+        self.released().await
+    }
+
+    /// Waits for the hold to end for this request; cancel-safe, so it can race the reading of
+    /// the request's body (`forward/body.rs`). Once it returned, the ticket is spent.
+    pub async fn released(&mut self) -> Release {
+        let Some(rx) = self.rx.as_mut() else {
+            // Spent: a second call would be a bug, answered as an expiry.
+            return Release::Expired;
+        };
         // The gate outlives every ticket (each holds an Arc), so the sender is only dropped
         // after sending; a closed channel would be a bug, answered as an expiry.
         let release = rx.await.unwrap_or(Release::Expired);
         self.rx = None;
         release
+    }
+
+    /// Counts `bytes` more of this request's body as held: body bytes read while it waits
+    /// past those it declared (a chunked body declares none), in memory already, so counted
+    /// even past `max_held_bytes`; `false` once the hold's bytes passed it (no more should
+    /// be read; new requests are refused meanwhile). `true` once released: nothing is held.
+    pub fn hold_more(&mut self, bytes: u64) -> bool {
+        let Some(rx) = self.rx.as_ref() else {
+            return true;
+        };
+        let mut state = self.gate.lock();
+        // Releases send under this lock: a value waiting means the hold has ended for this
+        // request and its bytes are no longer counted.
+        if !rx.is_empty() {
+            return true;
+        }
+        state.held_bytes += bytes;
+        self.bytes += bytes;
+        state.held_bytes <= self.gate.limits.max_held_bytes
     }
 }
 

@@ -79,6 +79,8 @@ pub enum Rejection {
     Upstream,
     /// A CONNECT or another request the proxy does not forward.
     NotProxied,
+    /// A held request whose body failed while it waited (its client left).
+    BadBody,
 }
 
 impl Rejection {
@@ -88,6 +90,7 @@ impl Rejection {
             Self::HoldTimeout => "hold_timeout",
             Self::Upstream => "upstream",
             Self::NotProxied => "not_proxied",
+            Self::BadBody => "bad_body",
         }
     }
 }
@@ -99,7 +102,7 @@ pub struct RequestMetrics {
     requests: [[Counter; 5]; 3],
     durations: [Histogram; 3],
     hold: Histogram,
-    rejected: [Counter; 4],
+    rejected: [Counter; 5],
 }
 
 const COLORS: [&str; 3] = ["blue", "green", "none"];
@@ -119,6 +122,7 @@ impl RequestMetrics {
                 Rejection::HoldTimeout,
                 Rejection::Upstream,
                 Rejection::NotProxied,
+                Rejection::BadBody,
             ]
             .map(|reason| metrics::counter!(REJECTED, "reason" => reason.label())),
         }
@@ -143,6 +147,7 @@ impl RequestMetrics {
             Rejection::HoldTimeout => 1,
             Rejection::Upstream => 2,
             Rejection::NotProxied => 3,
+            Rejection::BadBody => 4,
         };
         self.rejected[index].increment(1);
     }

@@ -16,7 +16,6 @@ use cutover_daemon::{Classify, ErrorCode};
 use cutover_proto::Color;
 use http::{Request, Uri, uri::Authority};
 use http_body_util::Empty;
-use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -24,7 +23,7 @@ use hyper_util::{
 use tokio::{net::TcpStream, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics as m, workers};
+use crate::{forward::Forwarded, metrics as m, workers};
 
 /// How long a connection to a backend may take before the request fails with 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -207,7 +206,7 @@ pub enum UpstreamProtocol {
 #[derive(Debug)]
 pub struct Upstreams {
     sides: [Side; 2],
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Forwarded>,
     protocol: UpstreamProtocol,
 }
 
@@ -283,7 +282,7 @@ impl Upstreams {
     }
 
     /// The pooled client.
-    pub fn client(&self) -> &Client<HttpConnector, Incoming> {
+    pub fn client(&self) -> &Client<HttpConnector, Forwarded> {
         &self.client
     }
 

@@ -148,3 +148,31 @@ async fn a_stop_inside_a_hold_answers_every_held_and_new_request() {
     forwarding.stop();
     assert_eq!(forwarded(forwarding.admit(0)).0, Color::Green);
 }
+
+#[tokio::test]
+async fn body_bytes_read_while_held_count_until_the_release() {
+    let gate = Gate::new(Color::Blue, LIMITS);
+    gate.hold();
+    let declared = held(gate.admit(300));
+    let mut chunked = held(gate.admit(0));
+    assert!(chunked.hold_more(600));
+    assert!(!chunked.hold_more(200), "300 + 600 + 200 > 1000 bytes");
+    assert_eq!(gate.snapshot().held_bytes, 1_100, "read, so counted");
+    assert!(matches!(gate.admit(0), Admission::Refused(NotHeld::Bytes)));
+    // Leaving frees what was read too.
+    drop(chunked);
+    assert_eq!(gate.snapshot().held_bytes, 300);
+    drop(declared);
+
+    let mut late = held(gate.admit(0));
+    gate.release(Color::Green);
+    assert!(late.hold_more(10_000), "released: nothing is held any more");
+    assert_eq!(gate.snapshot().held_bytes, 0);
+    match late.released().await {
+        Release::Forward(color, _) => assert_eq!(color, Color::Green),
+        other => panic!("expected Forward, got {other:?}"),
+    }
+    drop(late);
+    let snapshot = gate.snapshot();
+    assert_eq!((snapshot.held, snapshot.in_flight), (0, 0));
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod raw;
+
 use std::{
     convert::Infallible,
     net::SocketAddr,
@@ -25,8 +27,9 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-/// A backend: answers its colour's name, `/slow?ms=N` after N ms, `/healthz` with 200.
-/// It records when each non-health request arrived and the headers it saw.
+/// A backend: answers its colour's name (the request's path in `x-path`), `/slow?ms=N` after
+/// N ms, `/healthz` with 200. It records when each non-health request arrived, the headers it
+/// saw and its body.
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: &'static str,
@@ -43,6 +46,9 @@ pub struct Seen {
     pub via: Option<String>,
     pub host: Option<String>,
     pub body_len: usize,
+    pub body: Bytes,
+    /// Bytes of its head's header lines (names and values).
+    pub header_bytes: usize,
     pub version: http::Version,
 }
 
@@ -111,6 +117,12 @@ async fn answer(
         via: header("via"),
         host: header("host"),
         body_len: body.len(),
+        body: body.clone(),
+        header_bytes: parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum(),
         version: parts.version,
     });
     if let Some(ms) = parts
@@ -122,9 +134,9 @@ async fn answer(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let mut response = Response::new(Full::new(Bytes::from(name)));
-    response
-        .headers_mut()
-        .insert("x-backend", name.parse().unwrap());
+    let headers = response.headers_mut();
+    headers.insert("x-backend", name.parse().unwrap());
+    headers.insert("x-path", parts.uri.path().parse().unwrap());
     Ok(response)
 }
 
