@@ -70,8 +70,9 @@ pub async fn serve_http<F, Fut, B>(
     .await;
 }
 
-/// hyper's server within `bounds`: request heads of at most `max_header_bytes` (`431` past
-/// it) arriving within `header_timeout`, at most `max_streams` streams per HTTP/2 connection.
+/// hyper's server within `bounds`: HTTP/1.1 request heads of at most `max_header_bytes`
+/// (`431` past it) arriving within `header_timeout`; at most `max_streams` streams per
+/// HTTP/2 connection, and header lists of twice `max_header_bytes`.
 pub fn http_builder(bounds: &Bounds) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -83,7 +84,11 @@ pub fn http_builder(bounds: &Bounds) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(bounds.max_streams)
-        .max_header_list_size(u32::try_from(bounds.max_header_bytes).unwrap_or(u32::MAX));
+        // Twice the HTTP/1.1 bound: HTTP/2 counts 32 bytes more a field, and a proxy in front
+        // (h2c to its backends) adds its own fields to a head it took within the same bound.
+        // An h2c client over the list size gets its whole connection closed, every stream on
+        // it failing, so the bound must not be met by a head the proxy passes on.
+        .max_header_list_size(u32::try_from(bounds.max_header_bytes * 2).unwrap_or(u32::MAX));
     builder
 }
 

@@ -175,7 +175,9 @@ impl Node {
             .initial_connection_window_size(cutover_proto::CONNECTION_WINDOW_BYTES)
             .max_frame_size(cutover_proto::MAX_FRAME_BYTES)
             .max_concurrent_streams(bounds.max_streams)
-            .http2_max_header_list_size(u32::try_from(bounds.max_header_bytes).unwrap_or(u32::MAX))
+            .http2_max_header_list_size(
+                u32::try_from(bounds.max_header_bytes * 2).unwrap_or(u32::MAX),
+            )
             .add_routes(extra)
             .add_service(SourceRoutes::new(store.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(

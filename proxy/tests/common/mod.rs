@@ -62,7 +62,12 @@ impl Backend {
         tokio::spawn(cutover_daemon::serve::serve_http(
             listener,
             "http",
-            cutover_daemon::Bounds::default(),
+            // Any head the proxy passes on (it adds `Via` and `X-Forwarded-For` to heads of up
+            // to its own 64 KiB), so that a test sees what the proxy does.
+            cutover_daemon::Bounds {
+                max_header_bytes: 1 << 20,
+                ..cutover_daemon::Bounds::default()
+            },
             cancel.clone(),
             move |request| answer(name, Arc::clone(&log), request),
         ));
