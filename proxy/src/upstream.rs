@@ -27,8 +27,10 @@ use crate::{forward::Forwarded, metrics as m, workers};
 
 /// How long a connection to a backend may take before the request fails with 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an idle pooled connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long an idle pooled connection is kept: less than `cutover node`'s default
+/// `--header-timeout` (30 s), after which the node closes an idle keep-alive connection, so
+/// that the proxy does not pick a connection the node is closing at that moment.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a health check may take before the backend counts as down.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
