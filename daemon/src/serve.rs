@@ -14,6 +14,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use http::{Request, Response};
@@ -38,6 +39,9 @@ use crate::{
     closing::{self, Closing},
     metrics as m,
 };
+
+/// How often a listener at its connection limit says so in the log.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The error of a served hyper connection.
 pub type ConnectionError = Box<dyn StdError + Send + Sync>;
@@ -142,8 +146,9 @@ pub async fn accept(
     let graceful = GracefulShutdown::new();
     let places = Arc::new(Semaphore::new(bounds.max_connections.max(1)));
     let closed = CancellationToken::new();
+    let mut warned = None;
     loop {
-        let Some(permit) = place(&places, port, &bounds, &cancel).await else {
+        let Some(permit) = place(&places, port, &bounds, &cancel, &mut warned).await else {
             break;
         };
         let (stream, peer) = tokio::select! {
@@ -191,22 +196,26 @@ pub async fn accept(
 }
 
 /// A place for one more connection; waits (not accepting) while every place is taken.
-/// `None` once `cancel` fires.
+/// `None` once `cancel` fires. Warns at most every [`WARN_EVERY`] (`warned`: when it last did).
 async fn place(
     places: &Arc<Semaphore>,
     port: &'static str,
     bounds: &Bounds,
     cancel: &CancellationToken,
+    warned: &mut Option<Instant>,
 ) -> Option<OwnedSemaphorePermit> {
     if let Ok(permit) = Arc::clone(places).try_acquire_owned() {
         return Some(permit);
     }
     metrics::counter!(m::CONNECTION_LIMIT_REACHED, "port" => port).increment(1);
-    tracing::warn!(
-        port,
-        max_connections = bounds.max_connections,
-        "connection limit reached: not accepting until a connection closes"
-    );
+    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+        *warned = Some(Instant::now());
+        tracing::warn!(
+            port,
+            max_connections = bounds.max_connections,
+            "connection limit reached: not accepting until a connection closes"
+        );
+    }
     tokio::select! {
         () = cancel.cancelled() => None,
         permit = Arc::clone(places).acquire_owned() => permit.ok(),
