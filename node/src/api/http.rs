@@ -4,6 +4,7 @@
 //! - `GET /v1/{collection}/{id}` → 200 with exactly the stored JSON, or 404
 //! - `DELETE /v1/{collection}/{id}` → 200 `{"version","seq"}`, or 404
 //! - `GET /v1/{collection}?after={id}&limit={n}` → a page in id order
+//! - `GET /openapi.json`: this API described in OpenAPI 3.1 ([`openapi`](super::openapi))
 //! - `GET /healthz`, `/readyz`, `/metrics`, and the pages given to [`HttpApi::with_pages`]
 //!   (the status page of an engine running inside the node), but not to a request that came
 //!   through a proxy: the service's clients do not see it
@@ -34,6 +35,7 @@ use super::{
     blocking,
     forward::relay,
     listing::{self, Entry, page_reply},
+    openapi,
     request::{decode, list_query, precondition},
     route::{Place, Routing},
 };
@@ -76,7 +78,7 @@ impl ApiError {
         }
     }
 
-    fn reply(self) -> Reply {
+    pub(super) fn reply(self) -> Reply {
         #[derive(Serialize)]
         struct Body<'a> {
             error: &'a str,
@@ -238,6 +240,9 @@ impl HttpApi {
         }
         if let Some(reply) = ops::respond(request.method(), &path, &self.readiness) {
             return (Route::Ops, Ok(reply));
+        }
+        if path == openapi::PATH {
+            return (Route::Ops, openapi::respond(request.method()));
         }
         // The page is for operators who reach this node directly, not for the service's
         // clients: a request that came through a proxy (it carries `Via` or
