@@ -512,12 +512,13 @@ fn a_node_with_another_cluster_file_gets_421_and_its_peers_are_not_ready() {
     );
     for i in 0..3 {
         let addr = colour.node(i).http;
-        let why = wait_until(&format!("n{i} not ready"), Duration::from_secs(10), || {
+        let ready = wait_until(&format!("n{i} not ready"), Duration::from_secs(10), || {
             let ready = http::get(addr, "/readyz").ok()?;
-            (ready.status == 503).then(|| ready.text())
+            (ready.status == 503).then_some(ready)
         })
         .expect("not ready");
-        assert!(why.contains("cluster hash"), "{why}");
+        assert!(ready.text().contains("cluster hash"), "{}", ready.text());
+        assert_eq!(ready.header("content-type"), Some("text/plain"));
     }
     http::assert_metrics(
         colour.node(0).http,

@@ -236,6 +236,10 @@ impl HttpApi {
         {
             let mut reply = Response::new(Full::new(Bytes::from(format!("not ready: {why}\n"))));
             *reply.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            // As every other `/readyz` answer (`ops::respond`).
+            reply
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             return (Route::Ops, Ok(reply));
         }
         if let Some(reply) = ops::respond(request.method(), &path, &self.readiness) {
