@@ -410,9 +410,9 @@ fn bad_requests(seen: &mut Seen<'_>, a: SocketAddr) {
         ("cutover-cluster", "another"),
     ];
     for (path, template) in [("/v1/c/x", DOCUMENT), ("/v1/c", LISTING)] {
-        for method in ["GET", "PUT", "DELETE"]
+        for method in ["GET", "PUT", "DELETE", "POST"]
             .into_iter()
-            .filter(|m| template == DOCUMENT || *m == "GET")
+            .filter(|m| template == DOCUMENT || matches!(*m, "GET" | "POST"))
         {
             let answer = send(a, method, path, &elsewhere, "{}");
             seen.expect(template, method, 421, "cluster_mismatch", answer);
@@ -565,6 +565,9 @@ fn in_a_cluster(seen: &mut Seen<'_>, cluster: &crate::Cluster) {
         seen.expect(DOCUMENT, method, 503, "owner_unavailable", answer);
     }
     seen.expect(DOCUMENT, "HEAD", 503, "", send(a, "HEAD", &theirs, &[], ""));
+    // A method no node serves is refused where it lands, not forwarded to the owner.
+    let post = send(a, "POST", &theirs, &[], "{}");
+    seen.expect(DOCUMENT, "POST", 405, "method_not_allowed", post);
     seen.expect(
         LISTING,
         "GET",

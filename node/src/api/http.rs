@@ -44,6 +44,9 @@ use crate::{
     store::{ClientWrite, Store, StoreError},
 };
 
+/// The methods of a document.
+const DOCUMENT_METHODS: &str = "GET, HEAD, PUT, DELETE";
+
 /// Default largest request body.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
 
@@ -294,6 +297,14 @@ impl HttpApi {
         id: &str,
         sender: Option<&str>,
     ) -> Result<Reply, ApiError> {
+        // Refused before anything else, here as on the owner: forwarding it would only fetch
+        // the owner's 405, or a 503 while the owner is down.
+        if !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        ) {
+            return Err(method_not_allowed(DOCUMENT_METHODS));
+        }
         let collection = decode(collection, "bad_collection")?;
         let id = decode(id, "bad_id")?;
         if let Some(routing) = &self.cluster
@@ -408,7 +419,7 @@ impl HttpApi {
                 etag(&mut reply, out.version);
                 Ok(reply)
             }
-            _ => Err(method_not_allowed("GET, HEAD, PUT, DELETE")),
+            _ => Err(method_not_allowed(DOCUMENT_METHODS)),
         }
     }
 
