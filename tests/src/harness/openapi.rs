@@ -158,6 +158,14 @@ impl Description {
     fn check_operations(&self) -> anyhow::Result<()> {
         let operations = self.operations();
         ensure!(!operations.is_empty(), "no operations");
+        let ids: BTreeSet<&str> = operations
+            .iter()
+            .filter_map(|(_, _, o)| o["operationId"].as_str())
+            .collect();
+        for link in self.links() {
+            let target = link["operationId"].as_str().unwrap_or_default();
+            ensure!(ids.contains(target), "a link to no operation: {link}");
+        }
         for (path, method, operation) in operations {
             let responses = operation["responses"].as_object();
             ensure!(
@@ -185,6 +193,29 @@ impl Description {
             }
         }
         Ok(())
+    }
+
+    /// Every link of every response (those of `components.responses` included).
+    fn links(&self) -> Vec<&Value> {
+        let mut responses: Vec<&Value> = self.root["components"]["responses"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(_, r)| r)
+            .collect();
+        for (_, _, operation) in self.operations() {
+            responses.extend(
+                operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, r)| r),
+            );
+        }
+        responses
+            .into_iter()
+            .flat_map(|r| r["links"].as_object().into_iter().flatten().map(|(_, l)| l))
+            .collect()
     }
 
     /// Follows `value`'s `$ref`, if it has one (and the one it leads to).
@@ -419,6 +450,15 @@ mod tests {
         assert!(format!("{error:#}").contains("leads nowhere"), "{error:#}");
         let no_param = TINY.replace("\"name\": \"x\"", "\"name\": \"y\"");
         assert!(Description::parse(&no_param).is_err(), "{{x}} undeclared");
+        let linked = TINY.replace(
+            "\"description\": \"ok\",",
+            "\"description\": \"ok\", \"links\": {\"L\": {\"operationId\": \"nothing\"}},",
+        );
+        let error = Description::parse(&linked).expect_err("a link to nothing");
+        assert!(
+            format!("{error:#}").contains("a link to no operation"),
+            "{error:#}"
+        );
         let old = TINY.replace("3.1.0", "3.0.3");
         assert!(Description::parse(&old).is_err(), "3.0 is not 3.1");
         let description = Description::parse(TINY).expect("consistent");
