@@ -1,9 +1,25 @@
 //! One error classification for every boundary, mapped once to both an HTTP status and a gRPC
 //! code, so no handler builds a status by hand and HTTP and gRPC callers see the same answer.
 
-/// What kind of failure an error is, independent of the protocol that reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
+/// Declares [`ErrorCode`] and [`ErrorCode::ALL`] from one list, so that no code can be
+/// missing from `ALL`: the tests that check every code an API answers is documented (the
+/// node's OpenAPI description) iterate it.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $code:ident,)*) => {
+        /// What kind of failure an error is, independent of the protocol that reports it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $code,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$code,)*];
+        }
+    };
+}
+
+error_codes! {
     /// The request is malformed: bad JSON, a bad name, an out-of-range value.
     InvalidArgument,
     /// The thing asked for does not exist.
@@ -101,5 +117,18 @@ pub trait Classify: std::error::Error {
     /// The error as a gRPC status whose message is the error's display text.
     fn to_status(&self) -> tonic::Status {
         tonic::Status::new(self.code().grpc_code(), self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_holds_every_code_once_with_a_name_of_its_own() {
+        let names: std::collections::HashSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "{names:?}");
+        assert!(ErrorCode::ALL.contains(&ErrorCode::Internal));
     }
 }

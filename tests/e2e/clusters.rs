@@ -65,7 +65,11 @@ fn distinct_addrs(count: usize) -> Vec<SocketAddr> {
 }
 
 /// Writes a balanced file for `names` over `partitions` with `cutover cluster init`.
-fn init_file(cluster: &Cluster, names: &[&str], partitions: u32) -> (PathBuf, Vec<SocketAddr>) {
+pub(crate) fn init_file(
+    cluster: &Cluster,
+    names: &[&str],
+    partitions: u32,
+) -> (PathBuf, Vec<SocketAddr>) {
     init_file_on(cluster, "127.0.0.1", names, partitions)
 }
 
@@ -98,7 +102,7 @@ fn init_file_on(
 }
 
 /// Starts node `name` of the colour's file `file` (its addresses from the file).
-fn start(
+pub(crate) fn start(
     cluster: &Cluster,
     file: &std::path::Path,
     name: &str,
@@ -512,12 +516,13 @@ fn a_node_with_another_cluster_file_gets_421_and_its_peers_are_not_ready() {
     );
     for i in 0..3 {
         let addr = colour.node(i).http;
-        let why = wait_until(&format!("n{i} not ready"), Duration::from_secs(10), || {
+        let ready = wait_until(&format!("n{i} not ready"), Duration::from_secs(10), || {
             let ready = http::get(addr, "/readyz").ok()?;
-            (ready.status == 503).then(|| ready.text())
+            (ready.status == 503).then_some(ready)
         })
         .expect("not ready");
-        assert!(why.contains("cluster hash"), "{why}");
+        assert!(ready.text().contains("cluster hash"), "{}", ready.text());
+        assert_eq!(ready.header("content-type"), Some("text/plain"));
     }
     http::assert_metrics(
         colour.node(0).http,
@@ -643,7 +648,7 @@ fn bad_cluster_files_stop_the_node_naming_the_line_and_partitions() {
 }
 
 /// The first id `d0`, `d1`, … whose partition `layout` gives to node `name`.
-fn first_id_owned_by(layout: &Layout, name: &str) -> String {
+pub(crate) fn first_id_owned_by(layout: &Layout, name: &str) -> String {
     (0..)
         .map(|n| format!("d{n}"))
         .find(|id| {

@@ -19,6 +19,7 @@ mod cutover;
 mod engine;
 mod node;
 mod offline;
+mod openapi;
 mod page;
 mod prometheus;
 mod proxy;

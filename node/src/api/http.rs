@@ -4,6 +4,7 @@
 //! - `GET /v1/{collection}/{id}` → 200 with exactly the stored JSON, or 404
 //! - `DELETE /v1/{collection}/{id}` → 200 `{"version","seq"}`, or 404
 //! - `GET /v1/{collection}?after={id}&limit={n}` → a page in id order
+//! - `GET /openapi.json`: this API described in OpenAPI 3.1 ([`openapi`](super::openapi))
 //! - `GET /healthz`, `/readyz`, `/metrics`, and the pages given to [`HttpApi::with_pages`]
 //!   (the status page of an engine running inside the node), but not to a request that came
 //!   through a proxy: the service's clients do not see it
@@ -34,6 +35,7 @@ use super::{
     blocking,
     forward::relay,
     listing::{self, Entry, page_reply},
+    openapi,
     request::{decode, list_query, precondition},
     route::{Place, Routing},
 };
@@ -41,6 +43,9 @@ use crate::{
     metrics as m,
     store::{ClientWrite, Store, StoreError},
 };
+
+/// The methods of a document.
+const DOCUMENT_METHODS: &str = "GET, HEAD, PUT, DELETE";
 
 /// Default largest request body.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -76,7 +81,7 @@ impl ApiError {
         }
     }
 
-    fn reply(self) -> Reply {
+    pub(super) fn reply(self) -> Reply {
         #[derive(Serialize)]
         struct Body<'a> {
             error: &'a str,
@@ -242,10 +247,17 @@ impl HttpApi {
         {
             let mut reply = Response::new(Full::new(Bytes::from(format!("not ready: {why}\n"))));
             *reply.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            // As every other `/readyz` answer (`ops::respond`).
+            reply
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             return (Route::Ops, Ok(reply));
         }
         if let Some(reply) = ops::respond(request.method(), &path, &self.readiness) {
             return (Route::Ops, Ok(reply));
+        }
+        if path == openapi::PATH {
+            return (Route::Ops, openapi::respond(request.method()));
         }
         // The page is for operators who reach this node directly, not for the service's
         // clients: a request that came through a proxy (it carries `Via` or
@@ -293,6 +305,14 @@ impl HttpApi {
         id: &str,
         sender: Option<&str>,
     ) -> Result<Reply, ApiError> {
+        // Refused before anything else, here as on the owner: forwarding it would only fetch
+        // the owner's 405, or a 503 while the owner is down.
+        if !matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        ) {
+            return Err(method_not_allowed(DOCUMENT_METHODS));
+        }
         let collection = decode(collection, "bad_collection")?;
         let id = decode(id, "bad_id")?;
         if let Some(routing) = &self.cluster
@@ -407,7 +427,7 @@ impl HttpApi {
                 etag(&mut reply, out.version);
                 Ok(reply)
             }
-            _ => Err(method_not_allowed("GET, HEAD, PUT, DELETE")),
+            _ => Err(method_not_allowed(DOCUMENT_METHODS)),
         }
     }
 

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod forward;
 pub mod http;
 mod listing;
+pub mod openapi;
 mod pull_wire;
 mod request;
 pub mod route;

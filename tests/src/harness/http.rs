@@ -81,6 +81,21 @@ pub fn request(
     parse(&raw).with_context(|| format!("{method} {path}"))
 }
 
+/// Sends `raw`, a whole request exactly as given (a malformed one, a head that is too
+/// large), to `addr` and reads the answer. Writing may fail when the server answers and
+/// closes before reading everything: what it answered is still read.
+pub fn raw(addr: SocketAddr, raw: &[u8]) -> anyhow::Result<HttpResponse> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, TIMEOUT).with_context(|| format!("connecting {addr}"))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let _ = stream.write_all(raw);
+    let answer = read_response(&mut stream);
+    let line = raw.split(|b| *b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+    parse(&answer).with_context(|| format!("{line}…"))
+}
+
 /// Reads one response: until its body is complete (by `Content-Length`, or the last chunk),
 /// or until the server closes or the read times out. A server may keep the connection open
 /// after answering, despite `Connection: close` (chromedriver does), so reading to the end

@@ -4,6 +4,7 @@ mod browser;
 mod cluster;
 pub mod http;
 mod node;
+pub mod openapi;
 mod orchestrator;
 mod process;
 mod proxy;
