@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cutover_tests::harness::{Daemon, http, wait_until};
+use cutover_tests::harness::{Daemon, http, openapi::Description, wait_until};
 
 use crate::cluster;
 
@@ -351,6 +351,8 @@ fn past_max_queued_writes_a_write_is_refused_503_overloaded_and_not_written() {
     let node = cluster
         .start_node("n", &["--max-queued-writes", "1", "--sync", "always"])
         .expect("node");
+    let description = Description::parse(include_str!("../../node/openapi.json"))
+        .expect("the node's description");
     // Bursts of concurrent writes until one finds the queue full (each group commit waits
     // for an fsync, so a burst of 64 fills a queue of 1 almost at once).
     let mut refused = Vec::new();
@@ -375,6 +377,10 @@ fn past_max_queued_writes_a_write_is_refused_503_overloaded_and_not_written() {
             match answer.status {
                 201 => accepted.push(path),
                 503 => {
+                    if let Err(problem) = description.check("/v1/{collection}/{id}", "PUT", &answer)
+                    {
+                        panic!("{path}: the 503 is not as node/openapi.json says: {problem:#}");
+                    }
                     assert_eq!(answer.header("retry-after"), Some("1"));
                     let body = answer.json().expect("JSON");
                     assert_eq!(body["error"], "overloaded", "{body}");
