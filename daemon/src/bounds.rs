@@ -27,6 +27,17 @@ pub struct Bounds {
 impl Bounds {
     /// The smallest `max_header_bytes` hyper can work with.
     pub const MIN_HEADER_BYTES: usize = 8 << 10;
+    /// The largest `max_header_bytes` a daemon takes.
+    pub const MAX_HEADER_BYTES: usize = 16 << 20;
+
+    /// The bound of an HTTP/2 header list: twice `max_header_bytes`, since HTTP/2 counts 32
+    /// bytes more a field, and a proxy in front (h2c to its backends) adds its own fields to a
+    /// head it took within the same bound. An h2c client over a server's bound gets its whole
+    /// connection closed, every stream on it failing, so a head the proxy passes on must not
+    /// meet it.
+    pub fn http2_header_list_bytes(&self) -> u32 {
+        u32::try_from(self.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX)
+    }
 }
 
 impl Default for Bounds {

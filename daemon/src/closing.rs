@@ -95,7 +95,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = self.stream().poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        // Blank lines between requests are allowed and ignored (RFC 9112, 2.2): not a head.
+        let began = buf.filled()[before..]
+            .iter()
+            .any(|b| !matches!(b, b'\r' | b'\n'));
+        if matches!(polled, Poll::Ready(Ok(()))) && began {
             self.shared.mid_request.store(true, Ordering::Relaxed);
         }
         polled
@@ -174,7 +178,7 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     {
         return;
     }
-    let mut discard = vec![0; 16 << 10];
+    let mut discard = [0; 4 << 10];
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, stream.read(&mut discard)).await {

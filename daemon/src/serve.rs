@@ -40,6 +40,9 @@ use crate::{
     metrics as m,
 };
 
+/// How long a listener waits after a failed accept (out of file descriptors).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
 /// How often a listener at its connection limit says so in the log.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -62,16 +65,37 @@ pub async fn serve_http<F, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let builder = http_builder(&bounds);
+    let builder = Arc::new(http_builder(&bounds));
+    let stopping = cancel.clone();
     accept(listener, port, bounds, cancel, |accepted, graceful| {
-        let (io, closing) = closing::track(accepted.stream);
-        let connection = builder
-            .serve_connection(TokioIo::new(io), service_fn(handler.clone()))
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(accepted.guard.run(finish(connection, closing)));
+        let (builder, handler) = (Arc::clone(&builder), handler.clone());
+        let (watcher, stopping) = (graceful.watcher(), stopping.clone());
+        tokio::spawn(accepted.guard.run(async move {
+            if !first_byte(&accepted.stream, bounds.header_timeout, &stopping).await {
+                return;
+            }
+            let (io, closing) = closing::track(accepted.stream);
+            let connection = builder
+                .serve_connection(TokioIo::new(io), service_fn(handler))
+                .into_owned();
+            finish(watcher.watch(connection), closing).await;
+        }));
     })
     .await;
+}
+
+/// Waits for a new connection's first byte, for at most `timeout`: hyper's own head timeout
+/// starts only once a byte has come, so a client that connects and sends nothing would keep
+/// its place for ever. `false`: nothing came in time, or the daemon is stopping.
+pub async fn first_byte(
+    stream: &TcpStream,
+    timeout: Duration,
+    stopping: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        ready = tokio::time::timeout(timeout, stream.readable()) => matches!(ready, Ok(Ok(()))),
+        () = stopping.cancelled() => false,
+    }
 }
 
 /// hyper's server within `bounds`: HTTP/1.1 request heads of at most `max_header_bytes`
@@ -88,11 +112,7 @@ pub fn http_builder(bounds: &Bounds) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(bounds.max_streams)
-        // Twice the HTTP/1.1 bound: HTTP/2 counts 32 bytes more a field, and a proxy in front
-        // (h2c to its backends) adds its own fields to a head it took within the same bound.
-        // An h2c client over the list size gets its whole connection closed, every stream on
-        // it failing, so the bound must not be met by a head the proxy passes on.
-        .max_header_list_size(u32::try_from(bounds.max_header_bytes * 2).unwrap_or(u32::MAX));
+        .max_header_list_size(bounds.http2_header_list_bytes());
     builder
 }
 
@@ -156,8 +176,11 @@ pub async fn accept(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // EMFILE or a connection reset before accept: this connection only.
+                    // A connection reset before accept concerns that connection only; out of
+                    // file descriptors (the process's limit is below --max-connections), the
+                    // next accept would fail at once too: let connections close meanwhile.
                     tracing::warn!(%error, port, "accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },

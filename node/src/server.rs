@@ -175,9 +175,7 @@ impl Node {
             .initial_connection_window_size(cutover_proto::CONNECTION_WINDOW_BYTES)
             .max_frame_size(cutover_proto::MAX_FRAME_BYTES)
             .max_concurrent_streams(bounds.max_streams)
-            .http2_max_header_list_size(
-                u32::try_from(bounds.max_header_bytes * 2).unwrap_or(u32::MAX),
-            )
+            .http2_max_header_list_size(bounds.http2_header_list_bytes())
             .add_routes(extra)
             .add_service(SourceRoutes::new(store.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -197,6 +195,13 @@ impl Node {
                 cancel.clone().cancelled_owned(),
             );
         let gauges = tokio::spawn(refresh_gauges(store.clone(), cancel.child_token()));
+        let stop_began = tokio::spawn({
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancelled().await;
+                std::time::Instant::now()
+            }
+        });
 
         self.readiness.set_ready();
         tracing::info!(
@@ -209,11 +214,24 @@ impl Node {
         // The gRPC server only returns early on error; make the rest stop too.
         cancel.cancel();
         let _ = http_task.await;
-        let _ = gauges.await;
+        // Not awaited: it may be inside a count of the live documents, a full scan.
+        gauges.abort();
         if let Some(agreement) = agreement {
             let _ = agreement.await;
         }
-        let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+        // Past half the grace (a client held the drain), the memtables stay unflushed: the
+        // process must exit within its grace, and the synced log holds every write anyway.
+        let late = stop_began
+            .await
+            .is_ok_and(|began| began.elapsed() >= bounds.grace / 2);
+        let flushed = tokio::task::spawn_blocking(move || {
+            if late {
+                store.flush_wal()
+            } else {
+                store.flush()
+            }
+        })
+        .await;
         grpc_result?;
         match flushed {
             Ok(result) => result?,

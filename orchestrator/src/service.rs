@@ -191,6 +191,7 @@ pub async fn serve(
         .await;
     tonic::transport::Server::builder()
         .max_concurrent_streams(bounds.max_streams)
+        .http2_max_header_list_size(bounds.http2_header_list_bytes())
         .add_routes(routes(engine, token))
         .add_service(health_service)
         .add_service(cutover_proto::reflection())

@@ -33,7 +33,7 @@ use std::{
 use cutover_daemon::{
     Bounds,
     closing::{self, Closing},
-    serve::{ConnectionError, accept, finish, http_builder},
+    serve::{ConnectionError, accept, finish, first_byte, http_builder},
 };
 use http::{HeaderValue, header};
 use hyper::service::service_fn;
@@ -139,18 +139,14 @@ impl Client {
         cancel: CancellationToken,
     ) {
         let arrived = Instant::now();
-        let first = tokio::select! {
-            ready = stream.readable() => ready.is_ok(),
-            () = cancel.cancelled() => false,
-        };
-        let admitted = if first {
-            head(&stream).await.map(|bytes| gate.admit(bytes))
-        } else {
-            None
-        };
+        // A client that sends nothing within the head timeout is closed, hold or not.
+        if !first_byte(&stream, self.bounds.header_timeout, &cancel).await {
+            return;
+        }
+        let admitted = head(&stream).await.map(|bytes| gate.admit(bytes));
         let Some(Admission::Held(ticket)) = admitted else {
-            // Not held (HTTP/2, a long head, a shutdown; or the hold ended or is full, and
-            // the request is admitted again): the usual way.
+            // Not held (HTTP/2, a long head; or the hold ended or is full, and the request is
+            // admitted again): the usual way.
             // Boxed: this task waits with thousands of others, and serving takes a larger
             // future than waiting; it is allocated only once this connection is served.
             return Box::pin(self.run(stream, Vec::new(), watcher, cancel)).await;
@@ -211,6 +207,11 @@ impl Client {
                 Ended::ToHyper { stream, prefix } => (stream, prefix),
             }
         } else {
+            // hyper's head timeout starts at the first byte: a silent client is closed here.
+            if prefix.is_empty() && !first_byte(&stream, self.bounds.header_timeout, &cancel).await
+            {
+                return;
+            }
             (stream, prefix)
         };
         let stream = Prefixed::new(prefix, stream);

@@ -80,6 +80,9 @@ pub(crate) struct Relay {
     /// Longest wait for a whole request the relay takes (head and body), and for the next
     /// one on an idle connection (`Bounds::header_timeout`).
     head_timeout: Duration,
+    /// The deadline of the request being read: one timer for the connection's life, moved
+    /// later for each request (which touches no timer wheel), armed only once a read waits.
+    head_timer: Option<Pin<Box<Sleep>>>,
     /// The longest head the relay reads before it gives the request to hyper, which answers
     /// `431` past `Bounds::max_header_bytes`.
     max_head: usize,
@@ -162,6 +165,7 @@ impl Relay {
             response: Vec::new(),
             timer: None,
             head_timeout: bounds.header_timeout,
+            head_timer: None,
             max_head: bounds.max_header_bytes.min(MAX_HEAD),
         }
     }
@@ -191,8 +195,13 @@ impl Relay {
             match self.exchange(&head).await {
                 Ok(true) if !head.close && !self.cancel.is_cancelled() => {}
                 _ => {
-                    // Lingering: what the client still sends must not reset the answer.
-                    closing::linger(self.client).await;
+                    // Lingering: what the client still sends must not reset the answer; a
+                    // shutdown does not wait for it.
+                    let cancel = self.cancel.clone();
+                    tokio::select! {
+                        () = closing::linger(self.client) => {}
+                        () = cancel.cancelled() => {}
+                    }
                     return Ended::Closed;
                 }
             }
@@ -205,6 +214,10 @@ impl Relay {
         loop {
             if !self.input.is_empty() {
                 match parse_request(&self.input) {
+                    // A head that came whole in a read past the bound: hyper answers 431.
+                    Parsed::Complete(head) if head.length > self.max_head => {
+                        return Next::ToHyper;
+                    }
                     Parsed::Complete(head) if head.whole() <= self.input.len() => {
                         return Next::Request(head);
                     }
@@ -218,13 +231,24 @@ impl Relay {
             if self.input.capacity() - self.input.len() < 1024 {
                 self.input.reserve(CLIENT_BUFFER.max(self.input.capacity()));
             }
+            let timer = match &mut self.head_timer {
+                Some(timer) => {
+                    if timer.deadline() != deadline {
+                        timer.as_mut().reset(deadline);
+                    }
+                    timer
+                }
+                None => self
+                    .head_timer
+                    .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
             let read = tokio::select! {
-                // Biased: a read that is ready needs no timer.
+                // Biased: a read that is ready does not poll (register) the timer.
                 biased;
                 read = self.client.read_buf(&mut self.input) => read,
                 // Stopping: an idle connection, or one inside a head or body, closes.
                 () = self.cancel.cancelled() => return Next::Closed,
-                () = tokio::time::sleep_until(deadline) => {
+                () = timer.as_mut() => {
                     return if self.input.is_empty() { Next::Closed } else { Next::TimedOut };
                 }
             };

@@ -86,15 +86,31 @@ fn every_daemon_exits_within_its_grace_with_stuck_and_idle_clients() {
         .start_orchestrator_with("o", &grace)
         .expect("orchestrator");
 
-    // The proxy: one client stuck mid-body (its request is relayed to the node and waits
-    // there), one idle. It stops first, since the node is its backend.
-    let _stuck = stuck_mid_body(proxy.listen, "/v1/c/via-proxy");
+    // The proxy: one client stuck mid-body (chunked, so hyper streams it to the node, where
+    // it waits in flight), one idle. It stops first, since the node is its backend.
+    let mut stuck = connect(proxy.listen);
+    stuck
+        .write_all(
+            b"PUT /v1/c/via-proxy HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\n{\"a\":\r\n",
+        )
+        .expect("a chunk of the body");
+    wait_until(
+        "the stuck request in flight",
+        Duration::from_secs(10),
+        || {
+            let route = http::get(proxy.admin, "/route").ok()?.json().ok()?;
+            (route["in_flight"].as_u64()? >= 1).then_some(())
+        },
+    )
+    .expect("the proxy forwards the stuck request");
     let _idle = idle_keep_alive(proxy.listen);
     let took = terminate_timed(&mut proxy.daemon);
-    assert_within_grace(
-        "the proxy",
-        took,
-        &proxy.daemon.stderr().unwrap_or_default(),
+    let logs = proxy.daemon.stderr().unwrap_or_default();
+    assert_within_grace("the proxy", took, &logs);
+    assert!(
+        took >= GRACE,
+        "the proxy did not wait for the request in flight: {took:?}"
     );
 
     // The orchestrator's HTTP port: a sign-in whose body never ends, and an idle client.
@@ -242,9 +258,16 @@ fn a_slow_head_gets_408_and_a_large_one_431_at_the_node_and_the_proxy() {
         assert!(answer.starts_with("HTTP/1.1 408"), "{to}: {answer:?}");
         assert!(answer.contains("request_timeout"), "{to}: {answer}");
 
-        // An idle keep-alive connection is closed without a word.
+        // An idle keep-alive connection is closed without a word, and so is one that never
+        // sent a byte.
         let mut idle = idle_keep_alive(addr);
         assert_eq!(read_all(&mut idle), "", "{to} answered an idle connection");
+        let mut silent = connect(addr);
+        assert_eq!(
+            read_all(&mut silent),
+            "",
+            "{to} answered a silent connection"
+        );
 
         // A head over 16 KiB: 431; one under it is served.
         for (size, status) in [(20 << 10, "HTTP/1.1 431"), (12 << 10, "HTTP/1.1 404")] {

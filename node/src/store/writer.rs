@@ -75,10 +75,10 @@ impl Queue {
     /// Queues `job`, or refuses it at once when `bound` writes are waiting already.
     pub(super) fn push(&self, job: Job) -> Result<(), StoreError> {
         // Counted before it is sent, so the commit thread never takes more than was counted.
-        let waiting = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         let refused = match self.sender.try_send(job) {
             Ok(()) => {
-                metrics::gauge!(crate::metrics::QUEUED_WRITES).set(waiting as f64);
+                metrics::gauge!(crate::metrics::QUEUED_WRITES).increment(1.0);
                 return Ok(());
             }
             Err(TrySendError::Full(_)) => {
@@ -126,8 +126,8 @@ fn run(inner: &Weak<Inner>, rx: &Receiver<Job>, waiting: &AtomicUsize) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let left = waiting.fetch_sub(group.len(), Ordering::Relaxed) - group.len();
-        metrics::gauge!(crate::metrics::QUEUED_WRITES).set(left as f64);
+        waiting.fetch_sub(group.len(), Ordering::Relaxed);
+        metrics::gauge!(crate::metrics::QUEUED_WRITES).decrement(group.len() as f64);
         let Some(inner) = inner.upgrade() else {
             return;
         };

@@ -20,13 +20,14 @@ pub struct BoundsArgs {
     /// --max-held + 1000].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
-    /// Longest wait for a request's head (and for the next request on an idle keep-alive
-    /// connection), e.g. 30s; a head not complete by then is answered 408, an idle connection
-    /// is closed.
+    /// Longest wait for a request's head from its first byte (a proxy's relay: its head and a
+    /// body of up to 64KiB), for a new connection's first byte, and for the next request on an
+    /// idle keep-alive connection, e.g. 30s; a head not complete by then is answered 408, a
+    /// silent or idle connection is closed.
     #[arg(long, default_value = "30s", value_parser = values::positive_duration)]
     pub header_timeout: Duration,
-    /// Largest request head (request line and headers), e.g. 64KiB, at least 8KiB; a larger
-    /// one is answered 431.
+    /// Largest request head (request line and headers), e.g. 64KiB, from 8KiB to 16MiB; a
+    /// larger one is answered 431 (HTTP/2 header lists may be twice this).
     #[arg(long, default_value = "64KiB", value_parser = values::bytes)]
     pub max_header_bytes: u64,
     /// Most concurrent HTTP/2 streams a client may open on one connection (gRPC, h2c).
@@ -37,7 +38,18 @@ pub struct BoundsArgs {
 impl BoundsArgs {
     /// The bounds these flags give, with `connections` when --max-connections is not given.
     pub fn bounds(&self, connections: usize) -> Result<Bounds, CliError> {
-        let min = Bounds::MIN_HEADER_BYTES as u64;
+        let (min, max) = (
+            Bounds::MIN_HEADER_BYTES as u64,
+            Bounds::MAX_HEADER_BYTES as u64,
+        );
+        if self.max_header_bytes > max {
+            return Err(anyhow!(
+                "--max-header-bytes {} is over the most a daemon takes ({max} bytes, 16MiB): \
+                 give at most 16MiB",
+                self.max_header_bytes
+            )
+            .into());
+        }
         if self.max_header_bytes < min {
             return Err(anyhow!(
                 "--max-header-bytes {} is below the least a server can parse with ({min} bytes, \
@@ -101,6 +113,8 @@ mod tests {
     fn refuses_bounds_a_server_cannot_keep() {
         let small = parse(&["--max-header-bytes=4KiB"]).expect_err("too small");
         assert!(small.contains("--max-header-bytes 4096"), "{small}");
+        let large = parse(&["--max-header-bytes=17MiB"]).expect_err("too large");
+        assert!(large.contains("give at most 16MiB"), "{large}");
         assert!(parse(&["--max-connections=0"]).is_err());
         assert!(parse(&["--max-streams=0"]).is_err());
         assert!(parse(&["--header-timeout=0s"]).is_err());

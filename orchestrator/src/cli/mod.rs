@@ -138,7 +138,11 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(codes::FAILED);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(cli.command));
+    // What is still running once the command is done (a blocking read a daemon's shutdown
+    // left behind) gets a moment, not for ever: a daemon must exit within its grace.
+    runtime.shutdown_timeout(RUNTIME_LEFTOVERS);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -146,6 +150,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     }
 }
+
+/// How long tasks still running after a command get before the process exits.
+const RUNTIME_LEFTOVERS: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
