@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::{Stage, Value, parse};
-use crate::engine::transform::{Jq, Outcome, Transform};
+use crate::transform::{Jq, Outcome, Transform};
 
 /// Programs in the subset, each run on every object of `OBJECTS`.
 const PROGRAMS: &[&str] = &[

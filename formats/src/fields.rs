@@ -1,4 +1,4 @@
-//! The fast path of [`Jq`](super::transform::Jq): "field programs", the small subset of jq that
+//! The fast path of [`Jq`](crate::transform::Jq): "field programs", the small subset of jq that
 //! most schema changes are written in, run without building a jq value.
 //!
 //! ```text

@@ -6,7 +6,7 @@
 //! - [`Jq`] runs a jq program (the jaq engine), compiled once; exactly one output is a body,
 //!   none is a drop, two or more is an error. Programs in the small subset most schema changes
 //!   are written in (`.a = .b | del(.b)`, `{id, name: .full_name}`) also get a fast path for
-//!   object bodies, see [`super::fields`]: same output as jaq, several times faster.
+//!   object bodies, see [`crate::fields`]: same output as jaq, several times faster.
 //! - [`Transform`] is the trait an embedder implements to plug in native code.
 
 use std::fmt;
@@ -19,7 +19,7 @@ use jaq_core::{
 };
 use jaq_json::Val;
 
-use super::fields;
+use crate::fields;
 
 /// What a transform made of one body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub trait Transform: Send + Sync + fmt::Debug {
 pub enum Runner {
     /// Bodies cross unparsed.
     Identity,
-    /// The field subset's rewrite of top-level fields (see [`super::fields`]), jaq for
+    /// The field subset's rewrite of top-level fields (see [`crate::fields`]), jaq for
     /// bodies that are not objects.
     FastPath,
     /// The jaq engine, for every body.
