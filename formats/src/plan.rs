@@ -28,7 +28,7 @@
 //! rename = "people"                  # the collection's name on green (default: same)
 //! ```
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::Ipv6Addr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
@@ -299,7 +299,7 @@ fn endpoints(field: &str, list: &[String], required: bool) -> Result<(), String>
         let authority = rest.map(|r| r.trim_end_matches('/'));
         let has_port = authority
             .and_then(|a| a.rsplit_once(':'))
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            .is_some_and(|(host, port)| valid_host(host) && valid_port(port));
         if !has_port || authority.is_some_and(|a| a.contains('/')) {
             return Err(format!(
                 "{field}[{i}]: {url:?} is not a gRPC endpoint: write http://HOST:PORT \
@@ -311,6 +311,26 @@ fn endpoints(field: &str, list: &[String], required: bool) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// A DNS name or an IPv4 address, or an IPv6 address in brackets: what the engine's URI
+/// parser takes (the fuzzer found hosts such as ``12`.0.0.1`` that passed here and failed only
+/// when the upgrade dialled them).
+fn valid_host(host: &str) -> bool {
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(ip) => ip.parse::<Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        }
+    }
+}
+
+/// Digits only: `u16::from_str` also takes `+80`, which a URI does not.
+fn valid_port(port: &str) -> bool {
+    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
 }
 
 /// A TOML or schema error as "line L, column C: message".
@@ -374,7 +394,7 @@ sources = ["http://127.0.0.1:7001", "https://blue-2.internal:7001"]
 token_file = "/etc/cutover/blue.token"
 
 [green]
-sinks = ["http://127.0.0.1:7002"]
+sinks = ["http://127.0.0.1:7002", "http://[fd00::2]:7002/"]
 
 [proxies]
 control = ["http://127.0.0.1:9101"]
@@ -420,6 +440,18 @@ rename = "people"
             ),
             (
                 "[blue]\nsources=[\"10.0.0.1:7001\"]\n[green]\nsinks=[\"http://b:1\"]",
+                &["blue.sources[0]", "write http://HOST:PORT"],
+            ),
+            (
+                "[blue]\nsources=[\"http://12`.0.0.1:7001\"]\n[green]\nsinks=[\"http://b:1\"]",
+                &["blue.sources[0]", "12`.0.0.1", "write http://HOST:PORT"],
+            ),
+            (
+                "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:+1\"]",
+                &["green.sinks[0]", "write http://HOST:PORT"],
+            ),
+            (
+                "[blue]\nsources=[\"http://[::1:7001\"]\n[green]\nsinks=[\"http://b:1\"]",
                 &["blue.sources[0]", "write http://HOST:PORT"],
             ),
             (
