@@ -4,9 +4,12 @@
 //! passes over the batch (its length, then each document's length again as it writes). The
 //! bytes are those prost writes for the same `PullResponse` (the tests compare them), so any
 //! gRPC client of the contract reads them.
+//!
+//! It lives with the contract, not in the node, because it is the contract's wire format
+//! written by hand: its fuzz target checks it against prost on whatever prost decodes, and
+//! builds without RocksDB.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use cutover_proto::v1::{PullComplete, PullRequest, PullResponse, pull_response::Kind};
 use prost::{
     Message,
     encoding::{encode_varint, encoded_len_varint},
@@ -16,11 +19,27 @@ use tonic::{
     codec::{Codec, EncodeBuf, Encoder},
 };
 
-use crate::store::keys::Change;
+use crate::v1::{PullComplete, PullRequest, PullResponse, pull_response::Kind};
 
 /// Protobuf framing of one document besides its strings and body, counted against the batch's
 /// byte budget (tags, lengths, version, seq, tombstone flag: at most about 30 bytes).
-pub(super) const DOCUMENT_OVERHEAD: usize = 32;
+pub const DOCUMENT_OVERHEAD: usize = 32;
+
+/// One document as a scan reads it, borrowed from the store's bytes: the fields of a
+/// `Document` but its `seq`, which [`Batch::push`] takes beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentRef<'a> {
+    /// The collection's name.
+    pub collection: &'a str,
+    /// The document's id.
+    pub id: &'a str,
+    /// The document's version.
+    pub version: u64,
+    /// The JSON body (empty for a tombstone).
+    pub body: &'a [u8],
+    /// Whether the change is a delete.
+    pub tombstone: bool,
+}
 
 /// One message of a pull stream, ready for the wire.
 #[derive(Debug)]
@@ -112,7 +131,7 @@ fn put_varint(out: &mut BytesMut, field: u8, value: u64) {
 }
 
 /// Appends `change`, at `seq`, as field 1 of a `DocumentBatch` (a `Document`).
-fn put_document(out: &mut BytesMut, seq: u64, change: &Change<'_>) {
+fn put_document(out: &mut BytesMut, seq: u64, change: &DocumentRef<'_>) {
     let len = bytes_len(change.collection.len())
         + bytes_len(change.id.len())
         + field_len(change.version)
@@ -131,7 +150,8 @@ fn put_document(out: &mut BytesMut, seq: u64, change: &Change<'_>) {
 
 /// A batch being filled. Its buffer is reserved at the first document, so an empty batch
 /// (after the last send) costs nothing.
-pub(super) struct Batch {
+#[derive(Debug)]
+pub struct Batch {
     encoded: BytesMut,
     count: usize,
     last_seq: u64,
@@ -142,7 +162,8 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    pub(super) fn new(max_documents: usize, max_bytes: u64) -> Self {
+    /// An empty batch of at most `max_documents` (at least 1) and `max_bytes` of budget.
+    pub fn new(max_documents: usize, max_bytes: u64) -> Self {
         Self {
             encoded: BytesMut::new(),
             count: 0,
@@ -153,22 +174,26 @@ impl Batch {
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    /// Whether no document was pushed since the last [`take`](Self::take).
+    pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    pub(super) fn cost(change: &Change<'_>) -> usize {
+    /// What `change` counts against the byte budget.
+    pub fn cost(change: &DocumentRef<'_>) -> usize {
         change.body.len() + change.collection.len() + change.id.len() + DOCUMENT_OVERHEAD
     }
 
     /// Whether `change` may join: a batch stays within its document count and its bytes, but
     /// for a single document larger than the byte budget, which goes alone.
-    pub(super) fn fits(&self, change: &Change<'_>) -> bool {
+    pub fn fits(&self, change: &DocumentRef<'_>) -> bool {
         self.is_empty()
             || (self.count < self.max_documents && self.size + Self::cost(change) <= self.max_bytes)
     }
 
-    pub(super) fn push(&mut self, seq: u64, change: &Change<'_>) {
+    /// Encodes `change` at `seq` into the batch (whether it [`fits`](Self::fits) is the
+    /// caller's to ask first).
+    pub fn push(&mut self, seq: u64, change: &DocumentRef<'_>) {
         if self.is_empty() {
             let documents = self.max_documents.min(4096);
             let bytes = self.max_bytes.min(4 << 20);
@@ -181,7 +206,7 @@ impl Batch {
     }
 
     /// The batch so far, leaving it empty.
-    pub(super) fn take(&mut self) -> EncodedBatch {
+    pub fn take(&mut self) -> EncodedBatch {
         self.size = 0;
         EncodedBatch {
             documents: std::mem::take(&mut self.encoded).freeze(),
@@ -227,12 +252,11 @@ impl Encoder for PullEncoder {
 
 #[cfg(test)]
 mod tests {
-    use cutover_proto::v1::{Document, DocumentBatch};
-
     use super::*;
+    use crate::v1::{Document, DocumentBatch};
 
-    fn change<'a>(collection: &'a str, id: &'a str, body: &'a [u8]) -> Change<'a> {
-        Change {
+    fn change<'a>(collection: &'a str, id: &'a str, body: &'a [u8]) -> DocumentRef<'a> {
+        DocumentRef {
             version: 1,
             tombstone: false,
             collection,
@@ -313,16 +337,16 @@ mod tests {
         let long_body = vec![b'b'; 20_000];
         let changes = [
             change("c", "a", b"{}"),
-            Change {
+            DocumentRef {
                 tombstone: true,
                 body: b"",
                 ..change("users", "gone", b"")
             },
-            Change {
+            DocumentRef {
                 version: u64::MAX,
                 ..change("x", &long_id, &long_body)
             },
-            Change {
+            DocumentRef {
                 version: 0,
                 ..change("", "", b"")
             },

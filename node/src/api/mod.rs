@@ -5,7 +5,6 @@ pub mod admin;
 pub mod forward;
 pub mod http;
 mod listing;
-mod pull_wire;
 mod request;
 pub mod route;
 pub mod sink;
