@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    Chunked, Framing, Parsed, parse_request, parse_response, response_framing,
-    rewrite_request, rewrite_response,
+    Chunked, Framing, Parsed, parse_request, parse_response, response_framing, rewrite_request,
+    rewrite_response,
 };
 
 /// The longest request or response head the relay reads.
