@@ -16,6 +16,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cutover_descriptor.bin"));
 
 mod color;
+pub mod pull_wire;
 
 /// HTTP/2 flow-control window of one stream, for every cutover client and server: a 1 MiB
 /// batch then crosses without waiting on WINDOW_UPDATE round trips (the default is 64 KiB).

@@ -272,7 +272,7 @@ async fn head(stream: &TcpStream) -> Option<u64> {
     declared_bytes(&buffer[..peeked])
 }
 
-fn declared_bytes(head: &[u8]) -> Option<u64> {
+pub(crate) fn declared_bytes(head: &[u8]) -> Option<u64> {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0";
     if head.is_empty() || PREFACE.starts_with(&head[..head.len().min(PREFACE.len())]) {
         return None;

@@ -26,6 +26,10 @@ pub mod server;
 pub mod upstream;
 mod workers;
 
+// The relay's head parsing and body framing, for the fuzz targets only.
+#[doc(hidden)]
+pub use relay::wire as relay_wire;
+
 pub use control::HoldConfig;
 pub use hold::Limits;
 pub use route::{Epoch, RouteState};

@@ -12,6 +12,9 @@
 //! and that connection stays with hyper, which streams bodies both ways at once: both paths
 //! admit through the same gate, so a hold treats them alike.
 
+#[doc(hidden)]
+pub mod wire;
+
 use std::{
     io,
     net::SocketAddr,

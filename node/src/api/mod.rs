@@ -6,7 +6,6 @@ pub mod forward;
 pub mod http;
 mod listing;
 pub mod openapi;
-mod pull_wire;
 mod request;
 pub mod route;
 pub mod sink;

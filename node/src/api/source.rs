@@ -3,10 +3,13 @@
 
 use std::{convert::Infallible, ops::ControlFlow, pin::Pin};
 
-use cutover_proto::v1::{
-    CollectionInfo, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse, LagRequest,
-    LagResponse, PartitionDigest, PullComplete, PullRequest, PullResponse,
-    source_server::{SERVICE_NAME, Source, SourceServer},
+use cutover_proto::{
+    pull_wire::{Batch, DocumentRef, EncodedBatch, PullCodec, PullMessage},
+    v1::{
+        CollectionInfo, DescribeRequest, DescribeResponse, DigestRequest, DigestResponse,
+        LagRequest, LagResponse, PartitionDigest, PullComplete, PullRequest, PullResponse,
+        source_server::{SERVICE_NAME, Source, SourceServer},
+    },
 };
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
@@ -17,11 +20,7 @@ use tonic::{
     server::{Grpc, NamedService, ServerStreamingService},
 };
 
-use super::{
-    blocking,
-    pull_wire::{Batch, EncodedBatch, PullCodec, PullMessage},
-    status,
-};
+use super::{blocking, status};
 use crate::{
     metrics as m,
     store::{Digest, PullSpec, Store},
@@ -224,7 +223,7 @@ impl Source for SourceService {
 
 /// The blocking half of a pull: scans and sends batches, waiting whenever the client is
 /// behind; stops when the client goes away. Each document is encoded as it is read (see
-/// [`pull_wire`](super::pull_wire)).
+/// [`pull_wire`](cutover_proto::pull_wire)).
 fn scan(
     store: &Store,
     spec: &PullSpec,
@@ -238,10 +237,11 @@ fn scan(
         tx.blocking_send(Ok(PullMessage::Batch(batch))).is_ok()
     };
     let result = store.scan_changes(spec, |seq, change| {
-        if !batch.fits(change) && !send(batch.take()) {
+        let document = DocumentRef::from(change);
+        if !batch.fits(&document) && !send(batch.take()) {
             return ControlFlow::Break(());
         }
-        batch.push(seq, change);
+        batch.push(seq, &document);
         ControlFlow::Continue(())
     });
     let summary = match result {

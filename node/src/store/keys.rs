@@ -11,6 +11,8 @@
 //! Collection names never contain `0x00` (they match `[A-Za-z0-9_.-]`), so `docs` keys sort
 //! by collection, then by id bytes, which for UTF-8 is code point order.
 
+use cutover_proto::pull_wire::DocumentRef;
+
 use crate::store::StoreError;
 
 /// Separates collection and id in a `docs` key.
@@ -196,6 +198,19 @@ impl<'a> Change<'a> {
             id: std::str::from_utf8(id).map_err(|_| CORRUPT)?,
             body,
         })
+    }
+}
+
+impl<'a> From<&Change<'a>> for DocumentRef<'a> {
+    /// The change as the pull's wire encoder takes it, borrowing the same bytes.
+    fn from(change: &Change<'a>) -> Self {
+        DocumentRef {
+            collection: change.collection,
+            id: change.id,
+            version: change.version,
+            body: change.body,
+            tombstone: change.tombstone,
+        }
     }
 }
 
