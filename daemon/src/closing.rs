@@ -178,7 +178,9 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     {
         return;
     }
-    let mut discard = [0; 4 << 10];
+    // On the heap: inline, the buffer would weigh on every connection task that may linger
+    // (a proxy's held connections among them), not only on those that do.
+    let mut discard = vec![0; 4 << 10];
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, stream.read(&mut discard)).await {

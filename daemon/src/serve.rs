@@ -262,7 +262,8 @@ pub async fn finish<S>(
                 .is_some_and(hyper::Error::is_timeout)
         }
     };
-    closing.close(head_timed_out).await;
+    // Boxed: allocated only at the close, instead of weighing on every connection task.
+    Box::pin(closing.close(head_timed_out)).await;
 }
 
 /// The connections of a tonic server on `listener`, within `bounds.max_connections` (tonic
