@@ -301,3 +301,31 @@ impl<'de> Visitor<'de> for KeyVisitor {
         Ok(Key(Cow::Owned(key)))
     }
 }
+
+/// The top-level keys of a JSON object, in order (`None` for another value): what the fast
+/// path promises to keep as jaq does. For the tests and the fuzz check that hold it to that.
+#[doc(hidden)]
+pub fn top_level_keys(json: &[u8]) -> Option<Vec<String>> {
+    struct Keys(Vec<String>);
+    struct KeysVisitor;
+    impl<'de> Visitor<'de> for KeysVisitor {
+        type Value = Keys;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+            let mut keys = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<de::IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(Keys(keys))
+        }
+    }
+    impl<'de> Deserialize<'de> for Keys {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(KeysVisitor)
+        }
+    }
+    serde_json::from_slice::<Keys>(json).ok().map(|k| k.0)
+}

@@ -9,7 +9,6 @@ use cutover_formats::{
     fields,
     transform::{Jq, Outcome},
 };
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// Between the program and the body in an input: never in UTF-8 text.
 const SEPARATOR: u8 = 0xff;
@@ -107,36 +106,10 @@ fn compare(jq: &Jq, program: &str, body: &Bytes) {
         String::from_utf8_lossy(&slow)
     );
     assert_eq!(
-        keys(&fast),
-        keys(&slow),
+        fields::top_level_keys(&fast),
+        fields::top_level_keys(&slow),
         "{}\n  jaq {}",
         context(),
         String::from_utf8_lossy(&slow)
     );
-}
-
-/// The top-level keys of a JSON object, in order (`None` for another value).
-fn keys(json: &[u8]) -> Option<Vec<String>> {
-    struct Keys(Vec<String>);
-    struct KeysVisitor;
-    impl<'de> Visitor<'de> for KeysVisitor {
-        type Value = Keys;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
-            let mut keys = Vec::new();
-            while let Some(key) = map.next_key::<String>()? {
-                map.next_value::<IgnoredAny>()?;
-                keys.push(key);
-            }
-            Ok(Keys(keys))
-        }
-    }
-    impl<'de> Deserialize<'de> for Keys {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_map(KeysVisitor)
-        }
-    }
-    serde_json::from_slice::<Keys>(json).ok().map(|k| k.0)
 }

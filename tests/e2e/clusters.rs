@@ -14,7 +14,7 @@ use cutover_proto::v1::{
 use cutover_tests::harness::{Cluster, NodeProcess, http, wait_until};
 use tonic::Code;
 
-use crate::{cluster, runtime};
+use crate::{cluster, runtime, send};
 
 /// The nodes of one colour and the file they share.
 struct Colour {
@@ -151,16 +151,6 @@ fn local_get(addr: SocketAddr, path: &str, hash: &str) -> http::HttpResponse {
         b"",
     )
     .expect("answered")
-}
-
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> http::HttpResponse {
-    http::request(addr, method, path, headers, body.as_bytes()).expect("answered")
 }
 
 fn error_of(response: &http::HttpResponse) -> (String, String) {

@@ -25,6 +25,18 @@ mod prometheus;
 mod proxy;
 mod resize;
 
+/// `method path` with `headers` and `body` to `addr`, the answer read whole.
+fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> cutover_tests::harness::http::HttpResponse {
+    cutover_tests::harness::http::request(addr, method, path, headers, body.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
+}
+
 /// A cluster running the binary under test.
 fn cluster() -> Cluster {
     Cluster::new(Binary::new(env!("CARGO_BIN_EXE_cutover"))).expect("a temporary cluster root")

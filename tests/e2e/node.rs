@@ -12,20 +12,10 @@ use cutover_proto::v1::{
 use cutover_tests::harness::{NodeProcess, http, wait_until};
 use tonic::{Code, Request, metadata::MetadataValue};
 
-use crate::{cluster, runtime};
+use crate::{cluster, runtime, send};
 
 fn put(addr: SocketAddr, path: &str, body: &str) -> http::HttpResponse {
     http::put(addr, path, body).expect("PUT answered")
-}
-
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> http::HttpResponse {
-    http::request(addr, method, path, headers, body.as_bytes()).expect("request answered")
 }
 
 /// The value of the unlabelled metric `name` on the node's `/metrics`.

@@ -26,7 +26,7 @@ use cutover_tests::harness::{
 use crate::{
     apply, cluster,
     clusters::{first_id_owned_by, init_file, start},
-    runtime,
+    runtime, send,
 };
 
 /// The description as the repository holds it.
@@ -161,17 +161,6 @@ impl<'d> Seen<'d> {
             missing.join("\n")
         );
     }
-}
-
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> HttpResponse {
-    http::request(addr, method, path, headers, body.as_bytes())
-        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
 }
 
 fn description() -> Description {

@@ -1,9 +1,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::{Stage, Value, parse};
+use super::{Stage, Value, parse, top_level_keys};
 use crate::transform::{Jq, Outcome, Transform};
 
 /// Programs in the subset, each run on every object of `OBJECTS`.
@@ -100,32 +99,6 @@ fn compile(program: &str) -> Jq {
     Jq::compile(program).unwrap_or_else(|e| panic!("{program}: {e}"))
 }
 
-/// The top-level keys of a JSON object, in order.
-fn keys(json: &[u8]) -> Vec<String> {
-    struct Keys(Vec<String>);
-    struct KeysVisitor;
-    impl<'de> Visitor<'de> for KeysVisitor {
-        type Value = Keys;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
-            let mut keys = Vec::new();
-            while let Some(key) = map.next_key::<String>()? {
-                map.next_value::<IgnoredAny>()?;
-                keys.push(key);
-            }
-            Ok(Keys(keys))
-        }
-    }
-    impl<'de> Deserialize<'de> for Keys {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_map(KeysVisitor)
-        }
-    }
-    serde_json::from_slice::<Keys>(json).expect("an object").0
-}
-
 fn value(json: &[u8]) -> serde_json::Value {
     serde_json::from_slice(json).expect("JSON")
 }
@@ -149,7 +122,7 @@ fn the_fast_path_gives_what_jaq_gives_in_the_same_key_order() {
                 String::from_utf8_lossy(&slow)
             );
             assert_eq!(value(&fast), value(&slow), "{context}");
-            assert_eq!(keys(&fast), keys(&slow), "{context}");
+            assert_eq!(top_level_keys(&fast), top_level_keys(&slow), "{context}");
             assert_eq!(jq.apply(&body), Outcome::Body(fast), "{context}");
         }
     }
