@@ -3,10 +3,11 @@
 //! or to an error (the document goes to the dead-letter list). Nothing is dropped silently.
 //!
 //! - [`Identity`], the default, hands the body back without parsing it.
-//! - [`Jq`] runs a jq program (the jaq engine), compiled once; exactly one output is a body,
-//!   none is a drop, two or more is an error. Programs in the small subset most schema changes
-//!   are written in (`.a = .b | del(.b)`, `{id, name: .full_name}`) also get a fast path for
-//!   object bodies, see [`crate::fields`]: same output as jaq, several times faster.
+//! - [`Jq`] runs a jq program with jq 1.7's semantics, compiled once; exactly one output is a
+//!   body, none is a drop, two or more is an error. Programs made of what schema changes use
+//!   (paths, assignments, `del`, object construction, string functions, interpolation,
+//!   arithmetic, comparisons, `if`, `//`, `as`, `reduce`, ...) run on the fast evaluator,
+//!   [`crate::fast`]; the rest, and bodies the evaluator leaves, run on the jaq engine.
 //! - [`Transform`] is the trait an embedder implements to plug in native code.
 
 use std::fmt;
@@ -19,7 +20,7 @@ use jaq_core::{
 };
 use jaq_json::Val;
 
-use crate::fields;
+use crate::fast;
 
 /// What a transform made of one body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +55,7 @@ pub trait Transform: Send + Sync + fmt::Debug {
 pub enum Runner {
     /// Bodies cross unparsed.
     Identity,
-    /// The field subset's rewrite of top-level fields (see [`crate::fields`]), jaq for
-    /// bodies that are not objects.
+    /// The fast evaluator (see [`crate::fast`]), jaq for the rare bodies it leaves.
     FastPath,
     /// The jaq engine, for every body.
     Jaq,
@@ -78,8 +78,8 @@ impl Runner {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Identity => "identity (bodies copied unparsed)",
-            Self::FastPath => "fast path (top-level fields rewritten; jaq for non-object bodies)",
-            Self::Jaq => "jaq (outside the fast path's field subset)",
+            Self::FastPath => "fast path (jq evaluated natively)",
+            Self::Jaq => "jaq (the program uses something the fast path does not run)",
             Self::Native => "native (a Rust transform)",
         }
     }
@@ -108,16 +108,17 @@ type Filter = jaq_core::Filter<data::JustLut<Val>>;
 /// A compiled jq program.
 pub struct Jq {
     program: String,
+    /// What jaq runs: the program as jq reads it, when the fast path's reader takes it.
     filter: Filter,
-    /// The same program in the field subset, if it is in it.
-    fast: Option<fields::Program>,
+    /// The fast evaluator's program, or what keeps the program off it.
+    fast: Result<fast::Program, String>,
 }
 
 impl fmt::Debug for Jq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Jq")
             .field("program", &self.program)
-            .field("fast_path", &self.fast.is_some())
+            .field("fast_path", &self.fast.is_ok())
             .finish()
     }
 }
@@ -125,8 +126,19 @@ impl fmt::Debug for Jq {
 impl Jq {
     /// Compiles `program` with jq's standard library; an error says where and what is wrong.
     pub fn compile(program: &str) -> Result<Self, String> {
-        let filter = compile_filter(program)?;
-        let fast = fields::Program::parse(program, render_literals);
+        // jaq compiles the program as written first: its errors name the user's lines.
+        let mut filter = compile_filter(program)?;
+        let fast = match fast::read(program) {
+            Ok(ast) => {
+                // The tree as jq reads it, for jaq too (jq's precedence, jq's assignments).
+                // It always compiles; were it not to, jaq would run the program as written.
+                if let Ok(rendered) = compile_filter(&fast::render(&ast)) {
+                    filter = rendered;
+                }
+                fast::Program::new(ast)
+            }
+            Err(why) => Err(why),
+        };
         Ok(Self {
             program: program.to_owned(),
             filter,
@@ -139,16 +151,31 @@ impl Jq {
         &self.program
     }
 
-    /// Whether the program is in the field subset (object bodies skip jaq).
-    #[doc(hidden)]
+    /// Whether the fast evaluator runs the program.
     pub fn uses_fast_path(&self) -> bool {
-        self.fast.is_some()
+        self.fast.is_ok()
     }
 
-    /// The fast path's output, or `None` where [`Transform::apply`] would run jaq.
+    /// What keeps the program off the fast path (`None` when it is on it): the construct the
+    /// fast evaluator does not run, for `cutover plan check` and the dry run.
+    pub fn off_fast_path(&self) -> Option<&str> {
+        self.fast.as_ref().err().map(String::as_str)
+    }
+
+    /// The fast path's outcome, or `None` where [`Transform::apply`] would run jaq.
     #[doc(hidden)]
-    pub fn apply_fast(&self, body: &[u8]) -> Option<Bytes> {
-        self.fast.as_ref()?.apply(body).map(Bytes::from)
+    pub fn apply_fast(&self, body: &[u8]) -> Option<Outcome> {
+        self.fast.as_ref().ok()?.apply(body)
+    }
+
+    /// The text jaq runs: the program as jq reads it, fully parenthesised, when the fast path's
+    /// reader takes it (else the program as written).
+    #[doc(hidden)]
+    pub fn jaq_text(&self) -> String {
+        match fast::read(&self.program) {
+            Ok(ast) => fast::render(&ast),
+            Err(_) => self.program.clone(),
+        }
     }
 
     /// The outcome from jaq alone, as if there were no fast path.
@@ -168,7 +195,7 @@ impl Jq {
 impl Transform for Jq {
     fn apply(&self, body: &Bytes) -> Outcome {
         match self.apply_fast(body) {
-            Some(output) => Outcome::Body(output),
+            Some(outcome) => outcome,
             None => self.apply_jaq(body),
         }
     }
@@ -246,21 +273,16 @@ fn run(filter: &Filter, input: Val) -> Result<Val, Outcome> {
     };
     match outputs.next() {
         None => Ok(first),
-        Some(_) => Err(Outcome::Failed(format!(
-            "the program gave {} outputs, not one (wrap it in [..] to make one array, or \
-             use first(..))",
-            2 + outputs.count()
-        ))),
+        Some(_) => Err(Outcome::Failed(several_outputs(2 + outputs.count()))),
     }
 }
 
-/// The JSON text jaq writes for each literal of a field program (so `-0` becomes `0` on the
-/// fast path too): one run of `[literal, ...]`.
-fn render_literals(sources: &[&str]) -> Option<Vec<String>> {
-    let filter = compile_filter(&format!("[{}]", sources.join(", "))).ok()?;
-    let array = run(&filter, Val::Null).ok()?.to_string();
-    let values: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(&array).ok()?;
-    Some(values.iter().map(|value| value.get().to_owned()).collect())
+/// Why a body with `count` outputs failed.
+pub(crate) fn several_outputs(count: usize) -> String {
+    format!(
+        "the program gave {count} outputs, not one (wrap it in [..] to make one array, or use \
+         first(..))"
+    )
 }
 
 /// "line L, column C" of `at`, a slice of `program` (the position of a lex or parse error).
@@ -388,8 +410,14 @@ mod tests {
         assert_eq!(Identity.runner(), Runner::Identity);
         let fast = Jq::compile(".schema = 2 | del(.legacy)").expect("compiles");
         assert_eq!(fast.runner(), Runner::FastPath);
-        let jaq = Jq::compile("select(.active)").expect("compiles");
+        let jaq = Jq::compile(r#"select(.name | test("^a"))"#).expect("compiles");
         assert_eq!(jaq.runner(), Runner::Jaq);
+        assert!(
+            jaq.off_fast_path()
+                .expect("off")
+                .contains("regular expressions"),
+            "{jaq:?}"
+        );
         assert_eq!(
             [
                 Runner::Identity,

@@ -5,17 +5,17 @@
 //!
 //! Beyond "does not panic", each checks what its format promises: a second parser agrees
 //! (httparse under the relay, prost under the hand-written Pull encoder, jaq under the fast
-//! path, tonic's URI parser under the plan's endpoint check), or a round trip holds (a cluster
+//! evaluator, tonic's URI parser under the plan's endpoint check), or a round trip holds (a cluster
 //! written by `to_toml` reads back equal). See `docs/FUZZING.md`.
 
 mod cluster;
-mod fields;
+mod fast;
 mod plan;
 mod pull_wire;
 mod relay;
 
 pub use cluster::cluster;
-pub use fields::fields;
+pub use fast::fast;
 pub use plan::plan;
 pub use pull_wire::pull_wire;
 pub use relay::relay;
@@ -26,7 +26,7 @@ pub type Check = fn(&[u8]);
 /// Every target, by the name of its corpus folder (`fuzz/corpus/<name>/`).
 pub const TARGETS: &[(&str, Check)] = &[
     ("cluster", cluster),
-    ("fields", fields),
+    ("fast", fast),
     ("plan", plan),
     ("pull_wire", pull_wire),
     ("relay", relay),

@@ -34,5 +34,5 @@ pub mod world;
 
 // The plan and its programs are parsed in `cutover-formats` (no RocksDB there, so their fuzz
 // targets build fast); their paths under `engine` stay as they were.
-pub use cutover_formats::{fields, plan, transform};
+pub use cutover_formats::{fast, plan, transform};
 pub use upgrade::{Engine, EngineError};
