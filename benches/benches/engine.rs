@@ -12,6 +12,10 @@
 //! green, the engine inside green, next to one blue node with all of them, in the same run:
 //! several sources feeding one store must keep the ingest path (issue #25).
 //!
+//! `programs` (issue #27): cycle 1 inside green with the demo's forward and reverse programs
+//! and two more, each next to the identity of the same run (`cycle 1 NAME / identity`); each
+//! line says which engine runs the program (`fast_path` or `jaq`).
+//!
 //! `cargo bench --workspace --bench engine` for the figures; `cargo test` runs it at smoke size.
 
 use std::{
@@ -26,10 +30,31 @@ use cutover_benches::{
     rate, report, wanted,
 };
 use cutover_node::store::{PullSpec, Store, SyncPolicy, schema::DEFAULT_PARTITIONS};
-use cutover_orchestrator::engine::Engine;
+use cutover_orchestrator::{
+    demo::rig::{FORWARD, REVERSE},
+    engine::{
+        Engine,
+        transform::{Jq, Outcome, Transform},
+    },
+};
 
 /// The jq program that renames one field.
 const RENAME: &str = "{n, v, padding: .pad}";
+
+/// Schema changes that compute, cycle 1 inside green next to the identity of the same run:
+/// the demo's two programs exactly as `cutover demo` runs them, and two more no test uses.
+const PROGRAMS: &[(&str, &str)] = &[
+    ("demo forward", FORWARD),
+    ("demo reverse", REVERSE),
+    (
+        "normalise",
+        r#".email = (.email | ascii_downcase) | .domain = (.email | split("@") | .[1]) | .tier = (if .n % 3 == 0 then "gold" else "basic" end) | .label = "\(.plan)-\(.v)""#,
+    ),
+    (
+        "restructure",
+        "{id: .n, version: .v, contact: {email, name: {first: .first_name, last: .last_name}}, plan: (.plan | ascii_upcase), size: (.pad | length)}",
+    ),
+];
 
 fn main() -> anyhow::Result<()> {
     let size = Size::from_args();
@@ -60,6 +85,7 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
     } else {
         None
     };
+    let mut inside_identity = None;
     if wanted("identity") {
         let identity = cycle_one(&[&blue], documents, None, false).await?;
         report(
@@ -71,6 +97,7 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
             report("cycle 1 identity / raw limit", identity / raw, "ratio");
         }
         let inside = cycle_one(&[&blue], documents, None, true).await?;
+        inside_identity = Some(inside);
         report("cycle 1, identity, engine inside green", inside, "docs/s");
         if let Some(raw) = raw {
             report(
@@ -83,6 +110,20 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
     if wanted("jq") {
         let renamed = cycle_one(&[&blue], documents, Some(RENAME), false).await?;
         report("cycle 1, jq rename of one field", renamed, "docs/s");
+    }
+    if wanted("programs") {
+        for (name, program) in PROGRAMS {
+            let runs_on = Jq::compile(program).map_err(anyhow::Error::msg)?.runner();
+            let rate = cycle_one(&[&blue], documents, Some(program), true).await?;
+            report(
+                &format!("cycle 1, {name} ({}), engine inside green", runs_on.name()),
+                rate,
+                "docs/s",
+            );
+            if let Some(identity) = inside_identity {
+                report(&format!("cycle 1 {name} / identity inside green"), rate / identity, "ratio");
+            }
+        }
     }
     if wanted("sources") {
         several_sources(&blue, documents).await?;
@@ -149,14 +190,22 @@ async fn cycle_one(
     engine.shutdown().await;
     let live = green.store.live_documents()?;
     ensure!(live == documents, "green holds {live} documents");
-    if program.is_some() {
+    if let Some(program) = program {
+        // Green holds what the program makes of blue's document, as the transform computes it.
         let sample = green
             .store
             .get("bench", &cutover_benches::fixture::id(7))?
             .context("document 7 on green")?;
+        let blue_body = bytes::Bytes::from(cutover_benches::fixture::body(7, 1));
+        let Outcome::Body(expected) = Jq::compile(program)
+            .map_err(anyhow::Error::msg)?
+            .apply(&blue_body)
+        else {
+            anyhow::bail!("{program} gives no body for document 7");
+        };
         ensure!(
-            sample.body.starts_with(b"{\"n\":7,\"v\":1,\"padding\":"),
-            "renamed body: {}",
+            sample.body[..] == expected[..],
+            "transformed body: {}",
             String::from_utf8_lossy(&sample.body)
         );
     }

@@ -162,9 +162,17 @@ pub async fn load_cluster(
     Ok(())
 }
 
-/// The body of document `n` at `version`: `{"n":…,"v":…,"pad":"xxx…"}`, [`BODY_BYTES`] long.
+/// The body of document `n` at `version`, [`BODY_BYTES`] long: a person, as schema changes
+/// see them, `{"n":…,"v":…,"name":"Ada King","first_name":…,"last_name":…,"email":…,
+/// "plan":…,"pad":"xxx…"}`.
 pub fn body(n: u64, version: u64) -> Vec<u8> {
-    let head = format!("{{\"n\":{n},\"v\":{version},\"pad\":\"");
+    const FIRST: [&str; 4] = ["Ada", "Grace", "Alan", "Radia"];
+    const LAST: [&str; 3] = ["King Lovelace", "Hopper", "Turing"];
+    let (first, last) = (FIRST[(n % 4) as usize], LAST[(n % 3) as usize]);
+    let head = format!(
+        "{{\"n\":{n},\"v\":{version},\"name\":\"{first} {last}\",\"first_name\":\"{first}\",\
+         \"last_name\":\"{last}\",\"email\":\"User{n}@Example.com\",\"plan\":\"standard\",\"pad\":\""
+    );
     let mut body = head.into_bytes();
     body.resize(BODY_BYTES - 2, b'x');
     body.extend_from_slice(b"\"}");

@@ -48,6 +48,11 @@ pub trait Transform: Send + Sync + fmt::Debug {
     fn runner(&self) -> Runner {
         Runner::Native
     }
+
+    /// For a jq program on the jaq engine: the construct that keeps it off the fast path.
+    fn off_fast_path(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What runs a transform: how a plan's report tells what each program costs.
@@ -156,12 +161,6 @@ impl Jq {
         self.fast.is_ok()
     }
 
-    /// What keeps the program off the fast path (`None` when it is on it): the construct the
-    /// fast evaluator does not run, for `cutover plan check` and the dry run.
-    pub fn off_fast_path(&self) -> Option<&str> {
-        self.fast.as_ref().err().map(String::as_str)
-    }
-
     /// The fast path's outcome, or `None` where [`Transform::apply`] would run jaq.
     #[doc(hidden)]
     pub fn apply_fast(&self, body: &[u8]) -> Option<Outcome> {
@@ -206,6 +205,10 @@ impl Transform for Jq {
         } else {
             Runner::Jaq
         }
+    }
+
+    fn off_fast_path(&self) -> Option<&str> {
+        self.fast.as_ref().err().map(String::as_str)
     }
 }
 

@@ -61,7 +61,7 @@ fn plan_check_reports_a_valid_plan_without_contacting_anything() {
         &format!(
             "pause_budget = \"250ms\"\n{NODES}[collections.users]\n\
              forward = '.schema = 2 | del(.legacy)'\nreverse = 'del(.schema)'\n\
-             rename = \"people\"\n[collections.orders]\nforward = 'select(.open)'\n"
+             rename = \"people\"\n[collections.orders]\nforward = 'select(.ref | test(\"^A\"))'\n"
         ),
     );
     let out = cluster.run(["plan", "check", &plan]).expect("runs");
@@ -96,6 +96,12 @@ fn plan_check_reports_a_valid_plan_without_contacting_anything() {
         })
         .collect();
     assert_eq!(runs_on, [("orders", "jaq"), ("users", "fast_path")]);
+    assert!(
+        collections[0]["forward_off_fast_path"]
+            .as_str()
+            .is_some_and(|why| why.contains("regular expressions")),
+        "{report}"
+    );
 }
 
 #[test]

@@ -145,14 +145,14 @@ fn collection(checked: &CheckedPlan, name: &str) -> Vec<Line> {
     let green = plan.green_name(name);
     let mut lines = vec![Line::new("green_name", green, green)];
     lines.extend(program(
-        ["forward", "forward_runs_on"],
+        ["forward", "forward_runs_on", "forward_off_fast_path"],
         programs.forward.as_deref(),
         Some(forward.transform(name)),
         "identity (no program)",
     ));
     let carried = (!reverse.skips(green)).then(|| reverse.transform(green));
     lines.extend(program(
-        ["reverse", "reverse_runs_on"],
+        ["reverse", "reverse_runs_on", "reverse_off_fast_path"],
         programs.reverse.as_deref(),
         carried,
         if carried.is_some() {
@@ -164,9 +164,10 @@ fn collection(checked: &CheckedPlan, name: &str) -> Vec<Line> {
     lines
 }
 
-/// A program's text (or `absent`) and, when the direction carries the collection, what runs it.
+/// A program's text (or `absent`) and, when the direction carries the collection, what runs it
+/// and, on jaq, which part of the program keeps it off the fast path.
 fn program(
-    [key, runs_on]: [&'static str; 2],
+    [key, runs_on, off_fast_path]: [&'static str; 3],
     text: Option<&str>,
     transform: Option<&dyn Transform>,
     absent: &str,
@@ -175,6 +176,9 @@ fn program(
     if let Some(transform) = transform {
         let runner = transform.runner();
         lines.push(Line::new(runs_on, runner.describe(), runner.name()));
+        if let Some(why) = transform.off_fast_path() {
+            lines.push(Line::new(off_fast_path, why, why));
+        }
     }
     lines
 }
@@ -215,7 +219,7 @@ reverse = 'del(.schema)'
 rename = "people"
 [collections.orders]
 forward = """
-select(.open)
+select(.ref | test("^A"))
 | .total = (.items | length)"""
 [collections.logs]
 rename = "events"
@@ -246,16 +250,18 @@ rename = "events"
         let users = "collections.users\n  \
              green_name                  people\n  \
              forward                     .schema = 2 | del(.legacy)\n  \
-             forward_runs_on             fast path (top-level fields rewritten; jaq for \
-             non-object bodies)\n  \
+             forward_runs_on             fast path (jq evaluated natively)\n  \
              reverse                     del(.schema)\n  \
              reverse_runs_on             fast path (";
         assert!(text.contains(users), "{text}");
         let orders = "collections.orders\n  \
              green_name                  orders\n  \
-             forward                     select(.open)\n                              \
+             forward                     select(.ref | test(\"^A\"))\n                              \
              | .total = (.items | length)\n  \
-             forward_runs_on             jaq (outside the fast path's field subset)\n  \
+             forward_runs_on             jaq (the program uses something the fast path does \
+             not run)\n  \
+             forward_off_fast_path       `test` (regular expressions: jq's Oniguruma and \
+             Rust's regex differ)\n  \
              reverse                     none: a rollback would lose green's writes to this \
              collection\ncollections.users";
         assert!(text.contains(orders), "{text}");

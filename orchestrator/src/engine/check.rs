@@ -55,7 +55,7 @@ mod tests {
             "plan.toml",
             &format!(
                 "{NODES}[collections.users]\nforward = '.schema = 2'\nreverse = 'del(.schema)'\n\
-                 rename = \"people\"\n[collections.orders]\nforward = 'select(.open)'\n"
+                 rename = \"people\"\n[collections.orders]\nforward = 'select(.ref | test(\"^A\"))'\n"
             ),
         )
         .expect("valid");
