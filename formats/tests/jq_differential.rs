@@ -5,8 +5,8 @@
 //! integers, `-0` and key order included), no output where jq has none, and a failure where jq
 //! fails.
 //!
-//! Needs `python3` with `pip install jq==1.8.0` (`.ci/run` installs it); without it the test
-//! fails and says so.
+//! Needs `python3` with PyPI's jq 1.8.0: `python3 -m pip install -r
+//! formats/tests/jq-requirements.txt` (`.ci/run` does); without it the test fails and says so.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -44,15 +44,18 @@ impl Oracle {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("python3 runs (the differential test needs it, with `pip install jq==1.8.0`)");
+            .expect(
+                "python3 runs (the differential test needs it, with `python3 -m pip install -r \
+                 formats/tests/jq-requirements.txt`)",
+            );
         let stdin = child.stdin.take().expect("piped");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut ready = String::new();
         stdout.read_line(&mut ready).expect("the oracle answers");
         assert!(
             ready.contains("ready"),
-            "the jq oracle did not start (is PyPI's jq 1.8.0 installed? `pip install \
-             jq==1.8.0`): {ready:?}"
+            "the jq oracle did not start (is PyPI's jq 1.8.0 installed? `python3 -m pip install \
+             -r formats/tests/jq-requirements.txt`): {ready:?}"
         );
         Self {
             _child: child,

@@ -140,27 +140,37 @@ pub(crate) fn run<'a>(ast: &'a Ast, input: Val<'a>, env: &Env<'_, 'a>, out: Out<
                 }))
             })
         }),
-        Ast::Assign(lhs, rhs) => run(rhs, input.clone(), env, &mut |value| {
+        // The right side first (one output, usually), then the input moved into the update:
+        // an object no one else holds is changed in place, not copied.
+        Ast::Assign(lhs, rhs) => {
+            let values = collect(rhs, input.clone(), env)?;
             let paths = paths_of(lhs, &input, env)?;
-            let mut doc = input.clone();
-            for path in &paths {
-                doc = setpath(doc, path, value.clone())?;
-            }
-            out(doc)
-        }),
-        Ast::Update(lhs, update) => out(modify(lhs, &input, env, &mut |old| {
-            first(update, old, env)
-        })?),
-        Ast::UpdateMath(lhs, op, rhs) => run(rhs, input.clone(), env, &mut |right| {
-            out(modify(lhs, &input, env, &mut |old| {
-                Ok(Some(arithmetic(*op, old, right.clone())?))
-            })?)
-        }),
-        Ast::UpdateAlt(lhs, rhs) => run(rhs, input.clone(), env, &mut |right| {
-            out(modify(lhs, &input, env, &mut |old| {
-                Ok(Some(if old.truthy() { old } else { right.clone() }))
-            })?)
-        }),
+            for_each_owned(input, values, out, |mut doc, value| {
+                for path in &paths {
+                    doc = setpath(doc, path, value.clone())?;
+                }
+                Ok(doc)
+            })
+        }
+        Ast::Update(lhs, update) => {
+            out(modify(lhs, input, env, &mut |old| first(update, old, env))?)
+        }
+        Ast::UpdateMath(lhs, op, rhs) => {
+            let values = collect(rhs, input.clone(), env)?;
+            for_each_owned(input, values, out, |doc, right| {
+                modify(lhs, doc, env, &mut |old| {
+                    Ok(Some(arithmetic(*op, old, right.clone())?))
+                })
+            })
+        }
+        Ast::UpdateAlt(lhs, rhs) => {
+            let values = collect(rhs, input.clone(), env)?;
+            for_each_owned(input, values, out, |doc, right| {
+                modify(lhs, doc, env, &mut |old| {
+                    Ok(Some(if old.truthy() { old } else { right.clone() }))
+                })
+            })
+        }
         Ast::If(branches, otherwise) => branch(branches, otherwise.as_deref(), input, env, out),
         Ast::Try(body, None) => {
             let mut outputs = Vec::new();
@@ -195,6 +205,27 @@ pub(crate) fn run<'a>(ast: &'a Ast, input: Val<'a>, env: &Env<'_, 'a>, out: Out<
         Ast::Call(name, args) => super::builtins::call(name, args, input, env, out),
         Ast::Path(head, steps) => path(head, steps, &input, input.clone(), env, out),
     }
+}
+
+/// `then(input, value)` for each of `values`, each output passed on; the last gets `input`
+/// itself, the others a copy.
+fn for_each_owned<'a>(
+    input: Val<'a>,
+    values: Vec<Val<'a>>,
+    out: Out<'_, 'a>,
+    mut then: impl FnMut(Val<'a>, Val<'a>) -> Result<Val<'a>, Stop>,
+) -> R {
+    let mut input = Some(input);
+    let last = values.len().saturating_sub(1);
+    for (i, value) in values.into_iter().enumerate() {
+        let doc = if i == last {
+            input.take()
+        } else {
+            input.clone()
+        };
+        out(then(doc.unwrap_or(Val::Null), value)?)?;
+    }
+    Ok(())
 }
 
 /// All outputs of `ast` on `input`.
@@ -677,7 +708,7 @@ pub(crate) fn paths_of<'a>(
     env: &Env<'_, 'a>,
 ) -> Result<Vec<PathKeys<'a>>, Stop> {
     let mut found = Vec::new();
-    paths(ast, Vec::new(), input.clone(), input, env, &mut |p, _| {
+    paths(ast, Vec::new(), input.clone(), env, &mut |p, _| {
         found.push(p);
         Ok(())
     })?;
@@ -690,18 +721,15 @@ fn paths<'a>(
     ast: &'a Ast,
     prefix: PathKeys<'a>,
     here: Val<'a>,
-    root: &Val<'a>,
     env: &Env<'_, 'a>,
     out: PathOut<'_, 'a>,
 ) -> R {
     match ast {
         Ast::Id => out(prefix, here),
-        Ast::Pipe(a, b) => paths(a, prefix, here, root, env, &mut |p, v| {
-            paths(b, p, v.clone(), &v, env, out)
-        }),
+        Ast::Pipe(a, b) => paths(a, prefix, here, env, &mut |p, v| paths(b, p, v, env, out)),
         Ast::Comma(a, b) => {
-            paths(a, prefix.clone(), here.clone(), root, env, out)?;
-            paths(b, prefix, here, root, env, out)
+            paths(a, prefix.clone(), here.clone(), env, out)?;
+            paths(b, prefix, here, env, out)
         }
         Ast::Call(name, args) => match (name.as_str(), args.as_slice()) {
             ("empty", []) => Ok(()),
@@ -715,9 +743,9 @@ fn paths<'a>(
             _ => Err(Stop::Bail),
         },
         Ast::If(branches, otherwise) => {
-            path_branch(branches, otherwise.as_deref(), prefix, here, root, env, out)
+            path_branch(branches, otherwise.as_deref(), prefix, here, env, out)
         }
-        Ast::Path(head, steps) => path_steps(head, steps, prefix, here, root, env, out),
+        Ast::Path(head, steps) => path_steps(head, steps, prefix, here, env, out),
         _ => Err(Stop::Bail),
     }
 }
@@ -727,29 +755,20 @@ fn path_branch<'a>(
     otherwise: Option<&'a Ast>,
     prefix: PathKeys<'a>,
     here: Val<'a>,
-    root: &Val<'a>,
     env: &Env<'_, 'a>,
     out: PathOut<'_, 'a>,
 ) -> R {
     let Some(((cond, then), rest)) = branches.split_first() else {
         return match otherwise {
-            Some(ast) => paths(ast, prefix, here, root, env, out),
+            Some(ast) => paths(ast, prefix, here, env, out),
             None => out(prefix, here),
         };
     };
     run(cond, here.clone(), env, &mut |c| {
         if c.truthy() {
-            paths(then, prefix.clone(), here.clone(), root, env, out)
+            paths(then, prefix.clone(), here.clone(), env, out)
         } else {
-            path_branch(
-                rest,
-                otherwise,
-                prefix.clone(),
-                here.clone(),
-                root,
-                env,
-                out,
-            )
+            path_branch(rest, otherwise, prefix.clone(), here.clone(), env, out)
         }
     })
 }
@@ -759,56 +778,47 @@ fn path_steps<'a>(
     steps: &'a [(Step, Opt)],
     prefix: PathKeys<'a>,
     here: Val<'a>,
-    root: &Val<'a>,
     env: &Env<'_, 'a>,
     out: PathOut<'_, 'a>,
 ) -> R {
     let Some(((step, opt), before)) = steps.split_last() else {
-        return paths(head, prefix, here.clone(), &here, env, out);
+        return paths(head, prefix, here, env, out);
     };
     if *opt == Opt::Optional {
         return Err(Stop::Bail);
     }
     // Index expressions read the input of the whole path term.
     let term_input = here.clone();
-    path_steps(
-        head,
-        before,
-        prefix,
-        here,
-        root,
-        env,
-        &mut |p, v| match step {
-            Step::Index(key) => run(key, term_input.clone(), env, &mut |k| {
-                let key = path_key(&k)?;
-                let mut next = p.clone();
-                let child = get(v.clone(), &key)?;
-                next.push(key);
-                out(next, child)
-            }),
-            Step::Iterate => match v.clone().read()? {
-                Val::Arr(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let mut next = p.clone();
-                        next.push(Key::Index(i as i64));
-                        out(next, item.clone())?;
-                    }
-                    Ok(())
+    path_steps(head, before, prefix, here, env, &mut |p, v| match step {
+        Step::Index(key) => run(key, term_input.clone(), env, &mut |k| {
+            let key = path_key(&k)?;
+            let mut next = p.clone();
+            let child = get(v.clone(), &key)?;
+            next.push(key);
+            out(next, child)
+        }),
+        Step::Iterate => match v.clone().read()? {
+            Val::Arr(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let mut next = p.clone();
+                    next.push(Key::Index(i as i64));
+                    out(next, item.clone())?;
                 }
-                Val::Obj(entries) => {
-                    for (k, item) in entries.iter() {
-                        let mut next = p.clone();
-                        next.push(Key::Field(k.clone()));
-                        out(next, item.clone())?;
-                    }
-                    Ok(())
+                Ok(())
+            }
+            Val::Obj(entries) => {
+                for (k, item) in entries.iter() {
+                    let mut next = p.clone();
+                    next.push(Key::Field(k.clone()));
+                    out(next, item.clone())?;
                 }
-                Val::Null => Ok(()),
-                other => Err(error(format!("Cannot iterate over {}", describe(&other)))),
-            },
-            Step::Slice(..) => Err(Stop::Bail),
+                Ok(())
+            }
+            Val::Null => Ok(()),
+            other => Err(error(format!("Cannot iterate over {}", describe(&other)))),
         },
-    )
+        Step::Slice(..) => Err(Stop::Bail),
+    })
 }
 
 /// A path key as jq's `path(f)` gives it: a negative index stays negative.
@@ -890,12 +900,12 @@ fn set_index<'a>(
 /// deleted when there is none.
 fn modify<'a>(
     lhs: &'a Ast,
-    input: &Val<'a>,
+    input: Val<'a>,
     env: &Env<'_, 'a>,
     update: &mut dyn FnMut(Val<'a>) -> Result<Option<Val<'a>>, Stop>,
 ) -> Result<Val<'a>, Stop> {
-    let paths = paths_of(lhs, input, env)?;
-    let mut doc = input.clone();
+    let paths = paths_of(lhs, &input, env)?;
+    let mut doc = input;
     for path in &paths {
         let old = getpath(doc.clone(), path)?;
         doc = match update(old)? {

@@ -533,6 +533,13 @@ pub(crate) fn parse_body(body: &[u8]) -> Option<Val<'_>> {
     if has_lone_surrogate(body) {
         return None;
     }
+    // A document is an object: read its top level in one pass (each value validated, none
+    // decoded). Anything else is validated whole first.
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str::<Object<'_>>(text)
+            .ok()
+            .map(|object| Val::Obj(Rc::new(object.0)));
+    }
     let raw: &RawValue = serde_json::from_str(text).ok()?;
     parse_raw(raw.get()).ok()
 }
