@@ -121,7 +121,11 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
                 "docs/s",
             );
             if let Some(identity) = inside_identity {
-                report(&format!("cycle 1 {name} / identity inside green"), rate / identity, "ratio");
+                report(
+                    &format!("cycle 1 {name} / identity inside green"),
+                    rate / identity,
+                    "ratio",
+                );
             }
         }
     }
