@@ -9,8 +9,10 @@
 
 use std::time::Duration;
 
+pub mod bulk;
 pub mod fixture;
 pub mod peers;
+pub mod system;
 
 /// Full size or smoke size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
