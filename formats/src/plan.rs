@@ -26,7 +26,15 @@
 //! forward = '.schema = 2'            # jq, blue → green (default: identity)
 //! reverse = 'del(.schema)'           # jq, green → blue, for rollback (default: none)
 //! rename = "people"                  # the collection's name on green (default: same)
+//!
+//! [collections.accounts]
+//! forward_native = "split_name"      # a native transform the embedder registered, instead
+//! reverse_native = "join_name"       # of a program (`forward`/`reverse`); by name
 //! ```
+//!
+//! A `*_native` name is resolved by the engine that runs the plan, against the native
+//! transforms its process registered (`Engine::builder().native(..)`): the plan check only
+//! sees that it is a name, the engine's start refuses one it does not know.
 
 use std::{collections::BTreeMap, net::Ipv6Addr, path::PathBuf, time::Duration};
 
@@ -119,13 +127,31 @@ pub struct Proxies {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionPlan {
-    /// jq program from blue's body to green's; identity when absent.
+    /// jq program from blue's body to green's; identity when absent (and no
+    /// `forward_native`).
     pub forward: Option<String>,
-    /// jq program from green's body back to blue's; without it, a rollback would lose
-    /// green's writes to this collection.
+    /// jq program from green's body back to blue's; without it (or a `reverse_native`), a
+    /// rollback would lose green's writes to this collection.
     pub reverse: Option<String>,
+    /// Name of a native transform from blue's body to green's, registered by the program
+    /// that embeds the engine; instead of `forward`.
+    pub forward_native: Option<String>,
+    /// Name of a native transform from green's body back to blue's; instead of `reverse`.
+    pub reverse_native: Option<String>,
     /// The collection's name on green.
     pub rename: Option<String>,
+}
+
+impl CollectionPlan {
+    /// Whether documents change on the way to green (a program or a native transform).
+    pub fn transforms_forward(&self) -> bool {
+        self.forward.is_some() || self.forward_native.is_some()
+    }
+
+    /// Whether green's documents can be carried back (a program or a native transform).
+    pub fn carries_back(&self) -> bool {
+        self.reverse.is_some() || self.reverse_native.is_some()
+    }
 }
 
 /// A plan that cannot be used, and why.
@@ -187,12 +213,12 @@ impl Plan {
             .unwrap_or(collection)
     }
 
-    /// Green names of the collections a rollback cannot carry back: a forward program and no
-    /// reverse one.
+    /// Green names of the collections a rollback cannot carry back: a forward transform (a
+    /// program or a native one) and no reverse one.
     pub fn unreversible(&self) -> Vec<String> {
         self.collections
             .iter()
-            .filter(|(_, c)| c.forward.is_some() && c.reverse.is_none())
+            .filter(|(_, c)| c.transforms_forward() && !c.carries_back())
             .map(|(name, _)| self.green_name(name).to_owned())
             .collect()
     }
@@ -253,6 +279,7 @@ impl Plan {
                     ));
                 }
             }
+            natives(name, collection)?;
             if let Some(rename) = &collection.rename
                 && !valid_collection(rename)
             {
@@ -275,6 +302,31 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// A direction takes a program or a native transform, not both; a native's name is not empty.
+fn natives(name: &str, collection: &CollectionPlan) -> Result<(), String> {
+    for (program, native, field) in [
+        (&collection.forward, &collection.forward_native, "forward"),
+        (&collection.reverse, &collection.reverse_native, "reverse"),
+    ] {
+        let Some(native) = native else {
+            continue;
+        };
+        if program.is_some() {
+            return Err(format!(
+                "collections.{name}: {field} and {field}_native are both given: keep one, the \
+                 jq program or the native transform"
+            ));
+        }
+        if native.trim().is_empty() {
+            return Err(format!(
+                "collections.{name}.{field}_native: empty name: give the name the native \
+                 transform is registered under, or leave the field out for identity"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn valid_collection(name: &str) -> bool {

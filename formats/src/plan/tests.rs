@@ -130,6 +130,28 @@ fn bad_plans_are_refused_naming_the_file_the_field_and_the_fix() {
             &["collections.users.forward: empty program"],
         ),
         (
+            "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.users]\nforward = '.'\nforward_native = \"split_name\"",
+            &[
+                "collections.users: forward and forward_native are both given",
+                "keep one",
+            ],
+        ),
+        (
+            "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.users]\nreverse_native = \"join_name\"\nreverse = '.'",
+            &["collections.users: reverse and reverse_native are both given"],
+        ),
+        (
+            "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.users]\nforward_native = \" \"",
+            &[
+                "collections.users.forward_native: empty name",
+                "the name the native transform is registered under",
+            ],
+        ),
+        (
+            "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.users]\nforward_natve = \"x\"",
+            &["line 6", "unknown field `forward_natve`"],
+        ),
+        (
             "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.a]\nrename = \"c\"\n[collections.b]\nrename = \"c\"",
             &["a and b would both become c"],
         ),
@@ -148,4 +170,26 @@ fn bad_plans_are_refused_naming_the_file_the_field_and_the_fix() {
             );
         }
     }
+}
+
+#[test]
+fn native_transforms_are_named_and_count_as_programs_for_a_rollback() {
+    let plan = Plan::parse(
+        "plan.toml",
+        &format!(
+            "{MINIMAL}[collections.users]\nforward_native = \"split_name\"\n\
+             [collections.accounts]\nforward_native = \"split_name\"\nreverse_native = \"join_name\"\n\
+             [collections.orders]\nforward = '.v = 2'\nreverse_native = \"unversion\"\n\
+             [collections.logs]\nreverse_native = \"unversion\"\n"
+        ),
+    )
+    .expect("valid");
+    let users = &plan.collections["users"];
+    assert_eq!(users.forward_native.as_deref(), Some("split_name"));
+    assert!(users.transforms_forward() && !users.carries_back());
+    assert_eq!(
+        plan.unreversible(),
+        ["users"],
+        "a native forward transform without any reverse one cannot be rolled back"
+    );
 }
