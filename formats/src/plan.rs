@@ -26,7 +26,15 @@
 //! forward = '.schema = 2'            # jq, blue → green (default: identity)
 //! reverse = 'del(.schema)'           # jq, green → blue, for rollback (default: none)
 //! rename = "people"                  # the collection's name on green (default: same)
+//!
+//! [collections.accounts]
+//! forward_native = "split_name"      # a native transform the embedder registered, instead
+//! reverse_native = "join_name"       # of a program (`forward`/`reverse`); by name
 //! ```
+//!
+//! A `*_native` name is resolved by the engine that runs the plan, against the native
+//! transforms its process registered (`Engine::builder().native(..)`): the plan check only
+//! sees that it is a name, the engine's start refuses one it does not know.
 
 use std::{collections::BTreeMap, net::Ipv6Addr, path::PathBuf, time::Duration};
 
@@ -119,13 +127,31 @@ pub struct Proxies {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionPlan {
-    /// jq program from blue's body to green's; identity when absent.
+    /// jq program from blue's body to green's; identity when absent (and no
+    /// `forward_native`).
     pub forward: Option<String>,
-    /// jq program from green's body back to blue's; without it, a rollback would lose
-    /// green's writes to this collection.
+    /// jq program from green's body back to blue's; without it (or a `reverse_native`), a
+    /// rollback would lose green's writes to this collection.
     pub reverse: Option<String>,
+    /// Name of a native transform from blue's body to green's, registered by the program
+    /// that embeds the engine; instead of `forward`.
+    pub forward_native: Option<String>,
+    /// Name of a native transform from green's body back to blue's; instead of `reverse`.
+    pub reverse_native: Option<String>,
     /// The collection's name on green.
     pub rename: Option<String>,
+}
+
+impl CollectionPlan {
+    /// Whether documents change on the way to green (a program or a native transform).
+    pub fn transforms_forward(&self) -> bool {
+        self.forward.is_some() || self.forward_native.is_some()
+    }
+
+    /// Whether green's documents can be carried back (a program or a native transform).
+    pub fn carries_back(&self) -> bool {
+        self.reverse.is_some() || self.reverse_native.is_some()
+    }
 }
 
 /// A plan that cannot be used, and why.
@@ -187,12 +213,12 @@ impl Plan {
             .unwrap_or(collection)
     }
 
-    /// Green names of the collections a rollback cannot carry back: a forward program and no
-    /// reverse one.
+    /// Green names of the collections a rollback cannot carry back: a forward transform (a
+    /// program or a native one) and no reverse one.
     pub fn unreversible(&self) -> Vec<String> {
         self.collections
             .iter()
-            .filter(|(_, c)| c.forward.is_some() && c.reverse.is_none())
+            .filter(|(_, c)| c.transforms_forward() && !c.carries_back())
             .map(|(name, _)| self.green_name(name).to_owned())
             .collect()
     }
@@ -253,6 +279,7 @@ impl Plan {
                     ));
                 }
             }
+            natives(name, collection)?;
             if let Some(rename) = &collection.rename
                 && !valid_collection(rename)
             {
@@ -275,6 +302,31 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// A direction takes a program or a native transform, not both; a native's name is not empty.
+fn natives(name: &str, collection: &CollectionPlan) -> Result<(), String> {
+    for (program, native, field) in [
+        (&collection.forward, &collection.forward_native, "forward"),
+        (&collection.reverse, &collection.reverse_native, "reverse"),
+    ] {
+        let Some(native) = native else {
+            continue;
+        };
+        if program.is_some() {
+            return Err(format!(
+                "collections.{name}: {field} and {field}_native are both given: keep one, the \
+                 jq program or the native transform"
+            ));
+        }
+        if native.trim().is_empty() {
+            return Err(format!(
+                "collections.{name}.{field}_native: empty name: give the name the native \
+                 transform is registered under, or leave the field out for identity"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn valid_collection(name: &str) -> bool {
@@ -348,154 +400,4 @@ fn syntax(text: &str, error: &toml::de::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
-[blue]
-sources = ["http://127.0.0.1:7001"]
-
-[green]
-sinks = ["http://127.0.0.1:7002"]
-"#;
-
-    fn refused(text: &str) -> String {
-        Plan::parse("plan.toml", text)
-            .expect_err("refused")
-            .to_string()
-    }
-
-    #[test]
-    fn a_minimal_plan_takes_every_default() {
-        let plan = Plan::parse("plan.toml", MINIMAL).expect("valid");
-        assert_eq!(plan.pause_budget, Duration::from_millis(500));
-        assert_eq!(plan.max_cycles, 20);
-        assert_eq!(plan.deadline, None);
-        assert_eq!(plan.allowed_transform_failures, 0);
-        assert!(!plan.postpone);
-        assert_eq!((plan.batch_documents, plan.batch_bytes), (2_000, 1 << 20));
-        assert!(plan.proxies.control.is_empty());
-        assert_eq!(plan.green_name("users"), "users");
-    }
-
-    #[test]
-    fn a_full_plan_parses() {
-        let text = r#"
-pause_budget = "250ms"
-max_cycles = 8
-deadline = "2h"
-allowed_transform_failures = 3
-postpone = true
-batch_documents = 500
-batch_bytes = 65536
-
-[blue]
-sources = ["http://127.0.0.1:7001", "https://blue-2.internal:7001"]
-token_file = "/etc/cutover/blue.token"
-
-[green]
-sinks = ["http://127.0.0.1:7002", "http://[fd00::2]:7002/"]
-
-[proxies]
-control = ["http://127.0.0.1:9101"]
-token_file = "proxy.token"
-
-[collections.users]
-forward = '.schema = 2'
-reverse = 'del(.schema)'
-rename = "people"
-
-[collections.orders]
-"#;
-        let plan = Plan::parse("plan.toml", text).expect("valid");
-        assert_eq!(plan.pause_budget, Duration::from_millis(250));
-        assert_eq!(plan.deadline, Some(Duration::from_secs(7_200)));
-        assert_eq!(plan.blue.sources.len(), 2);
-        assert_eq!(plan.green_name("users"), "people");
-        assert_eq!(plan.green_name("orders"), "orders");
-        assert_eq!(
-            plan.collections["users"].reverse.as_deref(),
-            Some("del(.schema)")
-        );
-    }
-
-    #[test]
-    fn bad_plans_are_refused_naming_the_file_the_field_and_the_fix() {
-        let cases: &[(&str, &[&str])] = &[
-            (
-                "pause_budgett = \"1s\"\n[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &[
-                    "plan.toml: line 1, column 1",
-                    "unknown field `pause_budgett`",
-                ],
-            ),
-            (
-                "pause_budget = \"soon\"\n[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &["line 1", "soon"],
-            ),
-            ("[green]\nsinks=[\"http://b:1\"]", &["missing field `blue`"]),
-            (
-                "[blue]\nsources=[]\n[green]\nsinks=[\"http://b:1\"]",
-                &["blue.sources: lists no endpoint"],
-            ),
-            (
-                "[blue]\nsources=[\"10.0.0.1:7001\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &["blue.sources[0]", "write http://HOST:PORT"],
-            ),
-            (
-                "[blue]\nsources=[\"http://12`.0.0.1:7001\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &["blue.sources[0]", "12`.0.0.1", "write http://HOST:PORT"],
-            ),
-            (
-                "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:+1\"]",
-                &["green.sinks[0]", "write http://HOST:PORT"],
-            ),
-            (
-                "[blue]\nsources=[\"http://[::1:7001\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &["blue.sources[0]", "write http://HOST:PORT"],
-            ),
-            (
-                "[blue]\nsources=[\"http://a:1\", \"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &["blue.sources[1]: http://a:1 is listed twice"],
-            ),
-            (
-                "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://a:1\"]",
-                &["also in blue.sources"],
-            ),
-            (
-                "max_cycles = 0\n[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &["max_cycles: must be at least 1"],
-            ),
-            (
-                "batch_bytes = 999999999\n[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]",
-                &["batch_bytes: 999999999 is out of range"],
-            ),
-            (
-                "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.users]\nforwrd = '.'",
-                &["line 6", "unknown field `forwrd`"],
-            ),
-            (
-                "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.users]\nforward = ' '",
-                &["collections.users.forward: empty program"],
-            ),
-            (
-                "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.a]\nrename = \"c\"\n[collections.b]\nrename = \"c\"",
-                &["a and b would both become c"],
-            ),
-            (
-                "[blue]\nsources=[\"http://a:1\"]\n[green]\nsinks=[\"http://b:1\"]\n[collections.users]\nrename = \"a b\"",
-                &["collections.users.rename", "not a collection name"],
-            ),
-        ];
-        for (text, wanted) in cases {
-            let got = refused(text);
-            assert!(got.starts_with("plan.toml: "), "{got}");
-            for part in *wanted {
-                assert!(
-                    got.contains(part),
-                    "{text:?}\n  gave {got:?}\n  lacks {part:?}"
-                );
-            }
-        }
-    }
-}
+mod tests;

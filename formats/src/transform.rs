@@ -8,7 +8,10 @@
 //!   (paths, assignments, `del`, object construction, string functions, interpolation,
 //!   arithmetic, comparisons, `if`, `//`, `as`, `reduce`, ...) run on the fast evaluator,
 //!   [`crate::fast`]; the rest, and bodies the evaluator leaves, run on the jaq engine.
-//! - [`Transform`] is the trait an embedder implements to plug in native code.
+//! - [`Transform`] is the trait an embedder implements to plug in native code, registered by
+//!   name in [`Natives`] and named by a plan's `forward_native` and `reverse_native`.
+
+mod natives;
 
 use std::fmt;
 
@@ -20,6 +23,7 @@ use jaq_core::{
 };
 use jaq_json::Val;
 
+pub use self::natives::Natives;
 use crate::fast;
 
 /// What a transform made of one body.
@@ -52,6 +56,12 @@ pub trait Transform: Send + Sync + fmt::Debug {
     /// For a jq program on the jaq engine: the construct that keeps it off the fast path.
     fn off_fast_path(&self) -> Option<&str> {
         None
+    }
+
+    /// What runs it, for people (the `*_runs_on` lines of `cutover plan check`): the
+    /// [`runner`](Self::runner)'s description unless the implementation says more.
+    fn describe(&self) -> String {
+        self.runner().describe().to_owned()
     }
 }
 

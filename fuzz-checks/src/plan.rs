@@ -46,6 +46,9 @@ pub fn plan(data: &[u8]) {
         "two collections land in one: {targets:?}"
     );
     for collection in plan.collections.values() {
+        // A direction takes a program or a native transform, never both.
+        assert!(collection.forward.is_none() || collection.forward_native.is_none());
+        assert!(collection.reverse.is_none() || collection.reverse_native.is_none());
         for program in [&collection.forward, &collection.reverse]
             .into_iter()
             .flatten()

@@ -17,6 +17,7 @@ mod cli;
 mod clusters;
 mod cutover;
 mod engine;
+mod native;
 mod node;
 mod offline;
 mod openapi;

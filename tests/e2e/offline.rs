@@ -39,6 +39,11 @@ const BAD: &[(&str, &str, &str)] = &[
         "[collections.a]\nrename = \"c\"\n[collections.b]\nrename = \"c\"\n",
         "collections.b.rename",
     ),
+    (
+        "native.toml",
+        "[collections.users]\nforward = '.a = 1'\nforward_native = \"split_name\"\n",
+        "forward and forward_native are both given",
+    ),
 ];
 
 /// Writes a bad plan; those that only break a collection get valid nodes.
@@ -128,6 +133,47 @@ fn plan_check_refuses_bad_plans_exactly_as_the_orchestrator_does() {
             "{name}: the offline check and the orchestrator say the same"
         );
     }
+}
+
+#[test]
+fn plan_check_leaves_a_native_transform_to_the_engine_which_refuses_one_it_lacks() {
+    let cluster = cluster();
+    let plan = write_plan(
+        &cluster,
+        "native.toml",
+        &format!("{NODES}[collections.users]\nforward_native = \"split_name\"\n"),
+    );
+    let offline = cluster.run(["plan", "check", &plan]).expect("runs");
+    assert_eq!(offline.code, Some(0), "{offline:?}");
+    for part in [
+        "collections.users\n  green_name                  users\n  \
+         forward_native              split_name\n  \
+         forward_runs_on             native `split_name` (resolved by the engine that runs the \
+         plan)\n",
+        "reverse                     none: a rollback would lose",
+    ] {
+        assert!(
+            offline.stdout.contains(part),
+            "{part:?} in:\n{}",
+            offline.stdout
+        );
+    }
+    // The `cutover` binary registers no native transform: its engine refuses the plan at
+    // start, naming the field, the name, and what it has.
+    let orchestrator = cluster.start_orchestrator("orchestrator").expect("starts");
+    let url = orchestrator.url();
+    let online = cluster
+        .run(["upgrade", "--orchestrator", &url, "start", "--plan", &plan])
+        .expect("runs");
+    assert_eq!(online.code, Some(1), "{online:?}");
+    assert!(
+        online.stderr.contains(
+            "collections.users.forward_native: no native transform `split_name` is registered \
+             in this process (registered: none)"
+        ),
+        "{}",
+        online.stderr
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::{CliError, OutputFormat, plan_report::Report, upgrade};
-use crate::engine::check::check;
+use crate::engine::{check::check, routes::Resolve};
 
 /// `cutover plan`: work on a plan file without any daemon.
 #[derive(Debug, Args)]
@@ -43,7 +43,9 @@ pub(super) fn run(args: PlanArgs) -> Result<(), CliError> {
     match args.command {
         PlanCommand::Check { file } => {
             let (name, text) = read(&file)?;
-            let report = Report::of(&name, &check(&name, &text)?);
+            // The `cutover` binary registers no native transform: the engine that runs the
+            // plan resolves its `*_native` names.
+            let report = Report::of(&name, &check(&name, &text, Resolve::Later)?);
             match args.output {
                 OutputFormat::Text => upgrade::print(&format!(
                     "{}Endpoints were not contacted: `cutover upgrade start --plan {name} \

@@ -134,7 +134,8 @@ fn settings(plan: &Plan) -> Vec<Line> {
     ]
 }
 
-/// The lines of one collection: where it goes, and each program with what runs it.
+/// The lines of one collection: where it goes, and each program (or native transform) with
+/// what runs it.
 fn collection(checked: &CheckedPlan, name: &str) -> Vec<Line> {
     let CheckedPlan {
         plan,
@@ -144,16 +145,24 @@ fn collection(checked: &CheckedPlan, name: &str) -> Vec<Line> {
     let programs = &plan.collections[name];
     let green = plan.green_name(name);
     let mut lines = vec![Line::new("green_name", green, green)];
+    let given = match &programs.forward_native {
+        Some(native) => ("forward_native", Some(native)),
+        None => ("forward", programs.forward.as_ref()),
+    };
     lines.extend(program(
-        ["forward", "forward_runs_on", "forward_off_fast_path"],
-        programs.forward.as_deref(),
+        [given.0, "forward_runs_on", "forward_off_fast_path"],
+        given.1.map(String::as_str),
         Some(forward.transform(name)),
         "identity (no program)",
     ));
     let carried = (!reverse.skips(green)).then(|| reverse.transform(green));
+    let given = match &programs.reverse_native {
+        Some(native) => ("reverse_native", Some(native)),
+        None => ("reverse", programs.reverse.as_ref()),
+    };
     lines.extend(program(
-        ["reverse", "reverse_runs_on", "reverse_off_fast_path"],
-        programs.reverse.as_deref(),
+        [given.0, "reverse_runs_on", "reverse_off_fast_path"],
+        given.1.map(String::as_str),
         carried,
         if carried.is_some() {
             "identity (no program)"
@@ -164,8 +173,9 @@ fn collection(checked: &CheckedPlan, name: &str) -> Vec<Line> {
     lines
 }
 
-/// A program's text (or `absent`) and, when the direction carries the collection, what runs it
-/// and, on jaq, which part of the program keeps it off the fast path.
+/// A program's text or a native transform's name (or `absent`) under `key` and, when the
+/// direction carries the collection, what runs it and, on jaq, which part of the program
+/// keeps it off the fast path.
 fn program(
     [key, runs_on, off_fast_path]: [&'static str; 3],
     text: Option<&str>,
@@ -175,7 +185,7 @@ fn program(
     let mut lines = vec![Line::new(key, text.unwrap_or(absent), text)];
     if let Some(transform) = transform {
         let runner = transform.runner();
-        lines.push(Line::new(runs_on, runner.describe(), runner.name()));
+        lines.push(Line::new(runs_on, transform.describe(), runner.name()));
         if let Some(why) = transform.off_fast_path() {
             lines.push(Line::new(off_fast_path, why, why));
         }
@@ -205,7 +215,7 @@ fn object(lines: &[Line]) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::check::check;
+    use crate::engine::{check::check, routes::Resolve};
 
     const PLAN: &str = r#"
 pause_budget = "250ms"
@@ -226,7 +236,10 @@ rename = "events"
 "#;
 
     fn report() -> Report {
-        Report::of("plan.toml", &check("plan.toml", PLAN).expect("valid"))
+        Report::of(
+            "plan.toml",
+            &check("plan.toml", PLAN, Resolve::Later).expect("valid"),
+        )
     }
 
     #[test]
@@ -306,5 +319,30 @@ rename = "events"
         assert!(orders.get("reverse_runs_on").is_none(), "not carried back");
         assert_eq!(logs["forward"], Value::Null);
         assert_eq!(logs["forward_runs_on"], "identity");
+    }
+
+    #[test]
+    fn a_native_transform_is_shown_by_name_and_resolved_by_the_engine() {
+        let plan = "[blue]\nsources = [\"http://10.0.0.1:7071\"]\n\
+                    [green]\nsinks = [\"http://10.0.1.1:7071\"]\n\
+                    [collections.users]\nforward_native = \"split_name\"\n";
+        let report = Report::of(
+            "plan.toml",
+            &check("plan.toml", plan, Resolve::Later).expect("valid offline"),
+        );
+        let text = report.text();
+        let users = "collections.users\n  \
+             green_name                  users\n  \
+             forward_native              split_name\n  \
+             forward_runs_on             native `split_name` (resolved by the engine that runs \
+             the plan)\n  \
+             reverse                     none: a rollback would lose green's writes to this \
+             collection\n";
+        assert!(text.contains(users), "{text}");
+        let value = report.json();
+        let users = &value["collections"][0];
+        assert_eq!(users["forward_native"], "split_name");
+        assert_eq!(users["forward_runs_on"], "native");
+        assert!(users.get("forward").is_none(), "{users}");
     }
 }

@@ -17,7 +17,7 @@ use super::{
     plan_report::Report,
     progress, render,
 };
-use crate::engine::check::check;
+use crate::engine::{check::check, routes::Resolve};
 
 /// `cutover upgrade`: operate an upgrade through the orchestrator.
 #[derive(Debug, Args)]
@@ -215,7 +215,8 @@ async fn start_dry_run(
     output: OutputFormat,
     request: StartRequest,
 ) -> Result<(), CliError> {
-    let checked = check(&request.plan_name, &request.plan_toml)?;
+    // The orchestrator resolves the native transforms, on its side.
+    let checked = check(&request.plan_name, &request.plan_toml, Resolve::Later)?;
     let report = Report::of(&request.plan_name, &checked);
     if output == OutputFormat::Text {
         // Before connecting: an unreachable orchestrator still leaves the offline part shown.

@@ -1,12 +1,14 @@
 //! The whole check of a plan before an upgrade or a dry run starts: the TOML parsed strictly
-//! and checked ([`Plan::parse`]), then every program compiled, both ways (a reverse program
-//! that does not compile would otherwise surface only after the switch, in reverse sync).
-//! The engine runs it on `Start` and on a dry run, and `cutover plan check` runs it without
-//! any daemon: one function, so the offline and the online check cannot disagree.
+//! and checked ([`Plan::parse`]), then every program compiled and every native transform
+//! looked up, both ways (a reverse program that does not compile would otherwise surface only
+//! after the switch, in reverse sync). The engine runs it on `Start` and on a dry run, with
+//! the native transforms of its process; `cutover plan check` runs it without any daemon, and
+//! leaves the native transforms to the engine ([`Resolve::Later`]): one function, so the
+//! offline and the online check cannot disagree on anything else.
 
 use super::{
     plan::{Plan, PlanError},
-    routes::{CompileError, Routes},
+    routes::{Resolve, Routes},
 };
 
 /// A plan that passed the check, with its compiled programs.
@@ -20,15 +22,21 @@ pub struct CheckedPlan {
     pub reverse: Routes,
 }
 
-/// Checks `plan_toml`, read from `plan_name` (which every error names).
-pub fn check(plan_name: &str, plan_toml: &str) -> Result<CheckedPlan, PlanError> {
+/// Checks `plan_toml`, read from `plan_name` (which every error names), its native
+/// transforms looked up in `natives`.
+pub fn check<'a>(
+    plan_name: &str,
+    plan_toml: &str,
+    natives: impl Into<Resolve<'a>>,
+) -> Result<CheckedPlan, PlanError> {
+    let natives = natives.into();
     let plan = Plan::parse(plan_name, plan_toml)?;
-    let refused = |CompileError { field, message }| PlanError {
+    let refused = |error: super::routes::CompileError| PlanError {
         file: plan_name.to_owned(),
-        what: format!("{field}: the jq program does not compile: {message}"),
+        what: error.to_string(),
     };
-    let reverse = Routes::reverse(&plan).map_err(refused)?;
-    let forward = Routes::forward(&plan).map_err(refused)?;
+    let reverse = Routes::reverse(&plan, natives).map_err(refused)?;
+    let forward = Routes::forward(&plan, natives).map_err(refused)?;
     Ok(CheckedPlan {
         plan,
         forward,
@@ -38,15 +46,21 @@ pub fn check(plan_name: &str, plan_toml: &str) -> Result<CheckedPlan, PlanError>
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::engine::transform::Runner;
+    use crate::engine::transform::{Identity, Natives, Runner};
 
     const NODES: &str = "[blue]\nsources = [\"http://a:1\"]\n[green]\nsinks = [\"http://b:1\"]\n";
 
     fn refused(collections: &str) -> String {
-        check("plan.toml", &format!("{NODES}{collections}"))
-            .expect_err("refused")
-            .to_string()
+        check(
+            "plan.toml",
+            &format!("{NODES}{collections}"),
+            &Natives::new(),
+        )
+        .expect_err("refused")
+        .to_string()
     }
 
     #[test]
@@ -57,6 +71,7 @@ mod tests {
                 "{NODES}[collections.users]\nforward = '.schema = 2'\nreverse = 'del(.schema)'\n\
                  rename = \"people\"\n[collections.orders]\nforward = 'select(.ref | test(\"^A\"))'\n"
             ),
+            &Natives::new(),
         )
         .expect("valid");
         assert_eq!(checked.plan.green_name("users"), "people");
@@ -96,8 +111,33 @@ mod tests {
 
     #[test]
     fn the_plan_itself_is_checked_first() {
-        let error = check("p.toml", "[blue]\nsources = []\n").expect_err("refused");
+        let error = check("p.toml", "[blue]\nsources = []\n", Resolve::Later).expect_err("refused");
         assert_eq!(error.file, "p.toml");
         assert!(error.what.contains("missing field `green`"), "{error}");
+    }
+
+    #[test]
+    fn native_transforms_are_looked_up_now_by_the_engine_and_later_offline() {
+        let plan = format!(
+            "{NODES}[collections.users]\nforward_native = \"split_name\"\n\
+             reverse_native = \"join_name\"\n"
+        );
+        let offline = check("plan.toml", &plan, Resolve::Later).expect("any name, offline");
+        assert_eq!(
+            offline.forward.transform("users").describe(),
+            "native `split_name` (resolved by the engine that runs the plan)"
+        );
+        let only_forward = Natives::new().with("split_name", Arc::new(Identity));
+        let error = check("plan.toml", &plan, &only_forward).expect_err("join_name unknown");
+        assert!(
+            error.to_string().starts_with(
+                "plan.toml: collections.users.reverse_native: no native transform `join_name` \
+                 is registered in this process (registered: `split_name`)"
+            ),
+            "{error}"
+        );
+        let both = only_forward.with("join_name", Arc::new(Identity));
+        let checked = check("plan.toml", &plan, &both).expect("both registered");
+        assert!(!checked.reverse.skips("users"));
     }
 }

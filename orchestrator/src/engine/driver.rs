@@ -13,7 +13,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cutover_node::store::Store;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -23,11 +22,13 @@ use super::{
     error::DriveError,
     fault,
     fleet::Fleet,
+    host::Host,
     journal::{Direction, Hold, UpgradeRecord},
     machine::{Event, Handover, InvalidTransition, OnError, State, Step, Undo, narrate, step},
     metrics as m,
     plan::Plan,
     routes::Routes,
+    transform::Natives,
     world::{Discovery, Pipeline},
 };
 
@@ -100,6 +101,9 @@ pub struct Driver {
     pub(super) fleet: Fleet,
     /// Finds the copy pipelines.
     discovery: Arc<dyn Discovery>,
+    /// The native transforms the plan's `*_native` names are looked up in: those of this
+    /// process, which after a restart may not be those of the one that started the upgrade.
+    pub(super) natives: Natives,
     /// Fires on shutdown: the driver stops where it is; the journal keeps the state.
     pub(super) cancel: CancellationToken,
     /// What discovery found, once it ran in this process.
@@ -134,13 +138,13 @@ enum Outcome {
 }
 
 impl Driver {
-    /// A driver of `upgrade`; `Err` (with the status error) when its journaled plan cannot be
-    /// used any more.
+    /// A driver of `upgrade` with what the process lends it (`host`); `Err` (with the status
+    /// error) when its journaled plan cannot be used any more.
     pub fn new(
         board: Board,
         upgrade: UpgradeRecord,
         cancel: CancellationToken,
-        local: Option<Store>,
+        host: Host,
     ) -> Result<Self, DriveError> {
         let plan = Plan::parse(&upgrade.plan_name, &upgrade.plan_toml)
             .map_err(|e| DriveError::Plan(e.to_string()))?;
@@ -149,12 +153,15 @@ impl Driver {
             plan: plan.clone(),
             plan_toml: upgrade.plan_toml.clone(),
             sink_token: fleet.green_token.clone(),
-            local,
+            local: host.local,
         });
-        Ok(Self::with(board, upgrade, plan, fleet, discovery, cancel))
+        let mut driver = Self::with(board, upgrade, plan, fleet, discovery, cancel);
+        driver.natives = host.natives;
+        Ok(driver)
     }
 
-    /// A driver of `upgrade` that steers `fleet` and copies through what `discovery` finds.
+    /// A driver of `upgrade` that steers `fleet` and copies through what `discovery` finds,
+    /// with no native transform.
     pub fn with(
         board: Board,
         upgrade: UpgradeRecord,
@@ -170,6 +177,7 @@ impl Driver {
             plan,
             fleet,
             discovery,
+            natives: Natives::default(),
             cancel,
             run: OnceCell::new(),
             decided: Mutex::new(None),
@@ -268,21 +276,17 @@ impl Driver {
         board: Board,
         upgrade: UpgradeRecord,
         cancel: CancellationToken,
-        local: Option<Store>,
+        host: Host,
         commands: mpsc::Receiver<Request>,
         resumed: bool,
     ) {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let error = match Self::new(
-                board.clone(),
-                upgrade.clone(),
-                cancel.clone(),
-                local.clone(),
-            ) {
-                Ok(driver) => return driver.run(commands, resumed).await,
-                Err(error) => error,
-            };
+            let error =
+                match Self::new(board.clone(), upgrade.clone(), cancel.clone(), host.clone()) {
+                    Ok(driver) => return driver.run(commands, resumed).await,
+                    Err(error) => error,
+                };
             let state = board.state();
             if state.on_error() == OnError::Fail {
                 let reason = format!(
@@ -463,8 +467,10 @@ impl Driver {
     pub(super) async fn discovered(&self) -> Result<&Run, DriveError> {
         self.run
             .get_or_try_init(|| async {
-                let routes =
-                    Routes::forward(&self.plan).map_err(|e| DriveError::Plan(e.to_string()))?;
+                // Compiled in this process, its native transforms looked up in this process's
+                // registry: a restarted engine resolves the journaled plan's names again.
+                let routes = Routes::forward(&self.plan, &self.natives)
+                    .map_err(|e| DriveError::Plan(e.to_string()))?;
                 let pairs = self
                     .attempt("discovery", || self.discovery.discover())
                     .await?;

@@ -36,6 +36,7 @@ use super::{
     peer::{MAX_MESSAGE_BYTES, PeerError, SinkPeer, SourcePeer, Token, channel},
     plan::Plan,
     routes::{Routes, Tally},
+    transform::Natives,
 };
 
 /// The orchestrator's side of a pipeline the sink node runs; falls back to copying through
@@ -234,10 +235,23 @@ fn from_batch(batch: CopyBatch, source: &str) -> (BatchRecord, Figures) {
 }
 
 /// `routes` and the `Pipelines` service of the node whose store is `store`, behind its bearer
-/// `token`: what every `cutover node` serves.
+/// `token`: what every `cutover node` serves. It knows no native transform: a plan that names
+/// one is refused ([`serve_with_natives`] for an embedder's node).
 pub fn serve(routes: service::Routes, store: Store, token: Option<String>) -> service::Routes {
+    serve_with_natives(routes, store, token, Natives::default())
+}
+
+/// [`serve`], the plans of the copies looking up their `*_native` names in `natives`: what a
+/// program that embeds a node and registers native transforms serves (the same registry as
+/// its engine's, `Engine::builder().natives(..)`, as each node runs the copies into itself).
+pub fn serve_with_natives(
+    routes: service::Routes,
+    store: Store,
+    token: Option<String>,
+    natives: Natives,
+) -> service::Routes {
     routes.add_service(PipelinesServer::with_interceptor(
-        PipelinesService::new(store),
+        PipelinesService::new(store).with_natives(natives),
         BearerAuth::new(token),
     ))
 }
@@ -246,12 +260,22 @@ pub fn serve(routes: service::Routes, store: Store, token: Option<String>) -> se
 #[derive(Debug, Clone)]
 pub struct PipelinesService {
     store: Store,
+    natives: Natives,
 }
 
 impl PipelinesService {
-    /// The service of the node whose store is `store`.
+    /// The service of the node whose store is `store`, with no native transform.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            natives: Natives::default(),
+        }
+    }
+
+    /// This service, the plans of its copies looking up their native transforms in `natives`.
+    pub fn with_natives(mut self, natives: Natives) -> Self {
+        self.natives = natives;
+        self
     }
 }
 
@@ -271,8 +295,8 @@ impl Pipelines for PipelinesService {
             Direction::Forward
         };
         let routes = match direction {
-            Direction::Forward => Routes::forward(&plan),
-            Direction::Reverse => Routes::reverse(&plan),
+            Direction::Forward => Routes::forward(&plan, &self.natives),
+            Direction::Reverse => Routes::reverse(&plan, &self.natives),
         }
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let source = SourcePeer::new(&request.source).map_err(Status::invalid_argument)?;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fault;
 pub mod fleet;
 pub mod handover;
+pub mod host;
 pub mod hosted;
 pub mod journal;
 pub mod machine;
@@ -35,4 +36,5 @@ pub mod world;
 // The plan and its programs are parsed in `cutover-formats` (no RocksDB there, so their fuzz
 // targets build fast); their paths under `engine` stay as they were.
 pub use cutover_formats::{fast, plan, transform};
+pub use host::EngineBuilder;
 pub use upgrade::{Engine, EngineError};

@@ -69,8 +69,10 @@ impl Driver {
     /// serves either way.
     pub(super) async fn reverse_sync(&self) -> Result<Event, DriveError> {
         let pairs = self.reverse_pairs().await?;
-        let routes =
-            Arc::new(Routes::reverse(&self.plan).map_err(|e| DriveError::Plan(e.to_string()))?);
+        let routes = Arc::new(
+            Routes::reverse(&self.plan, &self.natives)
+                .map_err(|e| DriveError::Plan(e.to_string()))?,
+        );
         let mut total = match self.board.journal().cycles()?.last() {
             Some(c) if c.direction == Direction::Reverse && !c.final_cycle => c.clone(),
             _ => self.next_cycle(Direction::Reverse, false)?,

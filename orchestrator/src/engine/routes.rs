@@ -1,5 +1,6 @@
 //! Where each blue collection goes and what its documents become: the plan's transforms,
-//! compiled once per upgrade, and the transform of one pulled batch.
+//! compiled once per upgrade (its jq programs, and its native transforms looked up by name in
+//! the process's [`Natives`]), and the transform of one pulled batch.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,7 +12,7 @@ use cutover_proto::v1::{Document, DocumentBatch};
 use super::{
     journal::{BatchRecord, DeadLetter},
     plan::Plan,
-    transform::{Identity, Jq, Outcome, Transform},
+    transform::{Identity, Jq, Natives, Outcome, Runner, Transform},
 };
 
 /// How one collection crosses.
@@ -30,37 +31,120 @@ pub struct Routes {
     skipped: HashSet<String>,
 }
 
-/// A program that does not compile: the plan field and the compiler's message.
+/// A transform of the plan that cannot be used: a program that does not compile, or the name
+/// of a native transform this process did not register.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{field}: {message}")]
 pub struct CompileError {
-    /// E.g. `collections.users.forward`.
+    /// E.g. `collections.users.forward` or `collections.users.forward_native`.
     pub field: String,
-    /// Where and what, from the jq compiler.
+    /// What is wrong: where and what from the jq compiler, or the unknown name and the
+    /// registered ones.
     pub message: String,
 }
 
-/// `program` (the plan's `collections.NAME.FIELD`) compiled, or identity when absent.
+/// Where a plan's `forward_native` and `reverse_native` names are looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolve<'a> {
+    /// In this process's registry: an unknown name is a [`CompileError`].
+    Now(&'a Natives),
+    /// By the engine that will run the plan, which `cutover plan check` (offline) does not
+    /// know: each name stands for a transform that says so in the report, and fails every
+    /// document it is given.
+    Later,
+}
+
+impl<'a> From<&'a Natives> for Resolve<'a> {
+    fn from(natives: &'a Natives) -> Self {
+        Self::Now(natives)
+    }
+}
+
+/// A native transform the engine that runs the plan resolves ([`Resolve::Later`]).
+#[derive(Debug)]
+struct Unresolved {
+    name: String,
+}
+
+impl Transform for Unresolved {
+    fn apply(&self, _: &bytes::Bytes) -> Outcome {
+        Outcome::Failed(format!(
+            "the native transform `{}` is resolved by the engine that runs the plan, not here",
+            self.name
+        ))
+    }
+
+    fn runner(&self) -> Runner {
+        Runner::Native
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "native `{}` (resolved by the engine that runs the plan)",
+            self.name
+        )
+    }
+}
+
+/// One direction's transform of collection `name`: the program `program` (the plan's
+/// `collections.NAME.FIELD`) compiled, the native transform named `native` (its
+/// `FIELD_native`) resolved, or identity when neither is given (the plan's check allows one).
 fn compile(
     name: &str,
     field: &str,
-    program: Option<&String>,
+    (program, native): (Option<&String>, Option<&String>),
+    natives: Resolve<'_>,
 ) -> Result<Arc<dyn Transform>, CompileError> {
+    if let Some(native) = native {
+        return match natives {
+            Resolve::Later => Ok(Arc::new(Unresolved {
+                name: native.clone(),
+            })),
+            Resolve::Now(natives) => natives.get(native).ok_or_else(|| CompileError {
+                field: format!("collections.{name}.{field}_native"),
+                message: unknown(native, natives),
+            }),
+        };
+    }
     Ok(match program {
         None => Arc::new(Identity),
         Some(program) => Arc::new(Jq::compile(program).map_err(|message| CompileError {
             field: format!("collections.{name}.{field}"),
-            message,
+            message: format!("the jq program does not compile: {message}"),
         })?),
     })
 }
 
+/// Why `native` cannot be used here, and what can.
+fn unknown(native: &str, natives: &Natives) -> String {
+    let registered = if natives.is_empty() {
+        "none".to_owned()
+    } else {
+        natives
+            .names()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "no native transform `{native}` is registered in this process (registered: \
+         {registered}): name a registered one, or run the plan in a program that registers \
+         `{native}` (the `cutover` binary registers none)"
+    )
+}
+
 impl Routes {
-    /// Compiles the forward programs of `plan` (identity where none is given).
-    pub fn forward(plan: &Plan) -> Result<Self, CompileError> {
+    /// Compiles the forward transforms of `plan` (identity where none is given), its native
+    /// ones looked up in `natives`.
+    pub fn forward<'a>(plan: &Plan, natives: impl Into<Resolve<'a>>) -> Result<Self, CompileError> {
+        let natives = natives.into();
         let mut by_collection = HashMap::new();
         for (name, collection) in &plan.collections {
-            let transform = compile(name, "forward", collection.forward.as_ref())?;
+            let given = (
+                collection.forward.as_ref(),
+                collection.forward_native.as_ref(),
+            );
+            let transform = compile(name, "forward", given, natives)?;
             let target = plan.green_name(name).to_owned();
             by_collection.insert(name.clone(), Route { target, transform });
         }
@@ -70,10 +154,11 @@ impl Routes {
         })
     }
 
-    /// Compiles the reverse programs of `plan`, keyed by green's collection names: a renamed
-    /// collection is renamed back; one the plan cannot carry back
-    /// ([`unreversible`](Plan::unreversible)) is skipped.
-    pub fn reverse(plan: &Plan) -> Result<Self, CompileError> {
+    /// Compiles the reverse transforms of `plan`, keyed by green's collection names, its
+    /// native ones looked up in `natives`: a renamed collection is renamed back; one the plan
+    /// cannot carry back ([`unreversible`](Plan::unreversible)) is skipped.
+    pub fn reverse<'a>(plan: &Plan, natives: impl Into<Resolve<'a>>) -> Result<Self, CompileError> {
+        let natives = natives.into();
         let skipped: HashSet<String> = plan.unreversible().into_iter().collect();
         let mut by_collection = HashMap::new();
         for (name, collection) in &plan.collections {
@@ -81,7 +166,11 @@ impl Routes {
             if skipped.contains(&green) {
                 continue;
             }
-            let transform = compile(name, "reverse", collection.reverse.as_ref())?;
+            let given = (
+                collection.reverse.as_ref(),
+                collection.reverse_native.as_ref(),
+            );
+            let transform = compile(name, "reverse", given, natives)?;
             let target = name.clone();
             by_collection.insert(green, Route { target, transform });
         }
@@ -228,129 +317,4 @@ pub fn transform_batch(
 }
 
 #[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-
-    fn doc(collection: &str, id: &str, version: u64, body: &str) -> Document {
-        Document {
-            collection: collection.into(),
-            id: id.into(),
-            version,
-            seq: version,
-            body: Bytes::from(body.to_owned()),
-            tombstone: body.is_empty(),
-        }
-    }
-
-    fn plan(collections: &str) -> Plan {
-        let text = format!(
-            "[blue]\nsources = [\"http://127.0.0.1:1\"]\n[green]\nsinks = [\"http://127.0.0.1:2\"]\n\
-             {collections}"
-        );
-        Plan::parse("plan.toml", &text).expect("valid plan")
-    }
-
-    #[test]
-    fn a_batch_is_renamed_transformed_dropped_and_dead_lettered_and_counted() {
-        let plan = plan(
-            "[collections.users]\nrename = \"people\"\n\
-             forward = 'if .drop then empty elif .fail then error(\"no\") else .v += 1 end'\n",
-        );
-        let routes = Routes::forward(&plan).expect("compiles");
-        let batch = DocumentBatch {
-            documents: vec![
-                doc("users", "a", 1, r#"{"v":1}"#),
-                doc("users", "b", 2, r#"{"drop":true}"#),
-                doc("users", "c", 3, r#"{"fail":true}"#),
-                doc("users", "d", 4, ""),
-                doc("orders", "e", 1, r#"{"x":1}"#),
-            ],
-            last_seq: 9,
-        };
-        let problems = HashSet::from([("users".to_owned(), "a".to_owned())]);
-        let out = transform_batch(batch, &routes, &problems);
-        assert_eq!(out.last_seq, 9);
-        let sent: Vec<_> = out
-            .documents
-            .iter()
-            .map(|d| {
-                (
-                    d.collection.as_str(),
-                    d.id.as_str(),
-                    d.tombstone,
-                    d.body.clone(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            sent,
-            vec![
-                ("people", "a", false, Bytes::from_static(br#"{"v":2}"#)),
-                ("people", "b", true, Bytes::new()),
-                ("people", "d", true, Bytes::new()),
-                ("orders", "e", false, Bytes::from_static(br#"{"x":1}"#)),
-            ]
-        );
-        assert_eq!(
-            out.tally,
-            Tally {
-                documents: 5,
-                bytes: 7 + 13 + 13 + 7,
-                tombstones: 1,
-                dropped: 1,
-                failed: 1
-            }
-        );
-        assert_eq!(out.record.dropped, vec![("users".into(), "b".into(), 2)]);
-        assert_eq!(out.record.failed.len(), 1);
-        assert_eq!(out.record.failed[0].id, "c");
-        assert!(
-            out.record.failed[0].error.contains("no"),
-            "{:?}",
-            out.record
-        );
-        assert_eq!(out.record.copied, vec![("users".into(), "a".into())]);
-    }
-
-    #[test]
-    fn a_bad_program_names_its_field() {
-        let plan = plan("[collections.users]\nforward = '.a |'\n");
-        let error = Routes::forward(&plan).expect_err("does not compile");
-        assert_eq!(error.field, "collections.users.forward");
-    }
-
-    #[test]
-    fn reverse_routes_rename_back_and_skip_what_has_no_reverse_program() {
-        let plan = plan(
-            "[collections.users]\nforward = '.v += 1'\nreverse = '.v -= 1'\n\
-             [collections.orders]\nrename = \"purchases\"\n\
-             [collections.tmp]\nforward = 'select(.keep)'\n",
-        );
-        let routes = Routes::reverse(&plan).expect("compiles");
-        let batch = DocumentBatch {
-            documents: vec![
-                doc("users", "a", 2, r#"{"v":2}"#),
-                doc("purchases", "b", 1, r#"{"x":1}"#),
-                doc("tmp", "c", 1, r#"{"keep":true}"#),
-            ],
-            last_seq: 3,
-        };
-        let out = transform_batch(batch, &routes, &HashSet::new());
-        let sent: Vec<_> = out
-            .documents
-            .iter()
-            .map(|d| (d.collection.as_str(), d.body.clone()))
-            .collect();
-        assert_eq!(
-            sent,
-            vec![
-                ("users", Bytes::from(r#"{"v":1}"#)),
-                ("orders", Bytes::from(r#"{"x":1}"#)),
-            ],
-            "tmp has a forward program and no reverse one: left alone on blue"
-        );
-        assert!(routes.skips("tmp") && !routes.skips("users"));
-    }
-}
+mod tests;

@@ -21,12 +21,14 @@ use super::{
     board::{Board, now_unix_ms},
     check::{CheckedPlan, check},
     driver::{Command, Driver, Refused, Request},
+    host::{EngineBuilder, Host},
     journal::{Journal, JournalError, UpgradeRecord},
     machine::{State, Undo},
     metrics as m,
     plan::{Plan, PlanError},
     reverse::count_changes,
     sample::{SampleError, sample},
+    transform::Natives,
 };
 
 /// Commands waiting for the driver, at most (an operator's commands are rare; a full queue
@@ -113,7 +115,8 @@ struct Running {
 /// The migration engine.
 pub struct Engine {
     board: Board,
-    local: Option<Store>,
+    /// The node it runs in and the native transforms of its process, lent to each driver.
+    host: Host,
     running: Mutex<Option<Running>>,
     /// Held for the whole of a start: one at a time.
     starting: tokio::sync::Mutex<()>,
@@ -124,20 +127,39 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("journal", self.board.journal())
+            .field("natives", &self.host.natives)
             .finish_non_exhaustive()
     }
 }
 
 impl Engine {
     /// Opens the journal in `path` and resumes an interrupted upgrade. `local` is the store of
-    /// the green node the engine runs in, if any. Must be called inside a tokio runtime.
+    /// the green node the engine runs in, if any. No native transform is registered: see
+    /// [`builder`](Self::builder). Must be called inside a tokio runtime.
     pub fn open(path: &Path, local: Option<Store>) -> Result<Arc<Self>, EngineError> {
+        Self::open_with(
+            path,
+            Host {
+                local,
+                natives: Natives::default(),
+            },
+        )
+    }
+
+    /// An engine to open with native transforms, or inside a green node:
+    /// `Engine::builder().native("split_name", Arc::new(SplitName)).open(path)`.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// [`open`](Self::open) with what `host` lends.
+    pub(super) fn open_with(path: &Path, host: Host) -> Result<Arc<Self>, EngineError> {
         m::describe();
         let journal = Arc::new(Journal::open(path)?);
         let board = Board::load(journal)?;
         let engine = Arc::new(Self {
             board,
-            local,
+            host,
             running: Mutex::new(None),
             starting: tokio::sync::Mutex::new(()),
             closing: CancellationToken::new(),
@@ -175,7 +197,7 @@ impl Engine {
             self.board.clone(),
             upgrade,
             cancel.clone(),
-            self.local.clone(),
+            self.host.clone(),
             queue,
             resumed,
         ));
@@ -187,16 +209,18 @@ impl Engine {
         debug_assert!(previous.is_none(), "one driver at a time");
     }
 
-    /// Starts an upgrade from `plan_toml` (read from `plan_name`). A driver still running is
-    /// in reverse sync of an earlier upgrade, which a new start ends: it is stopped, and
-    /// waited for, before the new upgrade is journaled, so nothing it does can follow.
+    /// Starts an upgrade from `plan_toml` (read from `plan_name`), once the plan has passed
+    /// its check (its native transforms found in this engine's registry). A driver still
+    /// running is in reverse sync of an earlier upgrade, which a new start ends: it is
+    /// stopped, and waited for, before the new upgrade is journaled, so nothing it does can
+    /// follow.
     pub async fn start(
         &self,
         plan_toml: &str,
         plan_name: &str,
         rehearse: bool,
     ) -> Result<UpgradeStatus, EngineError> {
-        check(plan_name, plan_toml)?;
+        check(plan_name, plan_toml, &self.host.natives)?;
         let _one_start = self.starting.lock().await;
         let busy = || EngineError::Busy {
             upgrade_id: self.status().upgrade_id,
@@ -246,8 +270,13 @@ impl Engine {
         plan_name: &str,
         per_collection: u32,
     ) -> Result<Vec<SampleResult>, EngineError> {
-        let CheckedPlan { plan, forward, .. } = check(plan_name, plan_toml)?;
+        let CheckedPlan { plan, forward, .. } = check(plan_name, plan_toml, &self.host.natives)?;
         Ok(sample(&plan.blue.sources, &forward, per_collection).await?)
+    }
+
+    /// The native transforms plans may name.
+    pub fn natives(&self) -> &Natives {
+        &self.host.natives
     }
 
     /// The current upgrade's status.

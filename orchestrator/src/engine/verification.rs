@@ -29,7 +29,8 @@ impl Driver {
             Direction::Reverse => {
                 let pairs = self.reverse_pairs().await?;
                 let routes = Arc::new(
-                    Routes::reverse(&self.plan).map_err(|e| DriveError::Plan(e.to_string()))?,
+                    Routes::reverse(&self.plan, &self.natives)
+                        .map_err(|e| DriveError::Plan(e.to_string()))?,
                 );
                 self.cycle(&pairs, &routes, into, None).await?
             }
