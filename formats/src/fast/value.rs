@@ -650,12 +650,16 @@ fn has_repeated_key(text: &str) -> Result<bool, Stop> {
         .map_err(|_| Stop::Bail)
 }
 
-/// Whether `raw` (JSON text) holds a `\u` escape of a surrogate that is not half of a
-/// high-low pair. Backslashes occur only inside strings, so scanning escapes from the start
-/// stays in step with the string contents.
+/// Whether `raw` holds a `\u` escape of a surrogate that is not half of a high-low pair. In
+/// JSON backslashes occur only inside strings, so scanning escapes from the start stays in
+/// step with the string contents; on bytes that are not JSON the answer does not matter (the
+/// parse refuses them), but the scan must not run past the end.
 fn has_lone_surrogate(raw: &[u8]) -> bool {
     let mut at = 0;
-    while let Some(offset) = raw[at..].iter().position(|b| *b == b'\\') {
+    while let Some(offset) = raw
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|b| *b == b'\\'))
+    {
         at += offset;
         if raw.get(at + 1) != Some(&b'u') {
             at += 2;
