@@ -295,7 +295,7 @@ fn with_value<'a>(name: &str, input: Val<'a>, x: Val<'a>) -> Result<Val<'a>, Sto
                 x.kind()?.name()
             )));
         }
-        ("split", Val::Str(s), Val::Str(sep)) => split(&s, &sep)?,
+        ("split", Val::Str(s), Val::Str(sep)) => split(s, &sep)?,
         ("split", _, _) => return Err(error("split input and separator must be strings")),
         ("join", input, sep) => join(input, sep)?,
         ("ltrimstr", Val::Str(s), Val::Str(prefix)) if s.starts_with(prefix.as_ref()) => {
@@ -342,19 +342,26 @@ fn is_json_number(s: &str) -> bool {
         && !s.ends_with(|c: char| c.is_whitespace())
 }
 
-/// `split($sep)` with a string: jq gives `[]` for an empty input.
-pub(crate) fn split<'a>(s: &str, sep: &str) -> Result<Val<'a>, Stop> {
+/// `split($sep)` with a string: jq gives `[]` for an empty input. The pieces borrow from the
+/// body when the string did.
+pub(crate) fn split<'a>(s: Cow<'a, str>, sep: &str) -> Result<Val<'a>, Stop> {
     if sep.is_empty() {
         return Err(Stop::Bail);
     }
     if s.is_empty() {
         return Ok(Val::Arr(Rc::new(Vec::new())));
     }
-    Ok(Val::Arr(Rc::new(
-        s.split(sep)
+    let pieces = match s {
+        Cow::Borrowed(text) => text
+            .split(sep)
+            .map(|piece| Val::Str(Cow::Borrowed(piece)))
+            .collect(),
+        Cow::Owned(text) => text
+            .split(sep)
             .map(|piece| Val::Str(Cow::Owned(piece.to_owned())))
             .collect(),
-    )))
+    };
+    Ok(Val::Arr(Rc::new(pieces)))
 }
 
 /// jq 1.7's `join($x)`: `null` as `""`, numbers and booleans as JSON, strings as they are.

@@ -647,7 +647,7 @@ pub(crate) fn arithmetic<'a>(op: Math, left: Val<'a>, right: Val<'a>) -> Result<
             Ok(Val::Arr(Rc::new(kept)))
         }
         (Math::Mul, Val::Obj(a), Val::Obj(b)) => deep_merge(Val::Obj(a), Val::Obj(b)),
-        (Math::Div, Val::Str(a), Val::Str(b)) => super::builtins::split(&a, &b),
+        (Math::Div, Val::Str(a), Val::Str(b)) => super::builtins::split(a, &b),
         // String repetition and the rest: jq's rules for those are left to jaq.
         (Math::Mul, Val::Str(_), Val::Num(_)) | (Math::Mul, Val::Num(_), Val::Str(_)) => {
             Err(Stop::Bail)
