@@ -198,6 +198,16 @@ impl Background {
         }
     }
 
+    /// Waits until the load has had `writes` writes acknowledged (at most 30 s): a test whose
+    /// upgrade ends quickly still checks a load of some size.
+    pub(crate) fn wait_writes(&self, writes: u64) {
+        let load = self.load.as_ref().expect("running");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while load.writes() < writes && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the load: what it saw.
     pub(crate) fn stop(mut self) -> Finished {
         let load = self.load.take().expect("running");
@@ -208,6 +218,7 @@ impl Background {
 /// Stops the load and asserts it saw no error and that `node` holds every acknowledged
 /// write; returns the ledger to go on from.
 fn nothing_failed_or_lost(background: Background, node: &NodeProcess) -> Ledger {
+    background.wait_writes(150);
     let seen = background.stop();
     assert_eq!(seen.errors, 0, "client errors: {:?}", seen.error_samples);
     let ledger = seen.ledger;

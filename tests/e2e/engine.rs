@@ -343,7 +343,7 @@ fn a_failing_transform_lists_dead_letters_and_blocks_the_cutover() {
     assert_eq!(code, 1, "a dry run with a failing document fails: {dry}");
     assert_eq!(
         dry["plan"]["collections"][0]["forward_runs_on"],
-        json!("jaq"),
+        json!("fast_path"),
         "the offline report comes with the samples: {dry}"
     );
     assert_eq!(

@@ -182,6 +182,11 @@ impl Load {
         }
     }
 
+    /// Writes acknowledged so far.
+    pub fn writes(&self) -> u64 {
+        self.stats.writes.load(Ordering::Relaxed)
+    }
+
     /// Stops the workers (each finishes its request); what they saw.
     pub async fn stop(self) -> Finished {
         self.stop.cancel();
