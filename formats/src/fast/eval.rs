@@ -144,6 +144,9 @@ pub(crate) fn run<'a>(ast: &'a Ast, input: Val<'a>, env: &Env<'_, 'a>, out: Out<
         // an object no one else holds is changed in place, not copied.
         Ast::Assign(lhs, rhs) => {
             let values = collect(rhs, input.clone(), env)?;
+            if values.is_empty() {
+                return Ok(()); // jq names the paths once per value of the right side
+            }
             let paths = paths_of(lhs, &input, env)?;
             for_each_owned(input, values, out, |mut doc, value| {
                 for path in &paths {
@@ -928,8 +931,9 @@ fn getpath<'a>(value: Val<'a>, path: &[Key<'a>]) -> Result<Val<'a>, Stop> {
     Ok(here)
 }
 
-/// jq's `delpaths`: paths sorted and deduplicated, deleted from the last, so earlier indices
-/// stay valid.
+/// jq's `delpaths`: the paths sorted, grouped by their first key; a group naming the key itself
+/// deletes it (with everything under it), the others delete inside it first. The keys of one
+/// array are deleted at once, negative ones counted from the end, each element once.
 pub(crate) fn delpaths<'a>(value: Val<'a>, mut paths: Vec<PathKeys<'a>>) -> Result<Val<'a>, Stop> {
     let mut failure = None;
     paths.sort_by(|a, b| {
@@ -941,70 +945,100 @@ pub(crate) fn delpaths<'a>(value: Val<'a>, mut paths: Vec<PathKeys<'a>>) -> Resu
     if let Some(stop) = failure {
         return Err(stop);
     }
-    // A path named twice is deleted once.
-    let mut unique: Vec<PathKeys<'a>> = Vec::with_capacity(paths.len());
-    for path in paths {
-        let repeated = match unique.last() {
-            Some(last) => compare(&path_val(last), &path_val(&path))? == Ordering::Equal,
-            None => false,
-        };
-        if !repeated {
-            unique.push(path);
-        }
+    match paths.first() {
+        None => Ok(value),
+        Some(first) if first.is_empty() => Ok(Val::Null),
+        Some(_) => delpaths_sorted(value, &paths, 0),
     }
+}
+
+fn same_key(a: &Key<'_>, b: &Key<'_>) -> bool {
+    match (a, b) {
+        (Key::Field(x), Key::Field(y)) => x == y,
+        (Key::Index(x), Key::Index(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn delpaths_sorted<'a>(
+    value: Val<'a>,
+    paths: &[PathKeys<'a>],
+    start: usize,
+) -> Result<Val<'a>, Stop> {
     let mut doc = value;
-    for path in unique.iter().rev() {
-        doc = delpath(doc, path)?;
+    let mut whole: Vec<Key<'a>> = Vec::new();
+    let mut i = 0;
+    while i < paths.len() {
+        let key = &paths[i][start];
+        let mut j = i;
+        while j < paths.len() && same_key(&paths[j][start], key) {
+            j += 1;
+        }
+        if paths[i].len() == start + 1 {
+            whole.push(key.clone());
+        } else {
+            let inside = get(doc.clone(), key)?;
+            if !matches!(inside.kind()?, Kind::Null) {
+                let changed = delpaths_sorted(inside, &paths[i..j], start + 1)?;
+                doc = setpath(doc, std::slice::from_ref(key), changed)?;
+            }
+        }
+        i = j;
     }
-    Ok(doc)
+    dels(doc, &whole)
+}
+
+/// jq's `jv_dels`: `keys` deleted from one object or array.
+fn dels<'a>(value: Val<'a>, keys: &[Key<'a>]) -> Result<Val<'a>, Stop> {
+    if keys.is_empty() {
+        return Ok(value);
+    }
+    match value.read()? {
+        Val::Null => Ok(Val::Null),
+        Val::Obj(mut entries) => {
+            let map = Rc::make_mut(&mut entries);
+            for key in keys {
+                match key {
+                    Key::Field(k) => map.retain(|(name, _)| name != k),
+                    Key::Index(_) => {
+                        return Err(error("Cannot delete field at index of object"));
+                    }
+                }
+            }
+            Ok(Val::Obj(entries))
+        }
+        Val::Arr(items) => {
+            let len = items.len() as i64;
+            let mut gone = vec![false; items.len()];
+            for key in keys {
+                match key {
+                    Key::Index(i) => {
+                        let i = if *i < 0 { *i + len } else { *i };
+                        if (0..len).contains(&i) {
+                            gone[i as usize] = true;
+                        }
+                    }
+                    Key::Field(_) => {
+                        return Err(error("Cannot delete field at object index of array"));
+                    }
+                }
+            }
+            let kept = unwrap_rc(items)
+                .into_iter()
+                .zip(gone)
+                .filter_map(|(item, gone)| (!gone).then_some(item))
+                .collect();
+            Ok(Val::Arr(Rc::new(kept)))
+        }
+        other => Err(error(format!(
+            "Cannot delete fields from {}",
+            other.kind()?.name()
+        ))),
+    }
 }
 
 fn path_val<'a>(path: &PathKeys<'a>) -> Val<'a> {
     Val::Arr(Rc::new(path.iter().map(key_val).collect()))
-}
-
-fn delpath<'a>(value: Val<'a>, path: &[Key<'a>]) -> Result<Val<'a>, Stop> {
-    let Some((key, rest)) = path.split_first() else {
-        return Ok(Val::Null);
-    };
-    match (value.read()?, key) {
-        (Val::Null, _) => Ok(Val::Null),
-        (Val::Obj(mut entries), Key::Field(k)) => {
-            let Some(at) = entries.iter().position(|(name, _)| name == k) else {
-                return Ok(Val::Obj(entries));
-            };
-            let map = Rc::make_mut(&mut entries);
-            if rest.is_empty() {
-                map.remove(at);
-            } else {
-                let old = std::mem::replace(&mut map[at].1, Val::Null);
-                map[at].1 = delpath(old, rest)?;
-            }
-            Ok(Val::Obj(entries))
-        }
-        (Val::Arr(mut items), Key::Index(i)) => {
-            let len = items.len() as i64;
-            let i = if *i < 0 { *i + len } else { *i };
-            // Deleting past either end changes nothing, in jq.
-            if i < 0 || i >= len {
-                return Ok(Val::Arr(items));
-            }
-            let list = Rc::make_mut(&mut items);
-            let i = i as usize;
-            if rest.is_empty() {
-                list.remove(i);
-            } else {
-                let old = std::mem::replace(&mut list[i], Val::Null);
-                list[i] = delpath(old, rest)?;
-            }
-            Ok(Val::Arr(items))
-        }
-        (other, key) => Err(error(format!(
-            "Cannot delete field at {} of {}",
-            key_val(key).kind()?.name(),
-            other.kind()?.name()
-        ))),
-    }
 }
 
 /// The keys of an object in jq's `keys` order.
