@@ -45,6 +45,15 @@ pub fn peak_memory(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("no VmHWM line in {path}"))
 }
 
+/// The resident memory of process `pid` now (`VmRSS`), bytes.
+pub fn resident_memory(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status_kib(&status, "VmRSS:")
+        .map(|kib| kib * 1024)
+        .with_context(|| format!("no VmRSS line in {path}"))
+}
+
 /// This process's peak resident memory so far, bytes.
 pub fn own_peak_memory() -> anyhow::Result<u64> {
     peak_memory(std::process::id())

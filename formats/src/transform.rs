@@ -177,16 +177,6 @@ impl Jq {
         self.fast.as_ref().ok()?.apply(body)
     }
 
-    /// The text jaq runs: the program as jq reads it, fully parenthesised, when the fast path's
-    /// reader takes it (else the program as written).
-    #[doc(hidden)]
-    pub fn jaq_text(&self) -> String {
-        match fast::read(&self.program) {
-            Ok(ast) => fast::render(&ast),
-            Err(_) => self.program.clone(),
-        }
-    }
-
     /// The outcome from jaq alone, as if there were no fast path.
     #[doc(hidden)]
     pub fn apply_jaq(&self, body: &Bytes) -> Outcome {

@@ -4,7 +4,6 @@
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
-use anyhow::Context;
 use bytes::Bytes;
 use cutover_proxy::{Proxy, ProxyConfig, UpstreamProtocol};
 use http::{Request, Response};
@@ -158,15 +157,6 @@ impl ProxyProcess {
 
     /// The process's resident set, from /proc.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id()))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .context("VmRSS in /proc/PID/status")?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()?;
-        Ok(kib * 1024)
+        cutover_benches::system::resident_memory(self.process.0.id())
     }
 }

@@ -7,10 +7,10 @@ use super::{
     Stop,
     ast::{Ast, Math},
     eval::{
-        Env, Out, arithmetic, collect, delpaths, first, index, iterate, keys_sorted, paths_of, run,
-        to_text,
+        Env, Out, arithmetic, collect, delpaths, describe, error, first, index, iterate,
+        keys_sorted, paths_of, run, to_text,
     },
-    value::{Kind, Num, Val, compare, decimal, dump, unwrap_rc},
+    value::{Kind, Num, Val, compare, decimal, dump, substring, unwrap_rc},
 };
 
 type R = Result<(), Stop>;
@@ -86,15 +86,9 @@ pub(crate) fn unsupported(name: &str, arity: usize) -> Option<String> {
     })
 }
 
-fn error(message: impl Into<String>) -> Stop {
-    Stop::Error(message.into())
-}
-
+/// jq's `number (1) has no keys`.
 fn kind_error(value: &Val<'_>, what: &str) -> Stop {
-    let mut text = String::new();
-    let _ = dump(value, &mut text);
-    let kind = value.kind().map_or("value", Kind::name);
-    error(format!("{kind} ({text}) {what}"))
+    error(format!("{} {what}", describe(value)))
 }
 
 pub(crate) fn call<'a>(
@@ -318,10 +312,7 @@ fn with_value<'a>(name: &str, input: Val<'a>, x: Val<'a>) -> Result<Val<'a>, Sto
 
 fn trimmed<'a>(s: Cow<'a, str>, front: usize, back: usize) -> Val<'a> {
     let end = s.len() - back;
-    Val::Str(match s {
-        Cow::Borrowed(b) => Cow::Borrowed(&b[front..end]),
-        Cow::Owned(o) => Cow::Owned(o[front..end].to_owned()),
-    })
+    Val::Str(substring(s, front..end))
 }
 
 fn count<'a>(n: usize) -> Val<'a> {

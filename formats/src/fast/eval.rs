@@ -12,7 +12,7 @@ use super::{
     Stop,
     ast::{Ast, Cmp, Math, Opt, Part, Pattern, Step},
     value::{
-        Entries, Kind, Num, Text, Val, compare, dump, dump_string, insert, lookup, sorted_keys,
+        Entries, Kind, Num, Text, Val, compare, dump, dump_string, insert, lookup, substring,
         unwrap_rc,
     },
 };
@@ -45,12 +45,12 @@ impl<'a> Env<'_, 'a> {
     }
 }
 
-fn error(message: impl Into<String>) -> Stop {
+pub(crate) fn error(message: impl Into<String>) -> Stop {
     Stop::Error(message.into())
 }
 
 /// jq's short description of a value in error messages: `number (1)`.
-fn describe(value: &Val<'_>) -> String {
+pub(crate) fn describe(value: &Val<'_>) -> String {
     let kind = value.kind().map_or("value", Kind::name);
     let mut text = String::new();
     if dump(value, &mut text).is_err() {
@@ -573,10 +573,7 @@ fn slice<'a>(
             let (from, to) = slice_bounds(chars, start, end)?;
             let byte = |n: usize| s.char_indices().nth(n).map_or(s.len(), |(at, _)| at);
             let (a, b) = (byte(from), byte(to));
-            Ok(Val::Str(match s {
-                Cow::Borrowed(b_str) => Cow::Borrowed(&b_str[a..b]),
-                Cow::Owned(o) => Cow::Owned(o[a..b].to_owned()),
-            }))
+            Ok(Val::Str(substring(s, a..b)))
         }
         other => Err(error(format!(
             "Cannot index {} with object",
@@ -1041,10 +1038,9 @@ fn path_val<'a>(path: &PathKeys<'a>) -> Val<'a> {
     Val::Arr(Rc::new(path.iter().map(key_val).collect()))
 }
 
-/// The keys of an object in jq's `keys` order.
+/// The keys of an object in jq's `keys` order (by code point).
 pub(crate) fn keys_sorted<'a>(entries: &Entries<'a>) -> Vec<Val<'a>> {
-    sorted_keys(entries)
-        .into_iter()
-        .map(|k| Val::Str(Cow::Owned(k.to_owned())))
-        .collect()
+    let mut keys: Vec<Text<'a>> = entries.iter().map(|(k, _)| k.clone()).collect();
+    keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    keys.into_iter().map(Val::Str).collect()
 }

@@ -137,6 +137,14 @@ impl<'a> Val<'a> {
     }
 }
 
+/// `s[range]` (byte offsets on character boundaries), still borrowed from the body if `s` was.
+pub(crate) fn substring<'a>(s: Text<'a>, range: std::ops::Range<usize>) -> Text<'a> {
+    match s {
+        Cow::Borrowed(text) => Cow::Borrowed(&text[range]),
+        Cow::Owned(text) => Cow::Owned(text[range].to_owned()),
+    }
+}
+
 pub(crate) fn unwrap_rc<T: Clone>(rc: Rc<T>) -> T {
     Rc::try_unwrap(rc).unwrap_or_else(|shared| (*shared).clone())
 }
