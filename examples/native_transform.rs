@@ -350,6 +350,7 @@ impl Running {
             max_body: 1 << 20,
             token: None,
             bounds: cutover_daemon::Bounds::default(),
+            tls: None,
             cluster: None,
         })
         .with_context(|| format!("opening the node in {}", dir.display()))?;

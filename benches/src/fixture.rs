@@ -88,6 +88,7 @@ impl Running {
             max_body: 1 << 20,
             token: None,
             bounds: cutover_daemon::Bounds::default(),
+            tls: None,
             cluster,
         };
         let node = Node::open(config)?;

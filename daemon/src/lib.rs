@@ -15,6 +15,7 @@ pub mod ops;
 pub mod pages;
 pub mod serve;
 pub mod shutdown;
+pub mod tls;
 
 pub use bounds::Bounds;
 pub use code::{Classify, ErrorCode};

@@ -53,6 +53,12 @@ impl Readiness {
     }
 }
 
+/// Whether `path` is one of the operational endpoints, which every client may reach (a
+/// mutual-TLS port admits clients without a certificate to them).
+pub fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/metrics" | "/healthz" | "/readyz")
+}
+
 /// The answer to an operational path, or `None` when `path` is not one of them so the caller
 /// routes it itself. Only `GET` and `HEAD` are answered; other methods get 405.
 pub fn respond(
@@ -122,9 +128,10 @@ pub async fn serve(
     bounds: crate::Bounds,
     readiness: Readiness,
     pages: Option<Arc<dyn Pages>>,
+    tls: Option<crate::tls::Tls>,
     cancel: CancellationToken,
 ) {
-    crate::serve::serve_http(listener, "http", bounds, cancel, move |request| {
+    crate::serve::serve_http(listener, "http", bounds, tls, cancel, move |request| {
         handle(request, readiness.clone(), pages.clone())
     })
     .await;

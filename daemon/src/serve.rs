@@ -3,7 +3,8 @@
 //! (`431`) and in time (`408`), HTTP/2 streams bounded per connection, closes that linger
 //! (`closing.rs`); and a graceful shutdown with a deadline: once cancelled, stop accepting,
 //! let open connections finish the request they are on for at most `grace`, then close the
-//! rest and return.
+//! rest and return. Given a [`Tls`], a listener serves TLS (`tls.rs`): HTTP ports take clients
+//! without a certificate to their ops endpoints only, gRPC ports require one.
 
 use std::{
     convert::Infallible,
@@ -17,7 +18,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::{Request, Response};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
 use hyper::{
     body::{Body, Incoming},
     service::service_fn,
@@ -31,6 +34,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, mpsc},
 };
+use tokio_rustls::server::TlsStream;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -38,6 +42,7 @@ use crate::{
     bounds::Bounds,
     closing::{self, Closing},
     metrics as m,
+    tls::{ClientCerts, Tls},
 };
 
 /// How long a listener waits after a failed accept (out of file descriptors).
@@ -49,39 +54,109 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// The error of a served hyper connection.
 pub type ConnectionError = Box<dyn StdError + Send + Sync>;
 
-/// Serves `handler` on `listener` (HTTP/1.1 and h2c) within `bounds` until `cancel` fires,
-/// then drains open connections for at most `bounds.grace`. `port` names the listener in
-/// metrics and logs.
+/// Serves `handler` on `listener` (HTTP/1.1 and h2c, or over `tls`) within `bounds` until
+/// `cancel` fires, then drains open connections for at most `bounds.grace`. `port` names the
+/// listener in metrics and logs. With mutual TLS, a client without a certificate reaches the
+/// ops endpoints only (`/metrics`, `/healthz`, `/readyz`).
 pub async fn serve_http<F, Fut, B>(
     listener: TcpListener,
     port: &'static str,
     bounds: Bounds,
+    tls: Option<Tls>,
     cancel: CancellationToken,
     handler: F,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let builder = Arc::new(http_builder(&bounds));
     let stopping = cancel.clone();
     accept(listener, port, bounds, cancel, |accepted, graceful| {
         let (builder, handler) = (Arc::clone(&builder), handler.clone());
-        let (watcher, stopping) = (graceful.watcher(), stopping.clone());
+        let (watcher, stopping, tls) = (graceful.watcher(), stopping.clone(), tls.clone());
         tokio::spawn(accepted.guard.run(async move {
             if !first_byte(&accepted.stream, bounds.header_timeout, &stopping).await {
                 return;
             }
-            let (io, closing) = closing::track(accepted.stream);
-            let connection = builder
-                .serve_connection(TokioIo::new(io), service_fn(handler))
-                .into_owned();
-            finish(watcher.watch(connection), closing).await;
+            let Some(tls) = tls else {
+                return serve_one(accepted.stream, &builder, true, handler, watcher).await;
+            };
+            let timeout = bounds.header_timeout;
+            let certs = ClientCerts::Optional;
+            let Some(secured) = tls
+                .accept(accepted.stream, accepted.peer, port, certs, timeout)
+                .await
+            else {
+                return;
+            };
+            let admitted = !tls.mutual() || secured.client_certified;
+            serve_one(secured.stream, &builder, admitted, handler, watcher).await;
         }));
     })
     .await;
+}
+
+/// Serves one connection `io` with `handler`; a client not `admitted` (no client certificate
+/// on a mutual-TLS port) gets the ops endpoints only.
+async fn serve_one<S, F, Fut, B>(
+    io: S,
+    builder: &auto::Builder<TokioExecutor>,
+    admitted: bool,
+    handler: F,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let (io, closing) = closing::track(io);
+    let service = service_fn(move |request: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            if !admitted && !crate::ops::is_ops_path(request.uri().path()) {
+                return Ok::<_, Infallible>(certificate_required(&request).map(Either::Right));
+            }
+            Ok(handler(request).await?.map(Either::Left))
+        }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    finish(watcher.watch(connection), closing).await;
+}
+
+/// What a client without a certificate gets on a mutual-TLS port beyond the ops endpoints: a
+/// gRPC `UNAUTHENTICATED`, or a `403`.
+fn certificate_required<T>(request: &Request<T>) -> Response<Full<Bytes>> {
+    const DETAIL: &str = "this port requires a client certificate (mutual TLS) for everything \
+                          but /metrics, /healthz and /readyz: give the client --tls-cert and \
+                          --tls-key, signed by the server's --tls-client-ca";
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let mut response = Response::builder();
+    let body = if grpc {
+        response = response
+            .header(header::CONTENT_TYPE, "application/grpc")
+            .header("grpc-status", "16")
+            .header("grpc-message", DETAIL.replace(' ', "%20"));
+        Bytes::new()
+    } else {
+        response = response
+            .status(StatusCode::FORBIDDEN)
+            .header(header::CONTENT_TYPE, "application/json");
+        Bytes::from(format!(
+            "{{\"error\":\"client_certificate_required\",\"detail\":\"{DETAIL}\"}}\n"
+        ))
+    };
+    response
+        .body(Full::new(body))
+        .expect("static headers make a response")
 }
 
 /// Waits for a new connection's first byte, for at most `timeout`: hyper's own head timeout
@@ -267,12 +342,13 @@ pub async fn finish<S>(
 }
 
 /// The connections of a tonic server on `listener`, within `bounds.max_connections` (tonic
-/// takes `bounds.max_streams` itself); each closes when the grace period after `cancel` is
-/// over.
+/// takes `bounds.max_streams` itself), over `tls` when given (a client certificate required
+/// if it names a client CA); each closes when the grace period after `cancel` is over.
 pub fn incoming(
     listener: TcpListener,
     port: &'static str,
     bounds: Bounds,
+    tls: Option<Tls>,
     cancel: CancellationToken,
 ) -> impl Stream<Item = io::Result<Counted>> + Send + 'static {
     // As many as there are places: a connection never waits for room here.
@@ -288,20 +364,49 @@ pub fn incoming(
             over.cancel();
         }
     });
+    let stopping = cancel.clone();
     tokio::spawn(accept(
         listener,
         port,
         bounds,
         cancel,
         move |accepted, _| {
-            let counted = Counted {
-                stream: accepted.stream,
-                peer: accepted.peer,
-                _guard: accepted.guard,
-                closed: Box::pin(over.clone().cancelled_owned()),
+            let closed = Box::pin(over.clone().cancelled_owned());
+            let Some(tls) = tls.clone() else {
+                let counted = Counted {
+                    stream: Io::Plain(accepted.stream),
+                    peer: accepted.peer,
+                    _guard: accepted.guard,
+                    closed,
+                };
+                // Closed only once tonic stopped: the connection is dropped.
+                let _ = sender.try_send(Ok(counted));
+                return;
             };
-            // Closed only once tonic stopped: the connection is dropped.
-            let _ = sender.try_send(Ok(counted));
+            // The handshake runs on the connection's own task, not in the accept loop.
+            let (sender, stopping) = (sender.clone(), stopping.clone());
+            tokio::spawn(async move {
+                let Accepted {
+                    stream,
+                    peer,
+                    guard,
+                } = accepted;
+                if !first_byte(&stream, bounds.header_timeout, &stopping).await {
+                    return;
+                }
+                let certs = ClientCerts::Required;
+                let timeout = bounds.header_timeout;
+                let Some(secured) = tls.accept(stream, peer, port, certs, timeout).await else {
+                    return;
+                };
+                let counted = Counted {
+                    stream: Io::Tls(Box::new(secured.stream)),
+                    peer,
+                    _guard: guard,
+                    closed,
+                };
+                let _ = sender.send(Ok(counted)).await;
+            });
         },
     ));
     ReceiverStream::new(receiver)
@@ -310,7 +415,7 @@ pub fn incoming(
 /// A connection of a tonic server that holds its place and closes at the end of the grace.
 #[derive(Debug)]
 pub struct Counted {
-    stream: TcpStream,
+    stream: Io,
     peer: SocketAddr,
     _guard: Guard,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -333,7 +438,7 @@ impl tonic::transport::server::Connected for Counted {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         tonic::transport::server::TcpConnectInfo {
-            local_addr: self.stream.local_addr().ok(),
+            local_addr: self.stream.tcp().local_addr().ok(),
             remote_addr: Some(self.peer),
         }
     }
@@ -379,5 +484,82 @@ impl AsyncWrite for Counted {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A served socket: plain, or after its TLS handshake.
+#[derive(Debug)]
+pub enum Io {
+    /// Plain text.
+    Plain(TcpStream),
+    /// TLS.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Io {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(stream) => stream,
+            Self::Tls(stream) => stream.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }

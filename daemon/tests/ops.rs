@@ -36,6 +36,7 @@ async fn serves_health_readiness_and_metrics_until_cancelled() {
         cutover_daemon::Bounds::default(),
         readiness.clone(),
         None,
+        None,
         cancel.clone(),
     ));
 

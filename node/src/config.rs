@@ -18,4 +18,6 @@ pub struct NodeConfig {
     pub cluster: Option<ClusterConfig>,
     /// The bounds of both ports: connections, request heads, HTTP/2 streams, shutdown grace.
     pub bounds: Bounds,
+    /// TLS on both ports (`--tls-cert`, `--tls-key`, `--tls-client-ca`); none: plain text.
+    pub tls: Option<cutover_daemon::tls::Tls>,
 }

@@ -156,10 +156,12 @@ impl Node {
         )
         .with_pages(self.pages.clone());
         let bounds = self.config.bounds;
+        let tls = self.config.tls.clone();
         let http_task = tokio::spawn(serve_http(
             http,
             "http",
             bounds,
+            tls.clone(),
             cancel.child_token(),
             move |request| Arc::clone(&api).handle(request),
         ));
@@ -191,7 +193,7 @@ impl Node {
             .serve_with_incoming_shutdown(
                 // TCP_NODELAY set: without it a small answer (an ack, a Fence, a Digest)
                 // written after another one waits for the peer's delayed ACK (~40 ms).
-                incoming(grpc, "grpc", bounds, cancel.child_token()),
+                incoming(grpc, "grpc", bounds, tls, cancel.child_token()),
                 cancel.clone().cancelled_owned(),
             );
         let gauges = tokio::spawn(refresh_gauges(store.clone(), cancel.child_token()));

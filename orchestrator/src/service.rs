@@ -183,6 +183,7 @@ pub async fn serve(
     token: Option<String>,
     listener: tokio::net::TcpListener,
     bounds: cutover_daemon::Bounds,
+    tls: Option<cutover_daemon::tls::Tls>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -197,7 +198,7 @@ pub async fn serve(
         .add_service(cutover_proto::reflection())
         .serve_with_incoming_shutdown(
             // TCP_NODELAY set: small answers must not wait for the peer's delayed ACK.
-            cutover_daemon::serve::incoming(listener, "grpc", bounds, cancel.child_token()),
+            cutover_daemon::serve::incoming(listener, "grpc", bounds, tls, cancel.child_token()),
             cancel.cancelled_owned(),
         )
         .await

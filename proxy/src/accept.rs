@@ -34,6 +34,7 @@ use cutover_daemon::{
     Bounds,
     closing::{self, Closing},
     serve::{ConnectionError, accept, finish, first_byte, http_builder},
+    tls::{ClientCerts, Tls},
 };
 use http::{HeaderValue, header};
 use hyper::service::service_fn;
@@ -84,7 +85,9 @@ enum Ending {
 /// Serves client connections on `listener` within `bounds` until `cancel` fires, then lets
 /// open exchanges finish for at most the grace period. Each connection is served on one of
 /// `workers`, round-robin. Past `in_hyper` held requests, connections accepted during a hold
-/// wait as bare sockets.
+/// wait as bare sockets. With `tls`, every connection is served by hyper after its handshake
+/// (the relay and the bare held sockets read the plain socket) and held inside hyper.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_clients(
     listener: TcpListener,
     cancel: CancellationToken,
@@ -92,6 +95,7 @@ pub async fn serve_clients(
     gate: Arc<Gate>,
     forwarder: Arc<Forwarder>,
     in_hyper: u64,
+    tls: Option<Tls>,
     workers: &Workers,
 ) {
     let builder = Arc::new(http_builder(&bounds));
@@ -105,6 +109,13 @@ pub async fn serve_clients(
         };
         let (watcher, guard) = (graceful.watcher(), accepted.guard);
         let cancel = stopping.clone();
+        if let Some(tls) = &tls {
+            let tls = tls.clone();
+            workers.serve(accepted.stream, |stream| {
+                guard.run(client.secured(stream, tls, watcher, cancel))
+            });
+            return;
+        }
         // Two tasks of their own sizes: one that waits in a hold stays small.
         if gate.holding_at_least(in_hyper) {
             let gate = Arc::clone(&gate);
@@ -129,6 +140,29 @@ struct Client {
 }
 
 impl Client {
+    /// A connection to serve over TLS: its handshake, then hyper.
+    async fn secured(
+        self,
+        stream: TcpStream,
+        tls: Tls,
+        watcher: Watcher,
+        cancel: CancellationToken,
+    ) {
+        let timeout = self.bounds.header_timeout;
+        if !first_byte(&stream, timeout, &cancel).await {
+            return;
+        }
+        let certs = ClientCerts::NotAsked;
+        let Some(secured) = tls
+            .accept(stream, self.peer, "clients", certs, timeout)
+            .await
+        else {
+            return;
+        };
+        let (serving, closing) = self.serve(secured.stream, None);
+        finish(Box::pin(watcher.watch(serving)), closing).await;
+    }
+
     /// A connection accepted during a hold past its first requests: waits for its request,
     /// holds it as a bare socket, then serves it like any other.
     async fn held(
@@ -197,7 +231,9 @@ impl Client {
         watcher: Watcher,
         cancel: CancellationToken,
     ) {
-        let (stream, prefix) = if self.forwarder.upstreams().protocol() == UpstreamProtocol::Http1 {
+        let upstreams = self.forwarder.upstreams();
+        let relayed = upstreams.protocol() == UpstreamProtocol::Http1 && !upstreams.tls();
+        let (stream, prefix) = if relayed {
             let forwarder = Arc::clone(&self.forwarder);
             match Relay::new(forwarder, cancel, &self.bounds, self.peer, stream, prefix)
                 .run()
@@ -222,14 +258,17 @@ impl Client {
     /// hyper serving `stream` (HTTP/1.1 or h2c), and where the socket goes once hyper is done
     /// with it; with `expired`, the first request is answered 503 (its hold expired while it
     /// waited as a bare socket), then the connection ends or goes on.
-    fn serve(
+    fn serve<S>(
         self,
-        stream: Prefixed,
+        stream: S,
         expired: Option<(Instant, Ending)>,
     ) -> (
         impl GracefulConnection<Error = ConnectionError> + Send + 'static,
-        Closing<Prefixed>,
-    ) {
+        Closing<S>,
+    )
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let Self {
             peer,
             forwarder,

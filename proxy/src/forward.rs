@@ -159,7 +159,7 @@ impl Forwarder {
         }
         let path = parts.uri.path_and_query().cloned();
         parts.uri = Uri::builder()
-            .scheme("http")
+            .scheme(backend.scheme())
             .authority(backend.authority().clone())
             .path_and_query(path.expect("requests without a path are refused in handle"))
             .build()

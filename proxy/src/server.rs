@@ -57,6 +57,12 @@ pub struct ProxyConfig {
     /// grace); `max_connections` should exceed `limits.max_held`, since each held request
     /// keeps its connection.
     pub bounds: Bounds,
+    /// TLS on the admin port (`--tls-cert`, `--tls-key`, `--tls-client-ca`); none: plain
+    /// text.
+    pub tls: Option<cutover_daemon::tls::Tls>,
+    /// Serves the client port with TLS too, with the certificate of `tls` (`--listen-tls`);
+    /// clients are not asked for certificates there.
+    pub listen_tls: bool,
 }
 
 impl ProxyConfig {
@@ -81,6 +87,8 @@ impl ProxyConfig {
                 max_connections: 11_000,
                 ..Bounds::default()
             },
+            tls: None,
+            listen_tls: false,
         }
     }
 }
@@ -174,6 +182,7 @@ impl Proxy {
             BearerAuth::new(self.config.token.clone()),
             self.readiness.clone(),
             self.config.bounds,
+            self.config.tls.clone(),
             cancel.child_token(),
         ));
         self.readiness.set_ready();
@@ -186,7 +195,11 @@ impl Proxy {
         let in_hyper = self.config.held_in_hyper;
         let clients = cancel.child_token();
         let bounds = self.config.bounds;
-        accept::serve_clients(listen, clients, bounds, gate, forwarder, in_hyper, &workers).await;
+        let tls = self.config.tls.clone().filter(|_| self.config.listen_tls);
+        accept::serve_clients(
+            listen, clients, bounds, gate, forwarder, in_hyper, tls, &workers,
+        )
+        .await;
         workers.stop().await;
         self.readiness.set_not_ready();
         cancel.cancel();
@@ -205,6 +218,7 @@ async fn serve_admin(
     auth: BearerAuth,
     readiness: Readiness,
     bounds: Bounds,
+    tls: Option<cutover_daemon::tls::Tls>,
     cancel: CancellationToken,
 ) {
     let grpc = tonic::service::Routes::new(ProxyControlServer::with_interceptor(
@@ -217,6 +231,7 @@ async fn serve_admin(
         listener,
         "admin",
         bounds,
+        tls,
         cancel,
         move |request: Request<Incoming>| {
             let (grpc, controller, readiness) =

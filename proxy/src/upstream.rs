@@ -1,5 +1,6 @@
 //! The backends of each colour: round-robin over the healthy ones, pooled keep-alive HTTP/1.1
-//! connections, and an active health check of `/healthz`.
+//! connections, and an active health check of `/healthz`. Backends at `https://` addresses are
+//! reached over TLS (verified with the process's `ClientTls`), through hyper only.
 
 use std::{
     fmt, io,
@@ -14,7 +15,10 @@ use std::{
 use bytes::Bytes;
 use cutover_daemon::{Classify, ErrorCode};
 use cutover_proto::Color;
-use http::{Request, Uri, uri::Authority};
+use http::{
+    Request, Uri,
+    uri::{Authority, Scheme},
+};
 use http_body_util::Empty;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -24,6 +28,9 @@ use tokio::{net::TcpStream, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{forward::Forwarded, metrics as m, workers};
+
+/// The client of the backends: plain or TLS, by the URI's scheme.
+pub type BackendClient<B> = Client<hyper_rustls::HttpsConnector<HttpConnector>, B>;
 
 /// How long a connection to a backend may take before the request fails with 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,7 +44,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 /// A backend URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    /// Not an `http://host:port` URL.
+    /// Not an `http://host:port` or `https://host:port` URL.
     #[error("{color} backend {url:?} is not a URL like http://127.0.0.1:7070 ({problem})")]
     BadUrl {
         /// Which list it was in.
@@ -75,6 +82,7 @@ type Pool = Mutex<Vec<(TcpStream, Instant)>>;
 #[derive(Debug)]
 pub struct Backend {
     color: Color,
+    scheme: Scheme,
     authority: Authority,
     url: String,
     healthy: AtomicBool,
@@ -94,6 +102,11 @@ impl Backend {
     /// Its URL, as configured (for errors and logs).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme.clone()
     }
 
     /// Its `host:port`.
@@ -208,8 +221,9 @@ pub enum UpstreamProtocol {
 #[derive(Debug)]
 pub struct Upstreams {
     sides: [Side; 2],
-    client: Client<HttpConnector, Forwarded>,
+    client: BackendClient<Forwarded>,
     protocol: UpstreamProtocol,
+    tls: bool,
 }
 
 #[derive(Debug)]
@@ -220,8 +234,8 @@ struct Side {
 }
 
 impl Upstreams {
-    /// Parses the URLs of each colour; each must be `http://host:port` (a trailing `/` is
-    /// allowed; a path, a query or https are refused). `workers`: the proxy's worker threads,
+    /// Parses the URLs of each colour; each must be `http://host:port` or `https://host:port`
+    /// (a trailing `/` is allowed; a path or a query is refused). `workers`: the proxy's worker threads,
     /// each with a pool of connections to every backend.
     pub fn new(
         blue: &[String],
@@ -247,15 +261,22 @@ impl Upstreams {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_keepalive(Some(Duration::from_secs(30)));
+        connector.enforce_http(false);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(1024)
             .http2_only(protocol == UpstreamProtocol::H2c)
-            .build(connector);
+            .build(cutover_daemon::tls::ClientTls::current().https(connector));
+        let sides = [side(Color::Blue, blue)?, side(Color::Green, green)?];
+        let tls = sides
+            .iter()
+            .flat_map(|side| &side.backends)
+            .any(|backend| backend.scheme == Scheme::HTTPS);
         Ok(Self {
-            sides: [side(Color::Blue, blue)?, side(Color::Green, green)?],
+            sides,
             client,
             protocol,
+            tls,
         })
     }
 
@@ -283,8 +304,14 @@ impl Upstreams {
         self.protocol
     }
 
+    /// Whether some backend is reached over TLS: then every request goes through hyper's
+    /// client (the relay speaks plain text only).
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
     /// The pooled client.
-    pub fn client(&self) -> &Client<HttpConnector, Forwarded> {
+    pub fn client(&self) -> &BackendClient<Forwarded> {
         &self.client
     }
 
@@ -292,7 +319,9 @@ impl Upstreams {
     pub async fn check_health(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(HEALTH_TIMEOUT));
-        let client: Client<_, Empty<Bytes>> =
+        connector.enforce_http(false);
+        let connector = cutover_daemon::tls::ClientTls::current().https(connector);
+        let client: BackendClient<Empty<Bytes>> =
             Client::builder(TokioExecutor::new()).build(connector);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -316,9 +345,9 @@ impl Upstreams {
     }
 }
 
-async fn probe(client: &Client<HttpConnector, Empty<Bytes>>, backend: &Backend) -> bool {
+async fn probe(client: &BackendClient<Empty<Bytes>>, backend: &Backend) -> bool {
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(backend.scheme())
         .authority(backend.authority.clone())
         .path_and_query("/healthz")
         .build()
@@ -353,11 +382,16 @@ fn parse_backend(color: Color, url: &str, workers: usize) -> Result<Backend, Bac
     let uri: Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => return Err(bad(&format!("scheme {other} is not supported; use http"))),
-        None => return Err(bad("no scheme; start it with http://")),
-    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        Some(other) => {
+            return Err(bad(&format!(
+                "scheme {other} is not supported; use http or https"
+            )));
+        }
+        None => return Err(bad("no scheme; start it with http:// or https://")),
+    };
     let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
     if authority.port_u16().is_none() {
         return Err(bad("no port"));
@@ -367,7 +401,8 @@ fn parse_backend(color: Color, url: &str, workers: usize) -> Result<Backend, Bac
     }
     Ok(Backend {
         color,
-        url: format!("http://{authority}"),
+        url: format!("{scheme}://{authority}"),
+        scheme,
         authority,
         healthy: AtomicBool::new(true),
         idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
@@ -386,7 +421,7 @@ mod tests {
     #[test]
     fn refuses_what_is_not_http_host_port() {
         for (url, says) in [
-            ("https://a:1", "scheme https"),
+            ("ftp://a:1", "scheme ftp"),
             ("a:1", "no scheme"),
             ("http://a", "no port"),
             ("http://a:1/x", "path"),

@@ -25,6 +25,7 @@ mod page;
 mod prometheus;
 mod proxy;
 mod resize;
+mod tls;
 
 /// `method path` with `headers` and `body` to `addr`, the answer read whole.
 fn send(
@@ -61,12 +62,14 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Writes `documents` (version set, seq ignored) into `node` through its `Sink`, in batches of
 /// 1,000 (much faster than one HTTP PUT each), with its bearer `token` when it has one.
 fn apply(node: &NodeProcess, token: Option<&str>, documents: Vec<Document>) {
+    let endpoint = tonic::transport::Endpoint::from_shared(node.grpc_url()).expect("an endpoint");
+    apply_over(endpoint, token, documents);
+}
+
+/// [`apply`] through `endpoint` (over TLS, say).
+fn apply_over(endpoint: tonic::transport::Endpoint, token: Option<&str>, documents: Vec<Document>) {
     runtime().block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())
-            .expect("an endpoint")
-            .connect()
-            .await
-            .expect("sink");
+        let channel = endpoint.connect().await.expect("sink");
         let bearer: Option<tonic::metadata::MetadataValue<_>> =
             token.map(|t| format!("Bearer {t}").parse().expect("ascii"));
         let mut sink =

@@ -45,6 +45,7 @@ async fn backend(args: &[String]) -> anyhow::Result<()> {
             listener,
             "http",
             cutover_daemon::Bounds::default(),
+            None,
             CancellationToken::new(),
             move |request: Request<Incoming>| answer(name, request),
         )));

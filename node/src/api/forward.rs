@@ -94,7 +94,8 @@ pub enum ForwardError {
 /// Sends requests to the cluster's other nodes.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector<Lookup>, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector<Lookup>>, Full<Bytes>>,
+    scheme: &'static str,
     hash: HeaderValue,
     me: HeaderValue,
 }
@@ -106,12 +107,16 @@ impl Forwarder {
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         // Small request/response exchanges: do not wait to coalesce packets.
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        // Peers speak TLS when this node was given a CA to verify them with.
+        let tls = cutover_daemon::tls::ClientTls::current();
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(MAX_IDLE)
-            .build(connector);
+            .build(tls.https(connector));
         Self {
             client,
+            scheme: tls.peer_scheme(),
             hash: HeaderValue::from_str(hash).expect("a hex hash is a header value"),
             me: HeaderValue::from_str(me).expect("node names are checked to fit a header"),
         }
@@ -129,7 +134,7 @@ impl Forwarder {
     ) -> Result<Response<Bytes>, ForwardError> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = format!("http://{}{path_and_query}", to.http)
+        *request.uri_mut() = format!("{}://{}{path_and_query}", self.scheme, to.http)
             .parse()
             .expect("a checked HOST:PORT and a path the server parsed make a URI");
         let out = request.headers_mut();

@@ -56,10 +56,16 @@ impl Agreement {
             .iter()
             .filter(|m| m.name != config.name())
             .map(|m| {
-                let channel = Endpoint::from_shared(format!("http://{}", m.grpc))
+                // Over TLS when this node was given a CA to verify its peers with.
+                let tls = cutover_daemon::tls::ClientTls::current();
+                let address = format!("{}://{}", tls.peer_scheme(), m.grpc);
+                let endpoint = Endpoint::from_shared(address.clone())
                     .expect("a checked HOST:PORT makes a valid URI")
                     .connect_timeout(TIMEOUT)
-                    .timeout(TIMEOUT)
+                    .timeout(TIMEOUT);
+                let channel = tls
+                    .endpoint(endpoint.clone(), &address)
+                    .unwrap_or(endpoint)
                     .connect_lazy();
                 (m.name.clone(), SourceClient::new(channel))
             })

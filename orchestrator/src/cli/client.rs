@@ -62,18 +62,41 @@ impl Orchestrator {
                 BearerHeader(Some(value))
             }
         };
-        let endpoint = cutover_proto::endpoint(with_scheme(address))
+        let uri = with_scheme(address);
+        let tls = cutover_daemon::tls::ClientTls::current();
+        if header.0.is_some() {
+            tls.check_token(&uri, "the token of --token-file")
+                .map_err(|e| CliError::Failed(anyhow::anyhow!(e)))?;
+        }
+        let endpoint = cutover_proto::endpoint(uri.clone())
             .map_err(|source| CliError::BadAddress {
                 address: address.to_owned(),
                 source,
             })?
             .connect_timeout(CONNECT_TIMEOUT);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| CliError::Unreachable {
-                address: address.to_owned(),
-                source: Box::new(source),
+        let endpoint = tls
+            .endpoint(endpoint, &uri)
+            .map_err(|e| CliError::Failed(anyhow::anyhow!(e)))?;
+        if cutover_daemon::tls::is_https(&uri) {
+            tls.preflight(&uri, CONNECT_TIMEOUT)
+                .await
+                .map_err(|advice| CliError::Tls {
+                    address: address.to_owned(),
+                    advice,
+                })?;
+        }
+        let channel =
+            endpoint.connect().await.map_err(|source| {
+                match cutover_daemon::tls::explain(&source) {
+                    Some(advice) => CliError::Tls {
+                        address: address.to_owned(),
+                        advice,
+                    },
+                    None => CliError::Unreachable {
+                        address: address.to_owned(),
+                        source: Box::new(source),
+                    },
+                }
             })?;
         Ok(Self {
             client: OrchestratorClient::with_interceptor(channel, header),
@@ -161,6 +184,18 @@ fn with_scheme(address: &str) -> String {
 /// orchestrator answered is one of its peers out of reach, which its message names (exit 1);
 /// UNAUTHENTICATED is a token problem; the refusal codes carry the server's advice as is.
 pub(super) fn classify(address: &str, call: &'static str, status: Status) -> CliError {
+    if let Some(advice) = cutover_daemon::tls::explain(&status) {
+        return CliError::Tls {
+            address: address.to_owned(),
+            advice,
+        };
+    }
+    if status.code() == Code::Unauthenticated && status.message().contains("client certificate") {
+        return CliError::Tls {
+            address: address.to_owned(),
+            advice: status.message().to_owned(),
+        };
+    }
     match status.code() {
         Code::Unavailable if std::error::Error::source(&status).is_none() => CliError::Rpc {
             call,

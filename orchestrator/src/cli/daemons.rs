@@ -73,6 +73,9 @@ pub struct NodeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub bounds: BoundsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: super::DaemonTlsArgs,
     /// Also run the migration engine inside this (green) node; its status page is then
     /// served at / on the HTTP port.
     #[arg(long, requires = "journal")]
@@ -161,6 +164,10 @@ pub struct ProxyArgs {
     /// one multiplexed connection per backend; `cutover node` speaks it).
     #[arg(long, value_enum, default_value_t = UpstreamArg::Http1)]
     pub upstream_protocol: UpstreamArg,
+    /// Serve the client port (--listen) with TLS too, with --tls-cert and --tls-key; clients
+    /// are not asked for certificates there.
+    #[arg(long, requires = "tls_cert")]
+    pub listen_tls: bool,
     /// Threads that serve client connections [default: one per core]. A sidecar next to
     /// each client wants 1.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -168,6 +175,9 @@ pub struct ProxyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub bounds: BoundsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: super::DaemonTlsArgs,
 }
 
 /// `--upstream-protocol` values.
@@ -206,6 +216,9 @@ pub struct OrchestratorArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub bounds: BoundsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: super::DaemonTlsArgs,
 }
 
 /// Connections a proxy accepts beyond --max-held by default: requests that are not held.
@@ -237,6 +250,7 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         .unwrap_or(DEFAULT_NODE_GRPC);
     let bounds = args.bounds.bounds(Bounds::default().max_connections)?;
     let (token, shutdown) = daemon_start(args.token_file.as_deref(), bounds)?;
+    let tls = args.tls.apply("node", &shutdown.child_token())?;
     let config = NodeConfig {
         store: StoreConfig {
             path: args.data_dir,
@@ -248,6 +262,7 @@ pub(super) async fn node(args: NodeArgs) -> Result<(), CliError> {
         token: token.clone(),
         bounds,
         cluster,
+        tls,
     };
     let mut node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
@@ -348,8 +363,11 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
         .into());
     }
     let (token, shutdown) = daemon_start(args.token_file.as_deref(), bounds)?;
+    let tls = args.tls.apply("proxy", &shutdown.child_token())?;
     let mut config = ProxyConfig {
         token,
+        tls,
+        listen_tls: args.listen_tls,
         limits: Limits {
             max_held: args.max_held,
             max_held_bytes: args.max_held_bytes,
@@ -401,6 +419,7 @@ pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError>
     arm_faults(args.fault_point.as_deref(), args.fault_stall.as_deref())?;
     let bounds = args.bounds.bounds(Bounds::default().max_connections)?;
     let (token, shutdown) = daemon_start(args.token_file.as_deref(), bounds)?;
+    let tls = args.tls.apply("orchestrator", &shutdown.child_token())?;
     let engine = Engine::open(&args.journal, None)
         .with_context(|| format!("opening the journal in {}", args.journal.display()))?;
     let grpc = bind(args.grpc, "gRPC (--grpc)").await?;
@@ -420,6 +439,7 @@ pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError>
         bounds,
         readiness.clone(),
         Some(page),
+        tls.clone(),
         shutdown.child_token(),
     ));
     let stopping = shutdown.child_token();
@@ -433,7 +453,7 @@ pub(super) async fn orchestrator(args: OrchestratorArgs) -> Result<(), CliError>
             engine.shutdown().await;
         }
     });
-    let served = service::serve(engine, token, grpc, bounds, stopping.clone()).await;
+    let served = service::serve(engine, token, grpc, bounds, tls, stopping.clone()).await;
     stopping.cancel(); // a server that stopped on an error stops the rest too
     let _ = stopped.await;
     let _ = ops.await;

@@ -48,6 +48,14 @@ pub enum CliError {
         /// The transport error or the UNAVAILABLE status.
         source: Box<dyn Error + Send + Sync + 'static>,
     },
+    /// TLS with the orchestrator failed: a certificate or CA problem, said with what to do.
+    #[error("TLS with the orchestrator at {address} failed: {advice}")]
+    Tls {
+        /// The address as given.
+        address: String,
+        /// What went wrong and what to do (`cutover_daemon::tls::explain`).
+        advice: String,
+    },
     /// The orchestrator answered UNAUTHENTICATED.
     #[error(
         "the orchestrator at {address} refused the credentials: {message}; check that \
@@ -149,6 +157,7 @@ impl CliError {
             Self::Unreachable { .. } => codes::UNREACHABLE,
             Self::Failed(_)
             | Self::Unauthenticated { .. }
+            | Self::Tls { .. }
             | Self::Refused { .. }
             | Self::Rpc { .. }
             | Self::Token(_)

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use clap::Args;
 use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 use super::{CliError, values};
 use crate::demo::load::{Answer, HttpClient, exchange};
@@ -16,7 +15,7 @@ use crate::demo::load::{Answer, HttpClient, exchange};
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  cutover health http://127.0.0.1:7070/healthz")]
 pub struct HealthArgs {
-    /// The URL to ask, e.g. http://127.0.0.1:7070/healthz (plain HTTP). The image's
+    /// The URL to ask, e.g. http://127.0.0.1:7070/healthz (https:// with --tls-ca). The image's
     /// HEALTHCHECK runs `cutover health` with the URL in CUTOVER_HEALTH_URL, so one image
     /// serves every role: set it to the role's port.
     #[arg(env = "CUTOVER_HEALTH_URL")]
@@ -27,17 +26,27 @@ pub struct HealthArgs {
     /// Longest wait for the answer.
     #[arg(long, default_value = "2s", value_parser = values::positive_duration)]
     pub timeout: Duration,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: super::ClientTlsArgs,
 }
 
 pub(super) async fn run(args: HealthArgs) -> Result<(), CliError> {
-    if args.url.scheme_str() != Some("http") || args.url.host().is_none() {
+    let scheme = args.url.scheme_str();
+    if !matches!(scheme, Some("http" | "https")) || args.url.host().is_none() {
         return Err(anyhow::anyhow!(
-            "{}: write the URL as http://HOST:PORT/PATH (plain HTTP)",
+            "{}: write the URL as http://HOST:PORT/PATH or https://HOST:PORT/PATH",
             args.url
         )
         .into());
     }
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    cutover_daemon::tls::ClientTls::load(args.tls.tls_ca.as_deref(), None, false)
+        .map_err(anyhow::Error::from)?
+        .install();
+    if scheme == Some("https") && args.tls.tls_ca.is_none() {
+        return Err(anyhow::anyhow!("{}: give --tls-ca to verify the server", args.url).into());
+    }
+    let client: HttpClient = crate::demo::load::http_client();
     let request = Request::get(args.url.clone())
         .body(Full::new(Bytes::new()))
         .map_err(anyhow::Error::from)?;

@@ -16,7 +16,6 @@ use clap::{Args, Subcommand};
 use futures_util::{StreamExt, stream};
 use http::{Method, Request, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use serde::{Deserialize, Serialize};
 
 use super::{CliError, values};
@@ -222,7 +221,7 @@ async fn check(args: CheckArgs) -> Result<(), CliError> {
 type Found = Option<(u64, u64)>;
 
 fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    load::http_client()
 }
 
 async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {

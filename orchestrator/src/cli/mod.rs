@@ -20,6 +20,7 @@ mod plan;
 mod plan_report;
 mod progress;
 pub(crate) mod render;
+mod tls;
 mod upgrade;
 mod values;
 
@@ -37,6 +38,7 @@ pub use health::HealthArgs;
 pub use load::{LoadArgs, LoadCommand, Outcome as LoadOutcome};
 pub use man::ManArgs;
 pub use plan::{PlanArgs, PlanCommand};
+pub use tls::{ClientTlsArgs, DaemonTlsArgs, LabArgs, OperatorTlsArgs, TlsArgs, TlsCommand};
 pub use upgrade::{OutputFormat, UpgradeArgs, UpgradeCommand};
 
 /// Upgrade a stateful service from blue to green with no downtime and no lost write.
@@ -101,6 +103,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Exit 0 when a URL answers 200 (container health checks).
     Health(HealthArgs),
+    /// Make a CA and certificates for a lab or a test (`cutover tls lab`).
+    Tls(TlsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one per command into a folder.
@@ -117,6 +121,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(_)
             | Command::Health(_)
             | Command::Plan(_)
+            | Command::Tls(_)
             | Command::Completions(_)
             | Command::Man(_)
     ) {
@@ -165,6 +170,9 @@ async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Load(args) => load::run(args).await,
         Command::Health(args) => health::run(args).await,
         Command::Plan(args) => plan::run(args),
+        Command::Tls(args) => match args.command {
+            TlsCommand::Lab(args) => tls::lab(args),
+        },
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
     }

@@ -38,6 +38,9 @@ pub struct UpgradeArgs {
     /// How results are printed.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: super::OperatorTlsArgs,
     /// The operation.
     #[command(subcommand)]
     pub command: UpgradeCommand,
@@ -109,8 +112,10 @@ pub(super) async fn run(args: UpgradeArgs) -> Result<(), CliError> {
         orchestrator: address,
         token_file,
         output,
+        tls,
         command,
     } = args;
+    tls.install()?;
     let connect = || Orchestrator::connect(&address, token_file.as_deref());
     match command {
         UpgradeCommand::Start {

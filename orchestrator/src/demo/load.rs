@@ -144,7 +144,7 @@ impl Load {
         let stop = CancellationToken::new();
         let stats = Arc::new(Stats::default());
         let started = Instant::now();
-        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let client = http_client();
         let workers = owned
             .into_iter()
             .zip(created)
@@ -240,8 +240,16 @@ struct Worker {
     green_shape: bool,
 }
 
-/// A client of the load: pooled keep-alive HTTP/1.1.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A client of the load: pooled keep-alive HTTP/1.1, over TLS to `https://` URLs.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A new [`HttpClient`], verifying TLS servers with the process's `ClientTls`.
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    Client::builder(TokioExecutor::new())
+        .build(cutover_daemon::tls::ClientTls::current().https(connector))
+}
 
 /// A whole answer: status, `ETag` and body.
 pub struct Answer {

@@ -92,6 +92,7 @@ impl Colour {
                 max_body: 1 << 20,
                 token: None,
                 bounds: cutover_daemon::Bounds::default(),
+                tls: None,
                 cluster: cluster
                     .as_ref()
                     .map(|c| ClusterConfig::new(c.clone(), node_name))

@@ -51,6 +51,7 @@ pub struct ProxyPeer {
 impl ProxyPeer {
     /// A lazily connected client of `endpoint`.
     pub fn new(endpoint: &str, token: Token) -> Result<Self, String> {
+        token.check(endpoint)?;
         Ok(Self {
             endpoint: endpoint.to_owned(),
             client: ProxyControlClient::new(channel(endpoint)?),
@@ -114,6 +115,7 @@ pub struct NodePeer {
 impl NodePeer {
     /// Lazily connected clients of `endpoint`.
     pub fn new(endpoint: &str, token: Token) -> Result<Self, String> {
+        token.check(endpoint)?;
         Ok(Self {
             endpoint: endpoint.to_owned(),
             admin: NodeAdminClient::new(channel(endpoint)?),

@@ -437,6 +437,7 @@ mod tests {
             max_body: 1 << 20,
             token: None,
             bounds: cutover_daemon::Bounds::default(),
+            tls: None,
             cluster: None,
         })
         .expect("a node");

@@ -48,9 +48,9 @@ impl PeerError {
     }
 }
 
-/// A bearer token as gRPC metadata.
+/// A bearer token as gRPC metadata, and the plan field it came from.
 #[derive(Clone, Default)]
-pub struct Token(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub struct Token(Option<MetadataValue<tonic::metadata::Ascii>>, &'static str);
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,8 +63,8 @@ impl fmt::Debug for Token {
 }
 
 impl Token {
-    /// `token` as `authorization: Bearer <token>`; none sends no header.
-    pub fn new(token: Option<&str>) -> Result<Self, String> {
+    /// `token` (from `field`) as `authorization: Bearer <token>`; none sends no header.
+    pub fn new(token: Option<&str>, field: &'static str) -> Result<Self, String> {
         token
             .map(|t| {
                 format!("Bearer {t}")
@@ -72,17 +72,26 @@ impl Token {
                     .map_err(|_| "the token holds characters a header cannot carry".to_owned())
             })
             .transpose()
-            .map(Self)
+            .map(|value| Self(value, field))
+    }
+
+    /// Refuses `endpoint` for this token when it would cross the network in clear text
+    /// (`ClientTls::check_token`).
+    pub fn check(&self, endpoint: &str) -> Result<(), String> {
+        if self.0.is_none() {
+            return Ok(());
+        }
+        cutover_daemon::tls::ClientTls::current().check_token(endpoint, self.1)
     }
 
     /// The token in the file at `path` (the plan's `field`), or none; an error names the
     /// field.
-    pub fn from_file(path: Option<&std::path::Path>, field: &str) -> Result<Self, String> {
+    pub fn from_file(path: Option<&std::path::Path>, field: &'static str) -> Result<Self, String> {
         let token = path
             .map(cutover_daemon::auth::read_token_file)
             .transpose()
             .map_err(|e| format!("{field}: {e}"))?;
-        Self::new(token.as_deref()).map_err(|e| format!("{field}: {e}"))
+        Self::new(token.as_deref(), field).map_err(|e| format!("{field}: {e}"))
     }
 
     /// `message` with the token attached.
@@ -111,17 +120,19 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// instead of leaving a cycle waiting forever.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A lazily connected channel to `endpoint`, with the timeouts every peer uses.
+/// A lazily connected channel to `endpoint`, with the timeouts every peer uses, over TLS for
+/// an `https://` endpoint (the process's `ClientTls`).
 pub fn channel(endpoint: &str) -> Result<Channel, String> {
-    cutover_proto::endpoint(endpoint.to_owned())
+    let configured = cutover_proto::endpoint(endpoint.to_owned())
         .map(|e| {
             e.connect_timeout(CONNECT_TIMEOUT)
                 .http2_keep_alive_interval(KEEPALIVE)
                 .keep_alive_timeout(KEEPALIVE * 2)
                 .keep_alive_while_idle(true)
-                .connect_lazy()
         })
-        .map_err(|e| format!("{endpoint}: not a usable endpoint: {e}"))
+        .map_err(|e| format!("{endpoint}: not a usable endpoint: {e}"))?;
+    let secured = cutover_daemon::tls::ClientTls::current().endpoint(configured, endpoint)?;
+    Ok(secured.connect_lazy())
 }
 
 impl SourcePeer {
@@ -199,8 +210,8 @@ pub enum SinkPeer {
     Remote {
         /// Its endpoint, as in the plan.
         endpoint: String,
-        /// The client.
-        client: SinkClient<Channel>,
+        /// The client (boxed: with TLS a channel is larger than a store handle).
+        client: Box<SinkClient<Channel>>,
         /// Its bearer token.
         token: Token,
     },
@@ -220,7 +231,7 @@ impl SinkPeer {
             SinkClient::new(channel(endpoint)?).max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self::Remote {
             endpoint: endpoint.to_owned(),
-            client,
+            client: Box::new(client),
             token,
         })
     }

@@ -220,7 +220,14 @@ impl Engine {
         plan_name: &str,
         rehearse: bool,
     ) -> Result<UpgradeStatus, EngineError> {
-        check(plan_name, plan_toml, &self.host.natives)?;
+        let checked = check(plan_name, plan_toml, &self.host.natives)?;
+        // The clients of every node and proxy, made once here so that what keeps them from
+        // being made (a token that would cross the network in clear text, an https://
+        // address with no CA to verify it) refuses the start before anything is journaled.
+        super::fleet::Fleet::from_plan(&checked.plan).map_err(|what| PlanError {
+            file: plan_name.to_owned(),
+            what,
+        })?;
         let _one_start = self.starting.lock().await;
         let busy = || EngineError::Busy {
             upgrade_id: self.status().upgrade_id,

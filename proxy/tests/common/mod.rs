@@ -68,6 +68,7 @@ impl Backend {
                 max_header_bytes: 1 << 20,
                 ..cutover_daemon::Bounds::default()
             },
+            None,
             cancel.clone(),
             move |request| answer(name, Arc::clone(&log), request),
         ));

@@ -22,6 +22,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     root: TempDir,
     binary: Binary,
+    ready_over: Option<super::tls::TlsClient>,
 }
 
 impl Cluster {
@@ -31,7 +32,16 @@ impl Cluster {
             .prefix("cutover-test-")
             .tempdir()
             .context("creating the cluster's temporary root")?;
-        Ok(Self { root, binary })
+        Ok(Self {
+            root,
+            binary,
+            ready_over: None,
+        })
+    }
+
+    /// Daemons started from now on serve TLS: their readiness is asked over it with `client`.
+    pub fn ready_over_tls(&mut self, client: super::tls::TlsClient) {
+        self.ready_over = Some(client);
     }
 
     /// The folder of process `name` (created on first use).
@@ -93,10 +103,11 @@ impl Cluster {
             if !daemon.is_running() {
                 return Some(false);
             }
-            super::http::get(http_addr, "/readyz")
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|_| true)
+            let answer = match &self.ready_over {
+                None => super::http::get(http_addr, "/readyz"),
+                Some(tls) => tls.request(http_addr, "GET", "/readyz", b""),
+            };
+            answer.ok().filter(|r| r.status == 200).map(|_| true)
         })?;
         if !ready {
             let logs = daemon.stderr().unwrap_or_default();

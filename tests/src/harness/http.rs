@@ -113,7 +113,7 @@ fn read_response(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Whether `raw` holds a whole response with a body delimited by length or chunks.
-fn complete(raw: &[u8]) -> bool {
+pub(super) fn complete(raw: &[u8]) -> bool {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
@@ -149,7 +149,7 @@ pub fn put(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<HttpRespo
     )
 }
 
-fn parse(raw: &[u8]) -> anyhow::Result<HttpResponse> {
+pub(super) fn parse(raw: &[u8]) -> anyhow::Result<HttpResponse> {
     let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         bail!(
             "no complete response head in {} bytes: {:?}",

@@ -8,6 +8,7 @@ pub mod openapi;
 mod orchestrator;
 mod process;
 mod proxy;
+pub mod tls;
 mod wait;
 
 pub use browser::Browser;
