@@ -6,8 +6,9 @@
 Reads every *.yaml under DIR (kustomization.yaml aside) and checks that the pieces fit:
 the cluster files against their StatefulSets, the partitions, the grace periods, the ports
 that probes, Services and scrape annotations name, the files the flags name against the
-volumes, the flags against `cutover ROLE --help` of the binary in $CUTOVER_BIN, and the plan
-against the StatefulSets. Prints each problem as `FILE: KIND/NAME: what is wrong` and exits 1
+volumes, the flags against `cutover ROLE --help` of the binary in $CUTOVER_BIN, the plan
+against the StatefulSets, and mutual TLS everywhere, with certificates that hold every name
+their pods are reached at. Prints each problem as `FILE: KIND/NAME: what is wrong` and exits 1
 if there is one. Needs Python 3.11 (tomllib) and PyYAML.
 """
 
@@ -25,15 +26,19 @@ import yaml  # noqa: E402
 
 from cluster_check import check_cluster  # noqa: E402
 from manifests import (  # noqa: E402
-    DAEMONS, LISTEN_FLAGS, OPS_FLAG, Manifests, describe_ports, pod_containers, port_number,
-    split_address, writable)
+    DAEMONS, LISTEN_FLAGS, OPS_FLAG, TLS_FLAGS, Manifests, describe_ports, pod_containers,
+    port_number, split_address, writable)
 from plan_check import check_plan  # noqa: E402
+from tls_check import check_tls  # noqa: E402
 
 # The daemons stop within this grace after SIGTERM; the kubelet must wait longer.
 DAEMON_GRACE_SECONDS = 10
 # Files a daemon reads, and folders or files it writes (so never on the read-only root).
-READ_FLAGS = ("cluster", "token-file")
+READ_FLAGS = ("cluster", "token-file", *TLS_FLAGS)
 WRITE_FLAGS = ("data-dir", "journal", "state-file")
+# The variables a daemon reads as some of those flags, also read by `cutover upgrade` run in
+# the orchestrator's pod.
+READ_VARIABLES = {"CUTOVER_TOKEN_FILE": "token-file", **{v: f for f, v in TLS_FLAGS.items()}}
 
 
 class Checker(Manifests):
@@ -60,6 +65,7 @@ class Checker(Manifests):
         for c in nodes:
             check_cluster(self, c)
         check_plan(self, daemons)
+        check_tls(self, daemons)
         self.check_flags(daemons, cutover_bin)
 
     def check_kustomization(self):
@@ -142,9 +148,10 @@ class Checker(Manifests):
 
     def check_files(self, c):
         paths = [(f, c.flag(f)) for f in READ_FLAGS + WRITE_FLAGS if c.flag(f)]
-        env = c.env("CUTOVER_TOKEN_FILE")
-        if env and env.get("value"):
-            paths.append(("token-file", env["value"]))
+        for variable, flag in READ_VARIABLES.items():
+            env = c.env(variable)
+            if env and env.get("value"):
+                paths.append((flag, env["value"]))
         for flag, path in paths:
             found = self.volume_of(c, path)
             if found is None:
@@ -214,7 +221,10 @@ class Checker(Manifests):
                 "Set CUTOVER_BIN to a built cutover binary to run it.")
             return
         helps = {}
-        for role in sorted({c.role for c in daemons}):
+        # Operators run `cutover upgrade` in the orchestrator's pod (kubectl exec), so its
+        # variables may be set there too.
+        operated = [c for c in daemons if c.role == "orchestrator" or c.has("orchestrate")]
+        for role in sorted({c.role for c in daemons} | ({"upgrade"} if operated else set())):
             try:
                 helps[role] = read_help(cutover_bin, role)
             except (OSError, subprocess.SubprocessError, ValueError) as error:
@@ -223,14 +233,17 @@ class Checker(Manifests):
             if c.role not in helps:
                 continue
             flags, envs = helps[c.role]
+            readers = f"`cutover {c.role} --help` does not read"
+            if any(c is o for o in operated) and "upgrade" in helps:
+                envs = envs | helps["upgrade"][1]
+                readers = f"neither `cutover {c.role} --help` nor `cutover upgrade --help` reads"
             for name, _ in c.flags:
                 if name not in flags:
                     self.problem(c, f"passes --{name}, which `cutover {c.role} --help` does "
                                  f"not list")
             for e in c.spec.get("env") or []:
                 if e.get("name", "").startswith("CUTOVER_") and e["name"] not in envs:
-                    self.problem(c, f"sets {e['name']}, which `cutover {c.role} --help` does "
-                                 f"not read")
+                    self.problem(c, f"sets {e['name']}, which {readers}")
 
 
 def read_help(cutover_bin, role):

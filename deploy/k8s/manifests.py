@@ -19,6 +19,9 @@ LISTEN_FLAGS = {
 }
 # The flag whose port serves /metrics, /healthz and /readyz.
 OPS_FLAG = {"node": "http", "proxy": "admin", "orchestrator": "http"}
+# Every daemon's TLS flags, and the variable it reads for each when the flag is not given.
+TLS_FLAGS = {"tls-cert": "CUTOVER_TLS_CERT", "tls-key": "CUTOVER_TLS_KEY",
+             "tls-client-ca": "CUTOVER_TLS_CLIENT_CA", "tls-ca": "CUTOVER_TLS_CA"}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 
 
@@ -62,6 +65,22 @@ class Container:
 
     def flag(self, name):
         return next((v for n, v in self.flags if n == name), None)
+
+    def has(self, name):
+        """Whether the flag is passed (a switch such as --listen-tls has no value)."""
+        return any(n == name for n, _ in self.flags)
+
+    def setting(self, name, variable):
+        """A flag's value, or else that of the CUTOVER_* variable the daemon reads for it."""
+        value = self.flag(name)
+        return value if value is not None else (self.env(variable) or {}).get("value")
+
+    def tls_on(self, port_flag):
+        """Whether the port --port_flag binds speaks TLS: every port of a daemon given a
+        certificate, but a proxy's client port only with --listen-tls."""
+        if not self.setting("tls-cert", TLS_FLAGS["tls-cert"]):
+            return False
+        return not (self.role == "proxy" and port_flag == "listen" and not self.has("listen-tls"))
 
     def env(self, name):
         return next((e for e in self.spec.get("env") or [] if e.get("name") == name), None)
@@ -161,6 +180,8 @@ class Manifests:
         if best is None:
             return None
         mount, rest = best
+        if mount.get("subPath"):  # the volume's file or folder mounted at mountPath
+            rest = "/".join(p for p in (mount["subPath"], rest) if p)
         volumes = (c.pod.get("spec") or {}).get("volumes") or []
         claims = ((c.workload.obj.get("spec") or {}).get("volumeClaimTemplates")) or []
         volume = next((v for v in volumes if v.get("name") == mount.get("name")), None)

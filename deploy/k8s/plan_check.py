@@ -1,9 +1,12 @@
 """The plan against the manifests: its sources and sinks are every pod of one node StatefulSet
-each, its proxies every proxy pod, its token files the Secrets those daemons check; and the
-proxies' --blue and --green are the plan's colours."""
+each, its proxies every proxy pod, its token files the Secrets those daemons check, each
+endpoint https:// where the daemon serves TLS and wherever a token goes; and the proxies'
+--blue and --green are the plan's colours."""
 
+import ipaddress
 import re
 import tomllib
+from urllib.parse import urlsplit
 
 from manifests import CLUSTER_DOMAIN, LISTEN_FLAGS, split_address
 
@@ -44,6 +47,7 @@ class PlanCheck:
         urls = (self.plan.get(color) or {}).get(key) or []
         where = f"{self.doc}: [{color}] {key}"
         named = self.pods_of(urls, where, port_flag)
+        self.clear_text(color, key, urls)
         if len(named) != 1:
             self.k.problem(where, "must name the pods of one node StatefulSet, names "
                            f"{sorted(named) or 'none'}")
@@ -57,21 +61,42 @@ class PlanCheck:
         """The ordinals `urls` name of each node StatefulSet, each URL checked."""
         named = {}
         for url in urls:
-            m = re.fullmatch(r"http://([a-z0-9-]+)-(\d+)\.([a-z0-9-]+)\.([a-z0-9-]+)\."
+            m = re.fullmatch(r"(https?)://([a-z0-9-]+)-(\d+)\.([a-z0-9-]+)\.([a-z0-9-]+)\."
                              + re.escape(CLUSTER_DOMAIN) + r":(\d+)", url)
-            c = m and self.node_sets.get(m[1])
+            c = m and self.node_sets.get(m[2])
             if c is None:
-                self.k.problem(where, f"{url} is no pod of a node StatefulSet "
-                               f"(http://<sts>-<i>.<service>.<namespace>.{CLUSTER_DOMAIN}:PORT)")
+                self.k.problem(where, f"{url} is no pod of a node StatefulSet (https://"
+                               f"<sts>-<i>.<service>.<namespace>.{CLUSTER_DOMAIN}:PORT)")
                 continue
             spec = c.workload.obj.get("spec") or {}
             port = split_address(c.flag(port_flag) or LISTEN_FLAGS["node"][port_flag])[1]
-            if (m[3], m[4], int(m[5])) != (spec.get("serviceName"), c.workload.ns, port):
-                self.k.problem(where, f"{url}: StatefulSet/{m[1]} is reached at "
-                               f"{m[1]}-{m[2]}.{spec.get('serviceName')}.{c.workload.ns}."
+            if (m[4], m[5], int(m[6])) != (spec.get("serviceName"), c.workload.ns, port):
+                self.k.problem(where, f"{url}: StatefulSet/{m[2]} is reached at "
+                               f"{m[2]}-{m[3]}.{spec.get('serviceName')}.{c.workload.ns}."
                                f"{CLUSTER_DOMAIN}:{port} (--{port_flag})")
-            named.setdefault(m[1], set()).add(int(m[2]))
+            self.scheme(where, url, c, port_flag)
+            named.setdefault(m[2], set()).add(int(m[3]))
         return named
+
+    def scheme(self, where, url, c, port_flag):
+        """`url` speaks what the port of daemon `c` serves: TLS (https://) or plain HTTP."""
+        tls = c.tls_on(port_flag)
+        if url.startswith("https://" if not tls else "http://"):
+            self.k.problem(where, f"{url}: {c.workload.kind}/{c.workload.name} serves "
+                           f"{'TLS' if tls else 'plain HTTP'} on --{port_flag}: write "
+                           f"{'https' if tls else 'http'}://")
+
+    def clear_text(self, section, key, urls):
+        """The orchestrator refuses to send a token in clear text beyond loopback."""
+        if not (self.plan.get(section) or {}).get("token_file"):
+            return
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme == "http" and not loopback(parts.hostname or ""):
+                self.k.problem(f"{self.doc}: [{section}] {key}", f"{url} is http://, but "
+                               f"[{section}] has a token_file, which `cutover upgrade start` "
+                               "refuses to send in clear text beyond loopback: serve TLS "
+                               "there and write https://")
 
     def whole(self, where, name, ordinals):
         """`ordinals` are every pod of StatefulSet `name`, and no more."""
@@ -88,7 +113,8 @@ class PlanCheck:
     def proxies(self, blue, green):
         proxies = [c for c in self.daemons if c.role == "proxy" and not c.workload.example]
         where = f"{self.doc}: [proxies] control"
-        control = set((self.plan.get("proxies") or {}).get("control") or [])
+        control = (self.plan.get("proxies") or {}).get("control") or []
+        given = {url.partition("://")[2]: url for url in control}  # by address, any scheme
         wanted = set()
         for c in proxies:
             sts = c.workload
@@ -99,16 +125,20 @@ class PlanCheck:
             spec = sts.obj.get("spec") or {}
             port = split_address(c.flag("admin") or LISTEN_FLAGS["proxy"]["admin"])[1]
             for i in range(spec.get("replicas", 1)):
-                url = (f"http://{sts.name}-{i}.{spec.get('serviceName')}.{sts.ns}."
-                       f"{CLUSTER_DOMAIN}:{port}")
-                wanted.add(url)
-                if url not in control:
-                    self.k.problem(where, f"leaves out {url}: that proxy would not be paused "
-                                   "or switched")
+                address = (f"{sts.name}-{i}.{spec.get('serviceName')}.{sts.ns}."
+                           f"{CLUSTER_DOMAIN}:{port}")
+                wanted.add(address)
+                if address in given:
+                    self.scheme(where, given[address], c, "admin")
+                else:
+                    scheme = "https" if c.tls_on("admin") else "http"
+                    self.k.problem(where, f"leaves out {scheme}://{address}: that proxy would "
+                                   "not be paused or switched")
             self.backends(c, "blue", blue)
             self.backends(c, "green", green)
-        for url in sorted(control - wanted):
-            self.k.problem(where, f"{url} is no proxy pod's admin port")
+        for address in sorted(set(given) - wanted):
+            self.k.problem(where, f"{given[address]} is no proxy pod's admin port")
+        self.clear_text("proxies", "control", control)
         if proxies:
             self.token("proxies", (self.plan.get("proxies") or {}).get("token_file"), proxies)
 
@@ -144,3 +174,12 @@ class PlanCheck:
             elif wants and secret not in wants:
                 self.k.problem(c, f"the plan's [{section}] token_file {path} comes from Secret "
                                f"{secret}, but those daemons check {sorted(wants)}")
+
+
+def loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

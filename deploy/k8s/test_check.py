@@ -8,6 +8,7 @@ The flag cases need CUTOVER_BIN (a built cutover binary) and are skipped without
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,11 +17,18 @@ import unittest
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BLUE_2 = '      "http://blue-2.blue.cutover.svc.cluster.local:7071",\n'
-PROXY_1 = '      "http://proxy-1.proxy.cutover.svc.cluster.local:8081",\n'
-BLUE_URLS = ("http://blue-0.blue.cutover.svc.cluster.local:7070,"
-             "http://blue-1.blue.cutover.svc.cluster.local:7070,"
-             "http://blue-2.blue.cutover.svc.cluster.local:7070")
+BLUE_2 = '      "https://blue-2.blue.cutover.svc.cluster.local:7071",\n'
+PROXY_1 = '      "https://proxy-1.proxy.cutover.svc.cluster.local:8081",\n'
+BLUE_URLS = ("https://blue-0.blue.cutover.svc.cluster.local:7070,"
+             "https://blue-1.blue.cutover.svc.cluster.local:7070,"
+             "https://blue-2.blue.cutover.svc.cluster.local:7070")
+# The placeholder certificates of blue and green, as secrets/tls.yaml holds them.
+BLUE_CERT, GREEN_CERT = re.findall(r"  tls\.crt: \|\n(?:    .*\n)+",
+                                   (HERE / "secrets/tls.yaml").read_text())[:2]
+TLS_MOUNT = """            - name: tls
+              mountPath: /run/secrets/cutover-tls
+              readOnly: true
+"""
 
 # (what breaks, file, text, replacement, what the failure must say)
 STRUCTURAL = [
@@ -46,8 +54,10 @@ STRUCTURAL = [
      "path: /readyz\n              port: http", "path: /readyz\n              port: web",
      "blue.yaml: StatefulSet/blue container node: readinessProbe port 'web' is not a port"),
     ("a probe on the gRPC port", "green.yaml",
-     "path: /healthz\n              port: http\n            periodSeconds: 10",
-     "path: /healthz\n              port: grpc\n            periodSeconds: 10",
+     "path: /healthz\n              port: http\n              scheme: HTTPS\n"
+     "            periodSeconds: 10",
+     "path: /healthz\n              port: grpc\n              scheme: HTTPS\n"
+     "            periodSeconds: 10",
      "livenessProbe probes port 7071, but /healthz and /readyz are on --http 0.0.0.0:7070"),
     ("a Service targeting an undeclared port", "orchestrator.yaml",
      "port: 7171\n      targetPort: grpc", "port: 7171\n      targetPort: 7777",
@@ -80,11 +90,21 @@ STRUCTURAL = [
      "blue-0.blue.cutover.svc.cluster.local:7071", "blue-0.blue.cutover.svc.cluster.local:7070",
      "StatefulSet/blue is reached at blue-0.blue.cutover.svc.cluster.local:7071 (--grpc)"),
     ("a plan sink that is a blue node", "plan.yaml",
-     '"http://green-1.green.cutover.svc.cluster.local:7071"',
-     '"http://blue-1.blue.cutover.svc.cluster.local:7071"',
+     '"https://green-1.green.cutover.svc.cluster.local:7071"',
+     '"https://blue-1.blue.cutover.svc.cluster.local:7071"',
      "[green] sinks: must name the pods of one node StatefulSet, names ['blue', 'green']"),
     ("a plan leaving out a proxy", "plan.yaml", PROXY_1, "",
-     "[proxies] control: leaves out http://proxy-1.proxy.cutover.svc.cluster.local:8081"),
+     "[proxies] control: leaves out https://proxy-1.proxy.cutover.svc.cluster.local:8081"),
+    ("a plan sending a token in clear text", "plan.yaml",
+     '"https://blue-0.blue.cutover.svc.cluster.local:7071"',
+     '"http://blue-0.blue.cutover.svc.cluster.local:7071"',
+     "[blue] sources: http://blue-0.blue.cutover.svc.cluster.local:7071 is http://, but "
+     "[blue] has a token_file, which `cutover upgrade start` refuses to send in clear text"),
+    ("a plan calling a proxy's TLS port in clear text", "plan.yaml",
+     '"https://proxy-0.proxy.cutover.svc.cluster.local:8081"',
+     '"http://proxy-0.proxy.cutover.svc.cluster.local:8081"',
+     "[proxies] control: http://proxy-0.proxy.cutover.svc.cluster.local:8081: "
+     "StatefulSet/proxy serves TLS on --admin: write https://"),
     ("a plan token that is not the one the nodes check", "plan.yaml",
      'token_file = "/run/secrets/cutover/green.token"',
      'token_file = "/run/secrets/cutover/blue.token"',
@@ -94,8 +114,47 @@ STRUCTURAL = [
      BLUE_URLS, BLUE_URLS.rsplit(",", 1)[0],
      "proxy.yaml: StatefulSet/proxy container proxy: --blue: leaves out ['blue-2']"),
     ("a proxy sending blue's traffic to green", "proxy.yaml",
-     "--blue=" + BLUE_URLS, "--blue=http://green-0.green.cutover.svc.cluster.local:7070",
+     "--blue=" + BLUE_URLS, "--blue=https://green-0.green.cutover.svc.cluster.local:7070",
      "--blue: names ['green'], but the plan's blue is StatefulSet/blue"),
+    ("a proxy calling a node's TLS port in clear text", "proxy.yaml",
+     "--blue=https://blue-0", "--blue=http://blue-0",
+     "--blue: http://blue-0.blue.cutover.svc.cluster.local:7070: StatefulSet/blue serves TLS "
+     "on --http: write https://"),
+    ("a node without a CA to verify its peers", "blue.yaml",
+     "            - --tls-ca=/run/secrets/cutover-tls/ca.crt\n", "",
+     "blue.yaml: StatefulSet/blue container node: passes no --tls-ca"),
+    ("a daemon allowed to send tokens in clear text", "orchestrator.yaml",
+     "- --log-format=json", "- --insecure-token\n            - --log-format=json",
+     "orchestrator.yaml: Deployment/orchestrator container orchestrator: passes "
+     "--insecure-token"),
+    ("a certificate on a subPath mount", "proxy.yaml", TLS_MOUNT,
+     TLS_MOUNT.replace("cutover-tls\n", "cutover-tls/tls.crt\n              subPath: tls.crt\n"),
+     "--tls-cert /run/secrets/cutover-tls/tls.crt is mounted by subPath, which the kubelet "
+     "never updates"),
+    ("a probe in clear text to a TLS port", "green.yaml",
+     "path: /readyz\n              port: http\n              scheme: HTTPS\n",
+     "path: /readyz\n              port: http\n",
+     "green.yaml: StatefulSet/green container node: readinessProbe asks over HTTP, but --http "
+     "serves TLS: set scheme: HTTPS"),
+    ("a scrape in clear text of a TLS port", "orchestrator.yaml",
+     "prometheus.io/scheme: https", "prometheus.io/scheme: http",
+     "orchestrator.yaml: Deployment/orchestrator: prometheus.io/scheme is http, but port 7172 "
+     "serves /metrics over TLS: set it to https"),
+    ("a placeholder certificate for another role", "secrets/tls.yaml", BLUE_CERT, GREEN_CERT,
+     "secrets/tls.yaml: Secret/cutover-blue-tls: tls.crt holds no "
+     "blue-0.blue.cutover.svc.cluster.local, at which StatefulSet/blue is reached"),
+    ("a cert-manager certificate missing a pod", "examples/certificates.yaml",
+     "    - blue-2.blue.cutover.svc.cluster.local\n", "",
+     "examples/certificates.yaml: Certificate/cutover-blue: holds no "
+     "blue-2.blue.cutover.svc.cluster.local, at which StatefulSet/blue is reached: add it to "
+     "dnsNames"),
+    ("an orchestrator certificate without 127.0.0.1", "examples/certificates.yaml",
+     "  ipAddresses: [127.0.0.1]\n", "",
+     "Certificate/cutover-orchestrator: holds no 127.0.0.1, at which Deployment/orchestrator "
+     "is reached: add it to ipAddresses"),
+    ("a misspelt cert-manager field", "examples/certificates.yaml", "  dnsNames:", "  dnsName:",
+     "examples/certificates.yaml: Certificate/cutover-blue: spec has an unknown field "
+     "'dnsName'"),
     ("a resource in another namespace", "plan.yaml", "namespace: cutover", "namespace: default",
      "plan.yaml: ConfigMap/upgrade-plan: namespace 'default' is not one of ['cutover']"),
     ("a file kustomization.yaml leaves out", "kustomization.yaml", "  - proxy.yaml\n", "",
@@ -116,7 +175,10 @@ FLAGS = [
      "examples/sidecar.yaml: Deployment/your-app container cutover-proxy: passes --worker,"),
     ("a variable the daemon does not read", "orchestrator.yaml",
      "name: CUTOVER_TOKEN_FILE", "name: CUTOVER_TOKEN",
-     "sets CUTOVER_TOKEN, which `cutover orchestrator --help` does not read"),
+     "sets CUTOVER_TOKEN, which neither `cutover orchestrator --help` nor `cutover upgrade "
+     "--help` reads"),
+    ("a variable a node does not read", "blue.yaml", "name: RUST_LOG", "name: CUTOVER_TLS",
+     "sets CUTOVER_TLS, which `cutover node --help` does not read"),
 ]
 
 SCHEMA = [
@@ -129,6 +191,10 @@ SCHEMA = [
      "apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n",
      "blue.yaml Couldn't find schema for kind PodDisruptionBudget with api version "
      "policy/v1beta1"),
+    ("a cert-manager apiVersion check.py does not check", "examples/certificates.yaml",
+     "apiVersion: cert-manager.io/v1\n", "apiVersion: cert-manager.io/v1alpha2\n",
+     "examples/certificates.yaml Couldn't find schema for kind Issuer with api version "
+     "cert-manager.io/v1alpha2"),
 ]
 
 
