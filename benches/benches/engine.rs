@@ -16,6 +16,9 @@
 //! and two more, each next to the identity of the same run (`cycle 1 NAME / identity`); each
 //! line says which engine runs the program (`fast_path` or `jaq`).
 //!
+//! `tls` (issue #30): cycle 1 inside green pulled from a blue that serves mutual TLS, next to
+//! plain text in the same run (`cycle 1 mutual TLS / plain text`, target ≥ 0.85).
+//!
 //! `cargo bench --workspace --bench engine` for the figures; `cargo test` runs it at smoke size.
 
 use std::{
@@ -29,6 +32,7 @@ use cutover_benches::{
     fixture::{Running, cluster, load, load_cluster},
     rate, report, wanted,
 };
+use cutover_daemon::tls::{ClientTls, Tls, TlsFiles, lab::Ca};
 use cutover_node::store::{PullSpec, Store, SyncPolicy, schema::DEFAULT_PARTITIONS};
 use cutover_orchestrator::{
     demo::rig::{FORWARD, REVERSE},
@@ -87,7 +91,7 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
     };
     let mut inside_identity = None;
     if wanted("identity") {
-        let identity = cycle_one(&[&blue], documents, None, false).await?;
+        let identity = cycle_one(&[&blue], documents, None, false, false).await?;
         report(
             "cycle 1, identity, standalone engine, pipeline in green",
             identity,
@@ -96,7 +100,7 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
         if let Some(raw) = raw {
             report("cycle 1 identity / raw limit", identity / raw, "ratio");
         }
-        let inside = cycle_one(&[&blue], documents, None, true).await?;
+        let inside = cycle_one(&[&blue], documents, None, true, false).await?;
         inside_identity = Some(inside);
         report("cycle 1, identity, engine inside green", inside, "docs/s");
         if let Some(raw) = raw {
@@ -108,7 +112,7 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
         }
     }
     if wanted("jq") {
-        let renamed = cycle_one(&[&blue], documents, Some(RENAME), false).await?;
+        let renamed = cycle_one(&[&blue], documents, Some(RENAME), false, false).await?;
         report("cycle 1, jq rename of one field", renamed, "docs/s");
     }
     if wanted("programs") {
@@ -122,7 +126,7 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
             .chain([("demo forward on jaq", on_jaq.as_str())]);
         for (name, program) in programs {
             let runs_on = Jq::compile(program).map_err(anyhow::Error::msg)?.runner();
-            let rate = cycle_one(&[&blue], documents, Some(program), true).await?;
+            let rate = cycle_one(&[&blue], documents, Some(program), true, false).await?;
             report(
                 &format!("cycle 1, {name} ({}), engine inside green", runs_on.name()),
                 rate,
@@ -137,6 +141,9 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
             }
         }
     }
+    if wanted("tls") {
+        over_tls(&blue, documents).await?;
+    }
     if wanted("sources") {
         several_sources(&blue, documents).await?;
     }
@@ -145,13 +152,54 @@ async fn run(size: Size, documents: u64) -> anyhow::Result<()> {
 
 /// Cycle 1 from two blue nodes holding half of `blue`'s documents each into one green, the
 /// engine inside green, against `blue` alone into another: both in this run.
+/// Cycle 1 pulled from blue over mutual TLS, next to plain text in the same run: a second
+/// blue holding the same documents serves its ports with a certificate of a lab CA; the
+/// engine inside green presents green's certificate and verifies blue's.
+async fn over_tls(blue: &Running, documents: u64) -> anyhow::Result<()> {
+    let pki = tempfile::Builder::new().prefix("cutover-pki-").tempdir()?;
+    let ca = Ca::open_or_create(pki.path())?;
+    let sans = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let (blue_cert, blue_key) = ca.issue_to(pki.path(), "blue", &sans, 1)?;
+    let (green_cert, green_key) = ca.issue_to(pki.path(), "green", &sans, 1)?;
+    let ca_file = pki.path().join(cutover_daemon::tls::lab::CA_CERT);
+    ClientTls::load(Some(&ca_file), Some((&green_cert, &green_key)), false)?.install();
+    let tls = Tls::load(TlsFiles {
+        cert: blue_cert,
+        key: blue_key,
+        client_ca: Some(ca_file),
+    })?;
+    let secured = Running::start_tls(SyncPolicy::Always, tls).await?;
+    load(&secured.store, 0, documents, 1).await?;
+    // Plain, TLS, plain, TLS: the machine's drift falls on both alike.
+    let (mut plain, mut mutual) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        plain.push(cycle_one(&[blue], documents, None, true, false).await?);
+        mutual.push(cycle_one(&[&secured], documents, None, true, true).await?);
+    }
+    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len() as f64;
+    let (plain, mutual) = (mean(&plain), mean(&mutual));
+    report(
+        "cycle 1, identity, inside green, plain text",
+        plain,
+        "docs/s",
+    );
+    report(
+        "cycle 1, identity, inside green, mutual TLS",
+        mutual,
+        "docs/s",
+    );
+    report("cycle 1 mutual TLS / plain text", mutual / plain, "ratio");
+    secured.stop().await?;
+    Ok(())
+}
+
 async fn several_sources(blue: &Running, documents: u64) -> anyhow::Result<()> {
     // A blue cluster of two nodes, each owning half of the partitions and their documents.
     let (halves, file) = cluster(2, DEFAULT_PARTITIONS, SyncPolicy::Always).await?;
     load_cluster(&halves, file.as_ref(), documents).await?;
-    let one = cycle_one(&[blue], documents, None, true).await?;
+    let one = cycle_one(&[blue], documents, None, true, false).await?;
     report("cycle 1, identity, 1 source -> green inside", one, "docs/s");
-    let two = cycle_one(&[&halves[0], &halves[1]], documents, None, true).await?;
+    let two = cycle_one(&[&halves[0], &halves[1]], documents, None, true, false).await?;
     report(
         "cycle 1, identity, 2 sources -> green inside",
         two,
@@ -171,6 +219,7 @@ async fn cycle_one(
     documents: u64,
     program: Option<&str>,
     inside_green: bool,
+    tls: bool,
 ) -> anyhow::Result<f64> {
     let green = Running::start(SyncPolicy::Always).await?;
     let dir = tempfile::Builder::new()
@@ -183,7 +232,11 @@ async fn cycle_one(
     });
     let sources: Vec<String> = blue
         .iter()
-        .map(|b| format!("\"http://{}\"", b.grpc))
+        .map(|b| match tls {
+            // The certificate names localhost (and 127.0.0.1).
+            true => format!("\"https://localhost:{}\"", b.grpc.port()),
+            false => format!("\"http://{}\"", b.grpc),
+        })
         .collect();
     let plan = format!(
         "pause_budget = \"10s\"\n[blue]\nsources = [{}]\n[green]\nsinks = \

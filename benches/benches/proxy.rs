@@ -6,7 +6,10 @@
 //!   latency at 1 connection;
 //! - `switch`: a steady open-loop load, `Pause` → 200 ms → `Switch`: the errors clients saw
 //!   and the p99 and max latency of the requests that were held;
-//! - `held`: the proxy's RSS with 10,000 requests held.
+//! - `held`: the proxy's RSS with 10,000 requests held (HTTP/1.1, HTTP/2, and HTTP/1.1 over
+//!   TLS, each on its own connection);
+//! - `tls` (issue #30): wrk over TLS through the cutover proxy (`--listen-tls`) and through
+//!   nginx with `ssl`, both with a certificate of a lab CA, in rounds that alternate them.
 //!
 //! The backend and the proxy each run in a process of their own (this program, started again
 //! with `CUTOVER_BENCH_ROLE`), so their CPU and memory are theirs alone. nginx and wrk come
@@ -63,6 +66,96 @@ async fn run(size: Size) -> anyhow::Result<()> {
     if wanted("held") {
         held(size).await?;
     }
+    if wanted("tls") {
+        tls_throughput(size).await?;
+    }
+    Ok(())
+}
+
+/// A lab CA in a temporary folder and a certificate for `localhost` signed by it; the
+/// client configuration that trusts it.
+struct LabTls {
+    dir: tempfile::TempDir,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl LabTls {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("cutover-pki-").tempdir()?;
+        let ca = cutover_daemon::tls::lab::Ca::open_or_create(dir.path())?;
+        let sans = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+        ca.issue_to(dir.path(), "proxy", &sans, 1)?;
+        let ca_file = dir.path().join(cutover_daemon::tls::lab::CA_CERT);
+        let client = cutover_daemon::tls::ClientTls::load(Some(&ca_file), None, false)?
+            .rustls("https://localhost", &[b"http/1.1"])
+            .map_err(anyhow::Error::msg)?;
+        Ok(Self { dir, client })
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("proxy.pem")
+    }
+
+    fn key(&self) -> std::path::PathBuf {
+        self.dir.path().join("proxy.key")
+    }
+}
+
+/// Requests/s over TLS: the cutover proxy with `--listen-tls` against nginx with `ssl`.
+async fn tls_throughput(size: Size) -> anyhow::Result<()> {
+    let (Some(wrk), Some(nginx_path)) = (peers::find("wrk"), peers::find("nginx")) else {
+        println!("(wrk or nginx is not installed: tls is skipped; run benches/proxy.sh)");
+        return Ok(());
+    };
+    let lab = LabTls::new()?;
+    let (cert, key) = (lab.cert(), lab.key());
+    let backend = roles::Backend::spawn().await?;
+    let proxy = roles::ProxyProcess::spawn_with(&backend, "http1", Some((&cert, &key))).await?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let nginx_listen = free_addr()?;
+    let nginx = Nginx::start(
+        &nginx_path,
+        nginx_listen,
+        backend.blue,
+        cores,
+        Some((&cert, &key)),
+    )?;
+    wait_listening(nginx_listen).await?;
+    let targets = [
+        ("cutover proxy, TLS", proxy.listen, vec![proxy.pid()]),
+        ("nginx, TLS", nginx_listen, vec![nginx.pid()]),
+    ];
+    let url = |addr: &SocketAddr| format!("https://localhost:{}/v1/users/1", addr.port());
+    for (_, addr, _) in &targets {
+        peers::wrk(&wrk, &url(addr), 64, 1)?;
+    }
+    let (rounds, seconds) = (size.pick(3, 1), size.pick(5, 1));
+    let mut rates = vec![Vec::new(); targets.len()];
+    for _ in 0..rounds {
+        for ((name, addr, _), rates) in targets.iter().zip(&mut rates) {
+            let loaded = peers::wrk(&wrk, &url(addr), 64, seconds)?;
+            ensure!(loaded.errors == 0, "{name}: errors {loaded:?}");
+            rates.push(loaded.requests_per_second);
+        }
+    }
+    for ((name, _, _), rates) in targets.iter().zip(&rates) {
+        let mut sorted = rates.clone();
+        sorted.sort_by(f64::total_cmp);
+        report(
+            &format!("{name}: requests/s, 64 connections"),
+            sorted[sorted.len() / 2],
+            "req/s",
+        );
+    }
+    let mut ratios: Vec<f64> = rates[0].iter().zip(&rates[1]).map(|(o, t)| o / t).collect();
+    ratios.sort_by(f64::total_cmp);
+    report(
+        "cutover proxy, TLS / nginx, TLS requests/s",
+        ratios[ratios.len() / 2],
+        "ratio",
+    );
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    println!("  (the rounds' ratios: {})", each.join(", "));
     Ok(())
 }
 
@@ -86,7 +179,13 @@ async fn throughput(size: Size) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let nginx = match peers::find("nginx") {
         // As many worker processes as the proxy has worker threads: one per core.
-        Some(path) => Some(Nginx::start(&path, nginx_listen, backend.blue, cores)?),
+        Some(path) => Some(Nginx::start(
+            &path,
+            nginx_listen,
+            backend.blue,
+            cores,
+            None,
+        )?),
         None => {
             println!("(nginx is not installed: its lines are skipped; run benches/proxy.sh)");
             None
@@ -354,12 +453,20 @@ async fn switch_with(size: Size, protocol: &str) -> anyhow::Result<()> {
 /// connection, then multiplexed over HTTP/2 connections (200 streams each, hyper's default).
 async fn held(size: Size) -> anyhow::Result<()> {
     let count = size.pick(10_000, 300);
-    for protocol in ["http1", "h2"] {
+    let lab = LabTls::new()?;
+    let (cert, key) = (lab.cert(), lab.key());
+    for protocol in ["http1", "h2", "https1"] {
         let backend = roles::Backend::spawn().await?;
-        let proxy = roles::ProxyProcess::spawn(&backend, "http1").await?;
+        let tls = (protocol == "https1").then_some((cert.as_path(), key.as_path()));
+        let proxy = roles::ProxyProcess::spawn_with(&backend, "http1", tls).await?;
         // Warm the proxy (pools, allocator) so the baseline is a serving proxy's.
         for _ in 0..100 {
-            get(&format!("http://{}/x", proxy.listen)).await?;
+            if tls.is_some() {
+                let mut warm = hold_https1(proxy.listen, 1, &lab.client).await?;
+                ensure!(warm.remove(0).await?? == 1, "a GET over TLS answered 200");
+            } else {
+                get(&format!("http://{}/x", proxy.listen)).await?;
+            }
         }
         let baseline = proxy.rss_bytes()?;
         let mut control = ProxyControlClient::connect(format!("http://{}", proxy.admin)).await?;
@@ -370,10 +477,10 @@ async fn held(size: Size) -> anyhow::Result<()> {
                 drain_timeout_ms: 0,
             })
             .await?;
-        let clients = if protocol == "h2" {
-            hold_h2(proxy.listen, count)
-        } else {
-            hold_http1(proxy.listen, count).await?
+        let clients = match protocol {
+            "h2" => hold_h2(proxy.listen, count),
+            "https1" => hold_https1(proxy.listen, count, &lab.client).await?,
+            _ => hold_http1(proxy.listen, count).await?,
         };
         wait_held(proxy.admin, count).await?;
         let holding = proxy.rss_bytes()?;
@@ -427,6 +534,32 @@ async fn hold_http1(listen: SocketAddr, count: usize) -> anyhow::Result<Holders>
         holders.push(tokio::spawn(async move {
             let mut answer = Vec::new();
             stream.read_to_end(&mut answer).await?;
+            Ok(usize::from(answer.starts_with(b"HTTP/1.1 200")))
+        }));
+    }
+    Ok(holders)
+}
+
+/// `count` GETs over TLS, one connection each; each task returns 1 for a 200.
+async fn hold_https1(
+    listen: SocketAddr,
+    count: usize,
+    client: &Arc<rustls::ClientConfig>,
+) -> anyhow::Result<Holders> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(client));
+    let mut holders = Vec::with_capacity(count);
+    for _ in 0..count {
+        let tcp = tokio::net::TcpStream::connect(listen).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+        let mut stream = connector.connect(name, tcp).await?;
+        stream
+            .write_all(b"GET /v1/users/1 HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+            .await?;
+        stream.flush().await?;
+        holders.push(tokio::spawn(async move {
+            let mut answer = Vec::new();
+            // The proxy closes without a close_notify after `connection: close`.
+            let _ = stream.read_to_end(&mut answer).await;
             Ok(usize::from(answer.starts_with(b"HTTP/1.1 200")))
         }));
     }
@@ -559,6 +692,19 @@ async fn get(url: &str) -> anyhow::Result<(StatusCode, String)> {
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Waits until `addr` accepts connections, at most 10 s.
+async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        ensure!(
+            Instant::now() < deadline,
+            "{addr} did not listen within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Waits until `addr` answers `path` with any status, at most 10 s.

@@ -43,6 +43,16 @@ impl Running {
         Self::start_on(sync, None, http, grpc).await
     }
 
+    /// [`start`](Self::start), serving both ports over `tls`.
+    pub async fn start_tls(
+        sync: SyncPolicy,
+        tls: cutover_daemon::tls::Tls,
+    ) -> anyhow::Result<Self> {
+        let http = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve(sync, None, http, grpc, Some(tls)).await
+    }
+
     /// The nodes `names` of one cluster over `partitions`, each owning a balanced share, each
     /// on loopback with a fresh store.
     pub async fn start_cluster(
@@ -75,6 +85,16 @@ impl Running {
         http: TcpListener,
         grpc: TcpListener,
     ) -> anyhow::Result<Self> {
+        Self::serve(sync, cluster, http, grpc, None).await
+    }
+
+    async fn serve(
+        sync: SyncPolicy,
+        cluster: Option<ClusterConfig>,
+        http: TcpListener,
+        grpc: TcpListener,
+        tls: Option<cutover_daemon::tls::Tls>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("cutover-bench-")
             .tempdir()?;
@@ -88,7 +108,7 @@ impl Running {
             max_body: 1 << 20,
             token: None,
             bounds: cutover_daemon::Bounds::default(),
-            tls: None,
+            tls,
             cluster,
         };
         let node = Node::open(config)?;

@@ -146,17 +146,32 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts `nginx` with a generated configuration: `workers` worker processes, access log
-    /// off, `keepalive 64` to the backend, HTTP/1.1 upstream, `X-Forwarded-For` added.
+    /// off, `keepalive 64` to the backend, HTTP/1.1 upstream, `X-Forwarded-For` added; with
+    /// `tls` (certificate and key files) it serves TLS to its clients (TLS 1.2 and 1.3,
+    /// session cache shared by its workers, as a production nginx is set).
     pub fn start(
         nginx: &Path,
         listen: SocketAddr,
         backend: SocketAddr,
         workers: usize,
+        tls: Option<(&Path, &Path)>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("cutover-nginx-")
             .tempdir()?;
         let root = dir.path().display().to_string();
+        let (ssl, certificates) = match tls {
+            None => ("", String::new()),
+            Some((cert, key)) => (
+                " ssl",
+                format!(
+                    "ssl_certificate {};\n ssl_certificate_key {};\n \
+                     ssl_protocols TLSv1.2 TLSv1.3;\n ssl_session_cache shared:SSL:10m;\n",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+        };
         let config = format!(
             "worker_processes {workers};\n\
              daemon off;\n\
@@ -172,7 +187,8 @@ impl Nginx {
                scgi_temp_path {root}/scgi;\n\
                upstream backend {{ server {backend}; keepalive 64; }}\n\
                server {{\n\
-                 listen {listen};\n\
+                 listen {listen}{ssl};\n\
+                 {certificates}\
                  location / {{\n\
                    proxy_pass http://backend;\n\
                    proxy_http_version 1.1;\n\

@@ -60,9 +60,9 @@ pub struct ProxyConfig {
     /// TLS on the admin port (`--tls-cert`, `--tls-key`, `--tls-client-ca`); none: plain
     /// text.
     pub tls: Option<cutover_daemon::tls::Tls>,
-    /// Serves the client port with TLS too, with the certificate of `tls` (`--listen-tls`);
-    /// clients are not asked for certificates there.
-    pub listen_tls: bool,
+    /// TLS on the client port (`--listen-tls`: the certificate of `tls`); clients are not
+    /// asked for certificates there.
+    pub listen_tls: Option<cutover_daemon::tls::Tls>,
 }
 
 impl ProxyConfig {
@@ -88,7 +88,7 @@ impl ProxyConfig {
                 ..Bounds::default()
             },
             tls: None,
-            listen_tls: false,
+            listen_tls: None,
         }
     }
 }
@@ -195,7 +195,7 @@ impl Proxy {
         let in_hyper = self.config.held_in_hyper;
         let clients = cancel.child_token();
         let bounds = self.config.bounds;
-        let tls = self.config.tls.clone().filter(|_| self.config.listen_tls);
+        let tls = self.config.listen_tls.clone();
         accept::serve_clients(
             listen, clients, bounds, gate, forwarder, in_hyper, tls, &workers,
         )

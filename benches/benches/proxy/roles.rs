@@ -69,11 +69,31 @@ async fn answer(
 }
 
 async fn proxy(args: &[String]) -> anyhow::Result<()> {
-    let [listen, admin, blue, green, state, protocol] = args else {
-        anyhow::bail!("proxy role: LISTEN ADMIN BLUE GREEN STATE_FILE http1|h2c");
+    let ([listen, admin, blue, green, state, protocol], tls) = match args {
+        [first @ .., cert, key] if args.len() == 8 => (
+            <&[String; 6]>::try_from(first)?,
+            Some(cutover_daemon::tls::Tls::load(
+                cutover_daemon::tls::TlsFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                    client_ca: None,
+                },
+            )?),
+        ),
+        _ => (
+            <&[String; 6]>::try_from(args).map_err(|_| {
+                anyhow::anyhow!(
+                    "proxy role: LISTEN ADMIN BLUE GREEN STATE_FILE http1|h2c [CERT KEY]"
+                )
+            })?,
+            None,
+        ),
     };
     cutover_daemon::metrics::install()?;
     let config = ProxyConfig {
+        // Clients over TLS (`--listen-tls`) when a certificate is given; the admin port
+        // stays plain, as the benchmark's control client speaks it.
+        listen_tls: tls,
         upstream_protocol: if protocol == "h2c" {
             UpstreamProtocol::H2c
         } else {
@@ -124,22 +144,37 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// `protocol`: `http1` or `h2c` to the backend.
     pub async fn spawn(backend: &Backend, protocol: &str) -> anyhow::Result<Self> {
+        Self::spawn_with(backend, protocol, None).await
+    }
+
+    /// [`spawn`](Self::spawn), serving its clients over TLS with `tls` (certificate and key
+    /// files) when given.
+    pub async fn spawn_with(
+        backend: &Backend,
+        protocol: &str,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("cutover-bench-")
             .tempdir()?;
         let (listen, admin) = (free_addr()?, free_addr()?);
-        let process = spawn_role(
-            "proxy",
-            &[
-                listen.to_string(),
-                admin.to_string(),
-                backend.blue.to_string(),
-                backend.green.to_string(),
-                dir.path().join("route.json").display().to_string(),
-                protocol.to_owned(),
-            ],
-        )?;
-        wait_ready(listen, "/").await?;
+        let mut args = vec![
+            listen.to_string(),
+            admin.to_string(),
+            backend.blue.to_string(),
+            backend.green.to_string(),
+            dir.path().join("route.json").display().to_string(),
+            protocol.to_owned(),
+        ];
+        if let Some((cert, key)) = tls {
+            args.extend([cert.display().to_string(), key.display().to_string()]);
+        }
+        let process = spawn_role("proxy", &args)?;
+        if tls.is_some() {
+            crate::wait_listening(listen).await?;
+        } else {
+            wait_ready(listen, "/").await?;
+        }
         wait_ready(admin, "/readyz").await?;
         // Let the first health check pass before measuring.
         tokio::time::sleep(Duration::from_millis(100)).await;

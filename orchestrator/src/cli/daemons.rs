@@ -366,8 +366,8 @@ pub(super) async fn proxy(args: ProxyArgs) -> Result<(), CliError> {
     let tls = args.tls.apply("proxy", &shutdown.child_token())?;
     let mut config = ProxyConfig {
         token,
+        listen_tls: tls.clone().filter(|_| args.listen_tls),
         tls,
-        listen_tls: args.listen_tls,
         limits: Limits {
             max_held: args.max_held,
             max_held_bytes: args.max_held_bytes,
