@@ -5,6 +5,11 @@
 //! Every scenario ends by stopping the load and reading back every acknowledged write through
 //! a proxy: none may be lost. Each prints its timeline and the client errors it saw.
 //!
+//! The topology runs over mutual TLS, as `deploy/compose.yaml` has it: the clients talk plain
+//! HTTP to the proxies' client ports, everything else (the proxies to the nodes, the
+//! orchestrator to every daemon, the nodes to their cluster peers, Prometheus, the test to the
+//! admin ports) is TLS with the lab CA of the compose `pki` service.
+//!
 //! They need Docker Engine and docker-compose (v1), and fail saying so without them. The
 //! shortest (a proxy restarted after the switch, then a rollback) runs in `cargo test`; the
 //! others are `#[ignore]`d for time and run with
@@ -18,6 +23,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stack::{GATEWAY, Outcome, PROXY_1, Stack};
+
+/// Proxy-1's admin port (mutual TLS).
+const PROXY_1_ADMIN: &str = "172.30.77.31:8081";
 
 /// Longest an upgrade or a rollback may take here.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(240);
@@ -75,6 +83,31 @@ fn throttle_green_2(stack: &Stack, cpus: Option<&str>) {
     stack.say(&format!("green-2's CPU cap: {cpus}"));
 }
 
+/// The admin port of a proxy speaks only TLS, and answers only a client with a certificate of
+/// the lab CA (but for the probes' and scrapers' paths); Prometheus scrapes every daemon.
+fn mutual_tls_everywhere(stack: &Stack) {
+    let (status, body) = stack
+        .get(PROXY_1_ADMIN, "/route")
+        .expect("proxy-1's admin port answers plain HTTP");
+    assert_eq!(status, 400, "plain HTTP to a TLS port: {body}");
+    let (status, body) = stack
+        .get_tls(PROXY_1_ADMIN, "/route", false)
+        .expect("proxy-1's admin port answers TLS");
+    assert_eq!(status, 403, "no client certificate: {body}");
+    assert_eq!(body["error"], "client_certificate_required", "{body}");
+    let (status, _) = stack
+        .get_tls(PROXY_1_ADMIN, "/healthz", false)
+        .expect("proxy-1's admin port answers TLS");
+    assert_eq!(status, 200, "/healthz needs no client certificate");
+    let (status, route) = stack
+        .get_tls(PROXY_1_ADMIN, "/route", true)
+        .expect("proxy-1's admin port answers mutual TLS");
+    assert_eq!(status, 200, "{route}");
+    // Five nodes and two proxies, each scraped over https.
+    assert_eq!(stack.wait_scraped(Duration::from_secs(60)), 7);
+    stack.say("mutual TLS: plain HTTP refused, no certificate 403, the lab's 200; scraped");
+}
+
 /// Cycle 1's documents: it must not have started over after the fault.
 fn first_cycle_documents(status: &Value) -> u64 {
     status["cycles"][0]["documents"].as_u64().unwrap_or(0)
@@ -83,12 +116,13 @@ fn first_cycle_documents(status: &Value) -> u64 {
 #[test]
 fn a_proxy_restarted_after_the_switch_routes_to_green_and_a_rollback_loses_nothing() {
     let stack = Stack::up(&[("CUTOVER_LOAD_KEYS", "5000")]);
+    mutual_tls_everywhere(&stack);
     stack.start_upgrade();
     stack.wait_phase(&["reverse_sync"], PHASE_TIMEOUT);
     stack.docker("restart", "proxy-1");
     wait_shape(&stack, true, Duration::from_secs(30));
     let (_, route) = stack
-        .get("172.30.77.31:8081", "/route")
+        .get_tls(PROXY_1_ADMIN, "/route", true)
         .expect("proxy-1's admin port answers");
     assert_eq!(route["active"], "green", "{route}");
 
@@ -219,8 +253,10 @@ fn loss_and_delay_between_proxies_and_nodes_through_the_switch() {
         nodes
             .iter()
             .map(|node| {
+                // TLS end to end through the relay: the proxy verifies the gateway's address,
+                // which the lab certificate holds.
                 let relay = relay::Relay::start(&format!("{node}:7070"), delay);
-                format!("http://{GATEWAY}:{}", relay.port)
+                format!("https://{GATEWAY}:{}", relay.port)
             })
             .collect::<Vec<_>>()
             .join(",")

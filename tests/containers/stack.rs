@@ -1,15 +1,22 @@
 //! The compose topology of `deploy/compose.yaml` under a test's control: brought up from the
 //! image of the binary cargo built for the tests, driven with `docker` and `docker-compose`
 //! (the v1 tool), and taken down with its volumes when the test ends.
+//!
+//! The topology runs over mutual TLS: its `pki` service makes a lab CA and certificate, which
+//! the stack copies out so that the test can call the daemons' admin ports from the host with
+//! a client certificate, as an operator would.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::{Mutex, MutexGuard, OnceLock},
     time::{Duration, Instant},
 };
 
+use cutover_tests::harness::{http, tls::Pki};
 use serde_json::Value;
+use tempfile::TempDir;
 
 /// The compose project every scenario uses (one at a time: the network's subnet is fixed).
 const PROJECT: &str = "cutover-faults";
@@ -19,6 +26,12 @@ const TAG: &str = "test";
 pub const PROXY_1: &str = "172.30.77.31:8080";
 /// The host's address on the compose network (its gateway).
 pub const GATEWAY: &str = "172.30.77.1";
+/// Prometheus's address on the compose network.
+pub const PROMETHEUS: &str = "172.30.77.51:9090";
+/// Where the `pki` service writes the lab CA and certificate (in the volume `pki`).
+const PKI_DIR: &str = "/var/lib/cutover";
+/// The name of the one certificate every daemon serves and presents.
+const CERTIFICATE: &str = "cutover";
 
 /// Runs `program args`, returning its output (never fails: the caller judges the status).
 pub fn run(program: &str, args: &[&str]) -> Output {
@@ -117,6 +130,9 @@ fn images() {
 pub struct Stack {
     env: Vec<(String, String)>,
     started: Instant,
+    /// The topology's lab CA and certificate, copied out of its `pki` volume.
+    pki: Pki,
+    _pki_dir: TempDir,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
 
@@ -144,14 +160,32 @@ impl Stack {
         images();
         let mut all = vec![("CUTOVER_VERSION".to_owned(), TAG.to_owned())];
         all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let pki_dir = tempfile::Builder::new()
+            .prefix("cutover-containers-pki-")
+            .tempdir()
+            .expect("a temporary folder for the lab certificates");
         let stack = Self {
             env: all,
             started: Instant::now(),
+            pki: Pki {
+                dir: pki_dir.path().to_path_buf(),
+            },
+            _pki_dir: pki_dir,
             _one_at_a_time: guard,
         };
         // A run that died before its Drop left containers and volumes: start clean.
         stack.compose_quiet(&["down", "--volumes", "--remove-orphans", "--timeout", "1"]);
         stack.compose(&["up", "--detach", "--quiet-pull"]);
+        // The `pki` service has made the lab CA and certificate (every daemon waited for it):
+        // a copy here lets the test call the admin ports with a client certificate.
+        must(
+            "docker",
+            &[
+                "cp",
+                &format!("{}:{PKI_DIR}/.", Self::container("pki")),
+                &stack.pki.dir.display().to_string(),
+            ],
+        );
         stack.wait_log(
             "load",
             "documents created",
@@ -340,6 +374,56 @@ impl Stack {
             status.trim().parse().ok()?,
             serde_json::from_str(body).unwrap_or(Value::Null),
         ))
+    }
+
+    /// `GET path` on a daemon's TLS port at `addr` (HOST:PORT) from the host, presenting the
+    /// lab certificate (`identity`, as every daemon does) or none: (status, body as JSON, or
+    /// the text as a JSON string), or none when it could not be asked (the error printed).
+    pub fn get_tls(&self, addr: &str, path: &str, identity: bool) -> Option<(u16, Value)> {
+        let addr: SocketAddr = addr.parse().expect("an IP:PORT address");
+        let client = self
+            .pki
+            .client(identity.then_some(CERTIFICATE))
+            .expect("a TLS client with the lab CA");
+        match client.request(addr, "GET", path, b"") {
+            Ok(answer) => Some((
+                answer.status,
+                answer.json().unwrap_or_else(|_| Value::from(answer.text())),
+            )),
+            Err(error) => {
+                eprintln!("GET {path} on {addr} over TLS: {error:#}");
+                None
+            }
+        }
+    }
+
+    /// Waits until Prometheus has scraped each of its targets successfully (over TLS, with
+    /// the lab CA); their count.
+    pub fn wait_scraped(&self, timeout: Duration) -> usize {
+        let addr: SocketAddr = PROMETHEUS.parse().expect("an IP:PORT address");
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            if let Ok(answer) = http::get(addr, "/api/v1/targets?state=active")
+                && let Ok(body) = answer.json()
+                && let Some(targets) = body["data"]["activeTargets"].as_array()
+            {
+                if !targets.is_empty() && targets.iter().all(|t| t["health"] == "up") {
+                    self.say(&format!("Prometheus scrapes its {} targets", targets.len()));
+                    return targets.len();
+                }
+                last = targets
+                    .iter()
+                    .map(|t| format!("{} {} {}", t["scrapeUrl"], t["health"], t["lastError"]))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not scrape every target in {timeout:?}:\n{last}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Stops the load (it writes its ledger), reads every acknowledged key back through
