@@ -110,9 +110,9 @@ pub async fn serve_clients(
         let (watcher, guard) = (graceful.watcher(), accepted.guard);
         let cancel = stopping.clone();
         if let Some(tls) = &tls {
-            let tls = tls.clone();
-            workers.serve(accepted.stream, |stream| {
-                guard.run(client.secured(stream, tls, watcher, cancel))
+            let (tls, gate) = (tls.clone(), Arc::clone(&gate));
+            workers.serve(accepted.stream, move |stream| {
+                guard.run(client.secured(stream, tls, gate, in_hyper, watcher, cancel))
             });
             return;
         }
@@ -140,11 +140,15 @@ struct Client {
 }
 
 impl Client {
-    /// A connection to serve over TLS: its handshake, then hyper.
+    /// A connection to serve over TLS: its handshake, then hyper. During a hold past its
+    /// first `in_hyper` requests, the request's head is read (decrypted) and the connection
+    /// waits without hyper's buffers, like the bare sockets of plain text.
     async fn secured(
         self,
         stream: TcpStream,
         tls: Tls,
+        gate: Arc<Gate>,
+        in_hyper: u64,
         watcher: Watcher,
         cancel: CancellationToken,
     ) {
@@ -159,7 +163,33 @@ impl Client {
         else {
             return;
         };
-        let (serving, closing) = self.serve(secured.stream, None);
+        let mut stream = secured.stream;
+        if !gate.holding_at_least(in_hyper) {
+            let (serving, closing) = self.serve(Prefixed::new(Vec::new(), stream), None);
+            return finish(Box::pin(watcher.watch(serving)), closing).await;
+        }
+        let arrived = Instant::now();
+        let Some((head, declared)) = read_head(&mut stream, timeout).await else {
+            return;
+        };
+        let expired = match gate.admit(declared) {
+            Admission::Held(ticket) => {
+                metrics::counter!(m::HELD_SOCKETS).increment(1);
+                match ticket.wait().await {
+                    Release::Forward(_, in_flight) => {
+                        // Admitted again once hyper reads it, as for a bare socket.
+                        drop(in_flight);
+                        self.forwarder.held_for(arrived.elapsed());
+                        None
+                    }
+                    Release::Expired if cancel.is_cancelled() => Some((arrived, Ending::Close)),
+                    Release::Expired => Some((arrived, Ending::KeepAlive)),
+                }
+            }
+            // Not held (the hold ended meanwhile, or is full): hyper admits it again.
+            _ => None,
+        };
+        let (serving, closing) = self.serve(Prefixed::new(head, stream), expired);
         finish(Box::pin(watcher.watch(serving)), closing).await;
     }
 
@@ -300,6 +330,35 @@ impl Client {
             .into_owned();
         (serving, closing)
     }
+}
+
+/// Reads a request's head off a TLS stream, within `timeout`: what was read (the head, and
+/// maybe more) and its declared body bytes (0 for HTTP/2 or a head [`declared_bytes`] cannot
+/// read: hyper answers those). `None` when the client closed or took too long.
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+) -> Option<(Vec<u8>, u64)> {
+    use tokio::io::AsyncReadExt as _;
+    let reading = async {
+        let mut head = Vec::with_capacity(512);
+        loop {
+            if head.len() >= PEEK_BYTES || head.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+            // HTTP/2 sends its preface and settings first: no head to wait for.
+            if head.len() >= 14 && head.starts_with(b"PRI * HTTP/2.0") {
+                break;
+            }
+            let read = stream.read_buf(&mut head).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+        }
+        let declared = declared_bytes(&head).unwrap_or(0);
+        Some((head, declared))
+    };
+    tokio::time::timeout(timeout, reading).await.ok().flatten()
 }
 
 /// The declared body bytes of the HTTP/1 request whose head is in `stream`'s buffer; `None`

@@ -932,15 +932,15 @@ impl Chunked {
     }
 }
 
-/// A client socket with the bytes the relay read of it before giving it to hyper.
-pub(crate) struct Prefixed {
+/// A client socket (or TLS stream) with the bytes read of it before giving it to hyper.
+pub(crate) struct Prefixed<S = TcpStream> {
     prefix: Vec<u8>,
     at: usize,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl Prefixed {
-    pub(crate) fn new(prefix: Vec<u8>, stream: TcpStream) -> Self {
+impl<S> Prefixed<S> {
+    pub(crate) fn new(prefix: Vec<u8>, stream: S) -> Self {
         Self {
             prefix,
             at: 0,
@@ -949,7 +949,7 @@ impl Prefixed {
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -970,7 +970,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

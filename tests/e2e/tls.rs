@@ -533,3 +533,45 @@ fn a_token_is_never_sent_in_clear_text_beyond_loopback() {
     let (code, answer) = crate::upgrade(&cluster, &lab, &["start", "--plan", &plan]);
     assert_eq!(code, 0, "allowed with --insecure-token: {answer}");
 }
+
+#[test]
+fn the_nodes_of_a_cluster_forward_to_each_other_over_mutual_tls() {
+    let mut cluster = cluster();
+    let pki = Pki::make(&cluster, "pki", &["n0", "n1", "client"]).expect("a lab CA");
+    cluster.ready_over_tls(pki.client(None).expect("client"));
+    let names = ["n0", "n1"];
+    let (file, addrs) = crate::clusters::init_file(&cluster, &names, 8);
+    let layout = cutover_node::cluster::Cluster::load(&file).expect("the file parses");
+    let file = file.display().to_string();
+    let nodes: Vec<NodeProcess> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut flags = vec!["--cluster".to_owned(), file.clone(), "--name".to_owned()];
+            flags.push((*name).to_owned());
+            flags.extend(pki.daemon_flags(name));
+            let data = cluster.dir(name).expect("dir").join("data");
+            cluster
+                .start_node_on(name, data, addrs[2 * i], addrs[2 * i + 1], &refs(&flags))
+                .expect("a node of the cluster starts")
+        })
+        .collect();
+    let client = pki.client(Some("client")).expect("client");
+    // A document n1 owns, written and read through n0: n0 forwards it over TLS.
+    let id = crate::clusters::first_id_owned_by(&layout, "n1");
+    let path = format!("/v1/users/{id}");
+    let written = client
+        .request(nodes[0].http, "PUT", &path, br#"{"name":"Ada"}"#)
+        .expect("a PUT through n0");
+    assert!(
+        written.status < 300,
+        "{} {}",
+        written.status,
+        written.text()
+    );
+    for node in &nodes {
+        let read = client.request(node.http, "GET", &path, b"").expect("a GET");
+        assert_eq!(read.status, 200, "{}", read.text());
+        assert!(read.text().contains("Ada"), "{}", read.text());
+    }
+}

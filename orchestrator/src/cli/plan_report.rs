@@ -131,7 +131,35 @@ fn settings(plan: &Plan) -> Vec<Line> {
             &plan.proxies.control,
             "none (needed to cut over, not to copy)",
         ),
+        clear_text_tokens(plan),
     ]
+}
+
+/// The endpoints a token would reach in clear text beyond the loopback range, which the
+/// orchestrator refuses at `upgrade start` unless it runs with `--insecure-token`.
+fn clear_text_tokens(plan: &Plan) -> Line {
+    let strict = cutover_daemon::tls::ClientTls::default();
+    let reached: Vec<String> = [
+        (&plan.blue.token_file, &plan.blue.sources),
+        (&plan.green.token_file, &plan.green.sinks),
+        (&plan.proxies.token_file, &plan.proxies.control),
+    ]
+    .into_iter()
+    .filter(|(token, _)| token.is_some())
+    .flat_map(|(_, endpoints)| endpoints)
+    .filter(|endpoint| strict.check_token(endpoint, "").is_err())
+    .cloned()
+    .collect();
+    let text = if reached.is_empty() {
+        "none".to_owned()
+    } else {
+        format!(
+            "{}: `upgrade start` refuses these unless the orchestrator runs with \
+             --insecure-token; serve TLS there and write https://",
+            reached.join(", ")
+        )
+    };
+    Line::new("tokens_in_clear_text", text, reached)
 }
 
 /// The lines of one collection: where it goes, and each program (or native transform) with
@@ -288,6 +316,30 @@ rename = "events"
         assert!(
             text.ends_with("Collections the plan does not list are copied unchanged.\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_token_bound_for_a_plain_text_address_beyond_loopback_is_named() {
+        let plan = "[blue]\nsources = [\"http://10.0.0.1:7071\", \"https://10.0.0.2:7071\"]\n\
+                    token_file = \"/t\"\n[green]\nsinks = [\"http://127.0.0.1:7071\"]\n\
+                    token_file = \"/t\"\n";
+        let text = Report::of(
+            "p.toml",
+            &check("p.toml", plan, Resolve::Later).expect("valid"),
+        )
+        .text();
+        assert!(
+            text.contains(
+                "  tokens_in_clear_text        http://10.0.0.1:7071: `upgrade start` refuses \
+                 these unless"
+            ),
+            "{text}"
+        );
+        assert!(
+            report()
+                .text()
+                .contains("  tokens_in_clear_text        none\n")
         );
     }
 

@@ -1,0 +1,97 @@
+//! Requests held on TLS connections (`--listen-tls`): past `held_in_hyper`, a connection
+//! accepted during a hold has its request head read (decrypted) and waits without hyper's
+//! buffers (`accept.rs`), counted by `cutover_proxy_held_sockets_total`. A test binary of its
+//! own: the metrics recorder is global to the process.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{get, start};
+use cutover_daemon::tls::{ClientTls, Tls, TlsFiles, lab::Ca};
+use cutover_proto::v1::{Color, PauseRequest, SwitchRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn a_request_held_on_a_tls_connection_keeps_its_body_and_goes_to_the_new_colour() {
+    cutover_daemon::metrics::install().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::open_or_create(pki.path()).unwrap();
+    let sans = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let (cert, key) = ca.issue_to(pki.path(), "proxy", &sans, 1).unwrap();
+    let tls = Tls::load(TlsFiles {
+        cert,
+        key,
+        client_ca: None,
+    })
+    .unwrap();
+    let (blue, green, _dir, proxy) = start(|cfg| {
+        cfg.held_in_hyper = 0;
+        cfg.listen_tls = Some(tls);
+    })
+    .await;
+    let ca_file = pki.path().join(cutover_daemon::tls::lab::CA_CERT);
+    let client = ClientTls::load(Some(&ca_file), None, false)
+        .unwrap()
+        .rustls("https://localhost", &[b"http/1.1"])
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&client));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    };
+    let mut warm = connect().await;
+    warm.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    let _ = warm.read_to_string(&mut answer).await;
+    assert!(answer.ends_with("blue"), "{answer}");
+
+    let mut control = proxy.control().await;
+    control
+        .pause(PauseRequest {
+            epoch: 1,
+            hold_timeout_ms: 0,
+            drain_timeout_ms: 0,
+        })
+        .await
+        .unwrap();
+    let mut held = connect().await;
+    held.write_all(
+        b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    proxy
+        .wait_route("one held, 5 bytes", |r| {
+            r["held"] == 1 && r["held_bytes"] == 5
+        })
+        .await;
+    let switch = SwitchRequest {
+        epoch: 1,
+        color: Color::Green as i32,
+    };
+    assert_eq!(
+        control.switch(switch).await.unwrap().into_inner().released,
+        1
+    );
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), held.read_to_string(&mut answer));
+    let _ = read.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("green"), "{answer}");
+    assert_eq!(blue.seen().len(), 1, "only the warm-up");
+    let bodies: Vec<usize> = green.seen().iter().map(|s| s.body_len).collect();
+    assert_eq!(bodies, [5], "the held request's body reached green");
+    let (_, metrics) = get(&format!("http://{}/metrics", proxy.admin)).await;
+    let waited = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cutover_proxy_held_sockets_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(waited, Some(1.0), "it waited outside hyper: {metrics}");
+    proxy.stop().await;
+}
