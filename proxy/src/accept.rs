@@ -157,10 +157,10 @@ impl Client {
             return;
         }
         let certs = ClientCerts::NotAsked;
-        let Some(secured) = tls
-            .accept(stream, self.peer, "clients", certs, timeout)
-            .await
-        else {
+        // Boxed: the handshake's state would otherwise weigh on the task for as long as the
+        // connection lives, held requests included.
+        let handshake = Box::pin(tls.accept(stream, self.peer, "clients", certs, timeout));
+        let Some(secured) = handshake.await else {
             return;
         };
         let mut stream = secured.stream;
@@ -169,7 +169,7 @@ impl Client {
             return finish(Box::pin(watcher.watch(serving)), closing).await;
         }
         let arrived = Instant::now();
-        let Some((head, declared)) = read_head(&mut stream, timeout).await else {
+        let Some((head, declared)) = Box::pin(read_head(&mut stream, timeout)).await else {
             return;
         };
         let expired = match gate.admit(declared) {
