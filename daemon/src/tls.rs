@@ -118,11 +118,11 @@ struct Loaded {
     optional: Arc<ServerConfig>,
     not_asked: Arc<ServerConfig>,
     not_after: Option<SystemTime>,
-    stamp: Vec<Option<(SystemTime, u64)>>,
 }
 
-/// A connection after its TLS handshake, and whether the client presented a certificate.
-pub struct Accepted {
+/// A connection after its TLS handshake (not `serve::Accepted`, the TCP connection before
+/// it), and whether the client presented a certificate.
+pub struct Secured {
     /// The stream.
     pub stream: TlsStream<TcpStream>,
     /// A client certificate was presented and verified.
@@ -169,6 +169,10 @@ impl Tls {
     pub fn watch(&self, port: &'static str, cancel: CancellationToken) {
         let tls = self.clone();
         tls.publish(port);
+        // What the files were when last read. Taken before a read, so that a file written
+        // meanwhile is read again at the next check; kept after a failed read too, since
+        // reading the same files again would fail the same way.
+        let mut seen = stamps(&tls.files);
         tokio::spawn(async move {
             let mut hangup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -183,12 +187,13 @@ impl Tls {
                     () = cancel.cancelled() => return,
                     _ = signalled => "SIGHUP",
                     () = tokio::time::sleep(WATCH_INTERVAL) => {
-                        if tls.current().stamp == stamps(&tls.files) {
+                        if seen == stamps(&tls.files) {
                             continue;
                         }
                         "the files changed"
                     }
                 };
+                seen = stamps(&tls.files);
                 match tls.reload() {
                     Ok(()) => {
                         tls.publish(port);
@@ -201,10 +206,6 @@ impl Tls {
                         );
                     }
                     Err(error) => {
-                        // The next check would fail the same way: wait for the files to change.
-                        let mut loaded = Loaded::clone_of(&tls.current());
-                        loaded.stamp = stamps(&tls.files);
-                        *tls.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
                         tracing::error!(
                             port,
                             why,
@@ -236,7 +237,7 @@ impl Tls {
         port: &'static str,
         certs: ClientCerts,
         timeout: Duration,
-    ) -> Option<Accepted> {
+    ) -> Option<Secured> {
         let mut first = [0u8; 1];
         if matches!(stream.peek(&mut first).await, Ok(1)) && first[0] != HANDSHAKE_RECORD {
             failed(port, "plain_http");
@@ -266,7 +267,7 @@ impl Tls {
         match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(stream)) => {
                 let client_certified = stream.get_ref().1.peer_certificates().is_some();
-                Some(Accepted {
+                Some(Secured {
                     stream,
                     client_certified,
                 })
@@ -314,8 +315,6 @@ fn reason(error: &io::Error) -> &'static str {
 
 impl Loaded {
     fn read(files: &TlsFiles) -> Result<Self, TlsError> {
-        // Stamped before reading: a file written meanwhile is read again at the next check.
-        let stamp = stamps(files);
         let chain = certificates(&files.cert, "--tls-cert")?;
         let key = private_key(&files.key, "--tls-key")?;
         let not_after = not_after(&chain[0]);
@@ -367,18 +366,7 @@ impl Loaded {
             optional,
             not_asked,
             not_after,
-            stamp,
         })
-    }
-
-    fn clone_of(other: &Self) -> Self {
-        Self {
-            required: Arc::clone(&other.required),
-            optional: Arc::clone(&other.optional),
-            not_asked: Arc::clone(&other.not_asked),
-            not_after: other.not_after,
-            stamp: other.stamp.clone(),
-        }
     }
 }
 
@@ -406,13 +394,26 @@ fn file_error(flag: &'static str, path: &Path, detail: impl fmt::Display) -> Tls
     }
 }
 
+/// The content of the file `flag` names.
+fn read(path: &Path, flag: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| file_error(flag, path, format!("cannot read it: {e}")))
+}
+
 /// The certificates of a PEM file, at least one.
 pub fn certificates(
     path: &Path,
     flag: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(flag, path, pem_error(e)))?
+    certificates_in(&read(path, flag)?, path, flag)
+}
+
+/// The certificates of `pem`, read from `path`, at least one.
+fn certificates_in(
+    pem: &[u8],
+    path: &Path,
+    flag: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(flag, path, pem_error(e)))?;
     if chain.is_empty() {
@@ -427,7 +428,16 @@ pub fn certificates(
 
 /// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn private_key(path: &Path, flag: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+    private_key_in(&read(path, flag)?, path, flag)
+}
+
+/// The private key in `pem`, read from `path`.
+fn private_key_in(
+    pem: &[u8],
+    path: &Path,
+    flag: &'static str,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => file_error(
             flag,
             path,
@@ -447,8 +457,13 @@ fn pem_error(error: rustls::pki_types::pem::Error) -> String {
 
 /// A root store of the CA certificates in a PEM file.
 pub fn roots(path: &Path, flag: &'static str) -> Result<RootCertStore, TlsError> {
+    roots_in(&read(path, flag)?, path, flag)
+}
+
+/// A root store of the CA certificates in `pem`, read from `path`.
+fn roots_in(pem: &[u8], path: &Path, flag: &'static str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certificates(path, flag)? {
+    for cert in certificates_in(pem, path, flag)? {
         roots
             .add(cert)
             .map_err(|e| file_error(flag, path, format!("not a usable CA certificate: {e}")))?;
@@ -494,20 +509,21 @@ impl ClientTls {
                 ..Self::default()
             });
         };
-        let read = |path: &Path, flag| {
-            std::fs::read(path).map_err(|e| file_error(flag, path, format!("cannot read it: {e}")))
+        // Each file read once: rustls parses the bytes, tonic is given the same bytes.
+        let ca_pem = read(ca, "--tls-ca")?;
+        let identity_pem = match identity {
+            None => None,
+            Some((cert, key)) => Some((read(cert, "--tls-cert")?, read(key, "--tls-key")?)),
         };
-        let roots = roots(ca, "--tls-ca")?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(roots);
-        let config = match identity {
-            None => builder.with_no_client_auth(),
-            Some((cert, key)) => builder
+            .with_root_certificates(roots_in(&ca_pem, ca, "--tls-ca")?);
+        let config = match (identity, &identity_pem) {
+            (Some((cert, key)), Some((cert_pem, key_pem))) => builder
                 .with_client_auth_cert(
-                    certificates(cert, "--tls-cert")?,
-                    private_key(key, "--tls-key")?,
+                    certificates_in(cert_pem, cert, "--tls-cert")?,
+                    private_key_in(key_pem, key, "--tls-key")?,
                 )
                 .map_err(|e| {
                     TlsError::Config(format!(
@@ -516,14 +532,11 @@ impl ClientTls {
                         cert.display()
                     ))
                 })?,
-        };
-        let identity_pem = match identity {
-            None => None,
-            Some((cert, key)) => Some((read(cert, "--tls-cert")?, read(key, "--tls-key")?)),
+            _ => builder.with_no_client_auth(),
         };
         Ok(Self {
             config: Some(Arc::new(config)),
-            ca_pem: Some(read(ca, "--tls-ca")?),
+            ca_pem: Some(ca_pem),
             identity_pem,
             insecure_token,
         })
