@@ -10,10 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
-use rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
-};
+use rustls::{ClientConfig, pki_types::ServerName};
 
 use super::{Cluster, http::HttpResponse};
 
@@ -93,27 +90,15 @@ impl Pki {
         Ok(())
     }
 
-    /// A client that trusts this CA and presents `identity`'s certificate, if given.
+    /// A client that trusts this CA and presents `identity`'s certificate, if given (the
+    /// daemons' own client settings, `ClientTls`).
     pub fn client(&self, identity: Option<&str>) -> anyhow::Result<TlsClient> {
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.ca())? {
-            roots.add(cert?)?;
-        }
-        let builder = ClientConfig::builder_with_provider(cutover_daemon::tls::provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
-        let config = match identity {
-            None => builder.with_no_client_auth(),
-            Some(name) => {
-                let chain = CertificateDer::pem_file_iter(self.cert(name))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                let key = PrivateKeyDer::from_pem_file(self.key(name))?;
-                builder.with_client_auth_cert(chain, key)?
-            }
-        };
-        Ok(TlsClient {
-            config: Arc::new(config),
-        })
+        let files = identity.map(|name| (self.cert(name), self.key(name)));
+        let identity = files.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let config = cutover_daemon::tls::ClientTls::load(Some(&self.ca()), identity, false)?
+            .rustls("https://localhost", &[b"http/1.1"])
+            .map_err(anyhow::Error::msg)?;
+        Ok(TlsClient { config })
     }
 }
 
