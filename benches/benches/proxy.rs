@@ -15,6 +15,11 @@
 //! with `CUTOVER_BENCH_ROLE`), so their CPU and memory are theirs alone. nginx and wrk come
 //! from the OS packages (`benches/proxy.sh` installs them); without them those lines are
 //! skipped. `cargo test` runs every section at smoke size.
+//!
+//! `CUTOVER_BENCH_WRAP` runs the proxy process under a command, e.g. `heaptrack` to see
+//! what a held connection allocates (`heaptrack_print --print-peaks`); the RSS figures are
+//! then the wrapper's, not the proxy's, and the proxy outlives the bench: stop it with
+//! SIGTERM so that the profiler writes its file.
 
 use std::{
     net::SocketAddr,
@@ -737,7 +742,20 @@ impl Drop for Reaped {
 }
 
 fn spawn_role(role: &str, args: &[String]) -> anyhow::Result<Reaped> {
-    let child = Command::new(std::env::current_exe()?)
+    // A profiler's command before the proxy's (see the module's documentation).
+    let wrap = std::env::var("CUTOVER_BENCH_WRAP")
+        .ok()
+        .filter(|_| role == "proxy");
+    let mut command = match wrap {
+        Some(wrap) => {
+            let mut words = wrap.split_whitespace();
+            let mut command = Command::new(words.next().unwrap_or("env"));
+            command.args(words).arg(std::env::current_exe()?);
+            command
+        }
+        None => Command::new(std::env::current_exe()?),
+    };
+    let child = command
         .env("CUTOVER_BENCH_ROLE", role)
         .args(args)
         .spawn()
