@@ -213,7 +213,18 @@ pub struct Guard {
 impl Guard {
     /// Runs `connection` until it ends, or until the listener's grace period after a
     /// shutdown is over (then it is dropped, which closes its socket).
-    pub async fn run(self, connection: impl Future<Output = ()>) {
+    ///
+    /// The connection's future is boxed: an `async fn` keeps its arguments in its own state
+    /// and moves them again where it awaits them, so a future passed inline would take twice
+    /// its size in every connection's task (7 KB instead of 3.5 for a held TLS connection).
+    pub fn run(
+        self,
+        connection: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send {
+        self.run_boxed(Box::pin(connection))
+    }
+
+    async fn run_boxed(self, connection: Pin<Box<dyn Future<Output = ()> + Send>>) {
         tokio::select! {
             () = connection => {}
             () = self.closed.cancelled() => {}

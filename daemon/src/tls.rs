@@ -29,7 +29,8 @@ use rustls::{
     server::WebPkiClientVerifier,
 };
 use tokio::{io::AsyncWriteExt, net::TcpStream};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_rustls::TlsAcceptor;
+pub use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 /// Gauge: when the serving certificate expires, in seconds since the Unix epoch (label

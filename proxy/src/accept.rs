@@ -9,8 +9,13 @@
 //! cores. So the first [`HELD_IN_HYPER`] requests of a hold (the default of
 //! `ProxyConfig::held_in_hyper`) wait read, ready to go, and connections accepted past that
 //! wait as bare sockets, which keeps a hold of 10,000 requests on their own connections
-//! within ~36 MiB. Clients open such connections in every hold: each held request keeps its
+//! within ~40 MiB. Clients open such connections in every hold: each held request keeps its
 //! connection busy, so a client's next request needs a new one.
+//!
+//! Over TLS (`--listen-tls`) the same, once the handshake is done: the relay or hyper serve
+//! the decrypted stream, and past the first `HELD_IN_HYPER` a held request waits with its
+//! head read (it cannot wait unread in the kernel's buffer, encrypted), ~11 KB each with
+//! rustls's state of the connection (its 4 KiB read buffer and keys among it).
 //!
 //! Each connection is served on one of the proxy's worker threads (`workers.rs`); the accept
 //! loop and the hold's bookkeeping stay on the runtime `Proxy::run` was called on.
@@ -34,7 +39,7 @@ use cutover_daemon::{
     Bounds,
     closing::{self, Closing},
     serve::{ConnectionError, accept, finish, first_byte, http_builder},
-    tls::{ClientCerts, Tls},
+    tls::{ClientCerts, Secured, Tls, TlsStream},
 };
 use http::{HeaderValue, header};
 use hyper::service::service_fn;
@@ -85,8 +90,8 @@ enum Ending {
 /// Serves client connections on `listener` within `bounds` until `cancel` fires, then lets
 /// open exchanges finish for at most the grace period. Each connection is served on one of
 /// `workers`, round-robin. Past `in_hyper` held requests, connections accepted during a hold
-/// wait as bare sockets. With `tls`, every connection is served by hyper after its handshake
-/// (the relay and the bare held sockets read the plain socket) and held inside hyper.
+/// wait as bare sockets. With `tls`, each connection is served the same way after its
+/// handshake, except that past `in_hyper` it waits with its request's head read (decrypted).
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_clients(
     listener: TcpListener,
@@ -140,9 +145,10 @@ struct Client {
 }
 
 impl Client {
-    /// A connection to serve over TLS: its handshake, then hyper. During a hold past its
-    /// first `in_hyper` requests, the request's head is read (decrypted) and the connection
-    /// waits without hyper's buffers, like the bare sockets of plain text.
+    /// A connection to serve over TLS: its handshake, then the relay or hyper as for plain
+    /// text. During a hold past its first `in_hyper` requests, the request's head is read
+    /// (decrypted) and the connection waits without the relay's or hyper's buffers, like the
+    /// bare sockets of plain text.
     async fn secured(
         self,
         stream: TcpStream,
@@ -160,36 +166,56 @@ impl Client {
         // Boxed: the handshake's state would otherwise weigh on the task for as long as the
         // connection lives, held requests included.
         let handshake = Box::pin(tls.accept(stream, self.peer, "clients", certs, timeout));
-        let Some(secured) = handshake.await else {
+        // Bound to its field at once: a whole `Secured` kept beside it would double the TLS
+        // state in this task.
+        let Some(Secured { mut stream, .. }) = handshake.await else {
             return;
         };
-        let mut stream = secured.stream;
         if !gate.holding_at_least(in_hyper) {
-            let (serving, closing) = self.serve(Prefixed::new(Vec::new(), stream), None);
-            return finish(Box::pin(watcher.watch(serving)), closing).await;
+            return Box::pin(self.run(stream, Vec::new(), watcher, cancel)).await;
         }
         let arrived = Instant::now();
         let Some((head, declared)) = Box::pin(read_head(&mut stream, timeout)).await else {
             return;
         };
-        let expired = match gate.admit(declared) {
-            Admission::Held(ticket) => {
-                metrics::counter!(m::HELD_SOCKETS).increment(1);
-                match ticket.wait().await {
-                    Release::Forward(_, in_flight) => {
-                        // Admitted again once hyper reads it, as for a bare socket.
-                        drop(in_flight);
-                        self.forwarder.held_for(arrived.elapsed());
-                        None
-                    }
-                    Release::Expired if cancel.is_cancelled() => Some((arrived, Ending::Close)),
-                    Release::Expired => Some((arrived, Ending::KeepAlive)),
-                }
-            }
-            // Not held (the hold ended meanwhile, or is full): hyper admits it again.
-            _ => None,
+        let Admission::Held(ticket) = gate.admit(declared) else {
+            // Not held (the hold ended meanwhile, or is full): admitted again once read.
+            return Box::pin(self.run(stream, head, watcher, cancel)).await;
         };
-        let (serving, closing) = self.serve(Prefixed::new(head, stream), expired);
+        metrics::counter!(m::HELD_SOCKETS).increment(1);
+        // Whatever follows the wait is boxed, allocated once it is reached: this task's size
+        // is that of its largest state, and thousands of them wait here.
+        let ending = match ticket.wait().await {
+            Release::Forward(_, in_flight) => {
+                // Admitted again once the relay or hyper reads it, as for a bare socket.
+                drop(in_flight);
+                self.forwarder.held_for(arrived.elapsed());
+                return Box::pin(self.run(stream, head, watcher, cancel)).await;
+            }
+            Release::Expired if cancel.is_cancelled() => Ending::Close,
+            Release::Expired => Ending::KeepAlive,
+        };
+        let stream = Prefixed::new(head, stream);
+        Box::pin(self.expired(stream, (arrived, ending), watcher)).await;
+    }
+
+    /// Answers the request of a bare socket whose hold ended in a shutdown (503), within
+    /// [`LAST_ANSWER`], holding `watcher` so that the shutdown waits for that.
+    async fn last_answer(self, stream: Prefixed<TcpStream>, arrived: Instant, watcher: Watcher) {
+        let (serving, _) = self.serve(stream, Some((arrived, Ending::Close)));
+        let _ = tokio::time::timeout(LAST_ANSWER, serving).await;
+        drop(watcher);
+    }
+
+    /// Serves a connection whose held request's hold expired: hyper answers that request
+    /// 503, then the connection ends or goes on as `expired` says.
+    async fn expired<S: Connection>(
+        self,
+        stream: Prefixed<S>,
+        expired: (Instant, Ending),
+        watcher: Watcher,
+    ) {
+        let (serving, closing) = self.serve(stream, Some(expired));
         finish(Box::pin(watcher.watch(serving)), closing).await;
     }
 
@@ -226,7 +252,7 @@ impl Client {
         let Ok(stream) = stream.into_std().and_then(TcpStream::from_std) else {
             return;
         };
-        let expired = match release {
+        match release {
             Release::Forward(_, in_flight) => {
                 // The request is admitted again once read: forwarded to the colour active
                 // then (a new Pause meanwhile holds it again), and counted in flight then.
@@ -234,29 +260,26 @@ impl Client {
                 // would wait for idle keep-alive connections in its drain.
                 drop(in_flight);
                 self.forwarder.held_for(arrived.elapsed());
-                return Box::pin(self.run(stream, Vec::new(), watcher, cancel)).await;
+                Box::pin(self.run(stream, Vec::new(), watcher, cancel)).await;
             }
             Release::Expired if cancel.is_cancelled() => {
                 // A shutdown: hyper's graceful close would drop the unread request, so answer
                 // it (503), holding `watcher` so that the shutdown waits for that.
                 let stream = Prefixed::new(Vec::new(), stream);
-                let (serving, _) = self.serve(stream, Some((arrived, Ending::Close)));
-                let _ = Box::pin(tokio::time::timeout(LAST_ANSWER, serving)).await;
-                drop(watcher);
-                return;
+                Box::pin(self.last_answer(stream, arrived, watcher)).await;
             }
-            Release::Expired => Some((arrived, Ending::KeepAlive)),
-        };
-        let stream = Prefixed::new(Vec::new(), stream);
-        let (serving, closing) = self.serve(stream, expired);
-        finish(Box::pin(watcher.watch(serving)), closing).await;
+            Release::Expired => {
+                let stream = Prefixed::new(Vec::new(), stream);
+                Box::pin(self.expired(stream, (arrived, Ending::KeepAlive), watcher)).await;
+            }
+        }
     }
 
     /// Serves a connection whose first `prefix` bytes were read already: the HTTP/1.1 relay
     /// when the backends speak HTTP/1.1, and hyper for what the relay does not take.
-    async fn run(
+    async fn run<S: Connection>(
         self,
-        stream: TcpStream,
+        stream: S,
         prefix: Vec<u8>,
         watcher: Watcher,
         cancel: CancellationToken,
@@ -274,7 +297,9 @@ impl Client {
             }
         } else {
             // hyper's head timeout starts at the first byte: a silent client is closed here.
-            if prefix.is_empty() && !first_byte(&stream, self.bounds.header_timeout, &cancel).await
+            if prefix.is_empty()
+                && let Some(socket) = stream.socket()
+                && !first_byte(socket, self.bounds.header_timeout, &cancel).await
             {
                 return;
             }
@@ -332,6 +357,26 @@ impl Client {
     }
 }
 
+/// A client connection the relay and hyper serve: a plain socket or a TLS stream.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
+    /// The plain socket, whose readiness says whether the client sent anything; `None` over
+    /// TLS, where the handshake waited for the client and decrypted bytes may wait in the
+    /// stream instead of the socket.
+    fn socket(&self) -> Option<&TcpStream>;
+}
+
+impl Connection for TcpStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl Connection for TlsStream<TcpStream> {
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
 /// Reads a request's head off a TLS stream, within `timeout`: what was read (the head, and
 /// maybe more) and its declared body bytes (0 for HTTP/2 or a head [`declared_bytes`] cannot
 /// read: hyper answers those). `None` when the client closed or took too long.
@@ -356,6 +401,8 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
             }
         }
         let declared = declared_bytes(&head).unwrap_or(0);
+        // It waits for as long as the hold: only its bytes.
+        head.shrink_to_fit();
         Some((head, declared))
     };
     tokio::time::timeout(timeout, reading).await.ok().flatten()

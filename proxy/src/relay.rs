@@ -52,26 +52,27 @@ const CLIENT_BUFFER: usize = 4 << 10;
 const RESPONSE_BUFFER: usize = 16 << 10;
 
 /// How a relayed connection ended.
-pub(crate) enum Ended {
+pub(crate) enum Ended<S> {
     /// It is closed, or will be when dropped.
     Closed,
     /// The relay gives it to hyper: a request it does not take. `prefix` is what it read of
     /// that request so far.
     ToHyper {
-        /// The client socket.
-        stream: TcpStream,
+        /// The client's connection.
+        stream: S,
         /// Bytes read and not yet served.
         prefix: Vec<u8>,
     },
 }
 
-/// One client connection.
-pub(crate) struct Relay {
+/// One client connection: a plain socket, or a TLS stream (flushed after every answer, as
+/// TLS may keep written bytes until then).
+pub(crate) struct Relay<S> {
     forwarder: Arc<Forwarder>,
     /// The proxy is stopping: close at the end of the exchange.
     cancel: CancellationToken,
     peer: SocketAddr,
-    client: TcpStream,
+    client: S,
     /// What the client sent and was not forwarded yet.
     input: Vec<u8>,
     /// The head being sent, to the backend and then to the client.
@@ -148,14 +149,14 @@ enum Failure {
     Abort,
 }
 
-impl Relay {
+impl<S: AsyncRead + AsyncWrite + Unpin> Relay<S> {
     /// A client connection of which `input` was read already, within `bounds`.
     pub(crate) fn new(
         forwarder: Arc<Forwarder>,
         cancel: CancellationToken,
         bounds: &cutover_daemon::Bounds,
         peer: SocketAddr,
-        client: TcpStream,
+        client: S,
         input: Vec<u8>,
     ) -> Self {
         Self {
@@ -175,14 +176,14 @@ impl Relay {
 
     /// Relays requests until the client closes, `cancel` fires between two exchanges, or a
     /// request needs hyper.
-    pub(crate) async fn run(mut self) -> Ended {
+    pub(crate) async fn run(mut self) -> Ended<S> {
         loop {
             let head = match self.next_request().await {
                 Next::Request(head) => head,
                 Next::Closed => return Ended::Closed,
                 Next::TimedOut => {
                     metrics::counter!(cutover_daemon::metrics::HEAD_TIMEOUTS).increment(1);
-                    let answered = self.client.write_all(closing::REQUEST_TIMEOUT).await;
+                    let answered = send(&mut self.client, closing::REQUEST_TIMEOUT).await;
                     if answered.is_ok() {
                         closing::linger(self.client).await;
                     }
@@ -423,18 +424,17 @@ impl Relay {
             Ok(Err(ResponseError::Invalid(what))) => return Err(unreachable(what.to_owned())),
             Ok(Ok(parsed)) => parsed,
         };
-        // Parsed once for its framing and for the head the client gets.
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let parsed = parse_response(&self.response[..head_length], &mut headers)
-            .map_err(|what| unreachable(what.to_owned()))?;
-        let response = response_framing(&parsed, head.head_only)
-            .map_err(|what| unreachable(what.to_owned()))?;
+        let close = head.close || self.cancel.is_cancelled();
+        let (response, close_client) = client_head(
+            &self.response[..head_length],
+            head.head_only,
+            close,
+            &mut self.out,
+        )
+        .map_err(|what| unreachable(what.to_owned()))?;
         // The request is answered: drop it and its body from `input`.
         self.input.drain(..body_end);
         let mut framing = response.framing;
-        let close_client =
-            head.close || framing == Framing::UntilClose || self.cancel.is_cancelled();
-        rewrite_response(&parsed, close_client, &mut self.out);
         self.forwarder
             .answered(Some(color), status, arrived.elapsed());
         // The head and the body bytes that came with it, in one write.
@@ -444,8 +444,7 @@ impl Relay {
         let mut extra = head_length + taken < self.response.len();
         self.out
             .extend_from_slice(&self.response[head_length..head_length + taken]);
-        self.client
-            .write_all(&self.out)
+        send(&mut self.client, &self.out)
             .await
             .map_err(|_| Failure::Abort)?;
         while !done {
@@ -464,8 +463,7 @@ impl Relay {
             let (taken, end) = framing.take(&self.response).map_err(|_| Failure::Abort)?;
             extra = taken < self.response.len();
             done = end;
-            self.client
-                .write_all(&self.response[..taken])
+            send(&mut self.client, &self.response[..taken])
                 .await
                 .map_err(|_| Failure::Abort)?;
         }
@@ -488,7 +486,7 @@ impl Relay {
         self.out.clear();
         error.write_http1(!keep, head.head_only, &mut self.out);
         self.input.drain(..head.whole().min(self.input.len()));
-        self.client.write_all(&self.out).await?;
+        send(&mut self.client, &self.out).await?;
         Ok(keep)
     }
 }
@@ -508,6 +506,13 @@ async fn warm(forwarder: &Forwarder) -> Option<(Arc<Backend>, TcpStream)> {
             None
         }
     }
+}
+
+/// Writes `bytes` to the client and flushes them: a no-op on a socket, and on a TLS stream
+/// what sends the records it could not write at once.
+async fn send<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
 }
 
 /// Whether a pooled connection's failure means the backend had closed it before the request.
@@ -536,46 +541,32 @@ impl From<io::Error> for ResponseError {
 
 /// Reads from `upstream` into `buffer` until it holds a final response head (1xx heads are
 /// passed to `client` on the way); returns its status and length.
-async fn read_response_head(
+async fn read_response_head<S: AsyncWrite + Unpin>(
     upstream: &mut TcpStream,
     buffer: &mut Vec<u8>,
-    client: &mut TcpStream,
+    client: &mut S,
 ) -> Result<(u16, usize), ResponseError> {
     // Once a 1xx reached the client, the request cannot go again.
     let mut informational = false;
     loop {
         if !buffer.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(buffer) {
-                Ok(httparse::Status::Complete(length)) => {
-                    let status = response.code.unwrap_or(0);
-                    if status == 101 {
-                        return Err(ResponseError::Invalid(
-                            "101 Switching Protocols to a request that asked for no upgrade",
-                        ));
-                    }
-                    if (100..200).contains(&status) {
-                        // Informational: the client gets it as it is; the final head follows.
-                        client
-                            .write_all(&buffer[..length])
-                            .await
-                            .map_err(|_| ResponseError::Client)?;
-                        buffer.drain(..length);
-                        informational = true;
-                        continue;
-                    }
-                    return Ok((status, length));
-                }
-                Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD => {}
-                Ok(httparse::Status::Partial) => {
-                    return Err(ResponseError::Invalid("a response head over 64 KiB"));
-                }
-                Err(_) => {
+            match response_status(buffer)? {
+                Some((101, _)) => {
                     return Err(ResponseError::Invalid(
-                        "a response head that does not parse",
+                        "101 Switching Protocols to a request that asked for no upgrade",
                     ));
                 }
+                Some((status, length)) if (100..200).contains(&status) => {
+                    // Informational: the client gets it as it is; the final head follows.
+                    send(client, &buffer[..length])
+                        .await
+                        .map_err(|_| ResponseError::Client)?;
+                    buffer.drain(..length);
+                    informational = true;
+                    continue;
+                }
+                Some(head) => return Ok(head),
+                None => {}
             }
         }
         buffer.reserve(RESPONSE_BUFFER);
@@ -591,6 +582,21 @@ async fn read_response_head(
             )
             .into());
         }
+    }
+}
+
+/// The status and length of the response head at the start of `buffer`; `None` while it is
+/// partial. Not async, so that its headers' array weighs on no connection's task.
+fn response_status(buffer: &[u8]) -> Result<Option<(u16, usize)>, ResponseError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => Ok(Some((response.code.unwrap_or(0), length))),
+        Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD => Ok(None),
+        Ok(httparse::Status::Partial) => Err(ResponseError::Invalid("a response head over 64 KiB")),
+        Err(_) => Err(ResponseError::Invalid(
+            "a response head that does not parse",
+        )),
     }
 }
 
@@ -737,6 +743,24 @@ struct ResponseHead {
     framing: Framing,
     /// Whether the backend connection can serve another request after this response.
     reusable: bool,
+}
+
+/// Parses the response head `head` once, for its framing and for the head the client gets,
+/// written into `out`; `close`: the client's connection closes after it anyway. Returns the
+/// framing and whether the client's connection closes. Not async, so that its headers'
+/// array (3 KiB) weighs on no connection's task.
+fn client_head(
+    head: &[u8],
+    head_only: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Result<(ResponseHead, bool), &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let parsed = parse_response(head, &mut headers)?;
+    let response = response_framing(&parsed, head_only)?;
+    let close = close || response.framing == Framing::UntilClose;
+    rewrite_response(&parsed, close, out);
+    Ok((response, close))
 }
 
 /// The response head `head`, its headers parsed into `headers`.

@@ -1,49 +1,28 @@
 //! Requests held on TLS connections (`--listen-tls`): past `held_in_hyper`, a connection
-//! accepted during a hold has its request head read (decrypted) and waits without hyper's
-//! buffers (`accept.rs`), counted by `cutover_proxy_held_sockets_total`. A test binary of its
-//! own: the metrics recorder is global to the process.
+//! accepted during a hold has its request head read (decrypted) and waits without the
+//! relay's or hyper's buffers (`accept.rs`), counted by `cutover_proxy_held_sockets_total`.
+//! A test binary of its own: the metrics recorder is global to the process.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use common::{get, start};
-use cutover_daemon::tls::{ClientTls, Tls, TlsFiles, lab::Ca};
+use common::{LabTls, get, start};
 use cutover_proto::v1::{Color, PauseRequest, SwitchRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn a_request_held_on_a_tls_connection_keeps_its_body_and_goes_to_the_new_colour() {
     cutover_daemon::metrics::install().unwrap();
-    let pki = tempfile::tempdir().unwrap();
-    let ca = Ca::open_or_create(pki.path()).unwrap();
-    let sans = ["localhost".to_owned(), "127.0.0.1".to_owned()];
-    let (cert, key) = ca.issue_to(pki.path(), "proxy", &sans, 1).unwrap();
-    let tls = Tls::load(TlsFiles {
-        cert,
-        key,
-        client_ca: None,
-    })
-    .unwrap();
+    let (tls, lab) = LabTls::new();
     let (blue, green, _dir, proxy) = start(|cfg| {
         cfg.held_in_hyper = 0;
         cfg.listen_tls = Some(tls);
     })
     .await;
-    let ca_file = pki.path().join(cutover_daemon::tls::lab::CA_CERT);
-    let client = ClientTls::load(Some(&ca_file), None, false)
-        .unwrap()
-        .rustls("https://localhost", &[b"http/1.1"])
-        .unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&client));
-    let connect = || async {
-        let tcp = tokio::net::TcpStream::connect(proxy.listen).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        connector.connect(name, tcp).await.unwrap()
-    };
-    let mut warm = connect().await;
+    let mut warm = lab.connect(proxy.listen).await;
     warm.write_all(b"GET /x HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -60,7 +39,7 @@ async fn a_request_held_on_a_tls_connection_keeps_its_body_and_goes_to_the_new_c
         })
         .await
         .unwrap();
-    let mut held = connect().await;
+    let mut held = lab.connect(proxy.listen).await;
     held.write_all(
         b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
     )

@@ -1,8 +1,8 @@
 //! The HTTP/1.1 relay against a backend that writes its responses byte by byte as scripted:
 //! chunked bodies with trailers, bodies that end at the close, informational responses, HEAD,
 //! pipelined requests, a backend that closes its idle connections (before a request, and as
-//! one arrives), requests the relay leaves to hyper, and the connections to green opened
-//! while requests are held.
+//! one arrives), requests the relay leaves to hyper, the connections to green opened while
+//! requests are held, and the same relay over TLS (`listen_tls`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,10 +17,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Backend, Running, config, get};
+use common::{Backend, LabTls, Running, config, get};
+use cutover_daemon::tls::Tls;
 use cutover_proto::v1::{Color, PauseRequest, SwitchRequest};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 
@@ -133,7 +134,11 @@ async fn serve(mut stream: TcpStream) {
 
 /// Reads from `stream` into `buffer` until it holds `end`: the length up to its end, or
 /// `None` at EOF first.
-async fn read_until(stream: &mut TcpStream, buffer: &mut Vec<u8>, end: &[u8]) -> Option<usize> {
+async fn read_until<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    end: &[u8],
+) -> Option<usize> {
     loop {
         if let Some(at) = buffer.windows(end.len()).position(|w| w == end) {
             return Some(at + end.len());
@@ -151,7 +156,7 @@ async fn read_until(stream: &mut TcpStream, buffer: &mut Vec<u8>, end: &[u8]) ->
 }
 
 /// Everything `stream` sends until it closes, as text.
-async fn read_all(stream: &mut TcpStream) -> String {
+async fn read_all<S: AsyncRead + Unpin>(stream: &mut S) -> String {
     let mut all = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut all))
         .await
@@ -160,8 +165,9 @@ async fn read_all(stream: &mut TcpStream) -> String {
     String::from_utf8(all).unwrap()
 }
 
-/// A proxy in front of a scripted blue and a scripted green.
-async fn proxy() -> (Scripted, Scripted, tempfile::TempDir, Running) {
+/// A proxy in front of a scripted blue and a scripted green, its client port over `tls` if
+/// given.
+async fn proxy(tls: Option<Tls>) -> (Scripted, Scripted, tempfile::TempDir, Running) {
     let (blue, green) = (Scripted::start().await, Scripted::start().await);
     let dir = tempfile::tempdir().unwrap();
     let mut config = cutover_proxy::ProxyConfig::new(
@@ -170,12 +176,17 @@ async fn proxy() -> (Scripted, Scripted, tempfile::TempDir, Running) {
         dir.path().join("route.json"),
     );
     config.health_interval = Duration::from_secs(3600);
+    config.listen_tls = tls;
     let proxy = Running::start(config).await;
     (blue, green, dir, proxy)
 }
 
 /// One whole response read from `stream`, as text: the head, and the body up to `body_end`.
-async fn response(stream: &mut TcpStream, buffer: &mut Vec<u8>, body_end: &[u8]) -> String {
+async fn response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    body_end: &[u8],
+) -> String {
     let end = read_until(stream, buffer, body_end)
         .await
         .expect("a whole response");
@@ -184,10 +195,19 @@ async fn response(stream: &mut TcpStream, buffer: &mut Vec<u8>, body_end: &[u8])
 
 #[tokio::test]
 async fn passes_on_chunked_informational_head_and_close_delimited_responses_as_framed() {
-    let (_blue, _green, _dir, proxy) = proxy().await;
-    let mut client = proxy
-        .send_raw(b"GET /chunked HTTP/1.1\r\nhost: a\r\n\r\n")
-        .await;
+    let (_blue, _green, _dir, proxy) = proxy(None).await;
+    let client = TcpStream::connect(proxy.listen).await.unwrap();
+    framed_responses(client).await;
+    proxy.stop().await;
+}
+
+/// Chunked with a trailer, a 103 then a 200, HEAD, and a body that ends at the close, on one
+/// connection: each passed on as the backend framed it.
+async fn framed_responses<S: AsyncRead + AsyncWrite + Unpin>(mut client: S) {
+    client
+        .write_all(b"GET /chunked HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
     let mut buffer = Vec::new();
     let chunked = response(&mut client, &mut buffer, b"X-Trailer: t\r\n\r\n").await;
     let (head, body) = chunked.split_once("\r\n\r\n").unwrap();
@@ -230,12 +250,11 @@ async fn passes_on_chunked_informational_head_and_close_delimited_responses_as_f
     let closed = read_all(&mut client).await;
     assert!(closed.contains("connection: close\r\n"), "{closed}");
     assert!(closed.ends_with("\r\n\r\nuntil the close"), "{closed}");
-    proxy.stop().await;
 }
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_with_their_bodies() {
-    let (_blue, _green, _dir, proxy) = proxy().await;
+    let (_blue, _green, _dir, proxy) = proxy(None).await;
     let mut client = proxy
         .send_raw(
             b"POST /first HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhelloGET /second HTTP/1.1\r\nhost: a\r\n\r\nGET /third HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
@@ -257,7 +276,7 @@ async fn pipelined_requests_are_answered_in_order_with_their_bodies() {
 
 #[tokio::test]
 async fn a_backend_that_closes_its_idle_connections_fails_no_request() {
-    let (blue, _green, _dir, proxy) = proxy().await;
+    let (blue, _green, _dir, proxy) = proxy(None).await;
     let before = blue.after_health_check().await;
     for _ in 0..20 {
         let (status, body) = get(&proxy.url("/once")).await;
@@ -275,7 +294,7 @@ async fn a_backend_that_closes_its_idle_connections_fails_no_request() {
 /// arrives: a GET goes again on a fresh connection, a POST is answered 502.
 #[tokio::test]
 async fn a_pooled_connection_closed_under_a_request_retries_only_idempotent_ones() {
-    let (blue, _green, _dir, proxy) = proxy().await;
+    let (blue, _green, _dir, proxy) = proxy(None).await;
     let before = blue.after_health_check().await;
     // One client connection: its requests stay on one worker and its pool.
     let mut client = proxy
@@ -317,7 +336,7 @@ async fn a_pooled_connection_closed_under_a_request_retries_only_idempotent_ones
 
 #[tokio::test]
 async fn requests_the_relay_does_not_take_are_served_by_hyper() {
-    let (_blue, _green, _dir, proxy) = proxy().await;
+    let (_blue, _green, _dir, proxy) = proxy(None).await;
     // HTTP/1.0: hyper reads it and answers.
     let mut client = proxy
         .send_raw(b"GET /old HTTP/1.0\r\nhost: a\r\n\r\n")
@@ -393,5 +412,40 @@ async fn held_requests_open_their_connections_to_green_before_the_switch() {
         "the release used the connections opened during the hold"
     );
     assert!(blue.seen().is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn relays_over_tls_as_over_plain_text() {
+    let (tls, lab) = LabTls::new();
+    let (_blue, _green, _dir, proxy) = proxy(Some(tls)).await;
+    // The relay passes the backend's header names as they are, where hyper writes them in
+    // lower case: `Transfer-Encoding` in the answer shows the relay served it.
+    framed_responses(lab.connect(proxy.listen).await).await;
+
+    let mut client = lab.connect(proxy.listen).await;
+    client
+        .write_all(
+            b"POST /first HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhelloGET /second HTTP/1.1\r\nhost: a\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let first = response(&mut client, &mut buffer, b"/first").await;
+    let second = response(&mut client, &mut buffer, b"/second").await;
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
+
+    // A request the relay leaves to hyper, on the same TLS connection: HTTP/1.0.
+    client
+        .write_all(b"GET /old HTTP/1.0\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // The proxy closes after an HTTP/1.0 answer without a close_notify.
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut all)).await;
+    let old = String::from_utf8(all).unwrap();
+    assert!(old.contains(" 200 OK\r\n"), "{old}");
+    assert!(old.ends_with("/old"), "{old}");
     proxy.stop().await;
 }

@@ -261,3 +261,50 @@ pub async fn send(
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
+
+/// A lab CA's certificate for the proxy's client port (`listen_tls`), and a client that
+/// trusts it.
+pub struct LabTls {
+    connector: tokio_rustls::TlsConnector,
+    _pki: tempfile::TempDir,
+}
+
+impl LabTls {
+    /// The server side to put in `ProxyConfig::listen_tls`, and the client side.
+    pub fn new() -> (cutover_daemon::tls::Tls, Self) {
+        use cutover_daemon::tls::{ClientTls, Tls, TlsFiles, lab};
+        let pki = tempfile::tempdir().unwrap();
+        let ca = lab::Ca::open_or_create(pki.path()).unwrap();
+        let sans = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let (cert, key) = ca.issue_to(pki.path(), "proxy", &sans, 1).unwrap();
+        let server = Tls::load(TlsFiles {
+            cert,
+            key,
+            client_ca: None,
+        })
+        .unwrap();
+        let ca_file = pki.path().join(lab::CA_CERT);
+        let client = ClientTls::load(Some(&ca_file), None, false)
+            .unwrap()
+            .rustls("https://localhost", &[b"http/1.1"])
+            .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(client);
+        (
+            server,
+            Self {
+                connector,
+                _pki: pki,
+            },
+        )
+    }
+
+    /// A TLS connection to `addr`, handshake done.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        self.connector.connect(name, tcp).await.unwrap()
+    }
+}
