@@ -1,4 +1,5 @@
-//! The HTTP/1.1 relay: a client connection and a pooled backend connection driven by one task,
+//! The HTTP/1.1 relay: a client connection (a socket, or a TLS stream once its handshake is
+//! done) and a pooled plain backend connection driven by one task,
 //! the request and response heads parsed in place (`httparse`) and rewritten into one buffer,
 //! the bodies copied with their framing as the backend sent it (`Content-Length`, chunked or
 //! until close). hyper's server and client cost ~15 µs of CPU a request here, nginx ~6 µs; the
