@@ -18,6 +18,7 @@ use std::{
     fmt, io,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
+    pin::Pin,
     sync::{Arc, OnceLock, RwLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -231,7 +232,22 @@ impl Tls {
     /// Runs the server side of a handshake on `stream` (whose first byte has arrived), within
     /// `timeout`. A client that sent plain HTTP gets a `400` that says to use TLS; every
     /// failure is logged with what to do and counted, and gives `None`.
-    pub async fn accept(
+    ///
+    /// Boxed: a connection's task is as large as its largest state, so a handshake awaited
+    /// inline would weigh on it for as long as the connection lives (thousands of them wait
+    /// in a proxy's hold); boxed, it is freed once done.
+    pub fn accept(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        port: &'static str,
+        certs: ClientCerts,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<Secured>> + Send + '_>> {
+        Box::pin(self.handshake(stream, peer, port, certs, timeout))
+    }
+
+    async fn handshake(
         &self,
         mut stream: TcpStream,
         peer: SocketAddr,

@@ -62,7 +62,6 @@ use crate::{
     hold::{Admission, Gate, Release},
     metrics as m,
     relay::{Ended, Prefixed, Relay},
-    upstream::UpstreamProtocol,
     workers::Workers,
 };
 
@@ -163,9 +162,7 @@ impl Client {
             return;
         }
         let certs = ClientCerts::NotAsked;
-        // Boxed: the handshake's state would otherwise weigh on the task for as long as the
-        // connection lives, held requests included.
-        let handshake = Box::pin(tls.accept(stream, self.peer, "clients", certs, timeout));
+        let handshake = tls.accept(stream, self.peer, "clients", certs, timeout);
         // Bound to its field at once: a whole `Secured` kept beside it would double the TLS
         // state in this task.
         let Some(Secured { mut stream, .. }) = handshake.await else {
@@ -284,9 +281,7 @@ impl Client {
         watcher: Watcher,
         cancel: CancellationToken,
     ) {
-        let upstreams = self.forwarder.upstreams();
-        let relayed = upstreams.protocol() == UpstreamProtocol::Http1 && !upstreams.tls();
-        let (stream, prefix) = if relayed {
+        let (stream, prefix) = if self.forwarder.upstreams().relayed() {
             let forwarder = Arc::clone(&self.forwarder);
             match Relay::new(forwarder, cancel, &self.bounds, self.peer, stream, prefix)
                 .run()

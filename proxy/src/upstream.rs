@@ -222,8 +222,8 @@ pub enum UpstreamProtocol {
 pub struct Upstreams {
     sides: [Side; 2],
     client: BackendClient<Forwarded>,
-    protocol: UpstreamProtocol,
-    tls: bool,
+    /// Every backend speaks HTTP/1.1 in plain text: the relay can reach them.
+    relayed: bool,
 }
 
 #[derive(Debug)]
@@ -235,8 +235,8 @@ struct Side {
 
 impl Upstreams {
     /// Parses the URLs of each colour; each must be `http://host:port` or `https://host:port`
-    /// (a trailing `/` is allowed; a path or a query is refused). `workers`: the proxy's worker threads,
-    /// each with a pool of connections to every backend.
+    /// (a trailing `/` is allowed; a path or a query is refused). `workers`: the proxy's
+    /// worker threads, each with a pool of connections to every backend.
     pub fn new(
         blue: &[String],
         green: &[String],
@@ -275,8 +275,7 @@ impl Upstreams {
         Ok(Self {
             sides,
             client,
-            protocol,
-            tls,
+            relayed: protocol == UpstreamProtocol::Http1 && !tls,
         })
     }
 
@@ -299,15 +298,11 @@ impl Upstreams {
             .unwrap_or(&side.backends[start % count])
     }
 
-    /// How the proxy talks to the backends.
-    pub fn protocol(&self) -> UpstreamProtocol {
-        self.protocol
-    }
-
-    /// Whether some backend is reached over TLS: then every request goes through hyper's
-    /// client (the relay speaks plain text only).
-    pub fn tls(&self) -> bool {
-        self.tls
+    /// Whether clients' HTTP/1.1 requests go through the relay: the backends speak HTTP/1.1
+    /// and none is reached over TLS (the relay speaks plain text to them; otherwise every
+    /// request goes through hyper's client).
+    pub fn relayed(&self) -> bool {
+        self.relayed
     }
 
     /// The pooled client.
