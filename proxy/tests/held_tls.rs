@@ -10,8 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{LabTls, get, start};
-use cutover_proto::v1::{Color, PauseRequest, SwitchRequest};
+use common::{LabTls, Running, get, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -31,15 +30,7 @@ async fn a_request_held_on_a_tls_connection_keeps_its_body_and_goes_to_the_new_c
     let _ = warm.read_to_string(&mut answer).await;
     assert!(answer.ends_with("blue"), "{answer}");
 
-    let mut control = proxy.control().await;
-    control
-        .pause(PauseRequest {
-            epoch: 1,
-            hold_timeout_ms: 0,
-            drain_timeout_ms: 0,
-        })
-        .await
-        .unwrap();
+    let mut control = proxy.pause().await;
     let mut held = lab.connect(proxy.listen).await;
     held.write_all(
         b"POST /x HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
@@ -51,14 +42,7 @@ async fn a_request_held_on_a_tls_connection_keeps_its_body_and_goes_to_the_new_c
             r["held"] == 1 && r["held_bytes"] == 5
         })
         .await;
-    let switch = SwitchRequest {
-        epoch: 1,
-        color: Color::Green as i32,
-    };
-    assert_eq!(
-        control.switch(switch).await.unwrap().into_inner().released,
-        1
-    );
+    assert_eq!(Running::switch_to_green(&mut control).await, 1);
     let mut answer = String::new();
     let read = tokio::time::timeout(Duration::from_secs(10), held.read_to_string(&mut answer));
     let _ = read.await.unwrap();
@@ -80,15 +64,7 @@ async fn a_request_held_on_a_tls_connection_keeps_its_body_and_goes_to_the_new_c
 async fn a_request_held_in_the_relay_over_tls_goes_to_the_new_colour_and_its_connection_goes_on() {
     let (tls, lab) = LabTls::new();
     let (_blue, green, _dir, proxy) = start(|cfg| cfg.listen_tls = Some(tls)).await;
-    let mut control = proxy.control().await;
-    control
-        .pause(PauseRequest {
-            epoch: 1,
-            hold_timeout_ms: 0,
-            drain_timeout_ms: 0,
-        })
-        .await
-        .unwrap();
+    let mut control = proxy.pause().await;
     // Within the first `held_in_hyper` held requests: it waits in the relay, read.
     let mut held = lab.connect(proxy.listen).await;
     held.write_all(b"PUT /y HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\n\r\nabc")
@@ -99,14 +75,7 @@ async fn a_request_held_in_the_relay_over_tls_goes_to_the_new_colour_and_its_con
             r["held"] == 1 && r["held_bytes"] == 3
         })
         .await;
-    let switch = SwitchRequest {
-        epoch: 1,
-        color: Color::Green as i32,
-    };
-    assert_eq!(
-        control.switch(switch).await.unwrap().into_inner().released,
-        1
-    );
+    assert_eq!(Running::switch_to_green(&mut control).await, 1);
     let first = answer(&mut held).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     // The same TLS connection serves the next request.

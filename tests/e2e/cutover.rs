@@ -167,8 +167,16 @@ fn preload(blue: &NodeProcess, token: Option<&str>) {
 /// Checks every key of `ledger` against `node` over HTTP: the ids whose stored version or
 /// `visits` differ from the last acknowledged write.
 pub(crate) fn lost(ledger: &Ledger, node: &NodeProcess) -> Vec<load::Lost> {
+    lost_by(ledger, |path| http::get(node.http, path))
+}
+
+/// [`lost`], each document read by `get` (its path).
+pub(crate) fn lost_by(
+    ledger: &Ledger,
+    get: impl Fn(&str) -> anyhow::Result<http::HttpResponse>,
+) -> Vec<load::Lost> {
     ledger.check(|id| {
-        let response = http::get(node.http, &format!("/v1/{COLLECTION}/{id}")).ok()?;
+        let response = get(&format!("/v1/{COLLECTION}/{id}")).ok()?;
         if response.status != 200 {
             return None;
         }

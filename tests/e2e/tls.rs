@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::{
     cluster,
-    cutover::{Background, settle},
+    cutover::{Background, lost_by, settle},
 };
 
 /// Documents blue starts with.
@@ -105,16 +105,7 @@ fn preload(node: &NodeProcess, pki: &Pki) {
 
 /// The ids of `ledger` whose last acknowledged write `node` does not hold, read over TLS.
 fn lost(ledger: &Ledger, node: &NodeProcess, client: &TlsClient) -> Vec<load::Lost> {
-    ledger.check(|id| {
-        let path = format!("/v1/{COLLECTION}/{id}");
-        let response = client.request(node.http, "GET", &path, b"").ok()?;
-        if response.status != 200 {
-            return None;
-        }
-        let version = response.header("etag")?.trim_matches('"').parse().ok()?;
-        let visits = response.json().ok()?.get("visits")?.as_u64()?;
-        Some((version, visits))
-    })
+    lost_by(ledger, |path| client.request(node.http, "GET", path, b""))
 }
 
 #[test]

@@ -188,6 +188,29 @@ impl Running {
             .unwrap()
     }
 
+    /// `Pause` at epoch 1, with the proxy's own hold timeout and no drain: a control client
+    /// to end the hold with.
+    pub async fn pause(&self) -> ProxyControlClient<Channel> {
+        let mut control = self.control().await;
+        let pause = cutover_proto::v1::PauseRequest {
+            epoch: 1,
+            hold_timeout_ms: 0,
+            drain_timeout_ms: 0,
+        };
+        control.pause(pause).await.unwrap();
+        control
+    }
+
+    /// `Switch` to green at epoch 1, ending the hold of [`pause`](Self::pause): the held
+    /// requests it released.
+    pub async fn switch_to_green(control: &mut ProxyControlClient<Channel>) -> u64 {
+        let switch = cutover_proto::v1::SwitchRequest {
+            epoch: 1,
+            color: cutover_proto::v1::Color::Green as i32,
+        };
+        control.switch(switch).await.unwrap().into_inner().released
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.listen)
     }
