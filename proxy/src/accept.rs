@@ -4,7 +4,7 @@
 //! A request held inside hyper costs ~19 KB over HTTP/1.1 (hyper gives each connection an
 //! 8 KiB read and an 8 KiB write buffer once it reads a request), one held in the relay ~5 KB
 //! (its read buffer), and a connection that waits as a bare socket, its request left unread in
-//! the kernel's buffer, ~1.5 KB (`benches/RESULTS.md`). The bare socket costs more at the
+//! the kernel's buffer, ~2.5 KB (`benches/RESULTS.md`). The bare socket costs more at the
 //! release, though: the request still has to be read, ~10 ms more for 400 of them on two
 //! cores. So the first [`HELD_IN_HYPER`] requests of a hold (the default of
 //! `ProxyConfig::held_in_hyper`) wait read, ready to go, and connections accepted past that
